@@ -1,0 +1,174 @@
+/* One-time start-up: SIMD table from CPUID, BLIS kernel set, thread count.
+ *
+ * BLIS 0.9 (Debian 12) picks its sub-configuration from CPUID on first use and,
+ * on CPUs newer than it knows, falls back to slower kernels ('haswell' when it
+ * cannot count AVX-512 FMA units, 'generic' on some AMD parts). It reads
+ * BLIS_ARCH_TYPE once, so we set it before BLIS first runs, by name lookup (the
+ * enum's order differs between BLIS versions), and never when the user set it. */
+#include "core/runtime.h"
+
+#include <blis.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static asink_status init_status = ASINK_OK;
+static char init_error[512];
+static const asink_kernels *kern = &asink_kernels_scalar;
+static int num_threads = 1;
+static char blis_choice[160];
+static char info_line[512];
+
+asink_isa asink_cpu_best_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    return ASINK_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ASINK_ISA_AVX2;
+#endif
+  return ASINK_ISA_SCALAR;
+}
+
+static const asink_kernels *table_for(asink_isa isa) {
+  if (isa == ASINK_ISA_AVX512 && asink_kernels_avx512_table) return asink_kernels_avx512_table;
+  if (isa >= ASINK_ISA_AVX2 && asink_kernels_avx2_table) return asink_kernels_avx2_table;
+  return &asink_kernels_scalar;
+}
+
+static asink_status choose_simd(void) {
+  asink_isa best = asink_cpu_best_isa();
+  const char *want = getenv("ASINK_SIMD");
+  if (!want || !*want || !strcmp(want, "auto")) {
+    kern = table_for(best);
+    return ASINK_OK;
+  }
+  asink_isa req;
+  if (!strcmp(want, "scalar")) req = ASINK_ISA_SCALAR;
+  else if (!strcmp(want, "avx2")) req = ASINK_ISA_AVX2;
+  else if (!strcmp(want, "avx512")) req = ASINK_ISA_AVX512;
+  else
+    return asink_fail(ASINK_ERR_ARG, "ASINK_SIMD=%s: expected scalar, avx2, avx512 or auto", want);
+  if (req > best)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "ASINK_SIMD=%s: this CPU lacks %s", want, want);
+  const asink_kernels *t = table_for(req);
+  if (strcmp(t->name, want) != 0)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "ASINK_SIMD=%s: this build has no %s kernels", want,
+                      want);
+  kern = t;
+  return ASINK_OK;
+}
+
+static int blis_arch_index(const char *name) {
+  for (int id = 0; id < (int)BLIS_NUM_ARCHS; id++)
+    if (!strcmp(bli_arch_string((arch_t)id), name)) return id;
+  return -1;
+}
+
+static const char *blis_arch_for_cpu(asink_isa isa) {
+  if (isa == ASINK_ISA_AVX512) return "skx";
+  if (isa == ASINK_ISA_AVX2) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? "zen3" : "haswell";
+  }
+  return NULL;
+}
+
+static asink_status choose_blis(void) {
+  const char *user = getenv("BLIS_ARCH_TYPE");
+  const char *how;
+  if (user && *user) {
+    char *end;
+    long id = strtol(user, &end, 10);
+    if (*end || id < 0 || id >= (long)BLIS_NUM_ARCHS - 1)
+      return asink_fail(ASINK_ERR_ARG,
+                        "BLIS_ARCH_TYPE=%s is not a BLIS sub-configuration index (0..%d); "
+                        "BLIS would abort on it",
+                        user, (int)BLIS_NUM_ARCHS - 2);
+    how = "BLIS_ARCH_TYPE set by the user";
+  } else {
+    const char *want = blis_arch_for_cpu(asink_cpu_best_isa());
+    int id = want ? blis_arch_index(want) : -1;
+    if (id >= 0) {
+      char buf[16];
+      snprintf(buf, sizeof buf, "%d", id);
+      setenv("BLIS_ARCH_TYPE", buf, 0);
+      how = "chosen by libattnsink from CPUID";
+    } else {
+      how = "BLIS's own detection";
+    }
+  }
+  bli_init();
+  arch_t got = bli_arch_query_id();
+  snprintf(blis_choice, sizeof blis_choice, "%s (%s)", bli_arch_string(got), how);
+  return ASINK_OK;
+}
+
+static int threads_from_env(void) {
+  const char *s = getenv("ASINK_NUM_THREADS");
+  if (s && *s) {
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (!*end && n >= 1 && n <= 1024) return (int)n;
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 1 ? (int)(n > 1024 ? 1024 : n) : 1;
+}
+
+static void init_once(void) {
+  num_threads = threads_from_env();
+  asink_status s = choose_simd();
+  if (s == ASINK_OK) s = choose_blis();
+  init_status = s;
+  if (s != ASINK_OK) snprintf(init_error, sizeof init_error, "%s", asink_last_error());
+}
+
+asink_status asink_init(void) {
+  pthread_once(&once, init_once);
+  if (init_status != ASINK_OK) return asink_fail(init_status, "%s", init_error);
+  return ASINK_OK;
+}
+
+asink_status asink_runtime_ready(void) { return asink_init(); }
+
+const asink_kernels *asink_kern(void) {
+  pthread_once(&once, init_once);
+  return kern;
+}
+
+const char *asink_simd_level(void) { return asink_kern()->name; }
+
+asink_status asink_set_num_threads(int n) {
+  pthread_once(&once, init_once);
+  if (n < 1 || n > 1024)
+    return asink_fail(ASINK_ERR_ARG, "thread count %d must be between 1 and 1024", n);
+  num_threads = n;
+  return ASINK_OK;
+}
+
+int asink_get_num_threads(void) {
+  pthread_once(&once, init_once);
+  return num_threads;
+}
+
+const char *asink_runtime_info(void) {
+  asink_status s = asink_init();
+  if (s != ASINK_OK) {
+    snprintf(info_line, sizeof info_line, "libattnsink %s: not initialised: %s", asink_version(),
+             init_error);
+    return info_line;
+  }
+  snprintf(info_line, sizeof info_line, "libattnsink %s simd=%s blis=%s blis_version=%s threads=%d",
+           asink_version(), kern->name, blis_choice, bli_info_get_version_str(), num_threads);
+  return info_line;
+}
+
+const char *asink_version(void) { return ASINK_VERSION_STRING; }
+int asink_version_number(void) { return ASINK_VERSION_NUMBER; }

@@ -1,0 +1,67 @@
+/* SIMD kernel families: one dispatch table, filled once at start-up from CPUID.
+ * Each ISA file (scalar.c, avx2.c, avx512.c) holds only that ISA's code and fills
+ * one table; the scalar table is the reference the others are tested against.
+ *
+ * Contracts shared by every ISA (tests/test_kernels.c checks them):
+ *  - n may be any size >= 0 (odd tails handled); pointers need no alignment;
+ *  - exp(-inf) = 0, exp(+inf) = +inf, NaN in gives NaN out; arguments below about
+ *    -87.3 give 0 or a denormal (either is accepted), never garbage;
+ *  - max: NaN if any element is NaN, -inf for n = 0;
+ *  - relative error of exp/sigmoid/elu against libm is at most 4 ulp-ish (2e-7 rel).
+ */
+#ifndef ASINK_KERNELS_H
+#define ASINK_KERNELS_H
+
+#include <stddef.h>
+
+typedef struct asink_kernels {
+  const char *name; /* "scalar", "avx2", "avx512" */
+
+  /* max_i x[i] */
+  float (*max)(size_t n, const float *x);
+  /* sum_i x[i] */
+  float (*sum)(size_t n, const float *x);
+  /* sum_i |x[i]| */
+  float (*abs_sum)(size_t n, const float *x);
+  /* sum_i x[i] * y[i] */
+  float (*dot)(size_t n, const float *x, const float *y);
+  /* x[i] *= a */
+  void (*scale)(size_t n, float *x, float a);
+  /* y[i] += a * x[i] */
+  void (*axpy)(size_t n, float a, const float *x, float *y);
+  /* x[i] += a * (i + offset): the ALiBi ramp, slope a, key index relative to query */
+  void (*add_ramp)(size_t n, float *x, float a, float offset);
+  /* x[i] += c */
+  void (*add_const)(size_t n, float *x, float c);
+
+  /* x[i] = exp(x[i] - shift); returns sum of the results (softmax numerator) */
+  float (*exp_shift_sum)(size_t n, float *x, float shift);
+  /* x[i] = exp(x[i] - shift) (backward recompute of probabilities) */
+  void (*exp_shift)(size_t n, float *x, float shift);
+  /* x[i] = 1 / (1 + exp(-x[i])) */
+  void (*sigmoid)(size_t n, float *x);
+  /* x[i] = elu(x[i]) + 1, i.e. x+1 for x > 0, exp(x) otherwise */
+  void (*elu1)(size_t n, float *x);
+
+  /* Backward of the row similarities, in place on dp (dp = dout . v_j, the gradient
+   * w.r.t. the map entries), a = the map entries (before any row normalisation),
+   * c = a per-row shift, m = a per-row multiplier:
+   *   softmax_bwd:  dp[i] = m * a[i] * (dp[i] - c)
+   *   sigmoid_bwd:  dp[i] = m * (dp[i] - c) * a[i] * (1 - a[i])
+   *   elu1_bwd:     dp[i] = m * (dp[i] - c) * (a[i] > 1 ? 1 : a[i])  (elu'(s)+0: a > 1 iff s > 0)
+   *   shift_scale:  dp[i] = m * (dp[i] - c)                           (linear maps) */
+  void (*softmax_bwd)(size_t n, float *dp, const float *a, float c, float m);
+  void (*sigmoid_bwd)(size_t n, float *dp, const float *a, float c, float m);
+  void (*elu1_bwd)(size_t n, float *dp, const float *a, float c, float m);
+  void (*shift_scale)(size_t n, float *dp, float c, float m);
+} asink_kernels;
+
+/* The tables; asink_kernels_avx2/avx512 are NULL when the build lacks that ISA. */
+extern const asink_kernels asink_kernels_scalar;
+extern const asink_kernels *const asink_kernels_avx2_table;
+extern const asink_kernels *const asink_kernels_avx512_table;
+
+/* The table chosen at start-up (core/runtime.c fills it via asink_init()). */
+const asink_kernels *asink_kern(void);
+
+#endif

@@ -1,0 +1,104 @@
+/* Reference kernels: plain loops, libm. The SIMD tables are tested against these. */
+#include <math.h>
+
+#include "kernels/kernels.h"
+
+static float s_max(size_t n, const float *x) {
+  float m = -INFINITY;
+  for (size_t i = 0; i < n; i++) {
+    if (isnan(x[i])) return x[i];
+    if (x[i] > m) m = x[i];
+  }
+  return m;
+}
+
+static float s_sum(size_t n, const float *x) {
+  float s = 0.f;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  return s;
+}
+
+static float s_abs_sum(size_t n, const float *x) {
+  float s = 0.f;
+  for (size_t i = 0; i < n; i++) s += fabsf(x[i]);
+  return s;
+}
+
+static float s_dot(size_t n, const float *x, const float *y) {
+  float s = 0.f;
+  for (size_t i = 0; i < n; i++) s += x[i] * y[i];
+  return s;
+}
+
+static void s_scale(size_t n, float *x, float a) {
+  for (size_t i = 0; i < n; i++) x[i] *= a;
+}
+
+static void s_axpy(size_t n, float a, const float *x, float *y) {
+  for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void s_add_ramp(size_t n, float *x, float a, float offset) {
+  for (size_t i = 0; i < n; i++) x[i] += a * ((float)i + offset);
+}
+
+static void s_add_const(size_t n, float *x, float c) {
+  for (size_t i = 0; i < n; i++) x[i] += c;
+}
+
+static float s_exp_shift_sum(size_t n, float *x, float shift) {
+  float s = 0.f;
+  for (size_t i = 0; i < n; i++) {
+    x[i] = expf(x[i] - shift);
+    s += x[i];
+  }
+  return s;
+}
+
+static void s_exp_shift(size_t n, float *x, float shift) {
+  for (size_t i = 0; i < n; i++) x[i] = expf(x[i] - shift);
+}
+
+static void s_sigmoid(size_t n, float *x) {
+  for (size_t i = 0; i < n; i++) x[i] = 1.f / (1.f + expf(-x[i]));
+}
+
+static void s_elu1(size_t n, float *x) {
+  for (size_t i = 0; i < n; i++) x[i] = x[i] > 0.f ? x[i] + 1.f : expf(x[i]);
+}
+
+static void s_softmax_bwd(size_t n, float *dp, const float *a, float c, float m) {
+  for (size_t i = 0; i < n; i++) dp[i] = m * a[i] * (dp[i] - c);
+}
+
+static void s_sigmoid_bwd(size_t n, float *dp, const float *a, float c, float m) {
+  for (size_t i = 0; i < n; i++) dp[i] = m * (dp[i] - c) * a[i] * (1.f - a[i]);
+}
+
+static void s_elu1_bwd(size_t n, float *dp, const float *a, float c, float m) {
+  for (size_t i = 0; i < n; i++) dp[i] = m * (dp[i] - c) * (a[i] > 1.f ? 1.f : a[i]);
+}
+
+static void s_shift_scale(size_t n, float *dp, float c, float m) {
+  for (size_t i = 0; i < n; i++) dp[i] = m * (dp[i] - c);
+}
+
+const asink_kernels asink_kernels_scalar = {
+    .name = "scalar",
+    .max = s_max,
+    .sum = s_sum,
+    .abs_sum = s_abs_sum,
+    .dot = s_dot,
+    .scale = s_scale,
+    .axpy = s_axpy,
+    .add_ramp = s_add_ramp,
+    .add_const = s_add_const,
+    .exp_shift_sum = s_exp_shift_sum,
+    .exp_shift = s_exp_shift,
+    .sigmoid = s_sigmoid,
+    .elu1 = s_elu1,
+    .softmax_bwd = s_softmax_bwd,
+    .sigmoid_bwd = s_sigmoid_bwd,
+    .elu1_bwd = s_elu1_bwd,
+    .shift_scale = s_shift_scale,
+};

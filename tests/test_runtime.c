@@ -1,0 +1,65 @@
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attnsink.h"
+
+START_TEST(version_matches_macros) {
+  ck_assert_int_eq(asink_version_number(), ASINK_VERSION_NUMBER);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%d.%d.%d", ASINK_VERSION_MAJOR, ASINK_VERSION_MINOR, ASINK_VERSION_PATCH);
+  ck_assert_str_eq(asink_version(), buf);
+}
+END_TEST
+
+START_TEST(status_strings_are_distinct) {
+  asink_status all[] = {ASINK_OK, ASINK_ERR_ARG, ASINK_ERR_SPEC, ASINK_ERR_SHAPE, ASINK_ERR_NOMEM,
+                        ASINK_ERR_STATE, ASINK_ERR_IO, ASINK_ERR_FORMAT, ASINK_ERR_UNSUPPORTED};
+  int n = sizeof all / sizeof *all;
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      ck_assert_str_ne(asink_status_string(all[i]), asink_status_string(all[j]));
+  ck_assert_str_eq(asink_status_string((asink_status)-99), "unknown status");
+}
+END_TEST
+
+START_TEST(runtime_info_names_simd_blis_threads) {
+  ck_assert_int_eq(asink_init(), ASINK_OK);
+  const char *info = asink_runtime_info();
+  ck_assert_ptr_nonnull(strstr(info, "simd="));
+  ck_assert_ptr_nonnull(strstr(info, asink_simd_level()));
+  ck_assert_ptr_nonnull(strstr(info, "blis="));
+  ck_assert_ptr_nonnull(strstr(info, "threads="));
+}
+END_TEST
+
+START_TEST(thread_count_setter_validates) {
+  int before = asink_get_num_threads();
+  ck_assert_int_ge(before, 1);
+  ck_assert_int_eq(asink_set_num_threads(0), ASINK_ERR_ARG);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "0"));
+  ck_assert_int_eq(asink_set_num_threads(3), ASINK_OK);
+  ck_assert_int_eq(asink_get_num_threads(), 3);
+  ck_assert_int_eq(asink_set_num_threads(before), ASINK_OK);
+}
+END_TEST
+
+Suite *runtime_suite(void) {
+  Suite *s = suite_create("runtime");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, version_matches_macros);
+  tcase_add_test(tc, status_strings_are_distinct);
+  tcase_add_test(tc, runtime_info_names_simd_blis_threads);
+  tcase_add_test(tc, thread_count_setter_validates);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(runtime_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
