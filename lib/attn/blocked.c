@@ -1,0 +1,454 @@
+/* Blocked attention forward and backward (DESIGN §7, docs/attention.md).
+ *
+ * Work is split over (batch, head) pairs. For each pair, a block of query rows is
+ * scored against the keys any of its rows can see (one GEMM), the similarity, mask,
+ * row statistics and importance sums run over each row in SIMD, and a second GEMM
+ * applies the map to the values. Every row sees one contiguous interval of keys,
+ * so masking is a matter of where a row starts and ends; whole invisible blocks
+ * (above the causal diagonal, left of a window) are never computed.
+ *
+ * Backward recomputes the map from the saved row statistics (softmax: log-sum-exp;
+ * other bases: 1/den and den'(r) of the row normalisation), as FlashAttention does,
+ * so no T x T map is ever stored. dk, dv and parameter gradients are accumulated in
+ * per-thread buffers and summed in thread order: same thread count, same bits.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "attn/attn_internal.h"
+#include "core/blas.h"
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+/* Query rows per block: about 1 MiB of scores, so a block's scores stay in L2. */
+static int block_rows(int T) {
+  int bq = (1 << 18) / T / 8 * 8;
+  if (bq < 32) bq = 32;
+  if (bq > 128) bq = 128;
+  return bq < T ? bq : T;
+}
+
+/* Per-(b, h) view of the operands and the head's constants. */
+typedef struct {
+  const asink_attn *op;
+  const asink_kernels *kn;
+  int T, h, bq;
+  const float *q, *k, *v; /* rows of this head; strides ldq (q, out) and ldk (k, v) */
+  int ldq, ldk;
+  float slope;                /* ALiBi slope, 0 if off */
+  const float *kstar, *vstar; /* virtual key and its value (vstar NULL = zero value) */
+  const float *vadd;          /* vbias without kbias: added to every output row */
+  float sink_logit;           /* softmax sink logit; -INFINITY if none */
+} head_ctx;
+
+/* Per-thread scratch, carved from one buffer. */
+typedef struct {
+  float *S, *dP, *dOs, *sv, *pv, *dsv;
+} scratch;
+
+static size_t scratch_floats(int bq, int T, int D) {
+  return (size_t)2 * bq * (size_t)T + (size_t)bq * D + 3 * (size_t)bq + 64;
+}
+
+static scratch carve(float *base, int bq, int T, int D) {
+  scratch s;
+  s.S = base;
+  s.dP = s.S + (size_t)bq * T;
+  s.dOs = s.dP + (size_t)bq * T;
+  s.sv = s.dOs + (size_t)bq * D;
+  s.pv = s.sv + bq;
+  s.dsv = s.pv + bq;
+  return s;
+}
+
+static float similarity1(asink_base base, float s) {
+  switch (base) {
+  case ASINK_BASE_SIGMOID: return 1.f / (1.f + expf(-s));
+  case ASINK_BASE_ELU: return s > 0.f ? s + 1.f : expf(s);
+  default: return s;
+  }
+}
+
+static void similarity_row(const asink_kernels *kn, asink_base base, int n, float *x) {
+  if (base == ASINK_BASE_SIGMOID) kn->sigmoid(n, x);
+  else if (base == ASINK_BASE_ELU) kn->elu1(n, x);
+}
+
+/* Scores of block rows [q0, q0+nq) against keys [lo, lo+nk), plus virtual scores. */
+static void block_scores(const head_ctx *c, int q0, int nq, int lo, int nk, const scratch *w) {
+  const asink_attn *op = c->op;
+  asink_sgemm(false, true, nq, nk, op->D, op->scale, c->q + (size_t)q0 * c->ldq, c->ldq,
+              c->k + (size_t)lo * c->ldk, c->ldk, 0.f, w->S, nk, 1);
+  if (c->kstar)
+    for (int r = 0; r < nq; r++)
+      w->sv[r] = op->scale * c->kn->dot(op->D, c->q + (size_t)(q0 + r) * c->ldq, c->kstar) +
+                 op->spec.bias;
+}
+
+/* Adds the constant bias and the ALiBi ramp to the visible part x[0..n) of row t,
+ * whose first key is a. */
+static void add_score_terms(const head_ctx *c, float *x, int n, int a, int t) {
+  if (c->op->spec.bias != 0.f) c->kn->add_const(n, x, c->op->spec.bias);
+  if (c->slope != 0.f) c->kn->add_ramp(n, x, c->slope, (float)(a - t));
+}
+
+static void zero_outside(float *row, int nk, int a, int n) {
+  memset(row, 0, sizeof(float) * (size_t)a);
+  memset(row + a + n, 0, sizeof(float) * (size_t)(nk - a - n));
+}
+
+/* ------------------------------------------------------------------- forward */
+
+/* Turns the visible scores x[0..n) of one row into the map A; *pv receives the
+ * virtual key's entry. Saves the row statistics in st[0..1]. */
+static void forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st) {
+  const asink_kernels *kn = c->kn;
+  const asink_spec *sp = &c->op->spec;
+  if (sp->base == ASINK_BASE_SOFTMAX) {
+    float m = kn->max(n, x);
+    if (c->kstar && sv > m) m = sv;
+    if (c->sink_logit > m) m = c->sink_logit;
+    float l = kn->exp_shift_sum(n, x, m);
+    float ev = c->kstar ? expf(sv - m) : 0.f;
+    l += ev;
+    if (c->sink_logit != -INFINITY) l += expf(c->sink_logit - m);
+    float inv = sp->alpha / l;
+    kn->scale(n, x, inv);
+    *pv = ev * inv;
+    st[0] = m + logf(l);
+    st[1] = 0.f;
+    return;
+  }
+  similarity_row(kn, sp->base, n, x);
+  float a_v = c->kstar ? similarity1(sp->base, sv) : 0.f;
+  float r = kn->sum(n, x) + a_v;
+  float den = 1.f, dden = 0.f;
+  if (sp->norm == ASINK_NORM_SUM) {
+    den = r + 1e-8f;
+    dden = 1.f;
+  } else if (sp->norm == ASINK_NORM_CLAMP && fabsf(r) > 1.f) {
+    den = fabsf(r);
+    dden = r > 0.f ? 1.f : -1.f;
+  }
+  float inv = 1.f / den;
+  if (sp->norm != ASINK_NORM_NONE) kn->scale(n, x, inv);
+  *pv = a_v * inv;
+  st[0] = inv;
+  st[1] = dden;
+}
+
+/* Adds row t's share of the importance sums: imp_real[j] for its visible keys,
+ * imp_virtual for the virtual key (DESIGN §5). */
+static void importance_row(const head_ctx *c, const float *x, int n, float pv, float *imp_real,
+                           float *imp_virtual) {
+  const asink_kernels *kn = c->kn;
+  const asink_spec *sp = &c->op->spec;
+  if (sp->base == ASINK_BASE_SOFTMAX) {
+    float w = 1.f / sp->alpha;
+    kn->axpy(n, w, x, imp_real);
+    if (imp_virtual) *imp_virtual += w * pv;
+    return;
+  }
+  float w = 1.f / (kn->abs_sum(n, x) + fabsf(pv) + 1e-8f);
+  if (sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU) {
+    kn->axpy(n, w, x, imp_real); /* maps of these bases are never negative */
+  } else {
+    for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
+  }
+  if (imp_virtual) *imp_virtual += w * fabsf(pv);
+}
+
+static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, const scratch *w) {
+  const asink_attn *op = c->op;
+  const asink_kernels *kn = c->kn;
+  const int T = c->T, D = op->D, ldq = c->ldq, ldk = c->ldk;
+  const int voff = c->kstar ? 1 : 0; /* importance column of real key 0 */
+  if (imp) memset(imp, 0, sizeof(float) * (size_t)(T + voff));
+  for (int q0 = 0; q0 < T; q0 += c->bq) {
+    int nq = T - q0 < c->bq ? T - q0 : c->bq;
+    int lo, hi, unused;
+    asink_visible(&op->spec, T, q0, &lo, &unused);
+    asink_visible(&op->spec, T, q0 + nq - 1, &unused, &hi);
+    int nk = hi - lo + 1;
+    block_scores(c, q0, nq, lo, nk, w);
+    for (int r = 0; r < nq; r++) {
+      int t = q0 + r, a, e;
+      asink_visible(&op->spec, T, t, &a, &e);
+      float *row = w->S + (size_t)r * nk;
+      float *x = row + (a - lo);
+      int n = e - a + 1;
+      add_score_terms(c, x, n, a, t);
+      forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
+      zero_outside(row, nk, a - lo, n);
+      if (imp) importance_row(c, x, n, w->pv[r], imp + voff + a, voff ? imp : NULL);
+    }
+    float *ob = o + (size_t)q0 * ldq;
+    asink_sgemm(false, false, nq, D, nk, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, 0.f, ob, ldq,
+                1);
+    for (int r = 0; r < nq; r++) {
+      if (c->vstar) kn->axpy(D, w->pv[r], c->vstar, ob + (size_t)r * ldq);
+      if (c->vadd) kn->axpy(D, 1.f, c->vadd, ob + (size_t)r * ldq);
+    }
+  }
+  if (imp) {
+    if (voff) imp[0] /= (float)T;
+    for (int j = 0; j < T; j++) imp[voff + j] /= (float)(T - j);
+  }
+}
+
+/* ------------------------------------------------------------------ backward */
+
+/* Per-thread gradient accumulators. */
+typedef struct {
+  float *dk, *dv, *gk, *gv, *gs;
+} grads;
+
+/* Recomputes row t's map from its statistics: softmax P (not yet times alpha),
+ * other bases the unnormalised similarity a. *pv receives the virtual entry. */
+static void recompute_row(const head_ctx *c, float *x, int n, float sv, float *pv,
+                          const float *st) {
+  const asink_spec *sp = &c->op->spec;
+  if (sp->base == ASINK_BASE_SOFTMAX) {
+    c->kn->exp_shift(n, x, st[0]);
+    *pv = c->kstar ? expf(sv - st[0]) : 0.f;
+  } else {
+    similarity_row(c->kn, sp->base, n, x);
+    *pv = c->kstar ? similarity1(sp->base, sv) : 0.f;
+  }
+}
+
+/* dP row (dout . v_j) into dS row, in place; returns the virtual key's dS.
+ * Dt = dout_t . out_t without the vbias-alone term (= sum_j A dP). */
+static float backward_row(const head_ctx *c, float *dp, const float *x, int n, float pv,
+                          float dpv, float Dt, const float *st, float *gsink) {
+  const asink_kernels *kn = c->kn;
+  const asink_spec *sp = &c->op->spec;
+  if (sp->base == ASINK_BASE_SOFTMAX) {
+    float cshift = Dt / sp->alpha;
+    kn->softmax_bwd(n, dp, x, cshift, sp->alpha);
+    if (gsink) *gsink -= expf(c->sink_logit - st[0]) * Dt;
+    return sp->alpha * pv * (dpv - cshift);
+  }
+  float inv = st[0], cshift = Dt * st[1];
+  float dsv = inv * (dpv - cshift);
+  switch (sp->base) {
+  case ASINK_BASE_SIGMOID:
+    kn->sigmoid_bwd(n, dp, x, cshift, inv);
+    return dsv * pv * (1.f - pv);
+  case ASINK_BASE_ELU:
+    kn->elu1_bwd(n, dp, x, cshift, inv);
+    return dsv * (pv > 1.f ? 1.f : pv);
+  default:
+    kn->shift_scale(n, dp, cshift, inv);
+    return dsv;
+  }
+}
+
+static void backward_head(const head_ctx *c, const float *out, const float *dout, float *dq,
+                          const float *stats, const grads *g, const scratch *w) {
+  const asink_attn *op = c->op;
+  const asink_kernels *kn = c->kn;
+  const asink_spec *sp = &op->spec;
+  const int T = c->T, D = op->D, ldq = c->ldq, ldk = c->ldk;
+  const bool softmax = sp->base == ASINK_BASE_SOFTMAX;
+  float *gk = c->kstar ? g->gk + (op->n_kb > 1 ? (size_t)c->h * D : 0) : NULL;
+  float *gv = op->n_vb ? g->gv + (op->n_vb > 1 ? (size_t)c->h * D : 0) : NULL;
+  float *gsink = op->sinks ? g->gs + c->h : NULL;
+  for (int q0 = 0; q0 < T; q0 += c->bq) {
+    int nq = T - q0 < c->bq ? T - q0 : c->bq;
+    int lo, hi, unused;
+    asink_visible(sp, T, q0, &lo, &unused);
+    asink_visible(sp, T, q0 + nq - 1, &unused, &hi);
+    int nk = hi - lo + 1;
+    const float *dob = dout + (size_t)q0 * ldq;
+    block_scores(c, q0, nq, lo, nk, w);
+    for (int r = 0; r < nq; r++) {
+      int t = q0 + r, a, e;
+      asink_visible(sp, T, t, &a, &e);
+      float *row = w->S + (size_t)r * nk;
+      add_score_terms(c, row + (a - lo), e - a + 1, a, t);
+      recompute_row(c, row + (a - lo), e - a + 1, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
+      zero_outside(row, nk, a - lo, e - a + 1);
+    }
+    /* dV += A^T dO, A = alpha P (softmax) or a / den (rows scaled through dO). */
+    if (softmax) {
+      asink_sgemm(true, false, nk, D, nq, sp->alpha, w->S, nk, dob, ldq, 1.f,
+                  g->dv + (size_t)lo * ldk, ldk, 1);
+    } else {
+      for (int r = 0; r < nq; r++) {
+        memcpy(w->dOs + (size_t)r * D, dob + (size_t)r * ldq, sizeof(float) * D);
+        kn->scale(D, w->dOs + (size_t)r * D, stats[2 * (size_t)(q0 + r)]);
+      }
+      asink_sgemm(true, false, nk, D, nq, 1.f, w->S, nk, w->dOs, D, 1.f,
+                  g->dv + (size_t)lo * ldk, ldk, 1);
+    }
+    /* dP = dO V^T, then dS in place. */
+    asink_sgemm(false, true, nq, nk, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, 0.f, w->dP,
+                nk, 1);
+    for (int r = 0; r < nq; r++) {
+      int t = q0 + r, a, e;
+      asink_visible(sp, T, t, &a, &e);
+      const float *dot_ = dob + (size_t)r * ldq;
+      const float *st = stats + 2 * (size_t)t;
+      float Dt = kn->dot(D, dot_, out + (size_t)t * ldq);
+      if (c->vadd) Dt -= kn->dot(D, dot_, c->vadd);
+      float dpv = c->vstar ? kn->dot(D, dot_, c->vstar) : 0.f;
+      float *drow = w->dP + (size_t)r * nk;
+      w->dsv[r] = backward_row(c, drow + (a - lo), w->S + (size_t)r * nk + (a - lo), e - a + 1,
+                               w->pv[r], dpv, Dt, st, gsink);
+      zero_outside(drow, nk, a - lo, e - a + 1);
+      if (gv && c->vstar) {
+        float av = softmax ? sp->alpha * w->pv[r] : w->pv[r] * st[0];
+        kn->axpy(D, av, dot_, gv);
+      }
+      if (gv && c->vadd) kn->axpy(D, 1.f, dot_, gv);
+    }
+    float *dqb = dq + (size_t)q0 * ldq;
+    asink_sgemm(false, false, nq, D, nk, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk, 0.f,
+                dqb, ldq, 1);
+    asink_sgemm(true, false, nk, D, nq, op->scale, w->dP, nk, c->q + (size_t)q0 * ldq, ldq, 1.f,
+                g->dk + (size_t)lo * ldk, ldk, 1);
+    if (c->kstar)
+      for (int r = 0; r < nq; r++) {
+        kn->axpy(D, op->scale * w->dsv[r], c->kstar, dqb + (size_t)r * ldq);
+        kn->axpy(D, op->scale * w->dsv[r], c->q + (size_t)(q0 + r) * ldq, gk);
+      }
+  }
+}
+
+/* ------------------------------------------------------------------- drivers */
+
+static head_ctx make_ctx(const asink_attn *op, const float *q, const float *k, const float *v,
+                         int b, int h) {
+  const int T = op->T, H = op->H, Hkv = op->Hkv, D = op->D;
+  const int kvh = h / (H / Hkv);
+  head_ctx c = {.op = op, .kn = asink_kern(), .T = T, .h = h, .bq = block_rows(T)};
+  c.ldq = H * D;
+  c.ldk = Hkv * D;
+  c.q = q + (size_t)b * T * c.ldq + (size_t)h * D;
+  c.k = k + (size_t)b * T * c.ldk + (size_t)kvh * D;
+  c.v = v + (size_t)b * T * c.ldk + (size_t)kvh * D;
+  c.slope = op->spec.alibi ? exp2f(-8.f * (float)(h + 1) / (float)H) : 0.f;
+  c.kstar = op->n_kb ? op->k_bias + (op->n_kb > 1 ? (size_t)h * D : 0) : NULL;
+  const float *vb = op->n_vb ? op->v_bias + (op->n_vb > 1 ? (size_t)h * D : 0) : NULL;
+  c.vstar = op->n_kb ? vb : NULL;
+  c.vadd = op->n_kb ? NULL : vb;
+  c.sink_logit = op->spec.sink == ASINK_SINK_HEAD ? op->sinks[h]
+                 : op->spec.sink == ASINK_SINK_ZERO ? 0.f
+                                                    : -INFINITY;
+  return c;
+}
+
+static int team_size(const asink_attn *op) {
+  int nt = asink_get_num_threads();
+  int items = op->B * op->H;
+  return nt < items ? nt : items;
+}
+
+/* elu-kernel: phi(x) = elu(x) + 1 of q and k, into op->feat. */
+static asink_status kernel_features(asink_attn *op, const float **q, const float **k) {
+  size_t nq = (size_t)op->B * op->T * op->H * op->D, nk = (size_t)op->B * op->T * op->Hkv * op->D;
+  asink_status st = asink_ws_reserve(&op->feat, (nq + nk) * sizeof(float), "elu-kernel features");
+  if (st) return st;
+  float *fq = op->feat.ptr, *fk = fq + nq;
+  memcpy(fq, *q, nq * sizeof(float));
+  memcpy(fk, *k, nk * sizeof(float));
+  asink_kern()->elu1(nq, fq);
+  asink_kern()->elu1(nk, fk);
+  *q = fq;
+  *k = fk;
+  return ASINK_OK;
+}
+
+static asink_status reserve_scratch(asink_attn *op, int nt) {
+  size_t per = scratch_floats(block_rows(op->T), op->T, op->D);
+  return asink_ws_reserve(&op->thread_ws, asink_mul_size(per * sizeof(float), (size_t)nt),
+                          "attention scratch");
+}
+
+asink_status asink_attn_forward_blocked(asink_attn *op, const float *q, const float *k,
+                                        const float *v, float *out, float *importance) {
+  const int B = op->B, T = op->T, H = op->H;
+  asink_status st = asink_ws_reserve(&op->row_stats, asink_mul_size((size_t)B * H * T, 2 * sizeof(float)),
+                                     "attention row statistics");
+  if (st) return st;
+  if (op->spec.base == ASINK_BASE_ELU_KERNEL && (st = kernel_features(op, &q, &k))) return st;
+  int nt = team_size(op);
+  if ((st = reserve_scratch(op, nt))) return st;
+  const size_t per = scratch_floats(block_rows(T), T, op->D);
+  const int Tk = asink_attn_key_count(op, T);
+  float *stats = op->row_stats.ptr;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    scratch w = carve((float *)op->thread_ws.ptr + per * omp_get_thread_num(), block_rows(T), T,
+                      op->D);
+#pragma omp for schedule(static)
+    for (int i = 0; i < B * H; i++) {
+      int b = i / H, h = i % H;
+      head_ctx c = make_ctx(op, q, k, v, b, h);
+      forward_head(&c, out + (size_t)b * T * c.ldq + (size_t)h * op->D, stats + (size_t)i * T * 2,
+                   importance ? importance + (size_t)i * Tk : NULL, &w);
+    }
+  }
+  return ASINK_OK;
+}
+
+asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const float *k,
+                                         const float *v, const float *out, const float *dout,
+                                         float *dq, float *dk, float *dv) {
+  const int B = op->B, T = op->T, H = op->H, D = op->D;
+  asink_status st;
+  if (op->spec.base == ASINK_BASE_ELU_KERNEL && (st = kernel_features(op, &q, &k))) return st;
+  int nt = team_size(op);
+  if ((st = reserve_scratch(op, nt))) return st;
+  const size_t nkv = (size_t)B * T * op->Hkv * D;
+  const size_t ngk = (size_t)op->n_kb * D, ngv = (size_t)op->n_vb * D, ngs = op->sinks ? H : 0;
+  const size_t per_acc = 2 * nkv + ngk + ngv + ngs;
+  if ((st = asink_ws_reserve(&op->accum, asink_mul_size(per_acc * sizeof(float), (size_t)nt),
+                             "attention gradient accumulators")))
+    return st;
+  const size_t per = scratch_floats(block_rows(T), T, D);
+  const float *stats = op->row_stats.ptr;
+  float *acc = op->accum.ptr;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int tid = omp_get_thread_num();
+    scratch w = carve((float *)op->thread_ws.ptr + per * tid, block_rows(T), T, D);
+    float *mine = acc + per_acc * tid;
+    memset(mine, 0, per_acc * sizeof(float));
+    grads g = {mine, mine + nkv, mine + 2 * nkv, mine + 2 * nkv + ngk, mine + 2 * nkv + ngk + ngv};
+    /* Work items are (b, h) in the order a thread's dk/dv rows start: so the
+     * per-thread buffers use the same (B, T, Hkv, D) layout as dk and dv. */
+#pragma omp for schedule(static)
+    for (int i = 0; i < B * H; i++) {
+      int b = i / H, h = i % H;
+      head_ctx c = make_ctx(op, q, k, v, b, h);
+      size_t qoff = (size_t)b * T * c.ldq + (size_t)h * D;
+      size_t kvoff = (size_t)(c.k - k);
+      grads gh = {g.dk + kvoff, g.dv + kvoff, g.gk, g.gv, g.gs};
+      backward_head(&c, out + qoff, dout + qoff, dq + qoff, stats + (size_t)i * T * 2, &gh, &w);
+    }
+  }
+  /* Sum the per-thread accumulators in thread order (deterministic). */
+  memcpy(dk, acc, nkv * sizeof(float));
+  memcpy(dv, acc + nkv, nkv * sizeof(float));
+  float *gk = op->g_k_bias, *gv = op->g_v_bias, *gs = op->g_sinks;
+  const asink_kernels *kn = asink_kern();
+  for (int t = 0; t < nt; t++) {
+    const float *m = acc + per_acc * t;
+    if (t) {
+      kn->axpy(nkv, 1.f, m, dk);
+      kn->axpy(nkv, 1.f, m + nkv, dv);
+    }
+    if (ngk) kn->axpy(ngk, 1.f, m + 2 * nkv, gk);
+    if (ngv) kn->axpy(ngv, 1.f, m + 2 * nkv + ngk, gv);
+    if (ngs) kn->axpy(ngs, 1.f, m + 2 * nkv + ngk + ngv, gs);
+  }
+  if (op->spec.base == ASINK_BASE_ELU_KERNEL) {
+    /* d phi(x) / dx = 1 for x > 0, exp(x) = phi(x) otherwise. */
+    kn->elu1_bwd((size_t)B * T * H * D, dq, q, 0.f, 1.f);
+    kn->elu1_bwd(nkv, dk, k, 0.f, 1.f);
+  }
+  return ASINK_OK;
+}
