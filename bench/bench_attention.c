@@ -1,0 +1,94 @@
+/* Attention benchmark: one JSON line per case.
+ *   bench_attention [--threads N] [--reps R] [--T 256,1024,4096] [--ops softmax,sigmoid]
+ * FLOPs count the visible (causal) part only: forward 4*D per visible (query, key)
+ * pair (q.k and A.v), backward 8*D (dP, dS.K, dS^T.Q, A^T.dO; the recomputation of
+ * the scores is not counted), so fwdbwd = 12*D per pair. The roof is BLIS sgemm
+ * 1024^3 measured in the same run with the same thread count. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attnsink.h"
+#include "bench_common.h"
+
+static void fill(float *x, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    x[i] = ((seed >> 8) / 16777216.f - 0.5f) * 2.f;
+  }
+}
+
+static int parse_list(const char *s, int *out, int max) {
+  int n = 0;
+  while (*s && n < max) {
+    out[n++] = atoi(s);
+    const char *c = strchr(s, ',');
+    if (!c) break;
+    s = c + 1;
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  int threads = 0, reps = 5, Ts[16] = {256, 1024, 4096}, nT = 3;
+  const char *ops = "softmax,sigmoid";
+  const int B = 1, H = 8, D = 64;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--T")) nT = parse_list(argv[i + 1], Ts, 16);
+    else if (!strcmp(argv[i], "--ops")) ops = argv[i + 1];
+    else {
+      fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (asink_init() != ASINK_OK) {
+    fprintf(stderr, "asink_init: %s\n", asink_last_error());
+    return 1;
+  }
+  if (threads > 0 && asink_set_num_threads(threads) != ASINK_OK) {
+    fprintf(stderr, "%s\n", asink_last_error());
+    return 2;
+  }
+  threads = asink_get_num_threads();
+  fprintf(stderr, "%s\n", asink_runtime_info());
+  double roof = bench_sgemm_roof(threads);
+  char oplist[256];
+  snprintf(oplist, sizeof oplist, "%s", ops);
+  for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save)) {
+    for (int ti = 0; ti < nT; ti++) {
+      int T = Ts[ti];
+      size_t n = (size_t)B * T * H * D;
+      float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4),
+            *dout = malloc(n * 4), *dq = malloc(n * 4), *dk = malloc(n * 4), *dv = malloc(n * 4);
+      fill(q, n, 1), fill(k, n, 2), fill(v, n, 3), fill(dout, n, 4);
+      asink_attn *a;
+      if (asink_attn_create(&a, op, H, H, D) != ASINK_OK) {
+        fprintf(stderr, "%s\n", asink_last_error());
+        return 2;
+      }
+      double visible = (double)T * (T + 1) / 2 * B * H;
+      for (int mode = 0; mode < 2; mode++) {
+        double best = 1e30;
+        for (int r = 0; r < reps + 1; r++) {
+          double t0 = bench_now();
+          asink_attn_forward(a, B, T, q, k, v, o, NULL);
+          if (mode) asink_attn_backward(a, q, k, v, o, dout, dq, dk, dv);
+          double dt = bench_now() - t0;
+          if (r && dt < best) best = dt; /* first run: workspaces and page faults */
+        }
+        double flops = visible * D * (mode ? 12.0 : 4.0);
+        double gf = flops / best / 1e9;
+        printf("{\"bench\": \"attention\", \"op\": \"%s\", \"mode\": \"%s\", \"B\": %d, \"H\": %d, "
+               "\"T\": %d, \"D\": %d, \"threads\": %d, \"seconds\": %.6f, \"gflops\": %.2f, "
+               "\"roof_gflops\": %.2f, \"roof_fraction\": %.3f}\n",
+               op, mode ? "fwdbwd" : "fwd", B, H, T, D, threads, best, gf, roof, gf / roof);
+        fflush(stdout);
+      }
+      asink_attn_free(a);
+      free(q), free(k), free(v), free(o), free(dout), free(dq), free(dk), free(dv);
+    }
+  }
+  return 0;
+}
