@@ -1,0 +1,88 @@
+# libattnsink: the front door.
+#
+#   make study    deps, build, default corpus, then the main job (the `attnsink` program's study)
+#   make check    deps, build, then every C and Python test through `meson test`
+#   make deps     install what is missing (Debian/apt), quiet when everything is there
+#   make build    configure once (meson setup) and build (ninja)
+#   make corpus   extract the KJV Bible once into $(BUILD)/corpus/kjv.txt
+#   make install  meson install (prefix chosen at setup: MESON_OPTS=--prefix=...)
+#   make clean    remove the build directory
+#
+# Variables: BUILD (build directory, default build), JOBS (ninja jobs, default: online
+# cores), MESON_OPTS (extra `meson setup` options, used only when configuring),
+# STUDY_ARGS (extra arguments to `attnsink study`).
+
+BUILD      ?= build
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+MESON_OPTS ?=
+STUDY_ARGS ?=
+
+DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
+                libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv
+
+CORPUS   := $(BUILD)/corpus/kjv.txt
+ATTNSINK := $(BUILD)/examples/attnsink/attnsink
+
+.PHONY: all deps build check study corpus install clean
+# Prerequisites run in the order written (deps before build before tests).
+.NOTPARALLEL:
+
+all: build
+
+# Ask dpkg about each package; only when something is missing touch apt at all.
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  case "$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null)" in \
+	    *" ok installed") ;; \
+	    *) missing="$$missing $$p" ;; \
+	  esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else echo "make deps: missing Debian packages:$$missing"; \
+	       echo "make deps: not root and no sudo; install them with: apt-get install$$missing"; \
+	       exit 1; fi; \
+	  echo "make deps: installing$$missing"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# Configure only if $(BUILD) is not configured yet (a half-made one is reconfigured).
+build:
+	@if [ ! -f "$(BUILD)/build.ninja" ]; then \
+	  if [ -f "$(BUILD)/meson-private/coredata.dat" ]; then \
+	    meson setup --reconfigure $(MESON_OPTS) "$(BUILD)"; \
+	  else \
+	    meson setup $(MESON_OPTS) "$(BUILD)"; \
+	  fi; \
+	fi
+	ninja -C "$(BUILD)" -j $(JOBS)
+
+check: deps build
+	meson test -C "$(BUILD)" --print-errorlogs
+
+corpus: deps $(CORPUS)
+
+# The whole KJV, one verse a line ("  N text") under "Book C" chapter headings;
+# -l100000 keeps `bible` from wrapping long verses.
+$(CORPUS):
+	@mkdir -p "$(@D)"
+	bible -l100000 'gen1:1-rev22:21' > "$@.tmp" && mv "$@.tmp" "$@"
+
+study: deps build corpus
+	@if [ -x "$(ATTNSINK)" ]; then \
+	  echo "$(ATTNSINK) study $(STUDY_ARGS)"; \
+	  "$(ATTNSINK)" study $(STUDY_ARGS); \
+	else \
+	  echo "make study: $(ATTNSINK) is not built yet; runtime information instead:"; \
+	  "$(BUILD)/examples/runtime_info"; \
+	fi
+
+install: build
+	meson install -C "$(BUILD)"
+
+clean:
+	rm -rf "$(BUILD)"
