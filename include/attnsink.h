@@ -148,6 +148,89 @@ ASINK_API asink_status asink_attn_backward(asink_attn *op, const float *q, const
                                            const float *dout, float *dq, float *dk,
                                            float *dv);
 
+/* ====================================================================== model */
+/*
+ * A decoder language model (DESIGN §6): family llama or gpt2 with the study's
+ * variants, described by an HF-style config.json text (with an "attnsink" object
+ * for attention spec, FFN kind, norm position, positions, sink token, BOS id).
+ * Parameters carry their HF names ("model.layers.0.self_attn.q_proj.weight",
+ * "h.0.attn.c_attn.weight", ...) and HF layouts (GPT-2 Conv1D weights [in, out]).
+ * Tokens are int32 (B, T); logits (B, T, vocab). The model keeps the activations
+ * of its last forward for backward; gradients accumulate until zeroed (AdamW's
+ * step zeroes them after applying).
+ */
+typedef struct asink_model asink_model;
+
+/* Creates a model from config.json text, parameters initialised from seed (normal,
+ * std sqrt(2/(5 fan_in)); FFN output projection std 1/sqrt(F)/L; norms 1; biases,
+ * sinks 0). ASINK_ERR_FORMAT naming the key for a bad config. */
+ASINK_API asink_status asink_model_create(asink_model **m, const char *config_json, uint64_t seed);
+/* Loads an HF-style directory: config.json + model.safetensors (F32/F16/BF16).
+ * Missing, extra or misshaped tensors: ASINK_ERR_FORMAT naming the tensor. */
+ASINK_API asink_status asink_model_load(asink_model **m, const char *dir);
+/* Writes dir/config.json and dir/model.safetensors (F32), each atomically (temp
+ * file, fsync, rename); creates dir if needed. A failed save leaves the old files. */
+ASINK_API asink_status asink_model_save(const asink_model *m, const char *dir);
+ASINK_API void asink_model_free(asink_model *m);
+
+/* The model's config.json text (canonical: every attnsink field). Owned by m. */
+ASINK_API const char *asink_model_config(const asink_model *m);
+/* Sizes: layers, heads, kv heads, head size, width, vocab; any pointer may be NULL. */
+ASINK_API void asink_model_dims(const asink_model *m, int *n_layer, int *n_head, int *n_kv_head,
+                                int *head_dim, int *hidden, int *vocab);
+
+/* Parameters, in a fixed order: name and shape (ndim <= 4) of parameter i. */
+ASINK_API int asink_model_param_count(const asink_model *m);
+ASINK_API asink_status asink_model_param_info(const asink_model *m, int i, const char **name,
+                                              int *ndim, int64_t shape[4]);
+/* Pointer to the model's storage of a parameter or of its gradient (writing
+ * changes it). ASINK_ERR_ARG naming the name if there is no such parameter. */
+ASINK_API asink_status asink_model_param(asink_model *m, const char *name, float **data,
+                                         size_t *numel);
+ASINK_API asink_status asink_model_grad(asink_model *m, const char *name, float **data,
+                                        size_t *numel);
+ASINK_API void asink_model_zero_grad(asink_model *m);
+
+/* logits (B, T, vocab) for tokens (B, T). ASINK_ERR_ARG naming a token outside the
+ * vocabulary; ASINK_ERR_SHAPE if T exceeds learned positions. */
+ASINK_API asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *tokens,
+                                           float *logits);
+/* Mean cross-entropy of targets (B, T) (entries < 0 are ignored) after forward;
+ * keeps what asink_model_backward needs. */
+ASINK_API asink_status asink_model_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                                        const int32_t *targets, float *loss);
+/* The same loss, keeping nothing for backward (evaluation). */
+ASINK_API asink_status asink_model_eval_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                                             const int32_t *targets, float *loss);
+/* Adds the gradients of the last asink_model_loss into the gradient buffers.
+ * ASINK_ERR_STATE if there was none since the last backward. */
+ASINK_API asink_status asink_model_backward(asink_model *m);
+
+/* ================================================================== AdamW */
+/*
+ * Decoupled weight decay (as torch.optim.AdamW), applied to 2-D ".weight" matrices
+ * and embeddings only (not norms, biases, k_bias/v_bias, sinks, sink token);
+ * global-norm gradient clipping (clip <= 0: off); learning rate warm-up (linear
+ * from lr/warmup) then constant or cosine to min_lr at total_steps.
+ */
+typedef struct asink_adamw asink_adamw;
+
+ASINK_API asink_status asink_adamw_create(asink_adamw **o, asink_model *m, float lr, float beta1,
+                                          float beta2, float eps, float weight_decay, float clip);
+ASINK_API void asink_adamw_free(asink_adamw *o);
+/* schedule: "constant" or "cosine"; warmup steps >= 0; total_steps used by cosine. */
+ASINK_API asink_status asink_adamw_schedule(asink_adamw *o, const char *schedule, int warmup,
+                                            int total_steps, float min_lr);
+/* One update from the model's accumulated gradients, which it then zeroes.
+ * grad_norm (may be NULL) receives the global norm before clipping. */
+ASINK_API asink_status asink_adamw_step(asink_adamw *o, float *grad_norm);
+/* Steps taken so far, and the learning rate the next step will use. */
+ASINK_API int64_t asink_adamw_steps(const asink_adamw *o);
+ASINK_API float asink_adamw_lr(const asink_adamw *o);
+/* dir/optimizer.safetensors (moments, step and settings in metadata), atomic. */
+ASINK_API asink_status asink_adamw_save(const asink_adamw *o, const char *dir);
+ASINK_API asink_status asink_adamw_load(asink_adamw *o, const char *dir);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,271 @@
+/* Model layers: each forward next to its backward. Rows are independent, so
+ * row loops are split across threads; parameter gradients are summed from
+ * per-thread partials in thread order (same thread count -> same bits). */
+#include "model/layers.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "core/blas.h"
+
+/* Adds the per-thread partials in s.buf (nt x C) into dst, then clears them. */
+static void reduce_partials(float *dst, layer_scratch s, int C, int used) {
+  for (int t = 0; t < used; t++) {
+    float *p = s.buf + (size_t)t * C;
+    for (int j = 0; j < C; j++) dst[j] += p[j];
+  }
+}
+
+/* ------------------------------------------------------------------ RMSNorm */
+
+void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
+                     float eps, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (size_t)n * C;
+    float *yr = y + (size_t)n * C;
+    float ss = 0.f;
+    for (int j = 0; j < C; j++) ss += xr[j] * xr[j];
+    float r = 1.f / sqrtf(ss / C + eps);
+    rstd[n] = r;
+    for (int j = 0; j < C; j++) yr[j] = xr[j] * r * w[j];
+  }
+}
+
+void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                      const float *rstd, int N, int C, layer_scratch s) {
+  int nt = s.nt;
+  memset(s.buf, 0, sizeof(float) * (size_t)nt * C);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float *pdw = s.buf + (size_t)omp_get_thread_num() * C;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++) {
+      const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
+      float *dxr = dx + (size_t)n * C;
+      float r = rstd[n], dot = 0.f;
+      for (int j = 0; j < C; j++) {
+        dot += dyr[j] * w[j] * xr[j];
+        pdw[j] += dyr[j] * xr[j] * r;
+      }
+      float k = dot * r * r * r / C;
+      for (int j = 0; j < C; j++) dxr[j] += dyr[j] * w[j] * r - xr[j] * k;
+    }
+  }
+  reduce_partials(dw, s, C, nt);
+}
+
+/* ---------------------------------------------------------------- LayerNorm */
+
+void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
+                       const float *b, int N, int C, float eps, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (size_t)n * C;
+    float *yr = y + (size_t)n * C;
+    float m = 0.f;
+    for (int j = 0; j < C; j++) m += xr[j];
+    m /= C;
+    float v = 0.f;
+    for (int j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
+    float r = 1.f / sqrtf(v / C + eps);
+    mean[n] = m;
+    rstd[n] = r;
+    for (int j = 0; j < C; j++) yr[j] = (xr[j] - m) * r * w[j] + b[j];
+  }
+}
+
+void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, const float *mean, const float *rstd, int N, int C,
+                        layer_scratch s) {
+  int nt = s.nt;
+  /* partials: dw then db, 2C per thread; s.buf must hold nt * 2C */
+  memset(s.buf, 0, sizeof(float) * (size_t)nt * 2 * C);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float *pdw = s.buf + (size_t)omp_get_thread_num() * 2 * C, *pdb = pdw + C;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++) {
+      const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
+      float *dxr = dx + (size_t)n * C;
+      float m = mean[n], r = rstd[n], sum_g = 0.f, sum_gx = 0.f;
+      for (int j = 0; j < C; j++) {
+        float xh = (xr[j] - m) * r, g = dyr[j] * w[j];
+        sum_g += g;
+        sum_gx += g * xh;
+        pdw[j] += dyr[j] * xh;
+        pdb[j] += dyr[j];
+      }
+      sum_g /= C;
+      sum_gx /= C;
+      for (int j = 0; j < C; j++) {
+        float xh = (xr[j] - m) * r;
+        dxr[j] += r * (dyr[j] * w[j] - sum_g - xh * sum_gx);
+      }
+    }
+  }
+  for (int t = 0; t < nt; t++) {
+    const float *p = s.buf + (size_t)t * 2 * C;
+    for (int j = 0; j < C; j++) dw[j] += p[j], db[j] += p[C + j];
+  }
+}
+
+/* --------------------------------------------------------------------- RoPE */
+
+void rope_table(float *tab, int maxT, int D, float theta) {
+  int h = D / 2;
+  float *cs = tab, *sn = tab + (size_t)maxT * h;
+  for (int p = 0; p < maxT; p++)
+    for (int i = 0; i < h; i++) {
+      /* HF: inv_freq = 1 / theta^(2i/D) in float32, then pos * inv_freq in float32 */
+      float inv = 1.f / powf(theta, (float)(2 * i) / (float)D);
+      float ang = (float)p * inv;
+      cs[(size_t)p * h + i] = cosf(ang);
+      sn[(size_t)p * h + i] = sinf(ang);
+    }
+}
+
+static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt,
+                       float sign) {
+  int h = D / 2;
+  const float *cs = tab, *sn = tab + (size_t)maxT * h;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
+  for (int n = 0; n < N; n++) {
+    int p = n % T;
+    const float *c = cs + (size_t)p * h, *s = sn + (size_t)p * h;
+    for (int hd = 0; hd < nh; hd++) {
+      float *v = x + ((size_t)n * nh + hd) * D;
+      for (int i = 0; i < h; i++) {
+        float a = v[i], b = v[i + h], si = sign * s[i];
+        v[i] = a * c[i] - b * si;
+        v[i + h] = b * c[i] + a * si;
+      }
+    }
+  }
+}
+
+void rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
+  rope_apply(x, tab, maxT, N, T, nh, D, nt, 1.f);
+}
+
+/* The rotation is orthogonal: its backward is the rotation by the opposite angle. */
+void rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
+  rope_apply(dx, tab, maxT, N, T, nh, D, nt, -1.f);
+}
+
+/* -------------------------------------------------------------- activations */
+
+static inline float gelu_tanh(float x, float *deriv) {
+  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+  float u = k * (x + 0.044715f * x * x * x);
+  float t = tanhf(u);
+  if (deriv) *deriv = 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * k * (1.f + 3.f * 0.044715f * x * x);
+  return 0.5f * x * (1.f + t);
+}
+
+static inline float act1(float g, act_kind k, float *deriv) {
+  switch (k) {
+  case ACT_SILU: {
+    float sg = 1.f / (1.f + expf(-g));
+    if (deriv) *deriv = sg * (1.f + g * (1.f - sg));
+    return g * sg;
+  }
+  case ACT_GELU: return gelu_tanh(g, deriv);
+  default:
+    if (deriv) *deriv = g > 0.f ? 1.f : 0.f;
+    return g > 0.f ? g : 0.f;
+  }
+}
+
+void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 4096)
+  for (size_t i = 0; i < n; i++) h[i] = act1(g[i], k, NULL) * (u ? u[i] : 1.f);
+}
+
+void act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                  act_kind k, size_t n, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 4096)
+  for (size_t i = 0; i < n; i++) {
+    float d, a = act1(g[i], k, &d);
+    if (u) {
+      du[i] = dh[i] * a;
+      dg[i] = dh[i] * d * u[i];
+    } else {
+      dg[i] = dh[i] * d;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------- linear */
+
+void linear_forward(float *y, int ldy, const float *x, int ldx, const linear_ref *L, int N, int nt) {
+  asink_sgemm(false, !L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w, L->ldw, 0.f, y, ldy, nt);
+  if (L->b) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
+    for (int n = 0; n < N; n++)
+      for (int j = 0; j < L->out; j++) y[(size_t)n * ldy + j] += L->b[j];
+  }
+}
+
+void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
+                     int ldx, const linear_ref *L, int N, int nt) {
+  if (dx)
+    asink_sgemm(false, L->in_out, N, L->in, L->out, 1.f, dy, ldy, L->w, L->ldw, acc ? 1.f : 0.f,
+                dx, lddx, nt);
+  if (L->in_out)
+    asink_sgemm(true, false, L->in, L->out, N, 1.f, x, ldx, dy, ldy, 1.f, L->dw, L->ldw, nt);
+  else
+    asink_sgemm(true, false, L->out, L->in, N, 1.f, dy, ldy, x, ldx, 1.f, L->dw, L->ldw, nt);
+  if (L->db)
+    for (int n = 0; n < N; n++)
+      for (int j = 0; j < L->out; j++) L->db[j] += dy[(size_t)n * ldy + j];
+}
+
+/* ------------------------------------------------------- head + cross-entropy */
+
+double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
+                 int count, float *dx, float *dW, float *logits, int rows, int nt) {
+  double total = 0.0;
+  float inv_count = count > 0 ? 1.f / (float)count : 0.f;
+  for (int r0 = 0; r0 < N; r0 += rows) {
+    int nr = N - r0 < rows ? N - r0 : rows;
+    const float *xb = x + (size_t)r0 * C;
+    asink_sgemm(false, true, nr, V, C, 1.f, xb, C, W, C, 0.f, logits, V, nt);
+    double part = 0.0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : part) if (nt > 1)
+    for (int r = 0; r < nr; r++) {
+      float *l = logits + (size_t)r * V;
+      int32_t tgt = targets[r0 + r];
+      if (tgt < 0) {
+        if (dx) memset(l, 0, sizeof(float) * V);
+        continue;
+      }
+      float m = -INFINITY;
+      for (int j = 0; j < V; j++) m = l[j] > m ? l[j] : m;
+      double s = 0.0;
+      for (int j = 0; j < V; j++) s += expf(l[j] - m);
+      float lse = m + (float)log(s);
+      part += (double)(lse - l[tgt]);
+      if (dx) {
+        for (int j = 0; j < V; j++) l[j] = expf(l[j] - lse) * inv_count;
+        l[tgt] -= inv_count;
+      }
+    }
+    total += part;
+    if (dx) {
+      asink_sgemm(false, false, nr, C, V, 1.f, logits, V, W, C, 0.f, dx + (size_t)r0 * C, C, nt);
+      asink_sgemm(true, false, V, C, nr, 1.f, logits, V, xb, C, 1.f, dW, C, nt);
+    }
+  }
+  return total;
+}
+
+void sinusoid_table(float *pe, int maxT, int C) {
+  for (int p = 0; p < maxT; p++)
+    for (int i = 0; i < C; i += 2) {
+      double ang = p / pow(10000.0, (double)i / C);
+      pe[(size_t)p * C + i] = (float)sin(ang);
+      if (i + 1 < C) pe[(size_t)p * C + i + 1] = (float)cos(ang);
+    }
+}

@@ -1,0 +1,197 @@
+/* AdamW with decoupled weight decay, global-norm clipping and a warm-up schedule,
+ * in torch.optim.AdamW's order of operations so runs compare closely with it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "model/model_internal.h"
+
+struct asink_adamw {
+  asink_model *m;
+  float lr, b1, b2, eps, wd, clip;
+  bool cosine;
+  int warmup, total_steps;
+  float min_lr;
+  int64_t step;
+  float *mom, *var; /* one block, parameters in registry order */
+  size_t total;
+};
+
+asink_status asink_adamw_create(asink_adamw **out, asink_model *m, float lr, float beta1, float beta2,
+                                float eps, float weight_decay, float clip) {
+  if (!out || !m) return asink_fail(ASINK_ERR_ARG, "asink_adamw_create: NULL argument");
+  *out = NULL;
+  if (!(lr > 0.f) || !isfinite(lr)) return asink_fail(ASINK_ERR_ARG, "lr=%g must be positive", lr);
+  if (!(beta1 >= 0.f && beta1 < 1.f)) return asink_fail(ASINK_ERR_ARG, "beta1=%g must be in [0, 1)", beta1);
+  if (!(beta2 >= 0.f && beta2 < 1.f)) return asink_fail(ASINK_ERR_ARG, "beta2=%g must be in [0, 1)", beta2);
+  if (!(eps > 0.f)) return asink_fail(ASINK_ERR_ARG, "eps=%g must be positive", eps);
+  if (!(weight_decay >= 0.f) || !isfinite(weight_decay))
+    return asink_fail(ASINK_ERR_ARG, "weight_decay=%g must be >= 0", weight_decay);
+  if (!isfinite(clip)) return asink_fail(ASINK_ERR_ARG, "clip=%g must be finite (<= 0 turns it off)", clip);
+  asink_adamw *o = asink_calloc(1, sizeof *o);
+  if (!o) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate an optimizer");
+  for (int i = 0; i < m->n_params; i++) o->total += m->params[i].numel;
+  o->mom = asink_calloc(2 * o->total + 1, sizeof(float));
+  if (!o->mom) {
+    asink_free(o);
+    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate optimizer state for %zu parameters", o->total);
+  }
+  o->var = o->mom + o->total;
+  o->m = m, o->lr = lr, o->b1 = beta1, o->b2 = beta2, o->eps = eps, o->wd = weight_decay, o->clip = clip;
+  *out = o;
+  return ASINK_OK;
+}
+
+void asink_adamw_free(asink_adamw *o) {
+  if (!o) return;
+  asink_free(o->mom);
+  asink_free(o);
+}
+
+asink_status asink_adamw_schedule(asink_adamw *o, const char *schedule, int warmup, int total_steps,
+                                  float min_lr) {
+  if (!o || !schedule) return asink_fail(ASINK_ERR_ARG, "asink_adamw_schedule: NULL argument");
+  bool cosine = !strcmp(schedule, "cosine");
+  if (!cosine && strcmp(schedule, "constant"))
+    return asink_fail(ASINK_ERR_ARG, "schedule '%s': expected constant or cosine", schedule);
+  if (warmup < 0) return asink_fail(ASINK_ERR_ARG, "warmup=%d must be >= 0", warmup);
+  if (cosine && total_steps <= warmup)
+    return asink_fail(ASINK_ERR_ARG, "cosine schedule: total_steps=%d must exceed warmup=%d", total_steps, warmup);
+  if (!(min_lr >= 0.f)) return asink_fail(ASINK_ERR_ARG, "min_lr=%g must be >= 0", min_lr);
+  o->cosine = cosine, o->warmup = warmup, o->total_steps = total_steps, o->min_lr = min_lr;
+  return ASINK_OK;
+}
+
+int64_t asink_adamw_steps(const asink_adamw *o) { return o ? o->step : 0; }
+
+float asink_adamw_lr(const asink_adamw *o) {
+  if (!o) return 0.f;
+  double t = (double)o->step + 1;
+  if (o->warmup > 0 && t <= o->warmup) return (float)(o->lr * t / o->warmup);
+  if (!o->cosine) return o->lr;
+  double p = (t - o->warmup) / (double)(o->total_steps - o->warmup);
+  if (p > 1.0) p = 1.0;
+  return (float)(o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * p)));
+}
+
+asink_status asink_adamw_step(asink_adamw *o, float *grad_norm) {
+  if (!o) return asink_fail(ASINK_ERR_ARG, "asink_adamw_step: NULL optimizer");
+  asink_model *m = o->m;
+  double ss = 0.0;
+  for (int i = 0; i < m->n_params; i++) {
+    const float *g = m->params[i].grad;
+    for (size_t j = 0; j < m->params[i].numel; j++) ss += (double)g[j] * g[j];
+  }
+  float norm = (float)sqrt(ss);
+  if (grad_norm) *grad_norm = norm;
+  if (!isfinite(norm))
+    return asink_fail(ASINK_ERR_STATE, "gradient norm is %g: refusing to update (step %lld)", norm,
+                      (long long)o->step);
+  float gscale = 1.f;
+  if (o->clip > 0.f) {
+    float c = o->clip / (norm + 1e-6f);
+    gscale = c < 1.f ? c : 1.f;
+  }
+  float lr = asink_adamw_lr(o);
+  o->step++;
+  double bc1 = 1.0 - pow(o->b1, (double)o->step), bc2 = 1.0 - pow(o->b2, (double)o->step);
+  float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
+  const float b1 = o->b1, b2 = o->b2, eps = o->eps;
+  size_t off = 0;
+  const int nt = asink_model_threads();
+  for (int i = 0; i < m->n_params; i++) {
+    asink_param *p = &m->params[i];
+    float *w = p->data, *g = p->grad, *mo = o->mom + off, *va = o->var + off;
+    float decay = p->decay ? 1.f - lr * o->wd : 1.f;
+    long n = (long)p->numel;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 65536)
+    for (long j = 0; j < n; j++) {
+      float gj = g[j] * gscale;
+      w[j] *= decay;
+      mo[j] += (1.f - b1) * (gj - mo[j]);
+      va[j] = va[j] * b2 + (1.f - b2) * gj * gj;
+      float denom = sqrtf(va[j]) / bc2s + eps;
+      w[j] -= step_size * mo[j] / denom;
+      g[j] = 0.f;
+    }
+    off += p->numel;
+  }
+  return ASINK_OK;
+}
+
+/* ------------------------------------------------------------------ files */
+
+asink_status asink_adamw_save(const asink_adamw *o, const char *dir) {
+  if (!o || !dir) return asink_fail(ASINK_ERR_ARG, "asink_adamw_save: NULL argument");
+  asink_status st = asink_make_dir(dir);
+  if (st) return st;
+  asink_tensors *ts;
+  if ((st = asink_st_create(&ts))) return st;
+  const asink_model *m = o->m;
+  size_t off = 0;
+  char name[160], val[64];
+  for (int i = 0; i < m->n_params && st == ASINK_OK; i++) {
+    const asink_param *p = &m->params[i];
+    snprintf(name, sizeof name, "exp_avg.%s", p->name);
+    st = asink_st_add(ts, name, p->ndim, p->shape, o->mom + off);
+    snprintf(name, sizeof name, "exp_avg_sq.%s", p->name);
+    if (st == ASINK_OK) st = asink_st_add(ts, name, p->ndim, p->shape, o->var + off);
+    off += p->numel;
+  }
+  snprintf(val, sizeof val, "%lld", (long long)o->step);
+  if (st == ASINK_OK) st = asink_st_meta_set(ts, "step", val);
+  snprintf(val, sizeof val, "%.9g %.9g %.9g %.9g %.9g %.9g", o->lr, o->b1, o->b2, o->eps, o->wd, o->clip);
+  if (st == ASINK_OK) st = asink_st_meta_set(ts, "lr beta1 beta2 eps weight_decay clip", val);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+  if (st == ASINK_OK) st = asink_st_write(ts, path);
+  asink_st_free(ts);
+  return st;
+}
+
+asink_status asink_adamw_load(asink_adamw *o, const char *dir) {
+  if (!o || !dir) return asink_fail(ASINK_ERR_ARG, "asink_adamw_load: NULL argument");
+  char path[4096], name[160];
+  snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+  asink_tensors *ts;
+  asink_status st = asink_st_read(path, &ts);
+  if (st) return st;
+  const char *step = asink_st_meta_get(ts, "step");
+  char *end = NULL;
+  long long s = step ? strtoll(step, &end, 10) : -1;
+  if (!step || *end || s < 0) {
+    asink_st_free(ts);
+    return asink_fail(ASINK_ERR_FORMAT, "%s: metadata 'step' is missing or not a count", path);
+  }
+  const asink_model *m = o->m;
+  /* check everything before changing anything */
+  int expected = 0;
+  for (int pass = 0; pass < 2 && st == ASINK_OK; pass++) {
+    size_t off = 0;
+    for (int i = 0; i < m->n_params && st == ASINK_OK; i++) {
+      const asink_param *p = &m->params[i];
+      for (int k = 0; k < 2 && st == ASINK_OK; k++) {
+        snprintf(name, sizeof name, "%s.%s", k ? "exp_avg_sq" : "exp_avg", p->name);
+        int idx = asink_st_find(ts, name);
+        if (idx < 0 || (size_t)asink_st_numel(ts, idx) != p->numel) {
+          st = asink_fail(ASINK_ERR_FORMAT, "%s: tensor '%s' is %s", path, name, idx < 0 ? "missing" : "misshaped");
+          break;
+        }
+        const float *d;
+        asink_st_get(ts, idx, NULL, NULL, NULL, &d);
+        if (pass) memcpy((k ? o->var : o->mom) + off, d, p->numel * sizeof(float));
+        expected += !pass;
+      }
+      off += p->numel;
+    }
+    if (!pass && st == ASINK_OK && asink_st_count(ts) != expected)
+      st = asink_fail(ASINK_ERR_FORMAT, "%s: holds %d tensors, this model's optimizer has %d", path,
+                      asink_st_count(ts), expected);
+  }
+  if (st == ASINK_OK) o->step = s;
+  asink_st_free(ts);
+  return st;
+}

@@ -1,0 +1,403 @@
+/* The model's forward and backward passes, side by side: embedding, blocks
+ * (pre- or post-norm), final norm, fused head + cross-entropy. Activations of
+ * the last forward live in one grow-only workspace. */
+#include <math.h>
+#include <string.h>
+
+#include "core/blas.h"
+#include "core/error.h"
+#include "model/model_internal.h"
+
+/* ---------------------------------------------------------------- buffers */
+
+static float *take(float **cur, size_t n) {
+  float *p = *cur;
+  *cur += (n + 15) / 16 * 16; /* keep every buffer 64-byte aligned */
+  return p;
+}
+
+static size_t layer_floats(const asink_model *m, size_t N) {
+  size_t HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D;
+  return 16 * 20 + N * (4 * (size_t)m->C + 4 + 2 * HD + 2 * KD + 3 * (size_t)m->F);
+}
+
+static asink_status reserve_acts(asink_model *m, int B, int T) {
+  const int Tx = T + (m->cfg.sink_token ? 1 : 0);
+  const size_t N = (size_t)B * Tx, Nr = (size_t)B * T, C = m->C;
+  size_t total = (size_t)m->L * layer_floats(m, N) + N * C * 2 + 2 * N + Nr * C * 2 + N + 256;
+  asink_status st = asink_ws_reserve(&m->acts_ws, total * sizeof(float), "model activations");
+  if (st) return st;
+  if (!m->acts && !(m->acts = asink_calloc((size_t)m->L + 1, sizeof *m->acts)))
+    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate activation table");
+  float *cur = m->acts_ws.ptr;
+  const size_t HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D, F = m->F;
+  for (int l = 0; l < m->L; l++) {
+    asink_acts *a = &m->acts[l];
+    a->x_in = take(&cur, N * C);
+    a->n1 = take(&cur, N * C);
+    a->mean1 = take(&cur, N);
+    a->rstd1 = take(&cur, N);
+    a->q = take(&cur, N * HD);
+    a->k = take(&cur, N * KD);
+    a->v = take(&cur, N * KD);
+    a->att = take(&cur, N * HD);
+    a->x_mid = take(&cur, N * C);
+    a->n2 = take(&cur, N * C);
+    a->mean2 = take(&cur, N);
+    a->rstd2 = take(&cur, N);
+    a->fg = take(&cur, N * F);
+    a->fu = take(&cur, N * F);
+    a->fh = take(&cur, N * F);
+  }
+  m->acts[m->L].x_in = take(&cur, N * C);
+  m->xf = take(&cur, N * C);
+  m->xf_mean = take(&cur, N);
+  m->xf_rstd = take(&cur, N);
+  m->xh = take(&cur, Nr * C);
+  m->dxh = take(&cur, Nr * C);
+  m->tok_ws = (int32_t *)take(&cur, N);
+  m->B = B, m->T = T, m->Tx = Tx, m->N = (int)N;
+  return ASINK_OK;
+}
+
+/* Tables of RoPE angles / sinusoids long enough for Tx positions. */
+static asink_status reserve_tables(asink_model *m, int Tx) {
+  asink_status st;
+  if (m->cfg.pos == ASINK_POS_ROPE && m->rope_len < Tx) {
+    int len = Tx > m->cfg.max_pos ? Tx : m->cfg.max_pos;
+    if ((st = asink_ws_reserve(&m->rope_ws, (size_t)len * m->D * sizeof(float), "RoPE table"))) return st;
+    rope_table(m->rope_ws.ptr, len, m->D, m->cfg.rope_theta);
+    m->rope_len = len;
+  }
+  if (m->cfg.pos == ASINK_POS_SINUSOIDAL && m->sinus_len < Tx) {
+    int len = Tx > m->cfg.max_pos ? Tx : m->cfg.max_pos;
+    if ((st = asink_ws_reserve(&m->sinus_ws, (size_t)len * m->C * sizeof(float), "sinusoid table"))) return st;
+    sinusoid_table(m->sinus_ws.ptr, len, m->C);
+    m->sinus_len = len;
+  }
+  return ASINK_OK;
+}
+
+/* ------------------------------------------------------------------ norms */
+
+static void norm_fwd(const asink_model *m, float *y, float *mean, float *rstd, const float *x,
+                     const float *w, const float *b, int nt) {
+  if (m->cfg.family == ASINK_FAMILY_GPT2)
+    layernorm_forward(y, mean, rstd, x, w, b, m->N, m->C, m->cfg.norm_eps, nt);
+  else
+    rmsnorm_forward(y, rstd, x, w, m->N, m->C, m->cfg.norm_eps, nt);
+}
+
+static void norm_bwd(const asink_model *m, float *dx, float *dw, float *db, const float *dy,
+                     const float *x, const float *w, const float *mean, const float *rstd,
+                     layer_scratch s) {
+  if (m->cfg.family == ASINK_FAMILY_GPT2)
+    layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, m->N, m->C, s);
+  else
+    rmsnorm_backward(dx, dw, dy, x, w, rstd, m->N, m->C, s);
+}
+
+/* ------------------------------------------------------------ embedding */
+
+static void embed_forward(asink_model *m, float *x) {
+  const int C = m->C, Tx = m->Tx, s = m->cfg.sink_token ? 1 : 0;
+  const float *pos = m->cfg.pos == ASINK_POS_LEARNED ? m->wpe
+                     : m->cfg.pos == ASINK_POS_SINUSOIDAL ? (const float *)m->sinus_ws.ptr
+                                                           : NULL;
+  for (int n = 0; n < m->N; n++) {
+    int t = n % Tx;
+    const float *src = (s && t == 0) ? m->sink_tok : m->wte + (size_t)m->tok_ws[n] * C;
+    float *dst = x + (size_t)n * C;
+    memcpy(dst, src, sizeof(float) * C);
+    if (pos)
+      for (int j = 0; j < C; j++) dst[j] += pos[(size_t)t * C + j];
+  }
+}
+
+static void embed_backward(asink_model *m, const float *dx) {
+  const int C = m->C, Tx = m->Tx, s = m->cfg.sink_token ? 1 : 0;
+  for (int n = 0; n < m->N; n++) {
+    int t = n % Tx;
+    const float *g = dx + (size_t)n * C;
+    float *dst = (s && t == 0) ? m->g_sink_tok : m->g_wte + (size_t)m->tok_ws[n] * C;
+    for (int j = 0; j < C; j++) dst[j] += g[j];
+    if (m->cfg.pos == ASINK_POS_LEARNED)
+      for (int j = 0; j < C; j++) m->g_wpe[(size_t)t * C + j] += g[j];
+  }
+}
+
+/* ------------------------------------------------------------- one block */
+
+/* Attention sub-block on input xa: q, k, v, RoPE, attention; y = o(att). */
+static asink_status attn_forward(asink_model *m, asink_layer *y, asink_acts *a, const float *xa,
+                                 float *out, int nt) {
+  const int N = m->N, C = m->C, HD = m->H * m->D, KD = m->Hkv * m->D;
+  linear_forward(a->q, HD, xa, C, &y->q, N, nt);
+  linear_forward(a->k, KD, xa, C, &y->k, N, nt);
+  linear_forward(a->v, KD, xa, C, &y->v, N, nt);
+  if (m->cfg.pos == ASINK_POS_ROPE) {
+    rope_forward(a->q, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->H, m->D, nt);
+    rope_forward(a->k, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->Hkv, m->D, nt);
+  }
+  asink_status st = asink_attn_forward(y->attn, m->B, m->Tx, a->q, a->k, a->v, a->att, NULL);
+  if (st) return st;
+  linear_forward(out, C, a->att, HD, &y->o, N, nt);
+  return ASINK_OK;
+}
+
+static void ffn_forward(asink_model *m, asink_layer *y, asink_acts *a, const float *xf, float *out,
+                        int nt) {
+  const int N = m->N, C = m->C, F = m->F;
+  if (m->gated) {
+    linear_forward(a->fg, F, xf, C, &y->gate, N, nt);
+    linear_forward(a->fu, F, xf, C, &y->up, N, nt);
+    act_forward(a->fh, a->fg, a->fu, m->act, (size_t)N * F, nt);
+  } else {
+    linear_forward(a->fg, F, xf, C, &y->up, N, nt);
+    act_forward(a->fh, a->fg, NULL, m->act, (size_t)N * F, nt);
+  }
+  linear_forward(out, C, a->fh, F, &y->down, N, nt);
+}
+
+static void add_into(float *y, const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static asink_status block_forward(asink_model *m, int l, int nt) {
+  asink_layer *y = &m->layers[l];
+  asink_acts *a = &m->acts[l];
+  float *x_out = m->acts[l + 1].x_in;
+  const size_t NC = (size_t)m->N * m->C;
+  asink_status st;
+  if (m->cfg.norm == ASINK_NORMPOS_PRE) {
+    norm_fwd(m, a->n1, a->mean1, a->rstd1, a->x_in, y->ln1_w, y->ln1_b, nt);
+    if ((st = attn_forward(m, y, a, a->n1, a->x_mid, nt))) return st;
+    add_into(a->x_mid, a->x_in, NC);
+    norm_fwd(m, a->n2, a->mean2, a->rstd2, a->x_mid, y->ln2_w, y->ln2_b, nt);
+    ffn_forward(m, y, a, a->n2, x_out, nt);
+    add_into(x_out, a->x_mid, NC);
+  } else {
+    if ((st = attn_forward(m, y, a, a->x_in, a->n1, nt))) return st;
+    add_into(a->n1, a->x_in, NC);
+    norm_fwd(m, a->x_mid, a->mean1, a->rstd1, a->n1, y->ln1_w, y->ln1_b, nt);
+    ffn_forward(m, y, a, a->x_mid, a->n2, nt);
+    add_into(a->n2, a->x_mid, NC);
+    norm_fwd(m, x_out, a->mean2, a->rstd2, a->n2, y->ln2_w, y->ln2_b, nt);
+  }
+  return ASINK_OK;
+}
+
+/* --------------------------------------------------------------- forward */
+
+static asink_status check_tokens(const asink_model *m, int B, int T, const int32_t *tokens) {
+  if (!tokens) return asink_fail(ASINK_ERR_ARG, "tokens is NULL");
+  if (B < 1 || T < 1) return asink_fail(ASINK_ERR_SHAPE, "B=%d, T=%d must be positive", B, T);
+  int Tx = T + (m->cfg.sink_token ? 1 : 0);
+  if (m->cfg.pos == ASINK_POS_LEARNED && Tx > m->cfg.max_pos)
+    return asink_fail(ASINK_ERR_SHAPE, "T=%d exceeds the model's %d learned positions%s", T,
+                      m->cfg.max_pos, m->cfg.sink_token ? " (one is the sink token's)" : "");
+  for (size_t i = 0; i < (size_t)B * T; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->V)
+      return asink_fail(ASINK_ERR_ARG, "token %d at position %zu is outside the vocabulary [0, %d)",
+                        tokens[i], i, m->V);
+  return ASINK_OK;
+}
+
+asink_status asink_model_run(asink_model *m, int B, int T, const int32_t *tokens) {
+  asink_status st = check_tokens(m, B, T, tokens);
+  if (st) return st;
+  m->have_loss = false;
+  if ((st = reserve_acts(m, B, T))) return st;
+  if ((st = reserve_tables(m, m->Tx))) return st;
+  const int s = m->cfg.sink_token ? 1 : 0, nt = asink_model_threads(), C = m->C;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < m->Tx; t++) m->tok_ws[b * m->Tx + t] = (s && t == 0) ? -1 : tokens[b * T + t - s];
+  embed_forward(m, m->acts[0].x_in);
+  for (int l = 0; l < m->L; l++)
+    if ((st = block_forward(m, l, nt))) return st;
+  const float *last = m->acts[m->L].x_in;
+  if (m->cfg.norm == ASINK_NORMPOS_PRE)
+    norm_fwd(m, m->xf, m->xf_mean, m->xf_rstd, last, m->lnf_w, m->lnf_b, nt);
+  else
+    memcpy(m->xf, last, sizeof(float) * (size_t)m->N * C);
+  /* the head sees the real tokens only */
+  if (s)
+    for (int b = 0; b < B; b++)
+      memcpy(m->xh + (size_t)b * T * C, m->xf + ((size_t)b * m->Tx + 1) * C, sizeof(float) * (size_t)T * C);
+  else
+    memcpy(m->xh, m->xf, sizeof(float) * (size_t)m->N * C);
+  return ASINK_OK;
+}
+
+asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *tokens, float *logits) {
+  if (!m || !logits) return asink_fail(ASINK_ERR_ARG, "asink_model_forward: NULL argument");
+  asink_status st = asink_model_run(m, B, T, tokens);
+  if (st) return st;
+  asink_sgemm(false, true, B * T, m->V, m->C, 1.f, m->xh, m->C, m->head, m->C, 0.f, logits, m->V,
+              asink_model_threads());
+  return ASINK_OK;
+}
+
+enum { HEAD_ROWS = 256 };
+
+static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tokens,
+                                const int32_t *targets, float *loss, bool keep) {
+  if (!m || !targets || !loss) return asink_fail(ASINK_ERR_ARG, "asink_model_loss: NULL argument");
+  asink_status st = asink_model_run(m, B, T, tokens);
+  if (st) return st;
+  const int Nr = B * T, V = m->V, C = m->C;
+  int count = 0;
+  for (int i = 0; i < Nr; i++) {
+    if (targets[i] >= V)
+      return asink_fail(ASINK_ERR_ARG, "target %d at position %d is outside the vocabulary [0, %d)",
+                        targets[i], i, V);
+    count += targets[i] >= 0;
+  }
+  int rows = Nr < HEAD_ROWS ? Nr : HEAD_ROWS;
+  if ((st = asink_ws_reserve(&m->logits_ws, (size_t)rows * V * sizeof(float), "logits block"))) return st;
+  float *pending = NULL;
+  if (keep) {
+    if ((st = asink_ws_reserve(&m->head_pending, (size_t)V * C * sizeof(float), "head gradient"))) return st;
+    pending = m->head_pending.ptr;
+    memset(pending, 0, (size_t)V * C * sizeof(float));
+  }
+  double total = head_xent(m->xh, m->head, targets, Nr, C, V, count, keep ? m->dxh : NULL, pending,
+                           m->logits_ws.ptr, rows, asink_model_threads());
+  *loss = count ? (float)(total / count) : 0.f;
+  m->have_loss = keep;
+  return ASINK_OK;
+}
+
+asink_status asink_model_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                              const int32_t *targets, float *loss) {
+  return loss_common(m, B, T, tokens, targets, loss, true);
+}
+
+asink_status asink_model_eval_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                                   const int32_t *targets, float *loss) {
+  return loss_common(m, B, T, tokens, targets, loss, false);
+}
+
+/* -------------------------------------------------------------- backward */
+
+typedef struct {
+  float *dres, *dtmp, *datt, *dq, *dk, *dv, *dfh, *dfg, *dfu;
+  layer_scratch s;
+} bwd_bufs;
+
+static asink_status reserve_work(asink_model *m, bwd_bufs *w) {
+  const size_t N = m->N, C = m->C, HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D, F = m->F;
+  const int nt = asink_model_threads();
+  size_t total = N * (2 * C + 2 * HD + 2 * KD + 3 * F) + (size_t)nt * 2 * C + 16 * 12;
+  asink_status st = asink_ws_reserve(&m->work_ws, total * sizeof(float), "backward buffers");
+  if (st) return st;
+  float *cur = m->work_ws.ptr;
+  w->dres = take(&cur, N * C);
+  w->dtmp = take(&cur, N * C);
+  w->datt = take(&cur, N * HD);
+  w->dq = take(&cur, N * HD);
+  w->dk = take(&cur, N * KD);
+  w->dv = take(&cur, N * KD);
+  w->dfh = take(&cur, N * F);
+  w->dfg = take(&cur, N * F);
+  w->dfu = take(&cur, N * F);
+  w->s = (layer_scratch){take(&cur, (size_t)nt * 2 * C), nt};
+  return ASINK_OK;
+}
+
+/* dx (+)= gradient through the attention sub-block given dy = d(o output). */
+static asink_status attn_backward(asink_model *m, asink_layer *y, asink_acts *a, const float *xa,
+                                  const float *dy, float *dx, bool acc, bwd_bufs *w, int nt) {
+  const int N = m->N, C = m->C, HD = m->H * m->D, KD = m->Hkv * m->D;
+  linear_backward(w->datt, HD, false, dy, C, a->att, HD, &y->o, N, nt);
+  asink_status st = asink_attn_backward(y->attn, a->q, a->k, a->v, a->att, w->datt, w->dq, w->dk, w->dv);
+  if (st) return st;
+  if (m->cfg.pos == ASINK_POS_ROPE) {
+    rope_backward(w->dq, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->H, m->D, nt);
+    rope_backward(w->dk, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->Hkv, m->D, nt);
+  }
+  linear_backward(dx, C, acc, w->dq, HD, xa, C, &y->q, N, nt);
+  linear_backward(dx, C, true, w->dk, KD, xa, C, &y->k, N, nt);
+  linear_backward(dx, C, true, w->dv, KD, xa, C, &y->v, N, nt);
+  return ASINK_OK;
+}
+
+static void ffn_backward(asink_model *m, asink_layer *y, asink_acts *a, const float *xf,
+                         const float *dy, float *dx, bool acc, bwd_bufs *w, int nt) {
+  const int N = m->N, C = m->C, F = m->F;
+  linear_backward(w->dfh, F, false, dy, C, a->fh, F, &y->down, N, nt);
+  if (m->gated) {
+    act_backward(w->dfg, w->dfu, w->dfh, a->fg, a->fu, m->act, (size_t)N * F, nt);
+    linear_backward(dx, C, acc, w->dfg, F, xf, C, &y->gate, N, nt);
+    linear_backward(dx, C, true, w->dfu, F, xf, C, &y->up, N, nt);
+  } else {
+    act_backward(w->dfg, NULL, w->dfh, a->fg, NULL, m->act, (size_t)N * F, nt);
+    linear_backward(dx, C, acc, w->dfg, F, xf, C, &y->up, N, nt);
+  }
+}
+
+/* w->dres holds d(block output); leaves d(block input) there. */
+static asink_status block_backward(asink_model *m, int l, bwd_bufs *w, int nt) {
+  asink_layer *y = &m->layers[l];
+  asink_acts *a = &m->acts[l];
+  const size_t NC = (size_t)m->N * m->C;
+  asink_status st;
+  if (m->cfg.norm == ASINK_NORMPOS_PRE) {
+    /* x_out = x_mid + ffn(norm2(x_mid)); x_mid = x_in + attn(norm1(x_in)) */
+    ffn_backward(m, y, a, a->n2, w->dres, w->dtmp, false, w, nt);
+    norm_bwd(m, w->dres, y->g_ln2_w, y->g_ln2_b, w->dtmp, a->x_mid, y->ln2_w, a->mean2, a->rstd2, w->s);
+    if ((st = attn_backward(m, y, a, a->n1, w->dres, w->dtmp, false, w, nt))) return st;
+    norm_bwd(m, w->dres, y->g_ln1_w, y->g_ln1_b, w->dtmp, a->x_in, y->ln1_w, a->mean1, a->rstd1, w->s);
+  } else {
+    /* x_out = norm2(n2), n2 = x_mid + ffn(x_mid); x_mid = norm1(n1), n1 = x_in + attn(x_in) */
+    memset(w->dtmp, 0, NC * sizeof(float));
+    norm_bwd(m, w->dtmp, y->g_ln2_w, y->g_ln2_b, w->dres, a->n2, y->ln2_w, a->mean2, a->rstd2, w->s);
+    memcpy(w->dres, w->dtmp, NC * sizeof(float));
+    ffn_backward(m, y, a, a->x_mid, w->dtmp, w->dres, true, w, nt);
+    memset(w->dtmp, 0, NC * sizeof(float));
+    norm_bwd(m, w->dtmp, y->g_ln1_w, y->g_ln1_b, w->dres, a->n1, y->ln1_w, a->mean1, a->rstd1, w->s);
+    memcpy(w->dres, w->dtmp, NC * sizeof(float));
+    if ((st = attn_backward(m, y, a, a->x_in, w->dtmp, w->dres, true, w, nt))) return st;
+  }
+  return ASINK_OK;
+}
+
+asink_status asink_model_run_backward(asink_model *m) {
+  bwd_bufs w;
+  asink_status st = reserve_work(m, &w);
+  if (st) return st;
+  const int nt = asink_model_threads(), C = m->C, T = m->T, Tx = m->Tx;
+  const size_t NC = (size_t)m->N * C;
+  /* d(head input) back onto the residual rows of real tokens */
+  float *dxf = w.dtmp;
+  if (m->cfg.sink_token) {
+    memset(dxf, 0, NC * sizeof(float));
+    for (int b = 0; b < m->B; b++)
+      memcpy(dxf + ((size_t)b * Tx + 1) * C, m->dxh + (size_t)b * T * C, sizeof(float) * (size_t)T * C);
+  } else {
+    memcpy(dxf, m->dxh, NC * sizeof(float));
+  }
+  const float *last = m->acts[m->L].x_in;
+  if (m->cfg.norm == ASINK_NORMPOS_PRE) {
+    memset(w.dres, 0, NC * sizeof(float));
+    norm_bwd(m, w.dres, m->g_lnf_w, m->g_lnf_b, dxf, last, m->lnf_w, m->xf_mean, m->xf_rstd, w.s);
+  } else {
+    memcpy(w.dres, dxf, NC * sizeof(float));
+  }
+  for (int l = m->L - 1; l >= 0; l--)
+    if ((st = block_backward(m, l, &w, nt))) return st;
+  embed_backward(m, w.dres);
+  return ASINK_OK;
+}
+
+asink_status asink_model_backward(asink_model *m) {
+  if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_backward: model is NULL");
+  if (!m->have_loss) return asink_fail(ASINK_ERR_STATE, "asink_model_backward: no loss to differentiate");
+  asink_status st = asink_model_run_backward(m);
+  if (st) return st;
+  const float *pending = m->head_pending.ptr;
+  size_t n = (size_t)m->V * m->C;
+  for (size_t i = 0; i < n; i++) m->g_head[i] += pending[i];
+  m->have_loss = false;
+  return ASINK_OK;
+}
