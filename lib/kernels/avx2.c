@@ -1,4 +1,292 @@
-/* Placeholder until the AVX2+FMA table lands: the build has no AVX2 kernels. */
+/* AVX2+FMA kernels: 8 lanes, tails through maskload/maskstore (no scalar remainder
+ * loops, so a short row costs one masked vector). The linear maps use the scalar
+ * file's operation order (no FMA contraction) and so match it bit for bit; the
+ * reductions keep four accumulators and differ from it by rounding order only. */
 #include "kernels/kernels.h"
 
+#ifdef ASINK_HAVE_ISA
+
+#include <immintrin.h>
+#include <math.h>
+
+/* exp(x) = 2^n * p(r), x = n*ln2 + r, |r| <= ln2/2. ln2 is split so that n*LN2_HI is
+ * exact under FMA; p is a minimax fit of exp on that interval with p(0) = p'(0) = 1
+ * (relative error 3.6e-9 with these float coefficients, far below rounding). */
+#define EXP_LOG2E 0x1.715476p+0f
+#define EXP_MAGIC 0x1.8p23f /* adding it rounds to an integer held in the low mantissa bits */
+#define EXP_LN2_HI 0x1.62e430p-1f
+#define EXP_LN2_LO -0x1.05c610p-29f
+#define EXP_C2 0x1.fffffcp-2f
+#define EXP_C3 0x1.555492p-3f
+#define EXP_C4 0x1.5558f2p-5f
+#define EXP_C5 0x1.123a20p-7f
+#define EXP_C6 0x1.6a23d0p-10f
+/* Largest x with a finite expf(x); smallest x whose exp is a normal float. Outside
+ * [EXP_LO, EXP_HI] the exponent addition below would wrap, so those lanes are
+ * replaced: 0 below (the contract allows 0 for denormal results), +inf above. */
+#define EXP_HI 0x1.62e42ep+6f
+#define EXP_LO -0x1.5d589ep+6f
+
+static inline __m256 exp8(__m256 x) {
+  const __m256 magic = _mm256_set1_ps(EXP_MAGIC);
+  __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(EXP_LOG2E), magic);
+  __m256 n = _mm256_sub_ps(t, magic);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+  __m256 p = _mm256_set1_ps(EXP_C6);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C5));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  /* 2^n by adding n to p's exponent field: n sits in t's low bits. */
+  __m256i e = _mm256_add_epi32(_mm256_castps_si256(p),
+                               _mm256_slli_epi32(_mm256_castps_si256(t), 23));
+  /* Ordered compare: false for NaN, so NaN lanes are zeroed here and rebuilt below. */
+  __m256 y = _mm256_and_ps(_mm256_castsi256_ps(e), _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_GE_OQ));
+  __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_HI), _CMP_NLE_UQ); /* x > HI or NaN */
+  return _mm256_blendv_ps(y, _mm256_mul_ps(x, _mm256_set1_ps(INFINITY)), big);
+}
+
+/* Lanes [0, r) set, for 0 < r < 8. */
+static inline __m256i tail_mask(size_t r) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+static inline float hmax8(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+static float v_max(size_t n, const float *x) {
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  __m256 bad = _mm256_setzero_ps(); /* lanes that met a NaN */
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+    /* one unordered compare checks two vectors */
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+    m0 = _mm256_max_ps(m0, a);
+    m1 = _mm256_max_ps(m1, b);
+    m2 = _mm256_max_ps(m2, c);
+    m3 = _mm256_max_ps(m3, d);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 a = _mm256_loadu_ps(x + i);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    m0 = _mm256_max_ps(m0, a);
+  }
+  if (i < n) {
+    __m256i k = tail_mask(n - i);
+    __m256 a = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    m0 = _mm256_max_ps(m0, a);
+  }
+  if (_mm256_movemask_ps(bad)) return NAN;
+  return hmax8(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+}
+
+/* Four-accumulator reduction: STEP(s, j, L) adds the terms at offset j to s, reading
+ * through L, which is a plain load in the body and a zero-filling masked load (mask k)
+ * in the tail. */
+#define REDUCE4(n, STEP)                                                       \
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                  \
+  size_t i = 0;                                                                \
+  for (; i + 32 <= (n); i += 32) {                                             \
+    s0 = STEP(s0, i, LOAD);                                                    \
+    s1 = STEP(s1, i + 8, LOAD);                                                \
+    s2 = STEP(s2, i + 16, LOAD);                                               \
+    s3 = STEP(s3, i + 24, LOAD);                                               \
+  }                                                                            \
+  for (; i + 8 <= (n); i += 8) s0 = STEP(s0, i, LOAD);                         \
+  if (i < (n)) {                                                               \
+    __m256i k = tail_mask((n) - i);                                            \
+    s1 = STEP(s1, i, TAIL);                                                    \
+  }                                                                            \
+  return hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)))
+
+#define LOAD(p) _mm256_loadu_ps(p)
+#define TAIL(p) _mm256_maskload_ps(p, k)
+#define ABS_MASK _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))
+
+#define SUM_STEP(s, j, L) _mm256_add_ps(s, L(x + (j)))
+static float v_sum(size_t n, const float *x) { REDUCE4(n, SUM_STEP); }
+
+#define ABS_STEP(s, j, L) _mm256_add_ps(s, _mm256_and_ps(ABS_MASK, L(x + (j))))
+static float v_abs_sum(size_t n, const float *x) { REDUCE4(n, ABS_STEP); }
+
+#define DOT_STEP(s, j, L) _mm256_fmadd_ps(L(x + (j)), L(y + (j)), s)
+static float v_dot(size_t n, const float *x, const float *y) { REDUCE4(n, DOT_STEP); }
+
+#undef LOAD
+#undef TAIL
+
+/* In-place elementwise map: V is the new value of the 8 lanes v at offset j. */
+#define MAP(n, x, V)                                                           \
+  do {                                                                         \
+    size_t i = 0;                                                              \
+    for (; i + 8 <= (n); i += 8) {                                             \
+      const size_t j = i;                                                      \
+      __m256 v = _mm256_loadu_ps((x) + j);                                     \
+      _mm256_storeu_ps((x) + j, V);                                            \
+    }                                                                          \
+    if (i < (n)) {                                                             \
+      const size_t j = i;                                                      \
+      __m256i k = tail_mask((n) - j);                                          \
+      __m256 v = _mm256_maskload_ps((x) + j, k);                               \
+      _mm256_maskstore_ps((x) + j, k, V);                                      \
+    }                                                                          \
+  } while (0)
+
+/* Second operand of a map at offset j: a plain load in the body, a masked one in the
+ * tail (the test folds away once inlined into MAP). */
+static inline __m256 ld2(const float *p, size_t j, size_t n) {
+  if (j + 8 <= n) return _mm256_loadu_ps(p + j);
+  return _mm256_maskload_ps(p + j, tail_mask(n - j));
+}
+
+static void v_scale(size_t n, float *x, float a) {
+  const __m256 va = _mm256_set1_ps(a);
+  MAP(n, x, _mm256_mul_ps(v, va));
+}
+
+static void v_axpy(size_t n, float a, const float *x, float *y) {
+  const __m256 va = _mm256_set1_ps(a);
+  MAP(n, y, _mm256_add_ps(v, _mm256_mul_ps(va, ld2(x, j, n))));
+}
+
+static void v_add_ramp(size_t n, float *x, float a, float offset) {
+  /* (float)i through a 32-bit lane index; the rare rest past 2^30 goes scalar. */
+  const size_t nv = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+  const __m256 va = _mm256_set1_ps(a), vo = _mm256_set1_ps(offset);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  MAP(nv, x,
+      _mm256_add_ps(v, _mm256_mul_ps(va, _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(
+                                                            _mm256_set1_epi32((int)j), lanes)),
+                                                        vo))));
+  for (size_t i = nv; i < n; i++) x[i] += a * ((float)i + offset);
+}
+
+static void v_add_const(size_t n, float *x, float c) {
+  const __m256 vc = _mm256_set1_ps(c);
+  MAP(n, x, _mm256_add_ps(v, vc));
+}
+
+static float v_exp_shift_sum(size_t n, float *x, float shift) {
+  const __m256 vs = _mm256_set1_ps(shift);
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vs));
+    _mm256_storeu_ps(x + i, e0);
+    _mm256_storeu_ps(x + i + 8, e1);
+    s0 = _mm256_add_ps(s0, e0);
+    s1 = _mm256_add_ps(s1, e1);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    _mm256_storeu_ps(x + i, e);
+    s0 = _mm256_add_ps(s0, e);
+  }
+  if (i < n) {
+    __m256i k = tail_mask(n - i);
+    __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vs));
+    _mm256_maskstore_ps(x + i, k, e);
+    s1 = _mm256_add_ps(s1, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
+  }
+  return hsum8(_mm256_add_ps(s0, s1));
+}
+
+static void v_exp_shift(size_t n, float *x, float shift) {
+  const __m256 vs = _mm256_set1_ps(shift);
+  MAP(n, x, exp8(_mm256_sub_ps(v, vs)));
+}
+
+/* With e = exp(-|x|) in [0, 1], 1/(1+e) for x >= 0 and e/(1+e) for x < 0: exp never
+ * overflows, so sigmoid(+-100) is 1 and ~0 with no inf/inf. */
+static inline __m256 sigmoid8(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  __m256 e = exp8(_mm256_or_ps(x, _mm256_set1_ps(-0.f)));
+  return _mm256_div_ps(_mm256_blendv_ps(one, e, x), _mm256_add_ps(one, e));
+}
+
+static void v_sigmoid(size_t n, float *x) { MAP(n, x, sigmoid8(v)); }
+
+static inline __m256 elu1_8(__m256 x) {
+  __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ);
+  return _mm256_blendv_ps(exp8(x), _mm256_add_ps(x, _mm256_set1_ps(1.f)), pos);
+}
+
+static void v_elu1(size_t n, float *x) { MAP(n, x, elu1_8(v)); }
+
+static void v_softmax_bwd(size_t n, float *dp, const float *a, float c, float m) {
+  const __m256 vc = _mm256_set1_ps(c), vm = _mm256_set1_ps(m);
+  MAP(n, dp, _mm256_mul_ps(_mm256_mul_ps(vm, ld2(a, j, n)), _mm256_sub_ps(v, vc)));
+}
+
+static inline __m256 sigmoid_bwd8(__m256 g, __m256 a, __m256 vc, __m256 vm) {
+  __m256 t = _mm256_mul_ps(_mm256_mul_ps(vm, _mm256_sub_ps(g, vc)), a);
+  return _mm256_mul_ps(t, _mm256_sub_ps(_mm256_set1_ps(1.f), a));
+}
+
+static void v_sigmoid_bwd(size_t n, float *dp, const float *a, float c, float m) {
+  const __m256 vc = _mm256_set1_ps(c), vm = _mm256_set1_ps(m);
+  MAP(n, dp, sigmoid_bwd8(v, ld2(a, j, n), vc, vm));
+}
+
+static inline __m256 elu1_bwd8(__m256 g, __m256 a, __m256 vc, __m256 vm) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  __m256 d = _mm256_blendv_ps(a, one, _mm256_cmp_ps(a, one, _CMP_GT_OQ));
+  return _mm256_mul_ps(_mm256_mul_ps(vm, _mm256_sub_ps(g, vc)), d);
+}
+
+static void v_elu1_bwd(size_t n, float *dp, const float *a, float c, float m) {
+  const __m256 vc = _mm256_set1_ps(c), vm = _mm256_set1_ps(m);
+  MAP(n, dp, elu1_bwd8(v, ld2(a, j, n), vc, vm));
+}
+
+static void v_shift_scale(size_t n, float *dp, float c, float m) {
+  const __m256 vc = _mm256_set1_ps(c), vm = _mm256_set1_ps(m);
+  MAP(n, dp, _mm256_mul_ps(vm, _mm256_sub_ps(v, vc)));
+}
+
+static const asink_kernels avx2_table = {
+    .name = "avx2",
+    .max = v_max,
+    .sum = v_sum,
+    .abs_sum = v_abs_sum,
+    .dot = v_dot,
+    .scale = v_scale,
+    .axpy = v_axpy,
+    .add_ramp = v_add_ramp,
+    .add_const = v_add_const,
+    .exp_shift_sum = v_exp_shift_sum,
+    .exp_shift = v_exp_shift,
+    .sigmoid = v_sigmoid,
+    .elu1 = v_elu1,
+    .softmax_bwd = v_softmax_bwd,
+    .sigmoid_bwd = v_sigmoid_bwd,
+    .elu1_bwd = v_elu1_bwd,
+    .shift_scale = v_shift_scale,
+};
+
+const asink_kernels *const asink_kernels_avx2_table = &avx2_table;
+
+#else
+
 const asink_kernels *const asink_kernels_avx2_table = 0;
+
+#endif
