@@ -145,6 +145,12 @@ void asink_attn_zero_grad(asink_attn *op) {
 
 asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q, const float *k,
                                 const float *v, float *out, float *importance) {
+  return asink_attn_forward_stats(op, B, T, q, k, v, out, importance, NULL);
+}
+
+asink_status asink_attn_forward_stats(asink_attn *op, int B, int T, const float *q,
+                                      const float *k, const float *v, float *out,
+                                      float *importance, float *entropy) {
   if (!op || !q || !k || !v || !out)
     return asink_fail(ASINK_ERR_ARG, "asink_attn_forward: NULL %s",
                       !op ? "op" : !q ? "q" : !k ? "k" : !v ? "v" : "out");
@@ -155,7 +161,7 @@ asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q, co
   op->have_forward = false;
   op->B = B;
   op->T = T;
-  asink_status st = asink_attn_forward_blocked(op, q, k, v, out, importance);
+  asink_status st = asink_attn_forward_blocked(op, q, k, v, out, importance, entropy);
   if (st == ASINK_OK) op->have_forward = true;
   return st;
 }

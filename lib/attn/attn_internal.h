@@ -43,7 +43,14 @@ static inline void asink_visible(const asink_spec *s, int T, int t, int *lo, int
 }
 
 asink_status asink_attn_forward_blocked(asink_attn *op, const float *q, const float *k,
-                                        const float *v, float *out, float *importance);
+                                        const float *v, float *out, float *importance,
+                                        float *entropy);
+
+/* asink_attn_forward that also writes entropy (B, H): per (sequence, head) the sum
+ * over query rows of -sum_j p log p of the statistics map (DESIGN §5's A-hat). */
+asink_status asink_attn_forward_stats(asink_attn *op, int B, int T, const float *q,
+                                      const float *k, const float *v, float *out,
+                                      float *importance, float *entropy);
 asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const float *k,
                                          const float *v, const float *out, const float *dout,
                                          float *dq, float *dk, float *dv);

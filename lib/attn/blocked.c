@@ -21,12 +21,68 @@
 #include "core/error.h"
 #include "kernels/kernels.h"
 
-/* Query rows per block: about 1 MiB of scores, so a block's scores stay in L2. */
+/* Query rows per block: up to 256 rows (BLIS runs m >= 256 GEMMs near its peak,
+ * m = 64 at about 60%), keeping a block's scores within about 4 MiB. */
 static int block_rows(int T) {
-  int bq = (1 << 18) / T / 8 * 8;
+  int bq = (1 << 20) / T / 8 * 8;
   if (bq < 32) bq = 32;
-  if (bq > 128) bq = 128;
+  if (bq > 256) bq = 256;
   return bq < T ? bq : T;
+}
+
+/* The visible part of a block as GEMM tiles: the rectangle of keys every row of
+ * the block sees (one tall GEMM), plus, per chunk of SUB_ROWS rows, the staircase
+ * pieces left and right of it. So the masked triangle of a diagonal block costs
+ * SUB_ROWS / 2 wasted columns a row instead of half the block. Columns are
+ * relative to the block's first key lo. */
+typedef struct {
+  int r0, nr, c0, nc;
+  bool first; /* the first tile of its rows (GEMMs into rows overwrite) */
+} tile;
+enum { SUB_ROWS = 64, MAX_TILES = 2 * (256 / SUB_ROWS) + 1 };
+
+static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile *t) {
+  int lo_max, hi_min, unused, n = 0;
+  asink_visible(sp, T, q0 + nq - 1, &lo_max, &unused);
+  asink_visible(sp, T, q0, &unused, &hi_min);
+  bool rect = lo_max <= hi_min;
+  if (rect) t[n++] = (tile){0, nq, lo_max - lo, hi_min - lo_max + 1, true};
+  for (int r0 = 0; r0 < nq; r0 += SUB_ROWS) {
+    int nr = nq - r0 < SUB_ROWS ? nq - r0 : SUB_ROWS, lo_c, hi_c;
+    asink_visible(sp, T, q0 + r0, &lo_c, &unused);
+    asink_visible(sp, T, q0 + r0 + nr - 1, &unused, &hi_c);
+    if (!rect) {
+      t[n++] = (tile){r0, nr, lo_c - lo, hi_c - lo_c + 1, true};
+      continue;
+    }
+    if (lo_c < lo_max) t[n++] = (tile){r0, nr, lo_c - lo, lo_max - lo_c, false};
+    if (hi_c > hi_min) t[n++] = (tile){r0, nr, hi_min + 1 - lo, hi_c - hi_min, false};
+  }
+  return n;
+}
+
+/* S[tile] = alpha * A[rows] B[cols]^T: scores (A = q, B = k) or dP (A = dO, B = v). */
+static void tiles_abt(const tile *t, int nt, int D, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float *S, int lds) {
+  for (int i = 0; i < nt; i++)
+    asink_sgemm(false, true, t[i].nr, t[i].nc, D, alpha, A + (size_t)t[i].r0 * lda, lda,
+                B + (size_t)t[i].c0 * ldb, ldb, 0.f, S + (size_t)t[i].r0 * lds + t[i].c0, lds, 1);
+}
+
+/* O[rows] (+)= alpha * S[tile] B[cols]: outputs (B = v) or dQ (S = dS, B = k). */
+static void tiles_ab(const tile *t, int nt, int D, float alpha, const float *S, int lds,
+                     const float *B, int ldb, float *O, int ldo) {
+  for (int i = 0; i < nt; i++)
+    asink_sgemm(false, false, t[i].nr, D, t[i].nc, alpha, S + (size_t)t[i].r0 * lds + t[i].c0, lds,
+                B + (size_t)t[i].c0 * ldb, ldb, t[i].first ? 0.f : 1.f, O + (size_t)t[i].r0 * ldo, ldo, 1);
+}
+
+/* G[cols] += alpha * S[tile]^T A[rows]: dV (S = A, A = dO) or dK (S = dS, A = q). */
+static void tiles_atb(const tile *t, int nt, int D, float alpha, const float *S, int lds,
+                      const float *A, int lda, float *G, int ldg) {
+  for (int i = 0; i < nt; i++)
+    asink_sgemm(true, false, t[i].nc, D, t[i].nr, alpha, S + (size_t)t[i].r0 * lds + t[i].c0, lds,
+                A + (size_t)t[i].r0 * lda, lda, 1.f, G + (size_t)t[i].c0 * ldg, ldg, 1);
 }
 
 /* Per-(b, h) view of the operands and the head's constants. */
@@ -75,11 +131,13 @@ static void similarity_row(const asink_kernels *kn, asink_base base, int n, floa
   else if (base == ASINK_BASE_ELU) kn->elu1(n, x);
 }
 
-/* Scores of block rows [q0, q0+nq) against keys [lo, lo+nk), plus virtual scores. */
-static void block_scores(const head_ctx *c, int q0, int nq, int lo, int nk, const scratch *w) {
+/* Scores of block rows [q0, q0+nq) against their visible keys (columns from lo,
+ * row stride nk), plus virtual scores. */
+static void block_scores(const head_ctx *c, const tile *t, int ntl, int q0, int nq, int lo, int nk,
+                         const scratch *w) {
   const asink_attn *op = c->op;
-  asink_sgemm(false, true, nq, nk, op->D, op->scale, c->q + (size_t)q0 * c->ldq, c->ldq,
-              c->k + (size_t)lo * c->ldk, c->ldk, 0.f, w->S, nk, 1);
+  tiles_abt(t, ntl, op->D, op->scale, c->q + (size_t)q0 * c->ldq, c->ldq, c->k + (size_t)lo * c->ldk,
+            c->ldk, w->S, nk);
   if (c->kstar)
     for (int r = 0; r < nq; r++)
       w->sv[r] = op->scale * c->kn->dot(op->D, c->q + (size_t)(q0 + r) * c->ldq, c->kstar) +
@@ -138,40 +196,59 @@ static void forward_row(const head_ctx *c, float *x, int n, float sv, float *pv,
   st[1] = dden;
 }
 
-/* Adds row t's share of the importance sums: imp_real[j] for its visible keys,
- * imp_virtual for the virtual key (DESIGN §5). */
-static void importance_row(const head_ctx *c, const float *x, int n, float pv, float *imp_real,
-                           float *imp_virtual) {
-  const asink_kernels *kn = c->kn;
-  const asink_spec *sp = &c->op->spec;
-  if (sp->base == ASINK_BASE_SOFTMAX) {
-    float w = 1.f / sp->alpha;
-    kn->axpy(n, w, x, imp_real);
-    if (imp_virtual) *imp_virtual += w * pv;
-    return;
+/* -sum p log p over the statistics map w|x| of a row (and its virtual entry). */
+static float row_entropy(const float *x, int n, float pv, float w) {
+  float h = 0.f;
+  for (int i = 0; i < n; i++) {
+    float p = w * fabsf(x[i]);
+    if (p > 0.f) h -= p * logf(p);
   }
-  float w = 1.f / (kn->abs_sum(n, x) + fabsf(pv) + 1e-8f);
-  if (sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU) {
-    kn->axpy(n, w, x, imp_real); /* maps of these bases are never negative */
-  } else {
-    for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
-  }
-  if (imp_virtual) *imp_virtual += w * fabsf(pv);
+  float p = w * fabsf(pv);
+  if (p > 0.f) h -= p * logf(p);
+  return h;
 }
 
-static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, const scratch *w) {
+/* Adds row t's share of the importance sums: imp_real[j] for its visible keys,
+ * imp_virtual for the virtual key (DESIGN §5); and its entropy into *ent. */
+static void importance_row(const head_ctx *c, const float *x, int n, float pv, float *imp_real,
+                           float *imp_virtual, float *ent) {
+  const asink_kernels *kn = c->kn;
+  const asink_spec *sp = &c->op->spec;
+  float w;
+  if (sp->base == ASINK_BASE_SOFTMAX) {
+    w = 1.f / sp->alpha;
+    if (imp_real) kn->axpy(n, w, x, imp_real);
+    if (imp_virtual) *imp_virtual += w * pv;
+  } else {
+    w = 1.f / (kn->abs_sum(n, x) + fabsf(pv) + 1e-8f);
+    if (!imp_real) {
+    } else if (sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU) {
+      kn->axpy(n, w, x, imp_real); /* maps of these bases are never negative */
+    } else {
+      for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
+    }
+    if (imp_virtual) *imp_virtual += w * fabsf(pv);
+  }
+  if (ent) *ent += row_entropy(x, n, pv, w);
+}
+
+static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, float *ent,
+                         const scratch *w) {
   const asink_attn *op = c->op;
   const asink_kernels *kn = c->kn;
   const int T = c->T, D = op->D, ldq = c->ldq, ldk = c->ldk;
   const int voff = c->kstar ? 1 : 0; /* importance column of real key 0 */
   if (imp) memset(imp, 0, sizeof(float) * (size_t)(T + voff));
+  if (ent) *ent = 0.f;
   for (int q0 = 0; q0 < T; q0 += c->bq) {
     int nq = T - q0 < c->bq ? T - q0 : c->bq;
     int lo, hi, unused;
     asink_visible(&op->spec, T, q0, &lo, &unused);
     asink_visible(&op->spec, T, q0 + nq - 1, &unused, &hi);
     int nk = hi - lo + 1;
-    block_scores(c, q0, nq, lo, nk, w);
+    tile tl[MAX_TILES];
+    int ntl = block_tiles(&op->spec, T, q0, nq, lo, tl);
+    block_scores(c, tl, ntl, q0, nq, lo, nk, w);
     for (int r = 0; r < nq; r++) {
       int t = q0 + r, a, e;
       asink_visible(&op->spec, T, t, &a, &e);
@@ -181,11 +258,11 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
       add_score_terms(c, x, n, a, t);
       forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
       zero_outside(row, nk, a - lo, n);
-      if (imp) importance_row(c, x, n, w->pv[r], imp + voff + a, voff ? imp : NULL);
+      if (imp || ent)
+        importance_row(c, x, n, w->pv[r], imp ? imp + voff + a : NULL, imp && voff ? imp : NULL, ent);
     }
     float *ob = o + (size_t)q0 * ldq;
-    asink_sgemm(false, false, nq, D, nk, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, 0.f, ob, ldq,
-                1);
+    tiles_ab(tl, ntl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
     for (int r = 0; r < nq; r++) {
       if (c->vstar) kn->axpy(D, w->pv[r], c->vstar, ob + (size_t)r * ldq);
       if (c->vadd) kn->axpy(D, 1.f, c->vadd, ob + (size_t)r * ldq);
@@ -262,7 +339,9 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
     asink_visible(sp, T, q0 + nq - 1, &unused, &hi);
     int nk = hi - lo + 1;
     const float *dob = dout + (size_t)q0 * ldq;
-    block_scores(c, q0, nq, lo, nk, w);
+    tile tl[MAX_TILES];
+    int ntl = block_tiles(sp, T, q0, nq, lo, tl);
+    block_scores(c, tl, ntl, q0, nq, lo, nk, w);
     for (int r = 0; r < nq; r++) {
       int t = q0 + r, a, e;
       asink_visible(sp, T, t, &a, &e);
@@ -273,19 +352,16 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
     }
     /* dV += A^T dO, A = alpha P (softmax) or a / den (rows scaled through dO). */
     if (softmax) {
-      asink_sgemm(true, false, nk, D, nq, sp->alpha, w->S, nk, dob, ldq, 1.f,
-                  g->dv + (size_t)lo * ldk, ldk, 1);
+      tiles_atb(tl, ntl, D, sp->alpha, w->S, nk, dob, ldq, g->dv + (size_t)lo * ldk, ldk);
     } else {
       for (int r = 0; r < nq; r++) {
         memcpy(w->dOs + (size_t)r * D, dob + (size_t)r * ldq, sizeof(float) * D);
         kn->scale(D, w->dOs + (size_t)r * D, stats[2 * (size_t)(q0 + r)]);
       }
-      asink_sgemm(true, false, nk, D, nq, 1.f, w->S, nk, w->dOs, D, 1.f,
-                  g->dv + (size_t)lo * ldk, ldk, 1);
+      tiles_atb(tl, ntl, D, 1.f, w->S, nk, w->dOs, D, g->dv + (size_t)lo * ldk, ldk);
     }
     /* dP = dO V^T, then dS in place. */
-    asink_sgemm(false, true, nq, nk, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, 0.f, w->dP,
-                nk, 1);
+    tiles_abt(tl, ntl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, w->dP, nk);
     for (int r = 0; r < nq; r++) {
       int t = q0 + r, a, e;
       asink_visible(sp, T, t, &a, &e);
@@ -305,10 +381,8 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
       if (gv && c->vadd) kn->axpy(D, 1.f, dot_, gv);
     }
     float *dqb = dq + (size_t)q0 * ldq;
-    asink_sgemm(false, false, nq, D, nk, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk, 0.f,
-                dqb, ldq, 1);
-    asink_sgemm(true, false, nk, D, nq, op->scale, w->dP, nk, c->q + (size_t)q0 * ldq, ldq, 1.f,
-                g->dk + (size_t)lo * ldk, ldk, 1);
+    tiles_ab(tl, ntl, D, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk, dqb, ldq);
+    tiles_atb(tl, ntl, D, op->scale, w->dP, nk, c->q + (size_t)q0 * ldq, ldq, g->dk + (size_t)lo * ldk, ldk);
     if (c->kstar)
       for (int r = 0; r < nq; r++) {
         kn->axpy(D, op->scale * w->dsv[r], c->kstar, dqb + (size_t)r * ldq);
@@ -368,7 +442,8 @@ static asink_status reserve_scratch(asink_attn *op, int nt) {
 }
 
 asink_status asink_attn_forward_blocked(asink_attn *op, const float *q, const float *k,
-                                        const float *v, float *out, float *importance) {
+                                        const float *v, float *out, float *importance,
+                                        float *entropy) {
   const int B = op->B, T = op->T, H = op->H;
   asink_status st = asink_ws_reserve(&op->row_stats, asink_mul_size((size_t)B * H * T, 2 * sizeof(float)),
                                      "attention row statistics");
@@ -388,7 +463,7 @@ asink_status asink_attn_forward_blocked(asink_attn *op, const float *q, const fl
       int b = i / H, h = i % H;
       head_ctx c = make_ctx(op, q, k, v, b, h);
       forward_head(&c, out + (size_t)b * T * c.ldq + (size_t)h * op->D, stats + (size_t)i * T * 2,
-                   importance ? importance + (size_t)i * Tk : NULL, &w);
+                   importance ? importance + (size_t)i * Tk : NULL, entropy ? entropy + i : NULL, &w);
     }
   }
   return ASINK_OK;
