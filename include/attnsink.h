@@ -191,8 +191,9 @@ ASINK_API asink_status asink_model_grad(asink_model *m, const char *name, float 
                                         size_t *numel);
 ASINK_API void asink_model_zero_grad(asink_model *m);
 
-/* logits (B, T, vocab) for tokens (B, T). ASINK_ERR_ARG naming a token outside the
- * vocabulary; ASINK_ERR_SHAPE if T exceeds learned positions. */
+/* logits (B, T, vocab) for tokens (B, T); logits NULL runs the layers only (for an
+ * attached metric). ASINK_ERR_ARG naming a token outside the vocabulary;
+ * ASINK_ERR_SHAPE if T exceeds learned positions. */
 ASINK_API asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *tokens,
                                            float *logits);
 /* Mean cross-entropy of targets (B, T) (entries < 0 are ignored) after forward;
@@ -230,6 +231,59 @@ ASINK_API float asink_adamw_lr(const asink_adamw *o);
 /* dir/optimizer.safetensors (moments, step and settings in metadata), atomic. */
 ASINK_API asink_status asink_adamw_save(const asink_adamw *o, const char *dir);
 ASINK_API asink_status asink_adamw_load(asink_adamw *o, const char *dir);
+
+/* ===================================================================== metric */
+/*
+ * Sink statistics (DESIGN §5), accumulated over batches until reset:
+ *  - importance alpha per sequence, layer, head and key position (virtual key of a
+ *    kbias spec first), and Sink_k^eps: percent of (sequence, layer, head) triples
+ *    with alpha_k > eps;
+ *  - hidden-state norms per layer 0..L and position, key (after RoPE) and value
+ *    norms per layer and position (mean over sequences and kv heads);
+ *  - cosine of the first token's key with every query, per layer, head and query
+ *    position, and the mean |q| |k_1|; attention entropy per layer and head.
+ * Two ways in: attached to a model (gathered inside its forward passes, no second
+ * pass), or fed dense maps (N, H, Tq, Tk) of one layer by the caller.
+ */
+typedef struct asink_metric asink_metric;
+
+/* eps: threshold of the Sink metric, in (0, 1). ASINK_ERR_ARG naming eps otherwise. */
+ASINK_API asink_status asink_metric_create(asink_metric **mt, float eps);
+ASINK_API void asink_metric_free(asink_metric *mt);
+/* Forgets every accumulated sequence (shape and attachment are kept). */
+ASINK_API void asink_metric_reset(asink_metric *mt);
+
+/* Attaches mt to m: every asink_model_forward / loss / eval_loss of m then adds its
+ * sequences. A model holds at most one metric; NULL detaches. ASINK_ERR_SHAPE if mt
+ * already holds statistics of a model with another layer/head count. */
+ASINK_API asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt);
+
+/* Supplied maps: adds N sequences of one layer's attention maps (N, H, Tq, Tk)
+ * (Tk = Tq, or Tq + 1 with a virtual key in column 0). normalized != 0: the maps are
+ * the attention itself (entries must be >= 0); 0: the proxy |A| / (sum |A| + 1e-8)
+ * of DESIGN §5 is applied per row. layer counts from 0; n_layer fixes the layer count
+ * on first use. Sequences are counted when layer n_layer - 1 arrives. */
+ASINK_API asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int N,
+                                             int H, int Tq, int Tk, const float *maps,
+                                             int normalized);
+
+/* Shapes of what was gathered: sequences, layers, heads, query positions T and key
+ * columns Tk. Any pointer may be NULL. */
+ASINK_API void asink_metric_dims(const asink_metric *mt, int *n_seq, int *n_layer, int *n_head,
+                                 int *T, int *Tk);
+/* Copies out results; each buffer holds the shape given. ASINK_ERR_STATE if nothing
+ * was gathered, or (for the model-only statistics) if they came from supplied maps. */
+ASINK_API asink_status asink_metric_importance(const asink_metric *mt, float *out); /* (N, L, H, Tk) */
+ASINK_API asink_status asink_metric_sink(const asink_metric *mt, float *out);       /* (Tk) percent */
+ASINK_API asink_status asink_metric_hidden_norm(const asink_metric *mt, float *out); /* (L+1, T) */
+ASINK_API asink_status asink_metric_key_norm(const asink_metric *mt, float *out);    /* (L, T) */
+ASINK_API asink_status asink_metric_value_norm(const asink_metric *mt, float *out);  /* (L, T) */
+ASINK_API asink_status asink_metric_qk_cosine(const asink_metric *mt, float *out);   /* (L, H, T) */
+ASINK_API asink_status asink_metric_qk_norm_product(const asink_metric *mt, float *out); /* (L, H, T) */
+ASINK_API asink_status asink_metric_entropy(const asink_metric *mt, float *out);     /* (L, H) */
+/* All of it as one JSON object (keys as the Python dict of m.sink_stats); malloc'd,
+ * free() it. NULL with ASINK_ERR_STATE / NOMEM in asink_last_error(). */
+ASINK_API char *asink_metric_json(const asink_metric *mt);
 
 #ifdef __cplusplus
 }

@@ -99,3 +99,12 @@ asink_status asink_atomic_write_buffer(const char *path, const void *buf, size_t
   buffer_ctx b = {path, buf, len};
   return asink_atomic_write(path, write_buffer, &b);
 }
+
+asink_status asink_make_dir(const char *dir) {
+  if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return ASINK_OK;
+    return asink_fail(ASINK_ERR_IO, "%s: exists and is not a directory", dir);
+  }
+  return asink_fail(ASINK_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+}

@@ -25,4 +25,7 @@ asink_status asink_atomic_write(const char *path, asink_write_fn fn, void *ctx);
  * NULL when len is 0). Same errors. */
 asink_status asink_atomic_write_buffer(const char *path, const void *buf, size_t len);
 
+/* mkdir that accepts an existing directory; ASINK_ERR_IO naming dir otherwise. */
+asink_status asink_make_dir(const char *dir);
+
 #endif

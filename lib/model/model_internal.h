@@ -29,6 +29,17 @@ typedef struct {
   asink_attn *attn;
 } asink_layer;
 
+/* A statistics observer (the metric handle, which lives below the model in the
+ * layering) called from inside the forward pass. */
+typedef struct {
+  void *ctx;
+  /* before layer 0: returns staging buffers for the attention statistics
+   * (importance B x H x Tk and entropy B x H) the ops then fill */
+  asink_status (*begin)(void *ctx, asink_model *m, float **importance, float **entropy);
+  void (*layer)(void *ctx, asink_model *m, int l); /* after layer l's attention */
+  void (*end)(void *ctx, asink_model *m);          /* after the last layer */
+} asink_observer;
+
 /* Activations of one layer, rows N = B * Tx. */
 typedef struct {
   float *x_in;  /* residual stream entering the layer (N x C) */
@@ -68,10 +79,24 @@ struct asink_model {
   float *dxh;           /* head backward: d(head input) from the loss pass */
   asink_ws head_pending; /* head weight gradient of the last loss, added by backward */
 
+  asink_observer obs;
+  float *obs_imp, *obs_ent;
+
   asink_ws rope_ws, sinus_ws;
   int rope_len, sinus_len;
   asink_ws work_ws; /* backward buffers and scratch */
   asink_ws logits_ws;
+};
+
+struct asink_adamw {
+  asink_model *m;
+  float lr, b1, b2, eps, wd, clip;
+  bool cosine;
+  int warmup, total_steps;
+  float min_lr;
+  int64_t step;
+  float *mom, *var; /* one block, parameters in registry order */
+  size_t total;
 };
 
 /* Parameters: the registry is built by model.c. */
@@ -87,7 +112,5 @@ int asink_model_threads(void);
 /* Builds a model for a parsed config, parameters initialised from seed. */
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed);
 
-/* mkdir that accepts an existing directory. */
-asink_status asink_make_dir(const char *dir);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "attn/attn_internal.h"
 #include "core/error.h"
 #include "model/model_internal.h"
 
@@ -128,9 +129,11 @@ static void embed_backward(asink_model *m, const float *dx) {
 
 /* ------------------------------------------------------------- one block */
 
-/* Attention sub-block on input xa: q, k, v, RoPE, attention; y = o(att). */
-static asink_status attn_forward(asink_model *m, asink_layer *y, asink_acts *a, const float *xa,
-                                 float *out, int nt) {
+/* Attention sub-block of layer l on input xa: q, k, v, RoPE, attention; y = o(att).
+ * An attached observer gets the ops' importance and entropy, computed in the same pass. */
+static asink_status attn_forward(asink_model *m, int l, const float *xa, float *out, int nt) {
+  asink_layer *y = &m->layers[l];
+  asink_acts *a = &m->acts[l];
   const int N = m->N, C = m->C, HD = m->H * m->D, KD = m->Hkv * m->D;
   linear_forward(a->q, HD, xa, C, &y->q, N, nt);
   linear_forward(a->k, KD, xa, C, &y->k, N, nt);
@@ -139,8 +142,11 @@ static asink_status attn_forward(asink_model *m, asink_layer *y, asink_acts *a, 
     rope_forward(a->q, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->H, m->D, nt);
     rope_forward(a->k, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->Hkv, m->D, nt);
   }
-  asink_status st = asink_attn_forward(y->attn, m->B, m->Tx, a->q, a->k, a->v, a->att, NULL);
+  asink_status st = asink_attn_forward_stats(y->attn, m->B, m->Tx, a->q, a->k, a->v, a->att,
+                                             m->obs.ctx ? m->obs_imp : NULL,
+                                             m->obs.ctx ? m->obs_ent : NULL);
   if (st) return st;
+  if (m->obs.ctx) m->obs.layer(m->obs.ctx, m, l);
   linear_forward(out, C, a->att, HD, &y->o, N, nt);
   return ASINK_OK;
 }
@@ -171,13 +177,13 @@ static asink_status block_forward(asink_model *m, int l, int nt) {
   asink_status st;
   if (m->cfg.norm == ASINK_NORMPOS_PRE) {
     norm_fwd(m, a->n1, a->mean1, a->rstd1, a->x_in, y->ln1_w, y->ln1_b, nt);
-    if ((st = attn_forward(m, y, a, a->n1, a->x_mid, nt))) return st;
+    if ((st = attn_forward(m, l, a->n1, a->x_mid, nt))) return st;
     add_into(a->x_mid, a->x_in, NC);
     norm_fwd(m, a->n2, a->mean2, a->rstd2, a->x_mid, y->ln2_w, y->ln2_b, nt);
     ffn_forward(m, y, a, a->n2, x_out, nt);
     add_into(x_out, a->x_mid, NC);
   } else {
-    if ((st = attn_forward(m, y, a, a->x_in, a->n1, nt))) return st;
+    if ((st = attn_forward(m, l, a->x_in, a->n1, nt))) return st;
     add_into(a->n1, a->x_in, NC);
     norm_fwd(m, a->x_mid, a->mean1, a->rstd1, a->n1, y->ln1_w, y->ln1_b, nt);
     ffn_forward(m, y, a, a->x_mid, a->n2, nt);
@@ -213,8 +219,10 @@ asink_status asink_model_run(asink_model *m, int B, int T, const int32_t *tokens
   for (int b = 0; b < B; b++)
     for (int t = 0; t < m->Tx; t++) m->tok_ws[b * m->Tx + t] = (s && t == 0) ? -1 : tokens[b * T + t - s];
   embed_forward(m, m->acts[0].x_in);
+  if (m->obs.ctx && (st = m->obs.begin(m->obs.ctx, m, &m->obs_imp, &m->obs_ent))) return st;
   for (int l = 0; l < m->L; l++)
     if ((st = block_forward(m, l, nt))) return st;
+  if (m->obs.ctx) m->obs.end(m->obs.ctx, m);
   const float *last = m->acts[m->L].x_in;
   if (m->cfg.norm == ASINK_NORMPOS_PRE)
     norm_fwd(m, m->xf, m->xf_mean, m->xf_rstd, last, m->lnf_w, m->lnf_b, nt);
@@ -230,9 +238,9 @@ asink_status asink_model_run(asink_model *m, int B, int T, const int32_t *tokens
 }
 
 asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *tokens, float *logits) {
-  if (!m || !logits) return asink_fail(ASINK_ERR_ARG, "asink_model_forward: NULL argument");
+  if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_forward: model is NULL");
   asink_status st = asink_model_run(m, B, T, tokens);
-  if (st) return st;
+  if (st || !logits) return st;
   asink_sgemm(false, true, B * T, m->V, m->C, 1.f, m->xh, m->C, m->head, m->C, 0.f, logits, m->V,
               asink_model_threads());
   return ASINK_OK;

@@ -128,15 +128,6 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
   return ASINK_OK;
 }
 
-asink_status asink_make_dir(const char *dir) {
-  if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
-    struct stat sb;
-    if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return ASINK_OK;
-    return asink_fail(ASINK_ERR_IO, "%s: exists and is not a directory", dir);
-  }
-  return asink_fail(ASINK_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
-}
-
 asink_status asink_model_save(const asink_model *m, const char *dir) {
   if (!m || !dir) return asink_fail(ASINK_ERR_ARG, "asink_model_save: NULL argument");
   asink_status st = asink_make_dir(dir);

@@ -1,0 +1,412 @@
+/* The metric handle: sink statistics of DESIGN §5, gathered inside a model's
+ * forward pass (as the model's observer) or from attention maps a caller supplies.
+ * Importance is kept per sequence (the Sink metric counts sequences); every other
+ * statistic is a running sum over sequences, divided out when read. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model_internal.h"
+
+struct asink_metric {
+  float eps;
+  int L, H, T, Tk; /* fixed by the first data; 0 = none yet */
+  int n_seq, cap;
+  bool from_model; /* hidden/key/value norms, cosines exist */
+  float *imp;      /* cap x L x H x Tk */
+  double *hid, *kn, *vn, *cos, *qk, *ent;
+  /* supplied maps: the batch being assembled layer by layer */
+  int pending_n, next_layer;
+  /* fused: staging for the ops' statistics of one batch */
+  asink_ws stage;
+  int batch_B;
+  asink_model *model;
+};
+
+asink_status asink_metric_create(asink_metric **out, float eps) {
+  if (!out) return asink_fail(ASINK_ERR_ARG, "asink_metric_create: output pointer is NULL");
+  *out = NULL;
+  if (!(eps > 0.f && eps < 1.f))
+    return asink_fail(ASINK_ERR_ARG, "eps=%g must be in (0, 1)", eps);
+  asink_metric *mt = asink_calloc(1, sizeof *mt);
+  if (!mt) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a metric");
+  mt->eps = eps;
+  *out = mt;
+  return ASINK_OK;
+}
+
+static void release_sums(asink_metric *mt) {
+  asink_free(mt->imp);
+  free(mt->hid);
+  mt->imp = NULL;
+  mt->hid = mt->kn = mt->vn = mt->cos = mt->qk = mt->ent = NULL;
+}
+
+void asink_metric_free(asink_metric *mt) {
+  if (!mt) return;
+  if (mt->model && mt->model->obs.ctx == mt) asink_model_attach_metric(mt->model, NULL);
+  release_sums(mt);
+  asink_ws_release(&mt->stage);
+  asink_free(mt);
+}
+
+void asink_metric_reset(asink_metric *mt) {
+  if (!mt) return;
+  release_sums(mt);
+  mt->L = mt->H = mt->T = mt->Tk = 0;
+  mt->n_seq = mt->cap = mt->pending_n = mt->next_layer = 0;
+  mt->from_model = false;
+}
+
+/* Fixes the shape on first use (allocating the sums), or checks it. */
+static asink_status ensure_shape(asink_metric *mt, int L, int H, int T, int Tk) {
+  if (mt->L) {
+    if (mt->L != L || mt->H != H || mt->T != T || mt->Tk != Tk)
+      return asink_fail(ASINK_ERR_SHAPE,
+                        "metric holds statistics of L=%d, H=%d, T=%d, Tk=%d; new data has L=%d, "
+                        "H=%d, T=%d, Tk=%d (reset it first)",
+                        mt->L, mt->H, mt->T, mt->Tk, L, H, T, Tk);
+    return ASINK_OK;
+  }
+  size_t n = (size_t)(L + 1) * T + 2 * (size_t)L * T + 2 * (size_t)L * H * T + (size_t)L * H;
+  double *d = calloc(n, sizeof *d);
+  if (!d) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate metric sums");
+  mt->hid = d;
+  mt->kn = mt->hid + (size_t)(L + 1) * T;
+  mt->vn = mt->kn + (size_t)L * T;
+  mt->cos = mt->vn + (size_t)L * T;
+  mt->qk = mt->cos + (size_t)L * H * T;
+  mt->ent = mt->qk + (size_t)L * H * T;
+  mt->L = L, mt->H = H, mt->T = T, mt->Tk = Tk;
+  return ASINK_OK;
+}
+
+static asink_status ensure_seqs(asink_metric *mt, int n) {
+  if (n <= mt->cap) return ASINK_OK;
+  int cap = mt->cap ? mt->cap : 16;
+  while (cap < n) cap *= 2;
+  size_t per = (size_t)mt->L * mt->H * mt->Tk;
+  float *p = asink_calloc(asink_mul_size(per, (size_t)cap), sizeof(float));
+  if (!p) return asink_fail(ASINK_ERR_NOMEM, "cannot grow the metric to %d sequences", cap);
+  if (mt->imp) memcpy(p, mt->imp, per * (size_t)mt->n_seq * sizeof(float));
+  asink_free(mt->imp);
+  mt->imp = p;
+  mt->cap = cap;
+  return ASINK_OK;
+}
+
+/* ------------------------------------------------------------ supplied maps */
+
+asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int N, int H, int Tq,
+                                   int Tk, const float *maps, int normalized) {
+  if (!mt || !maps) return asink_fail(ASINK_ERR_ARG, "asink_metric_add_maps: NULL argument");
+  if (n_layer < 1 || layer < 0 || layer >= n_layer)
+    return asink_fail(ASINK_ERR_ARG, "layer=%d is outside [0, n_layer=%d)", layer, n_layer);
+  if (N < 1 || H < 1 || Tq < 1)
+    return asink_fail(ASINK_ERR_SHAPE, "maps (N=%d, H=%d, Tq=%d) must have positive sizes", N, H, Tq);
+  if (Tk != Tq && Tk != Tq + 1)
+    return asink_fail(ASINK_ERR_SHAPE, "maps have Tk=%d key columns; expected Tq=%d or Tq+1 (virtual key)", Tk, Tq);
+  size_t total = (size_t)N * H * Tq * Tk;
+  for (size_t i = 0; i < total; i++) {
+    if (!isfinite(maps[i]))
+      return asink_fail(ASINK_ERR_ARG, "maps entry %zu is %g, not a finite number", i, maps[i]);
+    if (normalized && maps[i] < 0.f)
+      return asink_fail(ASINK_ERR_ARG, "maps entry %zu is %g < 0, but normalized maps are probabilities", i, maps[i]);
+  }
+  if (layer != mt->next_layer)
+    return asink_fail(ASINK_ERR_STATE, "maps of layer %d given, layer %d expected next (layers 0..%d in order)",
+                      layer, mt->next_layer, n_layer - 1);
+  if (layer > 0 && N != mt->pending_n)
+    return asink_fail(ASINK_ERR_SHAPE, "layer %d has N=%d sequences, layer 0 of this batch had %d", layer, N, mt->pending_n);
+  asink_status st = ensure_shape(mt, n_layer, H, Tq, Tk);
+  if (st == ASINK_OK) st = ensure_seqs(mt, mt->n_seq + N);
+  if (st) return st;
+  const int off = Tk - Tq, L = mt->L;
+  for (int n = 0; n < N; n++)
+    for (int h = 0; h < H; h++) {
+      const float *A = maps + ((size_t)n * H + h) * Tq * Tk;
+      float *imp = mt->imp + (((size_t)(mt->n_seq + n) * L + layer) * H + h) * Tk;
+      double ent = 0.0;
+      memset(imp, 0, sizeof(float) * Tk);
+      for (int t = 0; t < Tq; t++) {
+        const float *row = A + (size_t)t * Tk;
+        double z = 1.0;
+        if (!normalized) {
+          z = 1e-8;
+          for (int j = 0; j < Tk; j++) z += fabs(row[j]);
+        }
+        for (int j = 0; j < Tk; j++) {
+          double p = fabs(row[j]) / z;
+          imp[j] += (float)p;
+          if (p > 0) ent -= p * log(p);
+        }
+      }
+      if (off) imp[0] /= (float)Tq;
+      for (int j = 0; j < Tq; j++) imp[off + j] /= (float)(Tq - j);
+      mt->ent[(size_t)layer * H + h] += ent / Tq;
+    }
+  mt->pending_n = N;
+  mt->next_layer = layer + 1;
+  if (mt->next_layer == n_layer) {
+    mt->n_seq += N;
+    mt->next_layer = 0;
+  }
+  return ASINK_OK;
+}
+
+/* ------------------------------------------------------------------- fused */
+
+static asink_status obs_begin(void *ctx, asink_model *m, float **importance, float **entropy) {
+  asink_metric *mt = ctx;
+  const int Tk = asink_attn_key_count(m->layers[0].attn, m->Tx);
+  asink_status st = ensure_shape(mt, m->L, m->H, m->Tx, Tk);
+  if (st == ASINK_OK) st = ensure_seqs(mt, mt->n_seq + m->B);
+  size_t n = (size_t)m->B * m->H * (Tk + 1);
+  if (st == ASINK_OK) st = asink_ws_reserve(&mt->stage, n * sizeof(float), "metric staging");
+  if (st) return st;
+  *importance = mt->stage.ptr;
+  *entropy = (float *)mt->stage.ptr + (size_t)m->B * m->H * Tk;
+  mt->batch_B = m->B;
+  return ASINK_OK;
+}
+
+static double norm2(const float *x, int n) {
+  double s = 0.0;
+  for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return sqrt(s);
+}
+
+static void hidden_norms(asink_metric *mt, int l, const float *x, int B, int T, int C) {
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) mt->hid[(size_t)l * T + t] += norm2(x + ((size_t)b * T + t) * C, C);
+}
+
+static void obs_layer(void *ctx, asink_model *m, int l) {
+  asink_metric *mt = ctx;
+  const int B = m->B, T = m->Tx, H = m->H, Hkv = m->Hkv, D = m->D, L = m->L, Tk = mt->Tk;
+  const float *imp = mt->stage.ptr, *ent = imp + (size_t)B * H * Tk;
+  const asink_acts *a = &m->acts[l];
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      memcpy(mt->imp + (((size_t)(mt->n_seq + b) * L + l) * H + h) * Tk, imp + ((size_t)b * H + h) * Tk,
+             sizeof(float) * Tk);
+      mt->ent[(size_t)l * H + h] += ent[b * H + h] / T;
+    }
+  hidden_norms(mt, l, a->x_in, B, T, m->C);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      size_t row = (size_t)b * T + t;
+      double ks = 0.0, vs = 0.0;
+      for (int g = 0; g < Hkv; g++) {
+        ks += norm2(a->k + (row * Hkv + g) * D, D);
+        vs += norm2(a->v + (row * Hkv + g) * D, D);
+      }
+      mt->kn[(size_t)l * T + t] += ks / Hkv;
+      mt->vn[(size_t)l * T + t] += vs / Hkv;
+      for (int h = 0; h < H; h++) {
+        const float *q = a->q + (row * H + h) * D;
+        const float *k0 = a->k + (((size_t)b * T) * Hkv + h / (H / Hkv)) * D;
+        double dot = 0.0;
+        for (int i = 0; i < D; i++) dot += (double)q[i] * k0[i];
+        double nq = norm2(q, D), nk = norm2(k0, D);
+        mt->cos[((size_t)l * H + h) * T + t] += nq > 0 && nk > 0 ? dot / (nq * nk) : 0.0;
+        mt->qk[((size_t)l * H + h) * T + t] += nq * nk;
+      }
+    }
+}
+
+static void obs_end(void *ctx, asink_model *m) {
+  asink_metric *mt = ctx;
+  hidden_norms(mt, m->L, m->acts[m->L].x_in, m->B, m->Tx, m->C);
+  mt->n_seq += mt->batch_B;
+  mt->from_model = true;
+}
+
+asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt) {
+  if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_attach_metric: model is NULL");
+  if (m->obs.ctx) ((asink_metric *)m->obs.ctx)->model = NULL;
+  m->obs = (asink_observer){0};
+  if (!mt) return ASINK_OK;
+  if (mt->L && (mt->L != m->L || mt->H != m->H))
+    return asink_fail(ASINK_ERR_SHAPE, "metric holds statistics of %d layers x %d heads; the model has %d x %d",
+                      mt->L, mt->H, m->L, m->H);
+  if (mt->model && mt->model != m) asink_model_attach_metric(mt->model, NULL);
+  m->obs = (asink_observer){mt, obs_begin, obs_layer, obs_end};
+  mt->model = m;
+  return ASINK_OK;
+}
+
+/* ----------------------------------------------------------------- results */
+
+void asink_metric_dims(const asink_metric *mt, int *n_seq, int *n_layer, int *n_head, int *T, int *Tk) {
+  if (!mt) return;
+  if (n_seq) *n_seq = mt->n_seq;
+  if (n_layer) *n_layer = mt->L;
+  if (n_head) *n_head = mt->H;
+  if (T) *T = mt->T;
+  if (Tk) *Tk = mt->Tk;
+}
+
+static asink_status ready(const asink_metric *mt, const float *out, bool model_only, const char *what) {
+  if (!mt || !out) return asink_fail(ASINK_ERR_ARG, "metric %s: NULL argument", what);
+  if (!mt->n_seq) return asink_fail(ASINK_ERR_STATE, "metric %s: no sequences gathered yet", what);
+  if (model_only && !mt->from_model)
+    return asink_fail(ASINK_ERR_STATE, "metric %s: needs a metric attached to a model (supplied maps carry no activations)", what);
+  return ASINK_OK;
+}
+
+static void means(const double *sum, size_t n, int count, float *out) {
+  for (size_t i = 0; i < n; i++) out[i] = (float)(sum[i] / count);
+}
+
+asink_status asink_metric_importance(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, false, "importance");
+  if (st) return st;
+  memcpy(out, mt->imp, sizeof(float) * (size_t)mt->n_seq * mt->L * mt->H * mt->Tk);
+  return ASINK_OK;
+}
+
+asink_status asink_metric_sink(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, false, "sink");
+  if (st) return st;
+  size_t triples = (size_t)mt->n_seq * mt->L * mt->H;
+  for (int k = 0; k < mt->Tk; k++) {
+    size_t above = 0;
+    for (size_t i = 0; i < triples; i++) above += mt->imp[i * mt->Tk + k] > mt->eps;
+    out[k] = (float)(100.0 * above / triples);
+  }
+  return ASINK_OK;
+}
+
+asink_status asink_metric_hidden_norm(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "hidden_norm");
+  if (!st) means(mt->hid, (size_t)(mt->L + 1) * mt->T, mt->n_seq, out);
+  return st;
+}
+
+asink_status asink_metric_key_norm(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "key_norm");
+  if (!st) means(mt->kn, (size_t)mt->L * mt->T, mt->n_seq, out);
+  return st;
+}
+
+asink_status asink_metric_value_norm(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "value_norm");
+  if (!st) means(mt->vn, (size_t)mt->L * mt->T, mt->n_seq, out);
+  return st;
+}
+
+asink_status asink_metric_qk_cosine(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "qk_cosine");
+  if (!st) means(mt->cos, (size_t)mt->L * mt->H * mt->T, mt->n_seq, out);
+  return st;
+}
+
+asink_status asink_metric_qk_norm_product(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "qk_norm_product");
+  if (!st) means(mt->qk, (size_t)mt->L * mt->H * mt->T, mt->n_seq, out);
+  return st;
+}
+
+asink_status asink_metric_entropy(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, false, "entropy");
+  if (!st) means(mt->ent, (size_t)mt->L * mt->H, mt->n_seq, out);
+  return st;
+}
+
+/* ------------------------------------------------------------------- JSON */
+
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  bool failed;
+} sbuf;
+
+static void put(sbuf *s, const char *text) {
+  size_t n = strlen(text);
+  if (s->failed) return;
+  if (s->len + n + 1 > s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 1 << 16;
+    while (cap < s->len + n + 1) cap *= 2;
+    char *b = realloc(s->buf, cap);
+    if (!b) {
+      s->failed = true;
+      return;
+    }
+    s->buf = b, s->cap = cap;
+  }
+  memcpy(s->buf + s->len, text, n + 1);
+  s->len += n;
+}
+
+/* Nested JSON arrays of a row-major array with the given dims. */
+static void put_array(sbuf *s, const float *x, const int *dims, int ndim) {
+  if (ndim == 0) {
+    char num[32];
+    snprintf(num, sizeof num, isfinite(*x) ? "%.7g" : "null", *x);
+    put(s, num);
+    return;
+  }
+  size_t inner = 1;
+  for (int d = 1; d < ndim; d++) inner *= (size_t)dims[d];
+  put(s, "[");
+  for (int i = 0; i < dims[0]; i++) {
+    if (i) put(s, ", ");
+    put_array(s, x + i * inner, dims + 1, ndim - 1);
+  }
+  put(s, "]");
+}
+
+char *asink_metric_json(const asink_metric *mt) {
+  if (!mt || !mt->n_seq) {
+    asink_fail(ASINK_ERR_STATE, "metric json: no sequences gathered yet");
+    return NULL;
+  }
+  const int N = mt->n_seq, L = mt->L, H = mt->H, T = mt->T, Tk = mt->Tk;
+  size_t biggest = (size_t)N * L * H * Tk;
+  if ((size_t)(L + 1) * T > biggest) biggest = (size_t)(L + 1) * T;
+  if ((size_t)L * H * T > biggest) biggest = (size_t)L * H * T;
+  float *tmp = malloc(biggest * sizeof(float) + sizeof(float));
+  sbuf s = {0};
+  if (!tmp) {
+    asink_fail(ASINK_ERR_NOMEM, "metric json: out of memory");
+    return NULL;
+  }
+  char head[160];
+  snprintf(head, sizeof head, "{\"samples\": %d, \"eps\": %.7g, \"layers\": %d, \"heads\": %d, \"tokens\": %d", N,
+           mt->eps, L, H, T);
+  put(&s, head);
+  struct {
+    const char *key;
+    asink_status (*get)(const asink_metric *, float *);
+    int dims[4], ndim;
+    bool model_only;
+  } items[] = {
+      {"importance", asink_metric_importance, {N, L, H, Tk}, 4, false},
+      {"sink", asink_metric_sink, {Tk}, 1, false},
+      {"entropy", asink_metric_entropy, {L, H}, 2, false},
+      {"hidden_norm", asink_metric_hidden_norm, {L + 1, T}, 2, true},
+      {"key_norm", asink_metric_key_norm, {L, T}, 2, true},
+      {"value_norm", asink_metric_value_norm, {L, T}, 2, true},
+      {"qk_cosine", asink_metric_qk_cosine, {L, H, T}, 3, true},
+      {"qk_norm_product", asink_metric_qk_norm_product, {L, H, T}, 3, true},
+  };
+  for (size_t i = 0; i < sizeof items / sizeof *items; i++) {
+    if (items[i].model_only && !mt->from_model) continue;
+    items[i].get(mt, tmp);
+    put(&s, ", \"");
+    put(&s, items[i].key);
+    put(&s, "\": ");
+    put_array(&s, tmp, items[i].dims, items[i].ndim);
+  }
+  put(&s, "}\n");
+  free(tmp);
+  if (s.failed) {
+    free(s.buf);
+    asink_fail(ASINK_ERR_NOMEM, "metric json: out of memory");
+    return NULL;
+  }
+  return s.buf;
+}

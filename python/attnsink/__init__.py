@@ -1,0 +1,379 @@
+"""attnsink: a pure-ctypes binding of libattnsink (numpy arrays in and out).
+
+The attention operation of docs/attention.md, selected by a spec string::
+
+    import attnsink
+    op = attnsink.Attention("softmax,kbias=head,vbias=head", n_head=8, n_kv_head=2, head_dim=64)
+    op.params["k_bias"][:] = ...            # views of the op's own parameter memory
+    out = op.forward(q, k, v, importance=True)   # q (B,T,H,D), k and v (B,T,Hkv,D)
+    op.importance                           # (B, H, Tk), Tk = T (+1 with kbias)
+    dq, dk, dv = op.backward(dout)          # gradients of sum(out * dout)
+    op.grads                                # parameter gradients of that backward
+
+The shared library is found through ``ATTNSINK_LIB`` (a path to the .so), then the
+project's ``build/`` directory, then the system (see ``attnsink._lib``).
+
+The decoder language model of DESIGN §6 and its optimizer (see ``attnsink.model``)::
+
+    m = attnsink.Model.load("ckpt/")        # or attnsink.Model.create(config_dict, seed=0)
+    loss = m.loss(tokens, targets)          # int (B, T) each; targets -1 are ignored
+    grads = m.backward()                    # dict HF name -> ndarray
+    opt = attnsink.AdamW(m, 1e-3)
+    opt.step()                              # returns the gradient norm before clipping
+    m.save("ckpt/"); opt.save("ckpt/")
+
+Errors: a bad spec, bad sizes or bad shapes raise ``ValueError`` (precisely
+:class:`ArgumentError`, a subclass) whose message is the library's
+``asink_last_error()`` or names the offending shapes; a malformed file or config
+(ASINK_ERR_FORMAT) raises :class:`FormatError`, also a ``ValueError``; a call out of order
+(``backward`` before ``forward``) raises :class:`StateError` (both a ``ValueError`` and a
+``RuntimeError``); a file that cannot be read or written (ASINK_ERR_IO) raises
+:class:`FileError`, an ``OSError``; an allocation failure ``MemoryError``; anything else
+``RuntimeError``.
+"""
+
+import ctypes
+import operator
+
+import numpy as np
+
+from ._lib import Status, c_float_p, lib, lib_path
+
+__all__ = [
+    "Attention", "Model", "AdamW", "AttnsinkError", "ArgumentError", "FormatError",
+    "StateError", "FileError", "OutOfMemory", "LibraryError", "version", "version_number", "runtime_info", "simd_level", "init",
+    "set_num_threads", "get_num_threads", "lib_path",
+]
+
+_INT_MAX = 2**31 - 1
+
+
+# ----------------------------------------------------------------------------- errors
+
+class AttnsinkError(Exception):
+    """Base class of the errors the binding raises. ``status`` holds the C status code
+    (an ``asink_status`` value) or None for checks made in Python."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class ArgumentError(AttnsinkError, ValueError):
+    """A bad spec, bad sizes or bad shapes (ASINK_ERR_ARG, ASINK_ERR_SPEC, ASINK_ERR_SHAPE)."""
+
+
+class FormatError(AttnsinkError, ValueError):
+    """A malformed file or config: bad config.json keys, missing, extra or misshaped tensors
+    (ASINK_ERR_FORMAT). The message names the key or the tensor."""
+
+
+class StateError(AttnsinkError, ValueError, RuntimeError):
+    """A call out of order, such as backward before forward (ASINK_ERR_STATE)."""
+
+
+class OutOfMemory(AttnsinkError, MemoryError):
+    """The library could not allocate (ASINK_ERR_NOMEM)."""
+
+
+class FileError(AttnsinkError, OSError):
+    """A file or directory that could not be read or written (ASINK_ERR_IO)."""
+
+
+class LibraryError(AttnsinkError, RuntimeError):
+    """Any other library failure (an unsupported request, an unexpected status)."""
+
+
+_ERROR_CLASS = {
+    Status.ERR_ARG: ArgumentError,
+    Status.ERR_SPEC: ArgumentError,
+    Status.ERR_SHAPE: ArgumentError,
+    Status.ERR_FORMAT: FormatError,
+    Status.ERR_STATE: StateError,
+    Status.ERR_IO: FileError,
+    Status.ERR_NOMEM: OutOfMemory,
+}
+
+
+def _decode(b):
+    return b.decode("utf-8", "replace") if b is not None else ""
+
+
+def _check(status, what):
+    """Raise the exception matching a non-zero asink_status, carrying asink_last_error()."""
+    if status == Status.OK:
+        return
+    msg = _decode(lib.asink_last_error())
+    if not msg:
+        msg = "%s failed: %s" % (what, _decode(lib.asink_status_string(status)))
+    raise _ERROR_CLASS.get(status, LibraryError)(msg, status)
+
+
+def _shape(a):
+    return "(" + ", ".join(str(n) for n in a) + ")" if len(a) != 1 else "(%d,)" % a[0]
+
+
+def _f32(x):
+    """x as a float32 C-contiguous ndarray (copying only when needed). Like
+    np.ascontiguousarray(x, dtype=np.float32) but a scalar stays 0-d, so that shape errors
+    report the shape the caller passed."""
+    return np.asarray(x, dtype=np.float32, order="C")
+
+
+def _owned_f32(x):
+    """x as a float32 C-contiguous ndarray that shares no memory with x, so that later
+    changes the caller makes to x cannot alter what backward sees."""
+    a = _f32(x)
+    if isinstance(x, np.ndarray) and np.may_share_memory(a, x):
+        a = a.copy()
+    return a
+
+
+def _ptr(a):
+    return a.ctypes.data_as(c_float_p) if a is not None else None
+
+
+# ---------------------------------------------------------------------------- runtime
+
+def version():
+    """The version string of the loaded library, "MAJOR.MINOR.PATCH"."""
+    return _decode(lib.asink_version())
+
+
+def version_number():
+    """The loaded library's version as MAJOR*10000 + MINOR*100 + PATCH."""
+    return lib.asink_version_number()
+
+
+def init():
+    """Initialise the runtime now (SIMD level, BLIS kernel set). Every other entry point does
+    this lazily; raises if ASINK_SIMD names an unknown level or one this CPU lacks."""
+    _check(lib.asink_init(), "asink_init")
+
+
+def runtime_info():
+    """One line describing the runtime: version, simd=, blis= (kernel set and how it was
+    chosen), threads=."""
+    return _decode(lib.asink_runtime_info())
+
+
+def simd_level():
+    """The SIMD level in use: "scalar", "avx2" or "avx512"."""
+    return _decode(lib.asink_simd_level())
+
+
+def set_num_threads(n):
+    """Set the number of threads of the library's parallel regions (1 <= n <= 1024);
+    ValueError otherwise."""
+    n = operator.index(n)
+    if not -_INT_MAX - 1 <= n <= _INT_MAX:
+        raise ArgumentError("set_num_threads(%d): out of range (1 .. 1024)" % n)
+    _check(lib.asink_set_num_threads(n), "asink_set_num_threads")
+
+
+def get_num_threads():
+    """The number of threads the library uses."""
+    return lib.asink_get_num_threads()
+
+
+# ----------------------------------------------------------------------- attention op
+
+class _Handle:
+    """Owns one asink_attn pointer and frees it when the last reference goes.
+
+    The parameter arrays of ``Attention.params`` keep a reference to this object (through
+    the ctypes buffer they view), so the C memory they view stays valid as long as any of
+    them is alive, even after the Attention object itself has gone."""
+
+    __slots__ = ("ptr", "_free", "__weakref__")
+
+    def __init__(self):
+        self.ptr = ctypes.c_void_p()
+        self._free = lib.asink_attn_free  # kept so that __del__ works during shutdown
+
+    def __del__(self):
+        ptr = getattr(self, "ptr", None)
+        free = getattr(self, "_free", None)
+        if ptr is not None and ptr.value and free is not None:
+            try:
+                free(ptr)
+            except Exception:  # interpreter shutdown: nothing sensible left to do
+                pass
+            self.ptr = ctypes.c_void_p()
+
+
+def _view(handle, getter, name, shape):
+    """A float32 ndarray of the given shape viewing the op's storage for `name`."""
+    data = c_float_p()
+    numel = ctypes.c_size_t()
+    _check(getter(handle.ptr, name.encode(), ctypes.byref(data), ctypes.byref(numel)),
+           "parameter '%s'" % name)
+    want = int(np.prod(shape, dtype=np.int64))
+    if numel.value != want or not data:
+        raise LibraryError("parameter '%s': library gave %d elements at %s, shape %s needs %d"
+                           % (name, numel.value, hex(ctypes.cast(data, ctypes.c_void_p).value or 0),
+                              _shape(shape), want))
+    buf = (ctypes.c_float * want).from_address(ctypes.cast(data, ctypes.c_void_p).value)
+    buf._attnsink_handle = handle  # keeps the op (and so this memory) alive
+    return np.ctypeslib.as_array(buf).reshape(shape)
+
+
+class Attention:
+    """An attention operation selected by a spec string (docs/attention.md, DESIGN §4).
+
+    ``Attention(spec, n_head, n_kv_head, head_dim)``: spec is ``base[,key=value...]`` with base
+    softmax, sigmoid, elu, linear or elu-kernel; n_head must be a multiple of n_kv_head (GQA,
+    MQA). A bad spec or bad sizes raise ValueError with the library's message.
+
+    Attributes:
+      params      dict name -> float32 ndarray viewing the op's own parameter memory (writing
+                  into it changes the op): 'k_bias', 'v_bias' (n, head_dim) and 'sinks'
+                  (n_head,) as the spec has them; {} for a plain op. They start at zero.
+      importance  (B, H, Tk) float32 importance of the last forward(..., importance=True),
+                  else None. Tk = key_count(T).
+      grads       dict name -> ndarray, copies of the parameter gradients of the last backward.
+      spec        the canonical spec string (every option spelled out).
+    """
+
+    def __init__(self, spec, n_head, n_kv_head, head_dim):
+        self._h = None  # so that a failure below leaves a well-defined object
+        self._params = {}
+        self._grads = {}
+        self._importance = None
+        self._saved = None
+        if isinstance(spec, bytes):
+            spec = spec.decode("utf-8")
+        if not isinstance(spec, str):
+            raise TypeError("spec must be a str, not %s" % type(spec).__name__)
+        if "\0" in spec:
+            raise ArgumentError("spec %r contains a NUL character" % spec)
+        sizes = []
+        for label, n in (("n_head", n_head), ("n_kv_head", n_kv_head), ("head_dim", head_dim)):
+            n = operator.index(n)
+            if not -_INT_MAX - 1 <= n <= _INT_MAX:
+                raise ArgumentError("%s=%d is out of range" % (label, n))
+            sizes.append(n)
+        h = _Handle()
+        _check(lib.asink_attn_create(ctypes.byref(h.ptr), spec.encode("utf-8"), *sizes),
+               "asink_attn_create(%r, %d, %d, %d)" % ((spec,) + tuple(sizes)))
+        self._h = h
+        self.n_head, self.n_kv_head, self.head_dim = sizes
+        self._param_shapes = {}
+        for i in range(lib.asink_attn_param_count(h.ptr)):
+            name = ctypes.c_char_p()
+            ndim = ctypes.c_int()
+            shape = (ctypes.c_int64 * 2)()
+            _check(lib.asink_attn_param_info(h.ptr, i, ctypes.byref(name), ctypes.byref(ndim),
+                                             shape), "asink_attn_param_info")
+            pname = _decode(name.value)
+            pshape = tuple(int(shape[d]) for d in range(ndim.value))
+            self._param_shapes[pname] = pshape
+            self._params[pname] = _view(h, lib.asink_attn_param, pname, pshape)
+
+    def __del__(self):
+        # The C handle is freed by _Handle once neither this object nor any params view
+        # refers to it; dropping our reference is all that is needed here. getattr guards
+        # against an object whose __init__ failed before setting _h.
+        if getattr(self, "_h", None) is not None:
+            self._h = None
+
+    def __repr__(self):
+        if getattr(self, "_h", None) is None:
+            return "<attnsink.Attention (not created)>"
+        return "<attnsink.Attention %r n_head=%d n_kv_head=%d head_dim=%d>" % (
+            self.spec, self.n_head, self.n_kv_head, self.head_dim)
+
+    # -- properties
+
+    @property
+    def spec(self):
+        """The spec in canonical form (every option spelled out), from asink_attn_spec."""
+        return _decode(lib.asink_attn_spec(self._h.ptr))
+
+    @property
+    def params(self):
+        """dict name -> float32 ndarray viewing the op's parameters (writable)."""
+        return self._params
+
+    @property
+    def grads(self):
+        """dict name -> ndarray: the parameter gradients of the last backward (copies)."""
+        return self._grads
+
+    @property
+    def importance(self):
+        """(B, H, Tk) float32 importance of the last forward with importance=True, else None."""
+        return self._importance
+
+    def key_count(self, T):
+        """Number of key columns of the maps for T tokens: T, or T+1 with kbias."""
+        return lib.asink_attn_key_count(self._h.ptr, operator.index(T))
+
+    # -- compute
+
+    def forward(self, q, k, v, importance=False):
+        """out = attention(q, k, v): q (B,T,H,D), k and v (B,T,Hkv,D) -> new float32
+        C-contiguous (B,T,H,D). With importance=True, op.importance receives (B,H,Tk).
+        Keeps float32 copies of q, k, v and out for backward; a failed forward leaves no
+        forward to differentiate."""
+        self._saved = None
+        self._importance = None
+        q, k, v = _owned_f32(q), _owned_f32(k), _owned_f32(v)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        if q.ndim != 4:
+            raise ArgumentError("q must be 4-D (B, T, H=%d, D=%d), got shape %s"
+                                % (H, D, _shape(q.shape)))
+        B, T = q.shape[0], q.shape[1]
+        if q.shape[2:] != (H, D):
+            raise ArgumentError("q has shape %s; expected (B, T, %d, %d) for n_head=%d, "
+                                "head_dim=%d" % (_shape(q.shape), H, D, H, D))
+        want = (B, T, Hkv, D)
+        for label, x in (("k", k), ("v", v)):
+            if x.shape != want:
+                raise ArgumentError("%s has shape %s; expected %s to match q %s with n_kv_head=%d"
+                                    % (label, _shape(x.shape), _shape(want), _shape(q.shape), Hkv))
+        if B < 1 or T < 1:
+            raise ArgumentError("q has shape %s: B and T must be at least 1" % _shape(q.shape))
+        if B > _INT_MAX or T > _INT_MAX:
+            raise ArgumentError("q has shape %s: B and T must fit in a C int" % _shape(q.shape))
+        out = np.empty((B, T, H, D), dtype=np.float32)
+        imp = None
+        if importance:
+            tk = self.key_count(T)
+            imp = np.empty((B, H, tk), dtype=np.float32)
+        _check(lib.asink_attn_forward(self._h.ptr, B, T, _ptr(q), _ptr(k), _ptr(v), _ptr(out),
+                                      _ptr(imp)), "asink_attn_forward")
+        self._saved = (q, k, v, out.copy())
+        self._importance = imp
+        return out
+
+    def backward(self, dout):
+        """Gradients of sum(out * dout) for the last forward: returns (dq, dk, dv) with the
+        shapes of q, k, v, and fills op.grads with the parameter gradients of this call
+        (they are zeroed first). dout must have the shape of out."""
+        if self._saved is None:
+            raise StateError("backward() called before forward(): op %s has no forward to "
+                             "differentiate" % self.spec, Status.ERR_STATE)
+        q, k, v, out = self._saved
+        dout = _f32(dout)
+        if dout.shape != out.shape:
+            raise ArgumentError("dout has shape %s; expected %s, the shape of out"
+                                % (_shape(dout.shape), _shape(out.shape)))
+        dq = np.empty_like(q)
+        dk = np.empty_like(k)
+        dv = np.empty_like(v)
+        lib.asink_attn_zero_grad(self._h.ptr)
+        _check(lib.asink_attn_backward(self._h.ptr, _ptr(q), _ptr(k), _ptr(v), _ptr(out),
+                                       _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv)),
+               "asink_attn_backward")
+        self._grads = {name: _view(self._h, lib.asink_attn_grad, name, shape).copy()
+                       for name, shape in self._param_shapes.items()}
+        return dq, dk, dv
+
+
+# The model and its optimizer live in their own module; it uses the helpers above.
+from .model import AdamW, Model  # noqa: E402
+from .metric import sink_metric, sink_stats  # noqa: E402
+
+Model.sink_stats = lambda self, tokens, eps=0.3, batch=16: sink_stats(self, tokens, eps, batch)
+Model.sink_stats.__doc__ = sink_stats.__doc__

@@ -1,0 +1,155 @@
+"""Finding and loading libattnsink, and the ctypes prototypes of what the binding calls.
+
+Lookup order (the first that exists and loads wins):
+
+1. the environment variable ``ATTNSINK_LIB``: a path to the shared object. If it is set
+   but cannot be loaded, that is an error (no silent fall-back to another copy);
+2. the project's build directory, ``<repo>/build/libattnsink.so``, found relative to this
+   file (``<repo>/python/attnsink/_lib.py``);
+3. the system: ``ctypes.util.find_library('attnsink')``, then ``libattnsink.so.0``.
+"""
+
+import ctypes
+import ctypes.util
+import os
+
+__all__ = ["lib", "lib_path", "Status", "c_float_p"]
+
+c_float_p = ctypes.POINTER(ctypes.c_float)
+
+
+class Status:
+    """The values of ``asink_status`` (include/attnsink.h)."""
+
+    OK = 0
+    ERR_ARG = -1
+    ERR_SPEC = -2
+    ERR_SHAPE = -3
+    ERR_NOMEM = -4
+    ERR_STATE = -5
+    ERR_IO = -6
+    ERR_FORMAT = -7
+    ERR_UNSUPPORTED = -8
+
+
+def _candidates():
+    """Yield (description, path-or-name, strict) in lookup order."""
+    env = os.environ.get("ATTNSINK_LIB")
+    if env:
+        yield "ATTNSINK_LIB", env, True
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    build = os.path.join(repo, "build", "libattnsink.so")
+    if os.path.exists(build):
+        yield "the project's build directory", build, False
+    found = ctypes.util.find_library("attnsink")
+    if found:
+        yield "the system (find_library)", found, False
+    yield "the system", "libattnsink.so.0", False
+
+
+def _load():
+    tried = []
+    for where, name, strict in _candidates():
+        try:
+            return ctypes.CDLL(name), name
+        except OSError as e:
+            if strict:
+                raise OSError(
+                    "attnsink: ATTNSINK_LIB=%r cannot be loaded: %s" % (name, e)) from e
+            tried.append("%s (%s): %s" % (name, where, e))
+    raise OSError("attnsink: libattnsink not found; set ATTNSINK_LIB to the path of "
+                  "libattnsink.so or build the project (meson setup build && ninja -C build). "
+                  "Tried: " + "; ".join(tried))
+
+
+def _missing(name):
+    def call(*args):
+        raise OSError("attnsink: %s is missing from %s (a partial or outdated build?)"
+                      % (name, lib_path))
+    call.__name__ = name
+    return call
+
+
+def _declare(lib):
+    """Set argtypes/restype for every C function the binding uses."""
+    c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
+    status = c_int
+    attn_p = c_void_p  # asink_attn * (opaque)
+
+    def proto(name, restype, *argtypes):
+        try:
+            f = getattr(lib, name)
+        except AttributeError:
+            # An older or partial build: fail when the function is used, not at import,
+            # so that the rest of the binding still works.
+            setattr(lib, name, _missing(name))
+            return
+        f.restype = restype
+        f.argtypes = list(argtypes)
+
+    proto("asink_version", c_char_p)
+    proto("asink_version_number", c_int)
+    proto("asink_status_string", c_char_p, c_int)
+    proto("asink_last_error", c_char_p)
+    proto("asink_init", status)
+    proto("asink_runtime_info", c_char_p)
+    proto("asink_simd_level", c_char_p)
+    proto("asink_set_num_threads", status, c_int)
+    proto("asink_get_num_threads", c_int)
+
+    proto("asink_attn_create", status, ctypes.POINTER(attn_p), c_char_p, c_int, c_int, c_int)
+    proto("asink_attn_free", None, attn_p)
+    proto("asink_attn_spec", c_char_p, attn_p)
+    proto("asink_attn_key_count", c_int, attn_p, c_int)
+    proto("asink_attn_param_count", c_int, attn_p)
+    proto("asink_attn_param_info", status, attn_p, c_int, ctypes.POINTER(c_char_p),
+          ctypes.POINTER(c_int), ctypes.POINTER(ctypes.c_int64))
+    proto("asink_attn_param", status, attn_p, c_char_p, ctypes.POINTER(c_float_p),
+          ctypes.POINTER(ctypes.c_size_t))
+    proto("asink_attn_grad", status, attn_p, c_char_p, ctypes.POINTER(c_float_p),
+          ctypes.POINTER(ctypes.c_size_t))
+    proto("asink_attn_zero_grad", None, attn_p)
+    proto("asink_attn_forward", status, attn_p, c_int, c_int, c_float_p, c_float_p, c_float_p,
+          c_float_p, c_float_p)
+    proto("asink_attn_backward", status, attn_p, c_float_p, c_float_p, c_float_p, c_float_p,
+          c_float_p, c_float_p, c_float_p, c_float_p)
+
+    model_p = c_void_p  # asink_model * (opaque)
+    adamw_p = c_void_p  # asink_adamw * (opaque)
+    c_int_p = ctypes.POINTER(c_int)
+    c_int32_p = ctypes.POINTER(ctypes.c_int32)
+    proto("asink_model_create", status, ctypes.POINTER(model_p), c_char_p, ctypes.c_uint64)
+    proto("asink_model_load", status, ctypes.POINTER(model_p), c_char_p)
+    proto("asink_model_save", status, model_p, c_char_p)
+    proto("asink_model_free", None, model_p)
+    proto("asink_model_config", c_char_p, model_p)
+    proto("asink_model_dims", None, model_p, c_int_p, c_int_p, c_int_p, c_int_p, c_int_p,
+          c_int_p)
+    proto("asink_model_param_count", c_int, model_p)
+    proto("asink_model_param_info", status, model_p, c_int, ctypes.POINTER(c_char_p), c_int_p,
+          ctypes.POINTER(ctypes.c_int64))
+    proto("asink_model_param", status, model_p, c_char_p, ctypes.POINTER(c_float_p),
+          ctypes.POINTER(ctypes.c_size_t))
+    proto("asink_model_grad", status, model_p, c_char_p, ctypes.POINTER(c_float_p),
+          ctypes.POINTER(ctypes.c_size_t))
+    proto("asink_model_zero_grad", None, model_p)
+    proto("asink_model_forward", status, model_p, c_int, c_int, c_int32_p, c_float_p)
+    proto("asink_model_loss", status, model_p, c_int, c_int, c_int32_p, c_int32_p, c_float_p)
+    proto("asink_model_eval_loss", status, model_p, c_int, c_int, c_int32_p, c_int32_p,
+          c_float_p)
+    proto("asink_model_backward", status, model_p)
+
+    proto("asink_adamw_create", status, ctypes.POINTER(adamw_p), model_p, ctypes.c_float,
+          ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_float)
+    proto("asink_adamw_free", None, adamw_p)
+    proto("asink_adamw_schedule", status, adamw_p, c_char_p, c_int, c_int, ctypes.c_float)
+    proto("asink_adamw_step", status, adamw_p, c_float_p)
+    proto("asink_adamw_steps", ctypes.c_int64, adamw_p)
+    proto("asink_adamw_lr", ctypes.c_float, adamw_p)
+    proto("asink_adamw_save", status, adamw_p, c_char_p)
+    proto("asink_adamw_load", status, adamw_p, c_char_p)
+
+
+lib, lib_path = _load()
+_declare(lib)
