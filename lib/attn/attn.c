@@ -9,6 +9,11 @@
 #include "core/error.h"
 #include "core/runtime.h"
 
+/* The one allocation holding every parameter (the first present), or NULL. */
+static float *param_block(const asink_attn *op) {
+  return op->k_bias ? op->k_bias : op->v_bias ? op->v_bias : op->sinks ? op->sinks : op->rel;
+}
+
 asink_status asink_attn_create(asink_attn **out, const char *spec_text, int n_head, int n_kv_head,
                                int head_dim) {
   if (!out) return asink_fail(ASINK_ERR_ARG, "asink_attn_create: output pointer is NULL");
@@ -36,7 +41,8 @@ asink_status asink_attn_create(asink_attn **out, const char *spec_text, int n_he
   op->n_kb = spec.kbias == ASINK_PARAM_OFF ? 0 : spec.kbias == ASINK_PARAM_SHARED ? 1 : n_head;
   op->n_vb = spec.vbias == ASINK_PARAM_OFF ? 0 : spec.vbias == ASINK_PARAM_SHARED ? 1 : n_head;
   /* One block holds every parameter then every gradient, in param order. */
-  size_t np = (size_t)(op->n_kb + op->n_vb) * head_dim + (spec.sink == ASINK_SINK_HEAD ? n_head : 0);
+  size_t np = (size_t)(op->n_kb + op->n_vb) * head_dim + (spec.sink == ASINK_SINK_HEAD ? n_head : 0) +
+              (spec.relbias ? (size_t)n_head * ASINK_REL_BUCKETS : 0);
   float *block = asink_calloc(2 * np + 1, sizeof(float));
   if (!block) {
     asink_free(op);
@@ -51,16 +57,17 @@ asink_status asink_attn_create(asink_attn **out, const char *spec_text, int n_he
     op->v_bias = p, op->g_v_bias = g;
     p += (size_t)op->n_vb * head_dim, g += (size_t)op->n_vb * head_dim;
   }
-  if (spec.sink == ASINK_SINK_HEAD) op->sinks = p, op->g_sinks = g;
-  if (!op->k_bias && !op->v_bias && !op->sinks) asink_free(block);
+  if (spec.sink == ASINK_SINK_HEAD) {
+    op->sinks = p, op->g_sinks = g;
+    p += n_head, g += n_head;
+  }
+  if (spec.relbias) op->rel = p, op->g_rel = g;
+  if (!param_block(op)) asink_free(block);
   asink_spec_format(&spec, op->scale, op->canon, sizeof op->canon);
   *out = op;
   return ASINK_OK;
 }
 
-static float *param_block(const asink_attn *op) {
-  return op->k_bias ? op->k_bias : op->v_bias ? op->v_bias : op->sinks;
-}
 
 void asink_attn_free(asink_attn *op) {
   if (!op) return;
@@ -69,6 +76,7 @@ void asink_attn_free(asink_attn *op) {
   asink_ws_release(&op->feat);
   asink_ws_release(&op->thread_ws);
   asink_ws_release(&op->accum);
+  asink_ws_release(&op->buckets);
   asink_free(op);
 }
 
@@ -86,23 +94,24 @@ typedef struct {
   int64_t shape[2];
 } param_view;
 
-static int list_params(const asink_attn *op, param_view v[3]) {
+static int list_params(const asink_attn *op, param_view v[4]) {
   int n = 0;
   if (op->n_kb) v[n++] = (param_view){"k_bias", op->k_bias, op->g_k_bias, 2, {op->n_kb, op->D}};
   if (op->n_vb) v[n++] = (param_view){"v_bias", op->v_bias, op->g_v_bias, 2, {op->n_vb, op->D}};
   if (op->sinks) v[n++] = (param_view){"sinks", op->sinks, op->g_sinks, 1, {op->H, 0}};
+  if (op->rel) v[n++] = (param_view){"relative_bias", op->rel, op->g_rel, 2, {op->H, ASINK_REL_BUCKETS}};
   return n;
 }
 
 int asink_attn_param_count(const asink_attn *op) {
-  param_view v[3];
+  param_view v[4];
   return op ? list_params(op, v) : 0;
 }
 
 asink_status asink_attn_param_info(const asink_attn *op, int i, const char **name, int *ndim,
                                    int64_t shape[2]) {
   if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_param_info: op is NULL");
-  param_view v[3];
+  param_view v[4];
   int n = list_params(op, v);
   if (i < 0 || i >= n)
     return asink_fail(ASINK_ERR_ARG, "parameter index %d out of range (the op has %d)", i, n);
@@ -116,7 +125,7 @@ static asink_status find_param(asink_attn *op, const char *name, bool grad, floa
                                size_t *numel) {
   if (!op || !name || !data)
     return asink_fail(ASINK_ERR_ARG, "asink_attn_param/grad: NULL argument");
-  param_view v[3];
+  param_view v[4];
   int n = list_params(op, v);
   for (int i = 0; i < n; i++) {
     if (strcmp(v[i].name, name)) continue;
@@ -137,7 +146,7 @@ asink_status asink_attn_grad(asink_attn *op, const char *name, float **data, siz
 
 void asink_attn_zero_grad(asink_attn *op) {
   if (!op) return;
-  param_view v[3];
+  param_view v[4];
   int n = list_params(op, v);
   for (int i = 0; i < n; i++)
     memset(v[i].grad, 0, sizeof(float) * (size_t)v[i].shape[0] * (v[i].ndim == 2 ? v[i].shape[1] : 1));

@@ -16,8 +16,8 @@ struct asink_attn {
 
   /* learnable parameters and their gradients; n_kb/n_vb rows of D (0 = absent) */
   int n_kb, n_vb;
-  float *k_bias, *v_bias, *sinks;
-  float *g_k_bias, *g_v_bias, *g_sinks;
+  float *k_bias, *v_bias, *sinks, *rel;
+  float *g_k_bias, *g_v_bias, *g_sinks, *g_rel;
 
   /* state of the last forward */
   bool have_forward;
@@ -26,6 +26,7 @@ struct asink_attn {
   asink_ws feat;      /* elu-kernel: phi(q) then phi(k) */
   asink_ws thread_ws; /* per-thread scratch blocks */
   asink_ws accum;     /* backward: per-thread dk, dv and parameter-gradient accumulators */
+  asink_ws buckets;   /* relbias: T5 bucket of each distance 0 .. T-1 */
 };
 
 /* Visible keys of query t: one contiguous interval [*lo, *hi] (DESIGN §4, docs/attention.md). */

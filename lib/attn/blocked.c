@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn_internal.h"
@@ -96,6 +97,8 @@ typedef struct {
   const float *kstar, *vstar; /* virtual key and its value (vstar NULL = zero value) */
   const float *vadd;          /* vbias without kbias: added to every output row */
   float sink_logit;           /* softmax sink logit; -INFINITY if none */
+  const float *rel;           /* relbias: this head's 32 bucket values, or NULL */
+  const unsigned char *bucket; /* relbias: bucket of each distance */
 } head_ctx;
 
 /* Per-thread scratch, carved from one buffer. */
@@ -149,6 +152,8 @@ static void block_scores(const head_ctx *c, const tile *t, int ntl, int q0, int 
 static void add_score_terms(const head_ctx *c, float *x, int n, int a, int t) {
   if (c->op->spec.bias != 0.f) c->kn->add_const(n, x, c->op->spec.bias);
   if (c->slope != 0.f) c->kn->add_ramp(n, x, c->slope, (float)(a - t));
+  if (c->rel)
+    for (int i = 0; i < n; i++) x[i] += c->rel[c->bucket[abs(t - a - i)]];
 }
 
 static void zero_outside(float *row, int nk, int a, int n) {
@@ -278,7 +283,7 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
 
 /* Per-thread gradient accumulators. */
 typedef struct {
-  float *dk, *dv, *gk, *gv, *gs;
+  float *dk, *dv, *gk, *gv, *gs, *gr;
 } grads;
 
 /* Recomputes row t's map from its statistics: softmax P (not yet times alpha),
@@ -332,6 +337,7 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
   float *gk = c->kstar ? g->gk + (op->n_kb > 1 ? (size_t)c->h * D : 0) : NULL;
   float *gv = op->n_vb ? g->gv + (op->n_vb > 1 ? (size_t)c->h * D : 0) : NULL;
   float *gsink = op->sinks ? g->gs + c->h : NULL;
+  float *grel = op->rel ? g->gr + (size_t)c->h * ASINK_REL_BUCKETS : NULL;
   for (int q0 = 0; q0 < T; q0 += c->bq) {
     int nq = T - q0 < c->bq ? T - q0 : c->bq;
     int lo, hi, unused;
@@ -373,6 +379,8 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
       float *drow = w->dP + (size_t)r * nk;
       w->dsv[r] = backward_row(c, drow + (a - lo), w->S + (size_t)r * nk + (a - lo), e - a + 1,
                                w->pv[r], dpv, Dt, st, gsink);
+      if (grel)
+        for (int j = a; j <= e; j++) grel[c->bucket[abs(t - j)]] += drow[j - lo];
       zero_outside(drow, nk, a - lo, e - a + 1);
       if (gv && c->vstar) {
         float av = softmax ? sp->alpha * w->pv[r] : w->pv[r] * st[0];
@@ -408,6 +416,8 @@ static head_ctx make_ctx(const asink_attn *op, const float *q, const float *k, c
   const float *vb = op->n_vb ? op->v_bias + (op->n_vb > 1 ? (size_t)h * D : 0) : NULL;
   c.vstar = op->n_kb ? vb : NULL;
   c.vadd = op->n_kb ? NULL : vb;
+  c.rel = op->rel ? op->rel + (size_t)h * ASINK_REL_BUCKETS : NULL;
+  c.bucket = op->buckets.ptr;
   c.sink_logit = op->spec.sink == ASINK_SINK_HEAD ? op->sinks[h]
                  : op->spec.sink == ASINK_SINK_ZERO ? 0.f
                                                     : -INFINITY;
@@ -436,6 +446,12 @@ static asink_status kernel_features(asink_attn *op, const float **q, const float
 }
 
 static asink_status reserve_scratch(asink_attn *op, int nt) {
+  if (op->rel) {
+    asink_status st = asink_ws_reserve(&op->buckets, (size_t)op->T, "relative-bias buckets");
+    if (st) return st;
+    unsigned char *b = op->buckets.ptr;
+    for (int n = 0; n < op->T; n++) b[n] = (unsigned char)asink_relative_bucket(n);
+  }
   size_t per = scratch_floats(block_rows(op->T), op->T, op->D);
   return asink_ws_reserve(&op->thread_ws, asink_mul_size(per * sizeof(float), (size_t)nt),
                           "attention scratch");
@@ -479,7 +495,8 @@ asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const f
   if ((st = reserve_scratch(op, nt))) return st;
   const size_t nkv = (size_t)B * T * op->Hkv * D;
   const size_t ngk = (size_t)op->n_kb * D, ngv = (size_t)op->n_vb * D, ngs = op->sinks ? H : 0;
-  const size_t per_acc = 2 * nkv + ngk + ngv + ngs;
+  const size_t ngr = op->rel ? (size_t)H * ASINK_REL_BUCKETS : 0;
+  const size_t per_acc = 2 * nkv + ngk + ngv + ngs + ngr;
   if ((st = asink_ws_reserve(&op->accum, asink_mul_size(per_acc * sizeof(float), (size_t)nt),
                              "attention gradient accumulators")))
     return st;
@@ -492,7 +509,8 @@ asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const f
     scratch w = carve((float *)op->thread_ws.ptr + per * tid, block_rows(T), T, D);
     float *mine = acc + per_acc * tid;
     memset(mine, 0, per_acc * sizeof(float));
-    grads g = {mine, mine + nkv, mine + 2 * nkv, mine + 2 * nkv + ngk, mine + 2 * nkv + ngk + ngv};
+    grads g = {mine, mine + nkv, mine + 2 * nkv, mine + 2 * nkv + ngk, mine + 2 * nkv + ngk + ngv,
+               mine + 2 * nkv + ngk + ngv + ngs};
     /* Work items are (b, h) in the order a thread's dk/dv rows start: so the
      * per-thread buffers use the same (B, T, Hkv, D) layout as dk and dv. */
 #pragma omp for schedule(static)
@@ -501,7 +519,7 @@ asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const f
       head_ctx c = make_ctx(op, q, k, v, b, h);
       size_t qoff = (size_t)b * T * c.ldq + (size_t)h * D;
       size_t kvoff = (size_t)(c.k - k);
-      grads gh = {g.dk + kvoff, g.dv + kvoff, g.gk, g.gv, g.gs};
+      grads gh = {g.dk + kvoff, g.dv + kvoff, g.gk, g.gv, g.gs, g.gr};
       backward_head(&c, out + qoff, dout + qoff, dq + qoff, stats + (size_t)i * T * 2, &gh, &w);
     }
   }
@@ -519,6 +537,7 @@ asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const f
     if (ngk) kn->axpy(ngk, 1.f, m + 2 * nkv, gk);
     if (ngv) kn->axpy(ngv, 1.f, m + 2 * nkv + ngk, gv);
     if (ngs) kn->axpy(ngs, 1.f, m + 2 * nkv + ngk + ngv, gs);
+    if (ngr) kn->axpy(ngr, 1.f, m + 2 * nkv + ngk + ngv + ngs, op->g_rel);
   }
   if (op->spec.base == ASINK_BASE_ELU_KERNEL) {
     /* d phi(x) / dx = 1 for x > 0, exp(x) = phi(x) otherwise. */

@@ -46,12 +46,12 @@ static bool parse_int(const char *v, long lo, long hi, int *out) {
 
 static asink_status parse_option(const char *text, const char *key, const char *val,
                                  asink_spec *s, unsigned *seen) {
-  static const char *keys[] = {"norm",  "scale", "bias",  "causal", "window", "prefix",
-                               "alibi", "kbias", "vbias", "sink",   "alpha"};
+  static const char *keys[] = {"norm",  "scale", "bias", "causal", "window", "prefix",
+                               "alibi", "kbias", "vbias", "sink", "alpha", "relbias"};
   int k = lookup(key, keys, (int)(sizeof keys / sizeof *keys));
   if (k < 0)
     return SPEC_FAIL("spec '%s': unknown option '%s' (options: norm scale bias causal window "
-                     "prefix alibi kbias vbias sink alpha)",
+                     "prefix alibi kbias vbias sink alpha relbias)",
                      text, key);
   if (*seen & (1u << k)) return SPEC_FAIL("spec '%s': option '%s' given twice", text, key);
   *seen |= 1u << k;
@@ -97,6 +97,10 @@ static asink_status parse_option(const char *text, const char *key, const char *
     if ((i = lookup(val, sink_names + 1, 2)) < 0)
       return SPEC_FAIL("spec '%s': sink=%s: expected head or zero", text, val);
     s->sink = (asink_sink_mode)(i + 1);
+    return ASINK_OK;
+  case 11:
+    if (strcmp(val, "t5")) return SPEC_FAIL("spec '%s': relbias=%s: expected t5", text, val);
+    s->relbias = true;
     return ASINK_OK;
   default:
     if (!parse_float(val, &s->alpha) || !(s->alpha > 0.f))
@@ -167,5 +171,13 @@ void asink_spec_format(const asink_spec *s, float scale, char *buf, int size) {
   if (s->vbias) n += snprintf(buf + n, size - n, ",vbias=%s", param_names[s->vbias]);
   if (s->sink) n += snprintf(buf + n, size - n, ",sink=%s", sink_names[s->sink]);
   if (s->base == ASINK_BASE_SOFTMAX && s->alpha != 1.f)
-    snprintf(buf + n, size - n, ",alpha=%.9g", s->alpha);
+    n += snprintf(buf + n, size - n, ",alpha=%.9g", s->alpha);
+  if (s->relbias) snprintf(buf + n, size - n, ",relbias=t5");
+}
+
+int asink_relative_bucket(int n) {
+  if (n < 0) n = -n;
+  if (n < 16) return n;
+  int b = 16 + (int)floor(log(n / 16.0) / log(8.0) * 16.0);
+  return b < 31 ? b : 31;
 }

@@ -31,7 +31,13 @@ typedef struct asink_spec {
   asink_param_mode kbias, vbias;
   asink_sink_mode sink;
   float alpha;
+  bool relbias; /* relbias=t5: learnable (H, 32) T5-bucket bias of the distance t - j */
 } asink_spec;
+
+/* The T5 bucket of a query-key distance n = |t - j| (DESIGN / issue 3):
+ * n for n < 16, else min(31, 16 + floor(ln(n / 16) / ln 8 * 16)). */
+int asink_relative_bucket(int n);
+enum { ASINK_REL_BUCKETS = 32 };
 
 /* Parses text into *spec. ASINK_ERR_SPEC with a message quoting the bad part. */
 asink_status asink_spec_parse(const char *text, asink_spec *spec);

@@ -99,7 +99,8 @@ static asink_status declare(asink_model *m, int cap) {
       if (!p) return asink_fail(ASINK_ERR_ARG, "too many parameters");
       asink_attn_param(op, pname, &p->data, NULL);
       asink_attn_grad(op, pname, &p->grad, NULL);
-      p->init_std = strcmp(pname, "sinks") ? sqrtf(2.f / (5.f * m->D)) : 0.f;
+      /* k*, v* start like keys and values; sink logits and relative biases at 0 */
+      p->init_std = strncmp(pname, "sinks", 5) && strncmp(pname, "relative", 8) ? sqrtf(2.f / (5.f * m->D)) : 0.f;
     }
     if (gpt2) {
       ADD(false, -1.f, 1, C, 0, "h.%d.ln_2.weight", l);
@@ -226,7 +227,8 @@ static asink_status layer_spec(const asink_config *c, char *out, size_t n) {
   asink_spec s;
   asink_status st = asink_spec_parse(c->attn, &s);
   if (st) return st;
-  snprintf(out, n, "%s%s", c->attn, c->pos == ASINK_POS_ALIBI && !s.alibi ? ",alibi=1" : "");
+  snprintf(out, n, "%s%s%s", c->attn, c->pos == ASINK_POS_ALIBI && !s.alibi ? ",alibi=1" : "",
+           c->pos == ASINK_POS_RELATIVE && !s.relbias ? ",relbias=t5" : "");
   return ASINK_OK;
 }
 
@@ -236,8 +238,6 @@ static asink_status build(asink_model **out, const asink_config *cfg) {
   if ((st = asink_config_validate(cfg, "config"))) return st;
   if (cfg->kernel_mlp)
     return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.kernel=mlp is not implemented yet");
-  if (cfg->pos == ASINK_POS_RELATIVE)
-    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.positions=relative is not implemented yet");
   bool gated = cfg->ffn == ASINK_FFN_SWIGLU || cfg->ffn == ASINK_FFN_GEGLU || cfg->ffn == ASINK_FFN_REGLU;
   if (cfg->family == ASINK_FAMILY_GPT2 && gated)
     return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.ffn=%s is gated; gpt2 models have one MLP input (gelu, relu, swish)",
