@@ -83,6 +83,11 @@ static asink_status declare(asink_model *m, int cap) {
       ADD(true, s_c, 2, KD, C, "model.layers.%d.self_attn.k_proj.weight", l);
       ADD(true, s_c, 2, KD, C, "model.layers.%d.self_attn.v_proj.weight", l);
       ADD(true, s_hd, 2, C, HD, "model.layers.%d.self_attn.o_proj.weight", l);
+      if (c->kernel_mlp) {
+        const float s_d = sqrtf(2.f / (5.f * m->D));
+        ADD(true, s_d, 2, m->D, m->D, "model.layers.%d.self_attn.kernel_mlp1.weight", l);
+        ADD(true, s_d, 2, m->D, m->D, "model.layers.%d.self_attn.kernel_mlp2.weight", l);
+      }
     }
     /* the attention op's own parameters, named beside the layer's */
     asink_attn *op = m->layers[l].attn;
@@ -179,6 +184,8 @@ static void wire(asink_model *m) {
       LIN(y->gate, "model.layers.%d.mlp.gate_proj", C, F, false);
       LIN(y->up, "model.layers.%d.mlp.up_proj", C, F, false);
       LIN(y->down, "model.layers.%d.mlp.down_proj", F, C, false);
+      LIN(y->kmlp1, "model.layers.%d.self_attn.kernel_mlp1", m->D, m->D, false);
+      LIN(y->kmlp2, "model.layers.%d.self_attn.kernel_mlp2", m->D, m->D, false);
     }
 #undef W
 #undef LIN
@@ -236,8 +243,8 @@ static asink_status build(asink_model **out, const asink_config *cfg) {
   asink_status st = asink_runtime_ready();
   if (st) return st;
   if ((st = asink_config_validate(cfg, "config"))) return st;
-  if (cfg->kernel_mlp)
-    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.kernel=mlp is not implemented yet");
+  if (cfg->kernel_mlp && cfg->family == ASINK_FAMILY_GPT2)
+    return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.kernel=mlp is for llama-family models");
   bool gated = cfg->ffn == ASINK_FFN_SWIGLU || cfg->ffn == ASINK_FFN_GEGLU || cfg->ffn == ASINK_FFN_REGLU;
   if (cfg->family == ASINK_FAMILY_GPT2 && gated)
     return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.ffn=%s is gated; gpt2 models have one MLP input (gelu, relu, swish)",

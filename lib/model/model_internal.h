@@ -26,6 +26,7 @@ typedef struct {
   float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* norm 1 = before/after attention, 2 = FFN */
   float *g_ln1_w, *g_ln1_b, *g_ln2_w, *g_ln2_b;
   linear_ref q, k, v, o, gate, up, down; /* gate.w NULL unless the FFN is gated */
+  linear_ref kmlp1, kmlp2;               /* MLP feature map on q and k ("kernel": "mlp") */
   asink_attn *attn;
 } asink_layer;
 
@@ -46,6 +47,7 @@ typedef struct {
   float *n1;    /* pre-norm: norm1(x_in); post-norm: x_in + attn (norm1's input) */
   float *mean1, *rstd1;
   float *q, *k, *v, *att; /* after RoPE; att = attention output (N x H*D) */
+  float *qa, *qphi, *ka, *kphi; /* kernel mlp: relu(W1 x) and W2 relu(W1 x) of q and k */
   float *x_mid; /* pre-norm: x_in + attn; post-norm: norm1(n1) */
   float *n2;    /* pre-norm: norm2(x_mid); post-norm: x_mid + ffn (norm2's input) */
   float *mean2, *rstd2;

@@ -19,7 +19,8 @@ static float *take(float **cur, size_t n) {
 
 static size_t layer_floats(const asink_model *m, size_t N) {
   size_t HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D;
-  return 16 * 20 + N * (4 * (size_t)m->C + 4 + 2 * HD + 2 * KD + 3 * (size_t)m->F);
+  size_t kernel = m->cfg.kernel_mlp ? 2 * HD + 2 * KD : 0;
+  return 16 * 24 + N * (4 * (size_t)m->C + 4 + 2 * HD + 2 * KD + 3 * (size_t)m->F + kernel);
 }
 
 static asink_status reserve_acts(asink_model *m, int B, int T) {
@@ -49,6 +50,11 @@ static asink_status reserve_acts(asink_model *m, int B, int T) {
     a->fg = take(&cur, N * F);
     a->fu = take(&cur, N * F);
     a->fh = take(&cur, N * F);
+    bool km = m->cfg.kernel_mlp;
+    a->qa = km ? take(&cur, N * HD) : NULL;
+    a->qphi = km ? take(&cur, N * HD) : NULL;
+    a->ka = km ? take(&cur, N * KD) : NULL;
+    a->kphi = km ? take(&cur, N * KD) : NULL;
   }
   m->acts[m->L].x_in = take(&cur, N * C);
   m->xf = take(&cur, N * C);
@@ -129,6 +135,24 @@ static void embed_backward(asink_model *m, const float *dx) {
 
 /* ------------------------------------------------------------- one block */
 
+/* The study's MLP feature map phi(x) = W2 relu(W1 x) on rows of head vectors. */
+static void kernel_mlp_forward(const asink_layer *y, const float *x, float *a, float *phi, size_t rows,
+                               int D, int nt) {
+  linear_forward(a, D, x, D, &y->kmlp1, (int)rows, nt);
+  act_forward(a, a, NULL, ACT_RELU, rows * D, nt);
+  linear_forward(phi, D, a, D, &y->kmlp2, (int)rows, nt);
+}
+
+/* dx = d phi / dx^T dphi, with dW1, dW2 accumulated; tmp holds rows x D floats.
+ * relu(h) > 0 iff h > 0, so the stored activation a gives the derivative. */
+static void kernel_mlp_backward(const asink_layer *y, const float *x, const float *a, float *dphi_dx,
+                                float *tmp, size_t rows, int D, int nt) {
+  linear_backward(tmp, D, false, dphi_dx, D, a, D, &y->kmlp2, (int)rows, nt);
+  for (size_t i = 0; i < rows * D; i++)
+    if (!(a[i] > 0.f)) tmp[i] = 0.f;
+  linear_backward(dphi_dx, D, false, tmp, D, x, D, &y->kmlp1, (int)rows, nt);
+}
+
 /* Attention sub-block of layer l on input xa: q, k, v, RoPE, attention; y = o(att).
  * An attached observer gets the ops' importance and entropy, computed in the same pass. */
 static asink_status attn_forward(asink_model *m, int l, const float *xa, float *out, int nt) {
@@ -142,7 +166,13 @@ static asink_status attn_forward(asink_model *m, int l, const float *xa, float *
     rope_forward(a->q, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->H, m->D, nt);
     rope_forward(a->k, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->Hkv, m->D, nt);
   }
-  asink_status st = asink_attn_forward_stats(y->attn, m->B, m->Tx, a->q, a->k, a->v, a->att,
+  const float *qin = a->q, *kin = a->k;
+  if (m->cfg.kernel_mlp) {
+    kernel_mlp_forward(y, a->q, a->qa, a->qphi, (size_t)N * m->H, m->D, nt);
+    kernel_mlp_forward(y, a->k, a->ka, a->kphi, (size_t)N * m->Hkv, m->D, nt);
+    qin = a->qphi, kin = a->kphi;
+  }
+  asink_status st = asink_attn_forward_stats(y->attn, m->B, m->Tx, qin, kin, a->v, a->att,
                                              m->obs.ctx ? m->obs_imp : NULL,
                                              m->obs.ctx ? m->obs_ent : NULL);
   if (st) return st;
@@ -318,8 +348,14 @@ static asink_status attn_backward(asink_model *m, asink_layer *y, asink_acts *a,
                                   const float *dy, float *dx, bool acc, bwd_bufs *w, int nt) {
   const int N = m->N, C = m->C, HD = m->H * m->D, KD = m->Hkv * m->D;
   linear_backward(w->datt, HD, false, dy, C, a->att, HD, &y->o, N, nt);
-  asink_status st = asink_attn_backward(y->attn, a->q, a->k, a->v, a->att, w->datt, w->dq, w->dk, w->dv);
+  const bool km = m->cfg.kernel_mlp;
+  asink_status st = asink_attn_backward(y->attn, km ? a->qphi : a->q, km ? a->kphi : a->k, a->v,
+                                        a->att, w->datt, w->dq, w->dk, w->dv);
   if (st) return st;
+  if (km) { /* datt is free now: scratch for the feature map's backward */
+    kernel_mlp_backward(y, a->q, a->qa, w->dq, w->datt, (size_t)N * m->H, m->D, nt);
+    kernel_mlp_backward(y, a->k, a->ka, w->dk, w->datt, (size_t)N * m->Hkv, m->D, nt);
+  }
   if (m->cfg.pos == ASINK_POS_ROPE) {
     rope_backward(w->dq, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->H, m->D, nt);
     rope_backward(w->dk, m->rope_ws.ptr, m->rope_len, N, m->Tx, m->Hkv, m->D, nt);
