@@ -53,8 +53,10 @@ static const char *model_name(const asink_model *m, const char *file_name) {
   if (m->cfg.family != ASINK_FAMILY_GPT2) return file_name;
   if (!strncmp(file_name, "transformer.", 12)) file_name += 12;
   size_t n = strlen(file_name);
-  if ((n > 9 && !strcmp(file_name + n - 9, ".attn.bias")) ||
-      (n > 16 && !strcmp(file_name + n - 16, ".attn.masked_bias")) || !strcmp(file_name, "lm_head.weight"))
+  static const char bias[] = ".attn.bias", masked[] = ".attn.masked_bias";
+  if ((n >= sizeof bias - 1 && !strcmp(file_name + n - (sizeof bias - 1), bias)) ||
+      (n >= sizeof masked - 1 && !strcmp(file_name + n - (sizeof masked - 1), masked)) ||
+      !strcmp(file_name, "lm_head.weight"))
     return NULL;
   return file_name;
 }

@@ -18,7 +18,7 @@ asink_status asink_adamw_save(const asink_adamw *o, const char *dir) {
   if ((st = asink_st_create(&ts))) return st;
   const asink_model *m = o->m;
   size_t off = 0;
-  char name[160], val[64];
+  char name[160], val[256];
   for (int i = 0; i < m->n_params && st == ASINK_OK; i++) {
     const asink_param *p = &m->params[i];
     snprintf(name, sizeof name, "exp_avg.%s", p->name);

@@ -41,7 +41,8 @@ from ._lib import Status, c_float_p, lib, lib_path
 
 __all__ = [
     "Attention", "Model", "AdamW", "AttnsinkError", "ArgumentError", "FormatError",
-    "StateError", "FileError", "OutOfMemory", "LibraryError", "version", "version_number", "runtime_info", "simd_level", "init",
+    "StateError", "FileError", "OutOfMemory", "LibraryError", "version", "version_number",
+    "runtime_info", "simd_level", "init",
     "set_num_threads", "get_num_threads", "lib_path",
 ]
 
