@@ -84,7 +84,8 @@ ASINK_API const char *asink_runtime_info(void);
 ASINK_API const char *asink_simd_level(void);
 
 /* Threads used by the library's parallel regions (and BLIS calls made outside
- * them). Default: ASINK_NUM_THREADS if set, else the online cores.
+ * them). Default: ASINK_NUM_THREADS if set (asink_init fails with ASINK_ERR_ARG
+ * naming a value that is not 1..1024), else the online cores.
  * ASINK_ERR_ARG unless 1 <= n <= 1024. */
 ASINK_API asink_status asink_set_num_threads(int n);
 ASINK_API int asink_get_num_threads(void);
@@ -134,7 +135,8 @@ ASINK_API void asink_attn_zero_grad(asink_attn *op);
 
 /* out = attention(q, k, v). importance, if not NULL, receives (B, H, Tk) with the
  * per-key importance of DESIGN §5 computed in the same pass. Saves row statistics
- * for asink_attn_backward. ASINK_ERR_ARG for NULL buffers or B, T < 1. */
+ * for asink_attn_backward. ASINK_ERR_ARG for NULL buffers, ASINK_ERR_SHAPE for
+ * B, T < 1. */
 ASINK_API asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q,
                                           const float *k, const float *v, float *out,
                                           float *importance);
@@ -162,8 +164,9 @@ ASINK_API asink_status asink_attn_backward(asink_attn *op, const float *q, const
 typedef struct asink_model asink_model;
 
 /* Creates a model from config.json text, parameters initialised from seed (normal,
- * std sqrt(2/(5 fan_in)); FFN output projection std 1/sqrt(F)/L; norms 1; biases,
- * sinks 0). ASINK_ERR_FORMAT naming the key for a bad config. */
+ * std sqrt(2/(5 fan_in)); FFN output projection std 1/sqrt(F)/L; k_bias / v_bias
+ * std sqrt(2/(5 head_dim)); norms 1; biases, sinks, relative biases 0).
+ * ASINK_ERR_FORMAT naming the key for a bad config. */
 ASINK_API asink_status asink_model_create(asink_model **m, const char *config_json, uint64_t seed);
 /* Loads an HF-style directory: config.json + model.safetensors (F32/F16/BF16).
  * Missing, extra or misshaped tensors: ASINK_ERR_FORMAT naming the tensor. */

@@ -213,8 +213,20 @@ static float row_entropy(const float *x, int n, float pv, float w) {
   return h;
 }
 
+/* Softmax row entropy without a logarithm per entry: log P_j = s_j - lse, so
+ * -sum P log P = lse sum P - sum P s, and sum P = 1 - P(sink logit).
+ * x = alpha P, s = the row's scores. */
+static float softmax_entropy(const head_ctx *c, const float *x, const float *s, int n, float pv,
+                             float sv, float lse) {
+  const float alpha = c->op->spec.alpha;
+  float psum = 1.f - (c->sink_logit != -INFINITY ? expf(c->sink_logit - lse) : 0.f);
+  float ps = (c->kn->dot(n, x, s) + (c->kstar ? pv * sv : 0.f)) / alpha;
+  return lse * psum - ps;
+}
+
 /* Adds row t's share of the importance sums: imp_real[j] for its visible keys,
- * imp_virtual for the virtual key (DESIGN §5); and its entropy into *ent. */
+ * imp_virtual for the virtual key (DESIGN §5); and, for non-softmax bases, its
+ * entropy into *ent. */
 static void importance_row(const head_ctx *c, const float *x, int n, float pv, float *imp_real,
                            float *imp_virtual, float *ent) {
   const asink_kernels *kn = c->kn;
@@ -234,7 +246,7 @@ static void importance_row(const head_ctx *c, const float *x, int n, float pv, f
     }
     if (imp_virtual) *imp_virtual += w * fabsf(pv);
   }
-  if (ent) *ent += row_entropy(x, n, pv, w);
+  if (ent && sp->base != ASINK_BASE_SOFTMAX) *ent += row_entropy(x, n, pv, w);
 }
 
 static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, float *ent,
@@ -261,10 +273,14 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
       float *x = row + (a - lo);
       int n = e - a + 1;
       add_score_terms(c, x, n, a, t);
+      /* softmax entropy needs the scores after the map has replaced them */
+      bool keep_scores = ent && op->spec.base == ASINK_BASE_SOFTMAX;
+      if (keep_scores) memcpy(w->dP, x, sizeof(float) * n);
       forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
       zero_outside(row, nk, a - lo, n);
       if (imp || ent)
         importance_row(c, x, n, w->pv[r], imp ? imp + voff + a : NULL, imp && voff ? imp : NULL, ent);
+      if (keep_scores) *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t]);
     }
     float *ob = o + (size_t)q0 * ldq;
     tiles_ab(tl, ntl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);

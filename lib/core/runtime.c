@@ -111,20 +111,24 @@ static asink_status choose_blis(void) {
   return ASINK_OK;
 }
 
-static int threads_from_env(void) {
+static asink_status threads_from_env(void) {
   const char *s = getenv("ASINK_NUM_THREADS");
   if (s && *s) {
     char *end;
     long n = strtol(s, &end, 10);
-    if (!*end && n >= 1 && n <= 1024) return (int)n;
+    if (*end || n < 1 || n > 1024)
+      return asink_fail(ASINK_ERR_ARG, "ASINK_NUM_THREADS=%s: expected a thread count from 1 to 1024", s);
+    num_threads = (int)n;
+    return ASINK_OK;
   }
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n >= 1 ? (int)(n > 1024 ? 1024 : n) : 1;
+  num_threads = n >= 1 ? (int)(n > 1024 ? 1024 : n) : 1;
+  return ASINK_OK;
 }
 
 static void init_once(void) {
-  num_threads = threads_from_env();
-  asink_status s = choose_simd();
+  asink_status s = threads_from_env();
+  if (s == ASINK_OK) s = choose_simd();
   if (s == ASINK_OK) s = choose_blis();
   init_status = s;
   if (s != ASINK_OK) snprintf(init_error, sizeof init_error, "%s", asink_last_error());

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 #include "model/model_internal.h"
 
 struct asink_metric {
@@ -15,6 +16,7 @@ struct asink_metric {
   int L, H, T, Tk; /* fixed by the first data; 0 = none yet */
   int n_seq, cap;
   bool from_model; /* hidden/key/value norms, cosines exist */
+  bool from_maps;  /* sequences came from supplied maps (no activations) */
   float *imp;      /* cap x L x H x Tk */
   double *hid, *kn, *vn, *cos, *qk, *ent;
   /* supplied maps: the batch being assembled layer by layer */
@@ -57,7 +59,7 @@ void asink_metric_reset(asink_metric *mt) {
   release_sums(mt);
   mt->L = mt->H = mt->T = mt->Tk = 0;
   mt->n_seq = mt->cap = mt->pending_n = mt->next_layer = 0;
-  mt->from_model = false;
+  mt->from_model = mt->from_maps = false;
 }
 
 /* Fixes the shape on first use (allocating the sums), or checks it. */
@@ -115,6 +117,9 @@ asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int
     if (normalized && maps[i] < 0.f)
       return asink_fail(ASINK_ERR_ARG, "maps entry %zu is %g < 0, but normalized maps are probabilities", i, maps[i]);
   }
+  if (mt->from_model)
+    return asink_fail(ASINK_ERR_STATE, "metric holds a model's statistics; supplied maps would mix sequences "
+                                       "without activations into them (reset it or use another metric)");
   if (layer != mt->next_layer)
     return asink_fail(ASINK_ERR_STATE, "maps of layer %d given, layer %d expected next (layers 0..%d in order)",
                       layer, mt->next_layer, n_layer - 1);
@@ -147,6 +152,7 @@ asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int
       for (int j = 0; j < Tq; j++) imp[off + j] /= (float)(Tq - j);
       mt->ent[(size_t)layer * H + h] += ent / Tq;
     }
+  mt->from_maps = true;
   mt->pending_n = N;
   mt->next_layer = layer + 1;
   if (mt->next_layer == n_layer) {
@@ -160,10 +166,13 @@ asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int
 
 static asink_status obs_begin(void *ctx, asink_model *m, float **importance, float **entropy) {
   asink_metric *mt = ctx;
+  if (mt->from_maps)
+    return asink_fail(ASINK_ERR_STATE, "the attached metric holds supplied maps' statistics; a model's "
+                                       "sequences would be counted without them (reset it or use another metric)");
   const int Tk = asink_attn_key_count(m->layers[0].attn, m->Tx);
   asink_status st = ensure_shape(mt, m->L, m->H, m->Tx, Tk);
   if (st == ASINK_OK) st = ensure_seqs(mt, mt->n_seq + m->B);
-  size_t n = (size_t)m->B * m->H * (Tk + 1);
+  size_t n = (size_t)m->B * m->H * (Tk + 1) + (size_t)m->B * m->Hkv;
   if (st == ASINK_OK) st = asink_ws_reserve(&mt->stage, n * sizeof(float), "metric staging");
   if (st) return st;
   *importance = mt->stage.ptr;
@@ -172,21 +181,23 @@ static asink_status obs_begin(void *ctx, asink_model *m, float **importance, flo
   return ASINK_OK;
 }
 
-static double norm2(const float *x, int n) {
-  double s = 0.0;
-  for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
-  return sqrt(s);
-}
+static float norm2(const asink_kernels *kn, const float *x, int n) { return sqrtf(kn->dot(n, x, x)); }
 
-static void hidden_norms(asink_metric *mt, int l, const float *x, int B, int T, int C) {
-  for (int b = 0; b < B; b++)
-    for (int t = 0; t < T; t++) mt->hid[(size_t)l * T + t] += norm2(x + ((size_t)b * T + t) * C, C);
+/* Positions are split across threads, each owning its columns of the sums. */
+static void hidden_norms(asink_metric *mt, int l, const float *x, int B, int T, int C, int nt) {
+  const asink_kernels *kn = asink_kern();
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)B * T * C > 65536)
+  for (int t = 0; t < T; t++)
+    for (int b = 0; b < B; b++) mt->hid[(size_t)l * T + t] += norm2(kn, x + ((size_t)b * T + t) * C, C);
 }
 
 static void obs_layer(void *ctx, asink_model *m, int l) {
   asink_metric *mt = ctx;
+  const asink_kernels *kn = asink_kern();
   const int B = m->B, T = m->Tx, H = m->H, Hkv = m->Hkv, D = m->D, L = m->L, Tk = mt->Tk;
+  const int nt = asink_get_num_threads();
   const float *imp = mt->stage.ptr, *ent = imp + (size_t)B * H * Tk;
+  float *k0norm = (float *)mt->stage.ptr + (size_t)B * H * (Tk + 1);
   const asink_acts *a = &m->acts[l];
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
@@ -194,24 +205,26 @@ static void obs_layer(void *ctx, asink_model *m, int l) {
              sizeof(float) * Tk);
       mt->ent[(size_t)l * H + h] += ent[b * H + h] / T;
     }
-  hidden_norms(mt, l, a->x_in, B, T, m->C);
+  hidden_norms(mt, l, a->x_in, B, T, m->C, nt);
   for (int b = 0; b < B; b++)
-    for (int t = 0; t < T; t++) {
+    for (int g = 0; g < Hkv; g++) k0norm[b * Hkv + g] = norm2(kn, a->k + ((size_t)b * T * Hkv + g) * D, D);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)B * T * H * D > 65536)
+  for (int t = 0; t < T; t++)
+    for (int b = 0; b < B; b++) {
       size_t row = (size_t)b * T + t;
-      double ks = 0.0, vs = 0.0;
+      float ks = 0.f, vs = 0.f;
       for (int g = 0; g < Hkv; g++) {
-        ks += norm2(a->k + (row * Hkv + g) * D, D);
-        vs += norm2(a->v + (row * Hkv + g) * D, D);
+        ks += norm2(kn, a->k + (row * Hkv + g) * D, D);
+        vs += norm2(kn, a->v + (row * Hkv + g) * D, D);
       }
       mt->kn[(size_t)l * T + t] += ks / Hkv;
       mt->vn[(size_t)l * T + t] += vs / Hkv;
       for (int h = 0; h < H; h++) {
+        int g = h / (H / Hkv);
         const float *q = a->q + (row * H + h) * D;
-        const float *k0 = a->k + (((size_t)b * T) * Hkv + h / (H / Hkv)) * D;
-        double dot = 0.0;
-        for (int i = 0; i < D; i++) dot += (double)q[i] * k0[i];
-        double nq = norm2(q, D), nk = norm2(k0, D);
-        mt->cos[((size_t)l * H + h) * T + t] += nq > 0 && nk > 0 ? dot / (nq * nk) : 0.0;
+        const float *k0 = a->k + ((size_t)b * T * Hkv + g) * D;
+        float nq = norm2(kn, q, D), nk = k0norm[b * Hkv + g];
+        mt->cos[((size_t)l * H + h) * T + t] += nq > 0.f && nk > 0.f ? kn->dot(D, q, k0) / (nq * nk) : 0.f;
         mt->qk[((size_t)l * H + h) * T + t] += nq * nk;
       }
     }
@@ -219,10 +232,12 @@ static void obs_layer(void *ctx, asink_model *m, int l) {
 
 static void obs_end(void *ctx, asink_model *m) {
   asink_metric *mt = ctx;
-  hidden_norms(mt, m->L, m->acts[m->L].x_in, m->B, m->Tx, m->C);
+  hidden_norms(mt, m->L, m->acts[m->L].x_in, m->B, m->Tx, m->C, asink_get_num_threads());
   mt->n_seq += mt->batch_B;
   mt->from_model = true;
 }
+
+static void obs_model_freed(void *ctx) { ((asink_metric *)ctx)->model = NULL; }
 
 asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt) {
   if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_attach_metric: model is NULL");
@@ -233,7 +248,7 @@ asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt) {
     return asink_fail(ASINK_ERR_SHAPE, "metric holds statistics of %d layers x %d heads; the model has %d x %d",
                       mt->L, mt->H, m->L, m->H);
   if (mt->model && mt->model != m) asink_model_attach_metric(mt->model, NULL);
-  m->obs = (asink_observer){mt, obs_begin, obs_layer, obs_end};
+  m->obs = (asink_observer){mt, obs_begin, obs_layer, obs_end, obs_model_freed};
   mt->model = m;
   return ASINK_OK;
 }

@@ -123,8 +123,10 @@ static asink_status declare(asink_model *m, int cap) {
     (void)s_f;
   }
   if (gpt2) {
-    ADD(false, -1.f, 1, C, 0, "ln_f.weight");
-    ADD(false, 0.f, 1, C, 0, "ln_f.bias");
+    if (!post) {
+      ADD(false, -1.f, 1, C, 0, "ln_f.weight");
+      ADD(false, 0.f, 1, C, 0, "ln_f.bias");
+    }
   } else {
     if (!post) ADD(false, -1.f, 1, C, 0, "model.norm.weight");
     if (!c->tie_embeddings) ADD(true, s_c, 2, V, C, "lm_head.weight");
@@ -249,6 +251,8 @@ static asink_status build(asink_model **out, const asink_config *cfg) {
   if (cfg->family == ASINK_FAMILY_GPT2 && gated)
     return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.ffn=%s is gated; gpt2 models have one MLP input (gelu, relu, swish)",
                       asink_ffn_name(cfg->ffn));
+  if (cfg->family == ASINK_FAMILY_GPT2 && !cfg->tie_embeddings)
+    return asink_fail(ASINK_ERR_FORMAT, "config: tie_word_embeddings=false: gpt2 models tie the head to wte");
   if (cfg->family == ASINK_FAMILY_GPT2 && cfg->pos != ASINK_POS_LEARNED)
     return asink_fail(ASINK_ERR_FORMAT, "config: gpt2 models use learned positions, not attnsink.positions=%s",
                       asink_pos_name(cfg->pos));
@@ -322,6 +326,7 @@ asink_status asink_model_create(asink_model **out, const char *config_json, uint
 
 void asink_model_free(asink_model *m) {
   if (!m) return;
+  if (m->obs.ctx) m->obs.model_freed(m->obs.ctx);
   if (m->layers)
     for (int l = 0; l < m->L; l++) asink_attn_free(m->layers[l].attn);
   asink_free(m->layers);

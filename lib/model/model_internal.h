@@ -39,6 +39,7 @@ typedef struct {
   asink_status (*begin)(void *ctx, asink_model *m, float **importance, float **entropy);
   void (*layer)(void *ctx, asink_model *m, int l); /* after layer l's attention */
   void (*end)(void *ctx, asink_model *m);          /* after the last layer */
+  void (*model_freed)(void *ctx);                  /* the model goes away */
 } asink_observer;
 
 /* Activations of one layer, rows N = B * Tx. */

@@ -43,7 +43,7 @@ __all__ = [
     "Attention", "Model", "AdamW", "AttnsinkError", "ArgumentError", "FormatError",
     "StateError", "FileError", "OutOfMemory", "LibraryError", "version", "version_number",
     "runtime_info", "simd_level", "init",
-    "set_num_threads", "get_num_threads", "lib_path",
+    "set_num_threads", "get_num_threads", "lib_path", "sink_stats", "sink_metric",
 ]
 
 _INT_MAX = 2**31 - 1

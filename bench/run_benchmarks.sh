@@ -1,0 +1,95 @@
+#!/bin/bash
+# Every benchmark, library beside PyTorch, in one go; JSON lines into BUILD/bench-results.jsonl
+# and Markdown tables (bench/bench_summary.py) on stdout.
+#
+#   bench/run_benchmarks.sh [BUILD]            (BUILD: a configured meson build dir, default build)
+#
+#   1. bench_attention, library threads (default 2)
+#   2. torch_attention.py --threads best, plain and with GLIBC_TUNABLES (DESIGN §7)
+#   3. bench_train, library threads
+#   4. torch_train.py --threads best, plain and tuned
+#   5. bench_metric, library threads (when it was built)
+#
+# Environment (defaults are the full measurement; QUICK=1 is a smoke run of a minute or two):
+#   THREADS=2  ATTN_T=256,1024,4096  ATTN_REPS=5  TRAIN_STEPS=5  TRAIN_BATCH=8  MODELS=study60m,tiny
+#   METRIC_REPS=(bench_metric's default)  PYTHON=/usr/bin/python3
+# Run it on a quiet machine: every figure is a best or a mean of a few repetitions, and the
+# roofs (BLIS sgemm / torch.mm 1024^3) are measured in the same processes.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+build=${1:-build}
+python=${PYTHON:-/usr/bin/python3}
+tuned='glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184'
+
+if [[ "${QUICK:-0}" == 1 ]]; then
+  : "${ATTN_T:=256}" "${ATTN_REPS:=1}" "${TRAIN_STEPS:=1}" "${TRAIN_BATCH:=1}" "${METRIC_REPS:=3}"
+fi
+threads=${THREADS:-2}
+attn_t=${ATTN_T:-256,1024,4096}
+attn_reps=${ATTN_REPS:-5}
+steps=${TRAIN_STEPS:-5}
+batch=${TRAIN_BATCH:-8}
+models=${MODELS:-study60m,tiny}
+
+for exe in bench_attention bench_train; do
+  if [[ ! -x "$build/bench/$exe" ]]; then
+    echo "run_benchmarks.sh: $build/bench/$exe is missing: build first (ninja -C $build)" >&2
+    exit 2
+  fi
+done
+"$python" -c 'import torch' 2>/dev/null || {
+  echo "run_benchmarks.sh: $python has no torch (apt-get install python3-torch)" >&2
+  exit 2
+}
+
+out="$build/bench-results.jsonl"
+tmp="$out.tmp"
+: >"$tmp"
+step() { echo "== $(date +%T) $*" >&2; }
+
+# GLIBC_TUNABLES from the caller's environment would make the "plain" PyTorch runs tuned.
+unset GLIBC_TUNABLES
+
+failed=()
+# run NAME [VAR=VALUE...] COMMAND...: prints its JSON lines into the results; a failure is
+# noted and the next benchmark still runs.
+run() {
+  local name=$1
+  shift
+  step "$name"
+  if ! env "$@" | tee -a "$tmp"; then
+    echo "run_benchmarks.sh: $name failed" >&2
+    failed+=("$name")
+  fi
+}
+
+run "bench_attention --threads $threads" \
+  "$build/bench/bench_attention" --threads "$threads" --T "$attn_t" --reps "$attn_reps"
+run "torch_attention.py --threads best (plain malloc)" \
+  "$python" "$here/torch_attention.py" --threads best --T "$attn_t" --reps "$attn_reps"
+run "torch_attention.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
+  "$python" "$here/torch_attention.py" --threads best --T "$attn_t" --reps "$attn_reps"
+
+run "bench_train --threads $threads" \
+  "$build/bench/bench_train" --threads "$threads" --models "$models" --steps "$steps" --batch "$batch"
+run "torch_train.py --threads best (plain malloc)" \
+  "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
+run "torch_train.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
+  "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
+
+if [[ -x "$build/bench/bench_metric" ]]; then
+  run "bench_metric --threads $threads" \
+    "$build/bench/bench_metric" --threads "$threads" ${METRIC_REPS:+--reps "$METRIC_REPS"}
+else
+  step "no $build/bench/bench_metric: metric overhead skipped"
+fi
+
+mv "$tmp" "$out"
+step "wrote $out"
+echo
+"$python" "$here/bench_summary.py" "$out"
+if ((${#failed[@]})); then
+  printf 'run_benchmarks.sh: failed: %s\n' "${failed[@]}" >&2
+  exit 1
+fi

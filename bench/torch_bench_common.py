@@ -1,0 +1,92 @@
+"""Shared by the PyTorch benchmark twins (torch_attention.py, torch_train.py).
+
+- torch_roof(threads): torch.mm 1024^3 float32 GFLOP/s in the same run, best of 5 after one
+  warm-up, the counterpart of bench_sgemm_roof in bench_common.h;
+- malloc_mode(): "tuned" when GLIBC_TUNABLES keeps glibc from returning memory to the
+  kernel (DESIGN §7: then PyTorch stops paying a page fault per 4 KiB every step), else
+  "plain". GLIBC_TUNABLES is read by glibc at process start, so it must be set in the
+  environment of the python process (run_benchmarks.sh does that);
+- run_best(): --threads best runs the script with --threads 1 and --threads 2 in
+  subprocesses, prints every line and one more per case with "threads": "best".
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def add_threads_arg(parser):
+    parser.add_argument("--threads", default="best",
+                        help="thread count for torch.set_num_threads, or 'best' (best of 1 and 2, "
+                             "each in its own process; default)")
+
+
+def set_threads(n):
+    import torch
+    torch.set_num_threads(n)
+    # Keep the inter-op pool at one thread: eager training runs its ops one after another.
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already set (it can be set once per process)
+
+
+def torch_roof(threads, n=1024):
+    import torch
+    a = torch.rand(n, n, dtype=torch.float32)
+    b = torch.rand(n, n, dtype=torch.float32)
+    c = torch.empty(n, n, dtype=torch.float32)
+    best = float("inf")
+    for r in range(6):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        dt = time.perf_counter() - t0
+        if r and dt < best:  # the first run pays for first touches, as bench_sgemm_roof
+            best = dt
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def malloc_mode():
+    t = os.environ.get("GLIBC_TUNABLES", "")
+    return "tuned" if "mmap_max=0" in t or "trim_threshold" in t else "plain"
+
+
+def common_fields(threads):
+    import torch
+    return {"threads": threads, "malloc": malloc_mode(), "torch_version": torch.__version__}
+
+
+def dump(rec):
+    print(json.dumps(rec), flush=True)
+
+
+def run_best(script, argv, key, better, thread_counts=(1, 2)):
+    """Runs `script argv --threads n` for each n; prints every JSON line, then per case
+    (key(rec)) the better of the runs (better(a, b) is True when a beats b) with
+    "threads": "best" and "best_threads": n. Returns the exit status."""
+    best = {}
+    order = []
+    rc = 0
+    for n in thread_counts:
+        cmd = [sys.executable, script] + list(argv) + ["--threads", str(n)]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        rc = rc or p.returncode
+        for line in p.stdout.splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            rec = json.loads(line)
+            dump(rec)
+            k = key(rec)
+            if k not in best:
+                order.append(k)
+                best[k] = rec
+            elif better(rec, best[k]):
+                best[k] = rec
+    for k in order:
+        rec = dict(best[k])
+        rec["best_threads"] = rec["threads"]
+        rec["threads"] = "best"
+        dump(rec)
+    return rc
