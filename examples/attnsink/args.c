@@ -1,0 +1,239 @@
+#include "args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+typedef enum { F_INT, F_I64, F_U64, F_DOUBLE, F_STR, F_CHOICE, F_SET } flag_kind;
+
+typedef struct {
+  const char *name;
+  flag_kind kind;
+  size_t off;
+  unsigned cmds;
+  double min, max;         /* numbers: accepted range */
+  bool min_open, max_open; /* exclusive ends (lr > 0, eps < 1) */
+  const char *choices;     /* F_CHOICE: space-separated; F_SET: unused */
+  int set_to;              /* F_SET: value stored in the int field */
+  const char *help;
+} flag;
+
+#define O(f) offsetof(cli_opts, f)
+enum { TR = CMD_TRAIN, PR = CMD_PROBE, ST = CMD_STUDY };
+
+/* study takes the model and training flags too: it is where defaults get tuned. */
+static const flag flags[] = {
+    {"corpus", F_STR, O(corpus), TR | ST, 0, 0, 0, 0, NULL, 0, "text file; bytes are the tokens"},
+    {"out", F_STR, O(out), TR | ST, 0, 0, 0, 0, NULL, 0, "output directory"},
+    {"attn", F_STR, O(attn), TR, 0, 0, 0, 0, NULL, 0, "attention spec (docs/attention.md)"},
+    {"layers", F_INT, O(layers), TR | ST, 1, 1024, 0, 0, NULL, 0, "decoder layers"},
+    {"dim", F_INT, O(dim), TR | ST, 1, 65536, 0, 0, NULL, 0, "model width"},
+    {"heads", F_INT, O(heads), TR | ST, 1, 1024, 0, 0, NULL, 0, "attention heads"},
+    {"kv-heads", F_INT, O(kv_heads), TR | ST, 1, 1024, 0, 0, NULL, 0,
+     "key/value heads (GQA; default: --heads)"},
+    {"ffn", F_CHOICE, O(ffn), TR | ST, 0, 0, 0, 0, "swiglu geglu reglu gelu relu swish", 0, "FFN kind"},
+    {"ffn-dim", F_INT, O(ffn_dim), TR | ST, 1, 1 << 20, 0, 0, NULL, 0, "FFN inner width (default 2 x dim)"},
+    {"norm-position", F_CHOICE, O(norm_position), TR | ST, 0, 0, 0, 0, "pre post", 0, "norm position"},
+    {"positions", F_CHOICE, O(positions), TR | ST, 0, 0, 0, 0, "rope nope sinusoidal learned alibi relative",
+     0, "position encoding"},
+    {"context", F_INT, O(context), TR | ST, 2, 1 << 20, 0, 0, NULL, 0, "tokens per training window"},
+    {"bos", F_SET, O(bos), TR | ST, 0, 0, 0, 0, NULL, 1, "start every window with BOS id 256"},
+    {"no-bos", F_SET, O(bos), TR | ST, 0, 0, 0, 0, NULL, 0, "plain byte windows, vocabulary 256"},
+    {"batch", F_INT, O(batch), TR | ST, 1, 65536, 0, 0, NULL, 0, "windows per step"},
+    {"steps", F_I64, O(steps), TR | ST, 1, 1e12, 0, 0, NULL, 0, "optimizer steps"},
+    {"lr", F_DOUBLE, O(lr), TR | ST, 0, 1e3, 1, 0, NULL, 0, "peak learning rate"},
+    {"warmup", F_INT, O(warmup), TR | ST, 0, 1e9, 0, 0, NULL, 0, "linear warm-up steps"},
+    {"wd", F_DOUBLE, O(wd), TR | ST, 0, 1e3, 0, 0, NULL, 0, "AdamW weight decay"},
+    {"clip", F_DOUBLE, O(clip), TR | ST, 0, 1e9, 0, 0, NULL, 0, "gradient norm clip (0: off)"},
+    {"seed", F_U64, O(seed), TR | ST, 0, 0, 0, 0, NULL, 0, "initialisation and data-order seed"},
+    {"eval-every", F_INT, O(eval_every), TR | ST, 1, 1e9, 0, 0, NULL, 0, "steps between evaluations"},
+    {"threads", F_INT, O(threads), TR | PR | ST, 1, 1024, 0, 0, NULL, 0, "threads (default: all cores)"},
+    {"minutes", F_DOUBLE, O(minutes), TR | ST, 0, 1e6, 1, 0, NULL, 0, "wall-clock budget"},
+    {"resume", F_SET, O(resume), TR, 0, 0, 0, 0, NULL, 1, "continue the run in --out"},
+    {"text", F_STR, O(text), PR, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},
+    {"token-ids", F_STR, O(token_ids), PR, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated ids"},
+    {"tokens", F_INT, O(tokens), PR, 1, 1 << 20, 0, 0, NULL, 0, "tokens per sample"},
+    {"samples", F_INT, O(samples), PR, 1, 1e7, 0, 0, NULL, 0, "samples (windows)"},
+    {"eps", F_DOUBLE, O(eps), PR, 0, 1, 1, 1, NULL, 0, "Sink threshold, in (0, 1)"},
+    {"json", F_STR, O(json), PR | ST, 0, 0, 0, 0, NULL, 0, "write results as JSON to this file"},
+    {"plot", F_STR, O(plot), PR, 0, 0, 0, 0, NULL, 0, "write an SVG plot to this file"},
+};
+enum { N_FLAGS = sizeof flags / sizeof flags[0] };
+_Static_assert(N_FLAGS <= 64, "the given-mask has 64 bits");
+
+const char *args_cmd_name(cli_cmd cmd) {
+  return cmd == CMD_TRAIN ? "train" : cmd == CMD_PROBE ? "probe" : "study";
+}
+
+static const flag *find(const char *name, size_t len, int *index) {
+  for (int i = 0; i < N_FLAGS; i++)
+    if (strlen(flags[i].name) == len && !strncmp(flags[i].name, name, len)) {
+      *index = i;
+      return &flags[i];
+    }
+  return NULL;
+}
+
+bool args_flag_given(const cli_opts *o, const char *name) {
+  int i;
+  return find(name, strlen(name), &i) && (o->given >> i & 1);
+}
+
+static void range_text(const flag *f, char *buf, size_t n) {
+  if (f->kind == F_DOUBLE)
+    snprintf(buf, n, "%s %g and %s %g", f->min_open ? "above" : "at least", f->min,
+             f->max_open ? "below" : "at most", f->max);
+  else snprintf(buf, n, "%.0f..%.0f", f->min, f->max);
+}
+
+static int bad_value(cli_cmd cmd, const flag *f, const char *v, const char *why) {
+  cli_error("%s: --%s=%s %s", args_cmd_name(cmd), f->name, v, why);
+  return CLI_INPUT;
+}
+
+static int set_value(cli_cmd cmd, const flag *f, const char *v, cli_opts *o) {
+  char *base = (char *)o + f->off, *end = NULL, why[160];
+  if (f->kind == F_STR) {
+    if (!*v) return bad_value(cmd, f, v, "must not be empty");
+    *(const char **)base = v;
+    return 0;
+  }
+  if (f->kind == F_CHOICE) {
+    size_t len = strlen(v);
+    for (const char *c = f->choices; *c;) {
+      size_t w = strcspn(c, " ");
+      if (w == len && !strncmp(c, v, len)) {
+        *(const char **)base = v;
+        return 0;
+      }
+      c += w + (c[w] == ' ');
+    }
+    snprintf(why, sizeof why, "is not one of: %s", f->choices);
+    return bad_value(cmd, f, v, why);
+  }
+  /* strto* accept leading blanks and signs the user did not mean: be strict. */
+  if (!*v || v[0] == ' ' || v[0] == '\t')
+    return bad_value(cmd, f, v, f->kind == F_DOUBLE ? "is not a number" : "is not an integer");
+  errno = 0;
+  if (f->kind == F_DOUBLE) {
+    double d = strtod(v, &end);
+    if (*end || end == v || !isfinite(d)) return bad_value(cmd, f, v, "is not a finite number");
+    bool ok = (f->min_open ? d > f->min : d >= f->min) && (f->max_open ? d < f->max : d <= f->max);
+    if (!ok) {
+      range_text(f, why, sizeof why);
+      char msg[200];
+      snprintf(msg, sizeof msg, "must be %s", why);
+      return bad_value(cmd, f, v, msg);
+    }
+    *(double *)base = d;
+    return 0;
+  }
+  if (f->kind == F_U64) {
+    if (v[0] == '-') return bad_value(cmd, f, v, "must not be negative");
+    unsigned long long u = strtoull(v, &end, 10);
+    if (*end || end == v) return bad_value(cmd, f, v, "is not an integer");
+    if (errno == ERANGE) return bad_value(cmd, f, v, "is too large (64-bit)");
+    *(uint64_t *)base = u;
+    return 0;
+  }
+  long long x = strtoll(v, &end, 10);
+  if (*end || end == v) return bad_value(cmd, f, v, "is not an integer");
+  if (errno == ERANGE || x < f->min || x > f->max) {
+    range_text(f, why, sizeof why);
+    char msg[200];
+    snprintf(msg, sizeof msg, "must be in %s", why);
+    return bad_value(cmd, f, v, msg);
+  }
+  if (f->kind == F_INT) *(int *)base = (int)x;
+  else *(int64_t *)base = x;
+  return 0;
+}
+
+int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o) {
+  const char *name = args_cmd_name(cmd);
+  int positional = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
+    if (strncmp(a, "--", 2) || !a[2]) {
+      /* probe's checkpoint directory is its one positional argument */
+      if (cmd == CMD_PROBE && positional == 0 && a[0] != '-') {
+        o->dir = a;
+        positional++;
+        continue;
+      }
+      cli_error("%s: unexpected argument '%s' (see attnsink %s --help)", name, a, name);
+      return CLI_INPUT;
+    }
+    const char *key = a + 2, *eq = strchr(key, '=');
+    size_t klen = eq ? (size_t)(eq - key) : strlen(key);
+    int idx;
+    const flag *f = find(key, klen, &idx);
+    if (!f || !(f->cmds & cmd)) {
+      cli_error("%s: unknown flag --%.*s (see attnsink %s --help)", name, (int)klen, key, name);
+      return CLI_INPUT;
+    }
+    if (f->kind == F_SET) {
+      if (eq) {
+        cli_error("%s: --%s takes no value", name, f->name);
+        return CLI_INPUT;
+      }
+      *(int *)((char *)o + f->off) = f->set_to;
+    } else {
+      const char *v = eq ? eq + 1 : NULL;
+      if (!v) {
+        if (i + 1 >= argc) {
+          cli_error("%s: --%s needs a value", name, f->name);
+          return CLI_INPUT;
+        }
+        v = argv[++i];
+      }
+      int r = set_value(cmd, f, v, o);
+      if (r) return r;
+    }
+    o->given |= 1ull << idx;
+  }
+  return 0;
+}
+
+void args_print_flags(cli_cmd cmd, const cli_opts *d, void *file) {
+  FILE *out = file;
+  for (int i = 0; i < N_FLAGS; i++) {
+    const flag *f = &flags[i];
+    if (!(f->cmds & cmd)) continue;
+    const char *base = (const char *)d + f->off;
+    char def[96] = "";
+    switch (f->kind) {
+    case F_INT:
+      if (*(const int *)base) snprintf(def, sizeof def, "%d", *(const int *)base);
+      break;
+    case F_I64:
+      if (*(const int64_t *)base) snprintf(def, sizeof def, "%lld", (long long)*(const int64_t *)base);
+      break;
+    case F_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)base); break;
+    case F_DOUBLE:
+      if (*(const double *)base != 0.0 || f->min == 0) snprintf(def, sizeof def, "%g", *(const double *)base);
+      break;
+    case F_STR:
+    case F_CHOICE:
+      if (*(const char *const *)base) snprintf(def, sizeof def, "%s", *(const char *const *)base);
+      break;
+    case F_SET:
+      if (*(const int *)base == f->set_to) snprintf(def, sizeof def, "on");
+      break;
+    }
+    char head[48];
+    snprintf(head, sizeof head, "--%s%s", f->name,
+             f->kind == F_SET      ? ""
+             : f->kind == F_STR    ? " S"
+             : f->kind == F_CHOICE ? " K"
+                                   : " N");
+    fprintf(out, "  %-20s %s%s%s%s\n", head, f->help, *def ? " [" : "", def, *def ? "]" : "");
+    if (f->kind == F_CHOICE) fprintf(out, "  %-20s   K: %s\n", "", f->choices);
+  }
+}

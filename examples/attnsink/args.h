@@ -1,0 +1,51 @@
+/* Command-line flags of the attnsink program: one table for every subcommand,
+ * `--flag value` and `--flag=value`, numbers checked against their ranges. */
+#ifndef ATTNSINK_CLI_ARGS_H
+#define ATTNSINK_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { CMD_TRAIN = 1, CMD_PROBE = 2, CMD_STUDY = 4 } cli_cmd;
+
+/* Everything any subcommand can be told. Strings point into argv, at static
+ * defaults, or at copies made when a run's saved settings are read back. */
+typedef struct cli_opts {
+  /* data and places */
+  const char *corpus, *out;
+  /* model */
+  const char *attn, *ffn, *norm_position, *positions;
+  int layers, dim, heads, kv_heads, ffn_dim /* 0: 2 * dim */, context, bos;
+  /* training */
+  int batch, warmup, eval_every, threads /* 0: the library's default */;
+  int64_t steps;
+  double lr, wd, clip, minutes /* 0: no time limit */;
+  uint64_t seed;
+  int resume;
+  /* probe */
+  const char *dir, *text, *token_ids, *json, *plot;
+  int tokens, samples;
+  double eps;
+  /* which flags the command line set, by flag index (args_flag_given) */
+  uint64_t given;
+} cli_opts;
+
+/* Parses argv (after the subcommand name) into o, which holds the defaults on
+ * entry. Returns 0, or CLI_INPUT after printing one error line, or -1 when
+ * --help was asked for (usage already printed). */
+int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o);
+
+/* Whether the command line set the flag spelled name ("lr", "kv-heads"). */
+bool args_flag_given(const cli_opts *o, const char *name);
+
+/* Prints the flags cmd accepts, one per line with their defaults, to f. */
+void args_print_flags(cli_cmd cmd, const cli_opts *defaults, void *file);
+
+/* Names of the subcommand for messages. */
+const char *args_cmd_name(cli_cmd cmd);
+
+/* Prints the usage of cmd (synopsis and flags with the defaults in d) on stdout.
+ * Defined in main.c beside the top-level usage. */
+void cli_usage(cli_cmd cmd, const cli_opts *d);
+
+#endif

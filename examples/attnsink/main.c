@@ -1,0 +1,75 @@
+/* attnsink: train byte-level models, probe their attention sinks, and run the
+ * softmax-versus-sigmoid study, on top of libattnsink's public API. */
+#include <stdio.h>
+#include <string.h>
+
+#include <attnsink.h>
+
+#include "args.h"
+#include "errors.h"
+#include "probe.h"
+#include "study.h"
+#include "train.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: attnsink COMMAND [flags]\n"
+          "\n"
+          "commands:\n"
+          "  train   train a byte-level llama-family model on a text file, with checkpoints\n"
+          "  probe   measure a checkpoint's attention sinks (alpha table, Sink_k, norms)\n"
+          "  study   train softmax and sigmoid attention alike and compare their sinks\n"
+          "\n"
+          "attnsink COMMAND --help shows the flags of a command; docs/cli.md has the details.\n"
+          "Exit status: 0 done (also after Ctrl-C, which saves), 1 failure while working, 2 bad input.\n");
+}
+
+void cli_usage(cli_cmd cmd, const cli_opts *d) {
+  switch (cmd) {
+  case CMD_TRAIN:
+    printf(
+        "usage: attnsink train --out DIR [--corpus FILE] [--attn SPEC] [flags]\n"
+        "       attnsink train --out DIR --resume [--steps N]\n"
+        "Trains a byte-level llama-family model on FILE (95%% / 5%% train / validation split);\n"
+        "every --eval-every steps appends to DIR/metrics.jsonl and checkpoints DIR.\n"
+        "Ctrl-C saves and exits; --resume continues bit-identically.\n\nflags:\n");
+    break;
+  case CMD_PROBE:
+    printf(
+        "usage: attnsink probe DIR (--text FILE | --token-ids FILE) [flags]\n"
+        "Loads the checkpoint DIR and measures its sinks on consecutive windows from the start\n"
+        "of the stream (each window starts with the model's BOS id if it has one).\n\nflags:\n");
+    break;
+  case CMD_STUDY:
+    printf(
+        "usage: attnsink study [--minutes M] [--corpus FILE] [--out DIR] [--json OUT] [flags]\n"
+        "Trains softmax, then sigmoid (no normalisation) for the same number of steps on the\n"
+        "same batches, probes both, prints the comparison and writes DIR/report.md with plots.\n"
+        "softmax trains for 48%% of --minutes (--steps, if given, caps it); sigmoid then gets\n"
+        "exactly softmax's steps.\n"
+        "The model and training flags of train apply to both runs.\n\nflags:\n");
+    break;
+  }
+  args_print_flags(cmd, d, stdout);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_INPUT;
+  }
+  const char *c = argv[1];
+  if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
+  if (!strcmp(c, "probe")) return cmd_probe(argc - 2, argv + 2);
+  if (!strcmp(c, "study")) return cmd_study(argc - 2, argv + 2);
+  if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  if (!strcmp(c, "--version")) {
+    printf("attnsink (libattnsink %s)\n", asink_version());
+    return CLI_OK;
+  }
+  cli_error("unknown command '%s' (train, probe or study; see attnsink --help)", c);
+  return CLI_INPUT;
+}

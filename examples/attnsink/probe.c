@@ -1,0 +1,338 @@
+#include "probe.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "corpus.h"
+#include "errors.h"
+#include "files.h"
+
+/* ------------------------------------------------------------ gathering */
+
+asink_status probe_run(asink_model *m, const int32_t *windows, int N, int T, int chunk, float eps,
+                       probe_stats *ps) {
+  memset(ps, 0, sizeof *ps);
+  asink_metric *mt;
+  asink_status s = asink_metric_create(&mt, eps);
+  if (s) return s;
+  if ((s = asink_model_attach_metric(m, mt))) {
+    asink_metric_free(mt);
+    return s;
+  }
+  if (chunk < 1) chunk = 1;
+  /* every target ignored: the loss pass runs the model without a logits buffer */
+  size_t per = (size_t)(chunk < N ? chunk : N) * T;
+  int32_t *ignore = xmalloc(sizeof(int32_t) * per);
+  for (size_t i = 0; i < per; i++) ignore[i] = -1;
+  for (int i = 0; i < N && !s; i += chunk) {
+    int nb = N - i < chunk ? N - i : chunk;
+    float unused;
+    s = asink_model_eval_loss(m, nb, T, windows + (size_t)i * T, ignore, &unused);
+  }
+  free(ignore);
+  /* detach before reading: a failed read must not leave the model feeding a freed metric */
+  asink_model_attach_metric(m, NULL);
+  int n = 0, L = 0, H = 0, Tq = 0, Tk = 0;
+  if (!s) {
+    asink_metric_dims(mt, &n, &L, &H, &Tq, &Tk);
+    ps->N = n, ps->L = L, ps->H = H, ps->T = Tq, ps->Tk = Tk, ps->eps = eps;
+    float *imp = xmalloc(sizeof(float) * (size_t)n * L * H * Tk);
+    ps->sink = xmalloc(sizeof(float) * Tk);
+    ps->importance = xcalloc((size_t)L * H * Tk, sizeof(float));
+    ps->hidden_norm = xmalloc(sizeof(float) * (size_t)(L + 1) * Tq);
+    ps->key_norm = xmalloc(sizeof(float) * (size_t)L * Tq);
+    ps->value_norm = xmalloc(sizeof(float) * (size_t)L * Tq);
+    if (!(s = asink_metric_importance(mt, imp)) && !(s = asink_metric_sink(mt, ps->sink)) &&
+        !(s = asink_metric_hidden_norm(mt, ps->hidden_norm)) &&
+        !(s = asink_metric_key_norm(mt, ps->key_norm)))
+      s = asink_metric_value_norm(mt, ps->value_norm);
+    size_t per_seq = (size_t)L * H * Tk;
+    for (int q = 0; q < n && !s; q++)
+      for (size_t j = 0; j < per_seq; j++) ps->importance[j] += imp[q * per_seq + j] / (float)n;
+    free(imp);
+  }
+  asink_metric_free(mt);
+  if (s) probe_stats_free(ps);
+  return s;
+}
+
+void probe_stats_free(probe_stats *ps) {
+  free(ps->sink), free(ps->importance), free(ps->hidden_norm), free(ps->key_norm), free(ps->value_norm);
+  memset(ps, 0, sizeof *ps);
+}
+
+double probe_sink1(const probe_stats *ps) { return ps->Tk > 0 ? ps->sink[ps->Tk - ps->T] : NAN; }
+
+double probe_alpha0(const probe_stats *ps, int l, int h) {
+  return ps->importance[((size_t)l * ps->H + h) * ps->Tk + (ps->Tk - ps->T)];
+}
+
+/* ------------------------------------------------------------ output */
+
+static json_t *floats(const float *v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) json_array_append_new(a, json_num(v[i]));
+  return a;
+}
+
+static json_t *matrix(const float *v, int rows, int cols) {
+  json_t *a = json_array();
+  for (int r = 0; r < rows; r++) json_array_append_new(a, floats(v + (size_t)r * cols, (size_t)cols));
+  return a;
+}
+
+json_t *probe_stats_json(const probe_stats *ps) {
+  json_t *imp = json_array();
+  for (int l = 0; l < ps->L; l++)
+    json_array_append_new(imp, matrix(ps->importance + (size_t)l * ps->H * ps->Tk, ps->H, ps->Tk));
+  return json_pack("{s:i, s:i, s:f, s:o, s:o, s:o, s:o, s:o}", "tokens", ps->T, "samples", ps->N, "eps",
+                   (double)ps->eps, "sink", floats(ps->sink, (size_t)ps->Tk), "importance", imp,
+                   "hidden_norm", matrix(ps->hidden_norm, ps->L + 1, ps->T), "key_norm",
+                   matrix(ps->key_norm, ps->L, ps->T), "value_norm", matrix(ps->value_norm, ps->L, ps->T));
+}
+
+static void alpha_table(FILE *f, const probe_stats *ps, int col) {
+  fprintf(f, "      ");
+  for (int h = 0; h < ps->H; h++) fprintf(f, "  %6s%d", "h", h);
+  fputc('\n', f);
+  for (int l = 0; l < ps->L; l++) {
+    fprintf(f, "  L%-3d", l);
+    for (int h = 0; h < ps->H; h++)
+      fprintf(f, "  %7.3f", ps->importance[((size_t)l * ps->H + h) * ps->Tk + col]);
+    fputc('\n', f);
+  }
+}
+
+void probe_print(FILE *f, const probe_stats *ps) {
+  int off = ps->Tk - ps->T;
+  fprintf(f, "alpha of the first token (mean over %d samples of %d tokens), layers x heads:\n", ps->N, ps->T);
+  alpha_table(f, ps, off);
+  if (off) {
+    fprintf(f, "alpha of the virtual key k*, layers x heads:\n");
+    alpha_table(f, ps, 0);
+  }
+  int shown = ps->T < 8 ? ps->T : 8;
+  fprintf(f, "Sink_k^%g (%%) of the first positions:\n  k   ", (double)ps->eps);
+  if (off) fprintf(f, "  %7s", "*");
+  for (int k = 1; k <= shown; k++) fprintf(f, "  %7d", k);
+  fprintf(f, "\n      ");
+  for (int k = 0; k < off + shown; k++) fprintf(f, "  %7.2f", ps->sink[k]);
+  fputc('\n', f);
+}
+
+void probe_alpha_heatmap(svg *s, svg_box box, const probe_stats *ps, const char *title) {
+  double *v = xmalloc(sizeof(double) * (size_t)ps->L * ps->H);
+  for (int l = 0; l < ps->L; l++)
+    for (int h = 0; h < ps->H; h++) v[l * ps->H + h] = probe_alpha0(ps, l, h);
+  /* a fixed 0..1 scale: heatmaps of different runs compare by colour */
+  svg_heatmap(s, box, title, ps->L, ps->H, v, "L", "h", 0, 1, "%.2f");
+  free(v);
+}
+
+/* One curve per row of v (rows x T) against the position 0..T-1. */
+static void norm_chart(svg *s, svg_box box, const char *title, const char *ylabel, const float *v, int rows,
+                       int T, int first_label) {
+  double *x = xmalloc(sizeof(double) * T), *y = xmalloc(sizeof(double) * (size_t)rows * T);
+  svg_series *ss = xcalloc((size_t)rows, sizeof *ss);
+  char **names = xcalloc((size_t)rows, sizeof *names);
+  for (int t = 0; t < T; t++) x[t] = t;
+  for (int r = 0; r < rows; r++) {
+    for (int t = 0; t < T; t++) y[(size_t)r * T + t] = v[(size_t)r * T + t];
+    names[r] = r + first_label == 0 ? xstrdup("embedding") : xasprintf("layer %d", r + first_label - 1);
+    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T};
+  }
+  svg_line_chart(s, box, title, "position", ylabel, ss, rows);
+  for (int r = 0; r < rows; r++) free(names[r]);
+  free(names), free(ss), free(x), free(y);
+}
+
+char *probe_plot_svg(const probe_stats *ps, const char *title, size_t *n) {
+  const double W = 960, hm = fmax(260, 80 + 36.0 * ps->L), ch = 300;
+  svg *s = svg_new(W, 40 + hm + ch);
+  svg_text(s, W / 2, 24, 16, "middle", title);
+  probe_alpha_heatmap(s, (svg_box){0, 40, W / 2, hm}, ps, "alpha of the first token (layer x head)");
+  /* hidden norms run 0 (embedding) .. L; key and value norms 0 .. L-1 */
+  norm_chart(s, (svg_box){W / 2, 40, W / 2, hm}, "hidden-state norm", "||h||", ps->hidden_norm, ps->L + 1,
+             ps->T, 0);
+  norm_chart(s, (svg_box){0, 40 + hm, W / 2, ch}, "key norm (after RoPE)", "||k||", ps->key_norm, ps->L,
+             ps->T, 1);
+  norm_chart(s, (svg_box){W / 2, 40 + hm, W / 2, ch}, "value norm", "||v||", ps->value_norm, ps->L, ps->T, 1);
+  return svg_finish(s, n);
+}
+
+/* ------------------------------------------------------------ model tokens */
+
+void model_token_info(const asink_model *m, int *vocab, int *bos) {
+  asink_model_dims(m, NULL, NULL, NULL, NULL, NULL, vocab);
+  *bos = -1;
+  json_t *cfg = json_loads(asink_model_config(m), 0, NULL);
+  json_t *b = json_object_get(json_object_get(cfg, "attnsink"), "bos");
+  if (json_is_integer(b) && json_integer_value(b) >= 0) *bos = (int)json_integer_value(b);
+  json_decref(cfg);
+}
+
+int model_is_byte_level(int vocab, int bos) {
+  return (vocab == 256 && bos < 0) || (vocab == 257 && bos == 256);
+}
+
+/* ------------------------------------------------------------ the subcommand */
+
+static const cli_opts probe_defaults = {.tokens = 64, .samples = 100, .eps = 0.3};
+
+/* Reads whitespace-separated ids, stopping once `need` are in. -1 after an error line. */
+static int read_token_ids(const char *path, int vocab, size_t need, int32_t **ids, size_t *n) {
+  unsigned char *data;
+  size_t len;
+  if (read_whole_file(path, &data, &len)) {
+    cli_error("probe: --token-ids %s: cannot read: %s", path, strerror(errno));
+    return -1;
+  }
+  size_t cap = 1024, k = 0;
+  int32_t *out = xmalloc(sizeof(int32_t) * cap);
+  char *p = (char *)data;
+  for (;;) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v') p++;
+    if (!*p || k == need) break;
+    char *end;
+    errno = 0;
+    long long v = strtoll(p, &end, 10);
+    bool sep = !*end || strchr(" \t\n\r\f\v", *end);
+    if (end == p || !sep || errno) {
+      int w = (int)strcspn(p, " \t\n\r\f\v");
+      cli_error("probe: --token-ids %s: item %zu '%.*s' is not an integer", path, k + 1, w > 40 ? 40 : w, p);
+      goto bad;
+    }
+    if (v < 0 || v >= vocab) {
+      cli_error("probe: --token-ids %s: id %lld (item %zu) is outside the model's vocabulary [0, %d)", path,
+                v, k + 1, vocab);
+      goto bad;
+    }
+    if (k == cap) out = realloc(out, sizeof(int32_t) * (cap *= 2));
+    if (!out) exit(CLI_FAIL);
+    out[k++] = (int32_t)v;
+    p = end;
+  }
+  free(data);
+  *ids = out, *n = k;
+  return 0;
+bad:
+  free(data);
+  free(out);
+  return -1;
+}
+
+int cmd_probe(int argc, char **argv) {
+  cli_opts o = probe_defaults;
+  int rc = args_parse(CMD_PROBE, argc, argv, &o);
+  if (rc < 0) {
+    cli_usage(CMD_PROBE, &probe_defaults);
+    return CLI_OK;
+  }
+  if (rc) return rc;
+  if (!o.dir) {
+    cli_error(
+        "probe: a checkpoint directory is required: attnsink probe DIR (--text FILE | --token-ids FILE)");
+    return CLI_INPUT;
+  }
+  if (!o.text == !o.token_ids) {
+    cli_error("probe: give exactly one of --text FILE and --token-ids FILE");
+    return CLI_INPUT;
+  }
+  if (check_output_path("probe", "json", o.json) || check_output_path("probe", "plot", o.plot))
+    return CLI_INPUT;
+  if (o.threads && asink_set_num_threads(o.threads)) {
+    cli_error("probe: --threads: %s", asink_last_error());
+    return CLI_INPUT;
+  }
+  if (!is_dir(o.dir)) {
+    cli_error("probe: checkpoint %s: %s", o.dir,
+              path_exists(o.dir) ? "is not a directory" : "no such directory");
+    return CLI_INPUT;
+  }
+  asink_model *m;
+  if (asink_model_load(&m, o.dir)) {
+    cli_error("probe: checkpoint %s: %s", o.dir, asink_last_error());
+    return CLI_INPUT;
+  }
+  int vocab, bos;
+  model_token_info(m, &vocab, &bos);
+  rc = CLI_INPUT;
+  int32_t *windows = NULL;
+  probe_stats ps = {0};
+  char *plot = NULL;
+  bool wrote_json = false;
+  if (bos >= 0 && o.tokens < 2) {
+    cli_error("probe: --tokens=%d: the model starts every window with BOS, so at least 2 are needed",
+              o.tokens);
+    goto done;
+  }
+  const char *src = o.text ? o.text : o.token_ids;
+  size_t per = (size_t)o.tokens - (bos >= 0 ? 1 : 0), have;
+  int count;
+  if (o.text) {
+    if (!model_is_byte_level(vocab, bos)) {
+      cli_error(
+          "probe: model %s is not byte-level (vocabulary %d%s): --text needs one; give --token-ids FILE",
+          o.dir, vocab, bos >= 0 ? ", with a BOS id" : "");
+      goto done;
+    }
+    unsigned char *bytes;
+    if (read_whole_file(o.text, &bytes, &have)) {
+      cli_error("probe: --text %s: cannot read: %s", o.text, strerror(errno));
+      goto done;
+    }
+    count = cut_byte_windows(bytes, have, o.tokens, bos, o.samples, &windows);
+    free(bytes);
+  } else {
+    int32_t *ids;
+    if (read_token_ids(o.token_ids, vocab, per * (size_t)o.samples, &ids, &have)) goto done;
+    count = cut_windows(ids, have, o.tokens, bos, o.samples, &windows);
+    free(ids);
+  }
+  if (count < 1) {
+    cli_error("probe: %s holds %zu tokens, fewer than one window of %d (%zu from the file%s)", src, have,
+              o.tokens, per, bos >= 0 ? " after the BOS" : "");
+    goto done;
+  }
+  if (count < o.samples)
+    fprintf(stderr, "attnsink: note: %s holds %d windows of %d tokens; probing %d, not %d\n", src, count,
+            o.tokens, count, o.samples);
+  int chunk = 4096 / o.tokens > 0 ? 4096 / o.tokens : 1;
+  asink_status s = probe_run(m, windows, count, o.tokens, chunk, (float)o.eps, &ps);
+  if (s) {
+    cli_error("probe: %s", asink_last_error());
+    rc = (s == ASINK_ERR_ARG || s == ASINK_ERR_SHAPE) ? CLI_INPUT : CLI_FAIL;
+    goto done;
+  }
+  rc = CLI_FAIL;
+  printf("probe of %s on %s\n", o.dir, src);
+  probe_print(stdout, &ps);
+  size_t plot_n = 0;
+  if (o.plot) {
+    char *title = xasprintf("attnsink probe: %s", o.dir);
+    plot = probe_plot_svg(&ps, title, &plot_n);
+    free(title);
+  }
+  if (o.json) {
+    json_t *j = probe_stats_json(&ps);
+    int w = j ? write_json_atomic(o.json, j, JSON_INDENT(1) | JSON_REAL_PRECISION(7)) : -1;
+    json_decref(j);
+    if (w) goto done;
+    wrote_json = true;
+  }
+  if (o.plot && write_file_atomic(o.plot, plot, plot_n)) {
+    if (wrote_json) unlink(o.json); /* both outputs or neither */
+    goto done;
+  }
+  rc = CLI_OK;
+done:
+  free(plot);
+  free(windows);
+  probe_stats_free(&ps);
+  asink_model_free(m);
+  return rc;
+}

@@ -1,0 +1,243 @@
+#include "svg.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+struct svg {
+  FILE *f;
+  char *buf;
+  size_t len;
+};
+
+/* Colour-blind-safe qualitative palette (Okabe-Ito). */
+static const char *const palette[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                                      "#E69F00", "#56B4E9", "#F0E442", "#000000"};
+enum { N_PALETTE = sizeof palette / sizeof palette[0] };
+
+svg *svg_new(double width, double height) {
+  svg *s = xcalloc(1, sizeof *s);
+  s->f = open_memstream(&s->buf, &s->len);
+  if (!s->f) {
+    cli_error("cannot allocate an SVG buffer");
+    exit(CLI_FAIL);
+  }
+  fprintf(s->f,
+          "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+          "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n"
+          "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n",
+          width, height, width, height, width, height);
+  return s;
+}
+
+char *svg_finish(svg *s, size_t *n) {
+  fputs("</svg>\n", s->f);
+  fclose(s->f);
+  char *out = s->buf;
+  if (n) *n = s->len;
+  free(s);
+  return out;
+}
+
+static void put_escaped(FILE *f, const char *t) {
+  for (; t && *t; t++) switch (*t) {
+    case '&': fputs("&amp;", f); break;
+    case '<': fputs("&lt;", f); break;
+    case '>': fputs("&gt;", f); break;
+    case '"': fputs("&quot;", f); break;
+    default:
+      /* XML 1.0 has no spelling for most control characters */
+      if ((unsigned char)*t >= 0x20 || *t == '\t') fputc(*t, f);
+    }
+}
+
+void svg_text(svg *s, double x, double y, double size, const char *anchor, const char *text) {
+  fprintf(s->f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.1f\" text-anchor=\"%s\">", x, y, size,
+          anchor ? anchor : "middle");
+  put_escaped(s->f, text);
+  fputs("</text>\n", s->f);
+}
+
+/* A step of 1, 2 or 5 times a power of ten giving about `want` intervals. */
+static double nice_step(double span, int want) {
+  if (!(span > 0)) return 1;
+  double raw = span / want, p = pow(10, floor(log10(raw))), m = raw / p;
+  return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+}
+
+static void tick_label(char *buf, size_t n, double v, double step) {
+  if (fabs(v) < step * 1e-9) v = 0; /* no "-0" or 1e-17 from accumulated steps */
+  int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+  if (fabs(v) >= 1e5 || (v != 0 && fabs(v) < 1e-4)) snprintf(buf, n, "%.3g", v);
+  else snprintf(buf, n, "%.*f", dec, v);
+}
+
+static void range_of(const svg_series *ss, int ns, int axis, double *lo, double *hi) {
+  *lo = INFINITY, *hi = -INFINITY;
+  for (int i = 0; i < ns; i++)
+    for (int j = 0; j < ss[i].n; j++) {
+      double v = axis ? ss[i].y[j] : ss[i].x[j];
+      if (!isfinite(v) || !isfinite(axis ? ss[i].x[j] : ss[i].y[j])) continue;
+      if (v < *lo) *lo = v;
+      if (v > *hi) *hi = v;
+    }
+  if (!(*lo <= *hi)) *lo = 0, *hi = 1;
+  if (*hi - *lo < 1e-12 * (fabs(*hi) + 1)) {
+    double pad = fabs(*hi) > 0 ? fabs(*hi) * 0.1 : 1;
+    /* every quantity plotted here (loss, percent, norm) is >= 0: no negative axis for a flat 0 */
+    *lo = *lo >= 0 && *lo - pad < 0 ? 0 : *lo - pad;
+    *hi += pad;
+  }
+}
+
+void svg_line_chart(svg *s, svg_box b, const char *title, const char *xlabel, const char *ylabel,
+                    const svg_series *ss, int ns) {
+  FILE *f = s->f;
+  const double ml = 64, mr = 16, mt = 30, mb = 44;
+  double px = b.x + ml, py = b.y + mt, pw = b.w - ml - mr, ph = b.h - mt - mb;
+  double x0, x1, y0, y1;
+  range_of(ss, ns, 0, &x0, &x1);
+  range_of(ss, ns, 1, &y0, &y1);
+  double xs = nice_step(x1 - x0, 6), ys = nice_step(y1 - y0, 5);
+  x0 = floor(x0 / xs) * xs, x1 = ceil(x1 / xs) * xs;
+  y0 = floor(y0 / ys) * ys, y1 = ceil(y1 / ys) * ys;
+#define SX(v) (px + ((v)-x0) / (x1 - x0) * pw)
+#define SY(v) (py + ph - ((v)-y0) / (y1 - y0) * ph)
+  fprintf(f, "<g>\n");
+  if (title) svg_text(s, b.x + b.w / 2, b.y + 18, 14, "middle", title);
+  char lab[64];
+  for (int i = 0;; i++) {
+    double v = y0 + i * ys;
+    if (v > y1 + ys * 1e-6) break;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", px, SY(v),
+            px + pw, SY(v));
+    tick_label(lab, sizeof lab, v, ys);
+    svg_text(s, px - 6, SY(v) + 4, 11, "end", lab);
+  }
+  for (int i = 0;; i++) {
+    double v = x0 + i * xs;
+    if (v > x1 + xs * 1e-6) break;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>\n", SX(v), py,
+            SX(v), py + ph);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333333\"/>\n", SX(v), py + ph,
+            SX(v), py + ph + 4);
+    tick_label(lab, sizeof lab, v, xs);
+    svg_text(s, SX(v), py + ph + 16, 11, "middle", lab);
+  }
+  fprintf(f,
+          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333333\"/>\n",
+          px, py, pw, ph);
+  if (xlabel) svg_text(s, px + pw / 2, b.y + b.h - 8, 12, "middle", xlabel);
+  if (ylabel) {
+    fprintf(f, "<g transform=\"translate(%.1f %.1f) rotate(-90)\">\n", b.x + 14, py + ph / 2);
+    svg_text(s, 0, 0, 12, "middle", ylabel);
+    fputs("</g>\n", f);
+  }
+  for (int i = 0; i < ns; i++) {
+    const char *col = palette[i % N_PALETTE];
+    bool open = false;
+    for (int j = 0; j < ss[i].n; j++) {
+      double x = ss[i].x[j], y = ss[i].y[j];
+      if (!isfinite(x) || !isfinite(y)) {
+        if (open) fputs("\"/>\n", f);
+        open = false;
+        continue;
+      }
+      if (!open) fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
+      fprintf(f, "%s%.1f,%.1f", open ? " " : "", SX(x), SY(y));
+      open = true;
+    }
+    if (open) fputs("\"/>\n", f);
+    /* markers keep single points and sparse curves visible */
+    if (ss[i].n <= 60)
+      for (int j = 0; j < ss[i].n; j++)
+        if (isfinite(ss[i].x[j]) && isfinite(ss[i].y[j]))
+          fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", SX(ss[i].x[j]),
+                  SY(ss[i].y[j]), col);
+  }
+  for (int i = 0; i < ns; i++) {
+    double ly = py + 10 + 16 * i, lx = px + pw - 130;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>\n",
+            lx, ly, lx + 18, ly, palette[i % N_PALETTE]);
+    svg_text(s, lx + 24, ly + 4, 11, "start", ss[i].name ? ss[i].name : "");
+  }
+  fputs("</g>\n", f);
+#undef SX
+#undef SY
+}
+
+/* White to dark blue through a few stops, so small and large values are both
+ * told apart by eye. t in [0, 1]. */
+static void colour(double t, int rgb[3]) {
+  static const int stops[][3] = {
+      {247, 251, 255}, {198, 219, 239}, {107, 174, 214}, {33, 113, 181}, {8, 48, 107}};
+  if (!(t > 0)) t = 0;
+  if (t > 1) t = 1;
+  double p = t * 4;
+  int i = (int)p;
+  if (i > 3) i = 3;
+  double u = p - i;
+  for (int c = 0; c < 3; c++) rgb[c] = (int)lround(stops[i][c] + u * (stops[i + 1][c] - stops[i][c]));
+}
+
+void svg_heatmap(svg *s, svg_box b, const char *title, int rows, int cols, const double *v,
+                 const char *row_prefix, const char *col_prefix, double vmin, double vmax,
+                 const char *label_fmt) {
+  FILE *f = s->f;
+  const double ml = 44, mr = 70, mt = 30, mb = 28;
+  double pw = b.w - ml - mr, ph = b.h - mt - mb;
+  double cw = pw / (cols > 0 ? cols : 1), ch = ph / (rows > 0 ? rows : 1);
+  double px = b.x + ml, py = b.y + mt;
+  if (!(vmax > vmin)) vmax = vmin + 1;
+  fprintf(f, "<g>\n");
+  if (title) svg_text(s, b.x + b.w / 2, b.y + 18, 14, "middle", title);
+  char lab[64];
+  double fsize = fmin(12, fmin(cw / 4, ch / 2));
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      double x = v[(size_t)r * cols + c], t = (x - vmin) / (vmax - vmin);
+      int rgb[3];
+      colour(isfinite(x) ? t : 0, rgb);
+      fprintf(f,
+              "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"rgb(%d,%d,%d)\" "
+              "stroke=\"#ffffff\"/>\n",
+              px + c * cw, py + r * ch, cw, ch, rgb[0], rgb[1], rgb[2]);
+      if (isfinite(x)) snprintf(lab, sizeof lab, label_fmt ? label_fmt : "%.2f", x);
+      else snprintf(lab, sizeof lab, "n/a");
+      fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.1f\" text-anchor=\"middle\" fill=\"%s\">",
+              px + (c + 0.5) * cw, py + (r + 0.5) * ch + fsize * 0.35, fsize,
+              t > 0.55 ? "#ffffff" : "#000000");
+      put_escaped(f, lab);
+      fputs("</text>\n", f);
+    }
+  for (int r = 0; r < rows; r++) {
+    snprintf(lab, sizeof lab, "%s%d", row_prefix ? row_prefix : "", r);
+    svg_text(s, px - 6, py + (r + 0.5) * ch + 4, 11, "end", lab);
+  }
+  for (int c = 0; c < cols; c++) {
+    snprintf(lab, sizeof lab, "%s%d", col_prefix ? col_prefix : "", c);
+    svg_text(s, px + (c + 0.5) * cw, py + ph + 16, 11, "middle", lab);
+  }
+  /* colour bar: 20 bands, labelled at both ends and the middle */
+  double bx = px + pw + 14, bw = 14;
+  for (int i = 0; i < 20; i++) {
+    int rgb[3];
+    colour((19 - i + 0.5) / 20.0, rgb);
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"%.1f\" height=\"%.2f\" fill=\"rgb(%d,%d,%d)\"/>\n", bx,
+            py + i * ph / 20, bw, ph / 20 + 0.5, rgb[0], rgb[1], rgb[2]);
+  }
+  fprintf(f,
+          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333333\"/>\n",
+          bx, py, bw, ph);
+  for (int i = 0; i <= 2; i++) {
+    double val = vmax - i * (vmax - vmin) / 2;
+    snprintf(lab, sizeof lab, "%.3g", val);
+    svg_text(s, bx + bw + 4, py + i * ph / 2 + 4, 10, "start", lab);
+  }
+  fputs("</g>\n", f);
+}

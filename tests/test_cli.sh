@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# The attnsink program end to end at toy size: train, probe, study, resume after
+# an interrupt, and the bad-input contract (exit 2, one line on stderr, nothing
+# left behind). Usage: test_cli.sh PATH/TO/attnsink
+set -u
+
+A=${1:?usage: test_cli.sh PATH/TO/attnsink}
+# the tests run in a scratch directory: make the program's path absolute first
+case $A in /*) ;; *) A=$PWD/$A ;; esac
+if [ ! -x "$A" ]; then
+  echo "test_cli.sh: $A is not an executable program"
+  exit 1
+fi
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+# toy models gain nothing from a second thread, and the test machine is shared
+export ASINK_NUM_THREADS=${ASINK_NUM_THREADS:-1}
+unset ASINK_TEST_INTERRUPT_AT ATTNSINK_CORPUS
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+cd "$W" || exit 1
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2"; }
+# check NAME COMMAND...: the command must succeed
+check() {
+  local name=$1
+  shift
+  if "$@" >"$W/check.out" 2>&1; then ok "$name"; else bad "$name" "$W/check.out"; fi
+}
+
+# A corpus of about 35 KB: the GPL text when the system has it, else generated.
+if [ -r /usr/share/common-licenses/GPL-3 ]; then
+  cp /usr/share/common-licenses/GPL-3 corpus.txt
+else
+  for i in $(seq 1 700); do
+    echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
+  done >corpus.txt
+fi
+head -c 300 corpus.txt >short.txt
+
+TOY=(--corpus corpus.txt --layers 1 --dim 16 --heads 2 --context 16 --batch 4)
+
+# ---------------------------------------------------------------- train
+"$A" train "${TOY[@]}" --steps 6 --eval-every 3 --out run >train.out 2>train.err
+rc=$?
+if [ $rc -eq 0 ]; then ok "train exits 0"; else bad "train exits 0 (rc=$rc)" train.err; fi
+for f in config.json model.safetensors optimizer.safetensors train_state.json metrics.jsonl; do
+  [ -s "run/$f" ] && ok "train writes $f" || bad "train writes $f"
+done
+check "metrics.jsonl: 2 lines with exactly the documented keys" "$PY" -c '
+import json, sys
+lines = open("run/metrics.jsonl").read().splitlines()
+assert len(lines) == 2, lines
+keys = ["step", "tokens", "train_loss", "val_loss", "sink1", "seconds"]
+for l, step in zip(lines, (3, 6)):
+    d = json.loads(l)
+    assert list(d) == keys, list(d)
+    assert d["step"] == step and d["tokens"] == step * 4 * 16, d
+    assert all(isinstance(d[k], (int, float)) for k in keys), d
+    assert 0 <= d["sink1"] <= 100 and d["val_loss"] > 0, d
+'
+
+# ---------------------------------------------------------------- probe
+"$A" probe run --text corpus.txt --tokens 16 --samples 10 --json probe.json --plot probe.svg >probe.out 2>probe.err
+rc=$?
+if [ $rc -eq 0 ]; then ok "probe loads the checkpoint and exits 0"; else bad "probe exits 0 (rc=$rc)" probe.err; fi
+grep -q "alpha of the first token" probe.out && ok "probe prints the alpha table" || bad "probe prints the alpha table" probe.out
+grep -q "Sink_k" probe.out && ok "probe prints the Sink_k row" || bad "probe prints the Sink_k row" probe.out
+check "probe --json: exactly the documented keys and shapes" "$PY" -c '
+import json
+d = json.load(open("probe.json"))
+assert list(d) == ["tokens", "samples", "eps", "sink", "importance", "hidden_norm", "key_norm", "value_norm"], list(d)
+T, N, L, H = 16, 10, 1, 2
+assert d["tokens"] == T and d["samples"] == N and abs(d["eps"] - 0.3) < 1e-9, d
+def shape(x):
+    s = []
+    while isinstance(x, list):
+        s.append(len(x)); x = x[0]
+    return s
+assert shape(d["sink"]) == [T], shape(d["sink"])
+assert shape(d["importance"]) == [L, H, T], shape(d["importance"])
+assert shape(d["hidden_norm"]) == [L + 1, T] and shape(d["key_norm"]) == [L, T] and shape(d["value_norm"]) == [L, T]
+# the first token of a causal map is seen by every query: its alpha is a mean in [0, 1]
+assert all(0 <= h[0] <= 1 for l in d["importance"] for h in l)
+'
+check "probe --plot: well-formed SVG" "$PY" -c '
+import xml.etree.ElementTree as ET
+r = ET.parse("probe.svg").getroot()
+assert r.tag.endswith("svg"), r.tag
+assert len(list(r.iter("{http://www.w3.org/2000/svg}rect"))) > 2
+'
+# the same windows given as ids: BOS is added alike, so the statistics agree
+"$PY" -c '
+data = open("corpus.txt", "rb").read()[:2000]
+open("ids.txt", "w").write(" ".join(str(b) for b in data) + "\n")'
+"$A" probe run --token-ids ids.txt --tokens 16 --samples 10 --json probe_ids.json >/dev/null 2>probe_ids.err
+check "probe --token-ids matches --text on the same bytes" "$PY" -c '
+import json
+a, b = json.load(open("probe.json")), json.load(open("probe_ids.json"))
+assert a == b
+'
+
+# ---------------------------------------------------------------- resume
+# The same 8 steps three ways: straight through, stopped by the test hook at step 4
+# (it raises SIGINT itself) then resumed, and stopped by a real SIGINT mid-run.
+RES=("${TOY[@]}" --steps 8 --eval-every 3 --threads 2)
+"$A" train "${RES[@]}" --out straight >/dev/null 2>straight.err || bad "uninterrupted run" straight.err
+ASINK_TEST_INTERRUPT_AT=4 "$A" train "${RES[@]}" --out stopped >stopped.out 2>stopped.err
+rc=$?
+[ $rc -eq 0 ] && ok "interrupted run exits 0" || bad "interrupted run exits 0 (rc=$rc)" stopped.err
+grep -q '"step": 4' stopped/train_state.json && ok "interrupt saves a checkpoint at step 4" ||
+  bad "interrupt saves a checkpoint at step 4" stopped/train_state.json
+[ "$(wc -l <stopped/metrics.jsonl)" -eq 1 ] && ok "interrupted run has 1 metrics line" || bad "interrupted run has 1 metrics line" stopped/metrics.jsonl
+"$A" train --out stopped --resume >resume.out 2>resume.err
+rc=$?
+[ $rc -eq 0 ] && ok "resume exits 0" || bad "resume exits 0 (rc=$rc)" resume.err
+cmp -s straight/model.safetensors stopped/model.safetensors && ok "resumed model is bit-identical" ||
+  bad "resumed model.safetensors differs from the uninterrupted run's"
+cmp -s straight/optimizer.safetensors stopped/optimizer.safetensors && ok "resumed optimizer is bit-identical" ||
+  bad "resumed optimizer.safetensors differs from the uninterrupted run's"
+check "resumed metrics match the uninterrupted run's (but for seconds)" "$PY" -c '
+import json
+def rows(p):
+    return [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in open(p)]
+a, b = rows("straight/metrics.jsonl"), rows("stopped/metrics.jsonl")
+assert a == b and [r["step"] for r in a] == [3, 6, 8], (a, b)
+'
+# A real Ctrl-C, at whatever step it lands: resuming must still end bit-identical.
+LONG=("${TOY[@]}" --steps 300 --eval-every 20)
+"$A" train "${LONG[@]}" --out long_straight >/dev/null 2>&1
+"$A" train "${LONG[@]}" --out long_int >long_int.out 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  [ -s long_int/metrics.jsonl ] && break
+  sleep 0.05
+done
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+if grep -q interrupted long_int.out; then
+  [ $rc -eq 0 ] && ok "SIGINT: saves and exits 0" || bad "SIGINT: exit status $rc" long_int.out
+  "$A" train --out long_int --resume >/dev/null 2>long_resume.err || bad "SIGINT: resume" long_resume.err
+  cmp -s long_straight/model.safetensors long_int/model.safetensors && ok "SIGINT: resumed model is bit-identical" ||
+    bad "SIGINT: resumed model differs"
+else
+  echo "skip SIGINT test: the run finished before the signal arrived"
+fi
+
+# ---------------------------------------------------------------- study
+"$A" study "${TOY[@]}" --steps 4 --eval-every 2 --minutes 2 --out st --json st.json >study.out 2>study.err
+rc=$?
+[ $rc -eq 0 ] && ok "study exits 0" || bad "study exits 0 (rc=$rc)" study.err
+for f in report.md sink1.svg loss.svg alpha_softmax.svg alpha_sigmoid.svg softmax/model.safetensors \
+  sigmoid/model.safetensors softmax/probe.json sigmoid/probe.json; do
+  [ -s "st/$f" ] && ok "study writes $f" || bad "study writes $f"
+done
+check "study SVGs are well-formed" "$PY" -c '
+import xml.etree.ElementTree as ET
+for f in ("sink1", "loss", "alpha_softmax", "alpha_sigmoid"):
+    ET.parse("st/%s.svg" % f)
+'
+check "study --json: runs softmax and sigmoid with the documented keys, same steps" "$PY" -c '
+import json
+d = json.load(open("st.json"))
+assert list(d) == ["runs"], list(d)
+r = d["runs"]
+assert [x["attn"] for x in r] == ["softmax", "sigmoid"], r
+for x in r:
+    assert list(x) == ["attn", "val_loss", "sink1", "steps", "tokens"], list(x)
+assert r[0]["steps"] == r[1]["steps"] == 4 and r[0]["tokens"] == r[1]["tokens"] == 4 * 4 * 16, r
+'
+grep -q "sink1.svg" st/report.md && grep -q "alpha_sigmoid.svg" st/report.md && ok "report.md links its plots" ||
+  bad "report.md links its plots" st/report.md
+
+# ---------------------------------------------------------------- bad input
+# A model whose vocabulary is not byte-level: the toy checkpoint with 300 ids.
+"$PY" -c '
+import json, os, struct
+V = 300
+cfg = json.load(open("run/config.json"))
+cfg["vocab_size"] = V
+cfg["attnsink"]["bos"] = None
+raw = open("run/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr, body = json.loads(raw[8:8 + n]), raw[8 + n:]
+out, parts, off = {}, [], 0
+for name, t in sorted(((k, v) for k, v in hdr.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]):
+    a, b = t["data_offsets"]
+    data, shape = body[a:b], t["shape"]
+    if name in ("model.embed_tokens.weight", "lm_head.weight"):
+        data += bytes(4 * shape[1] * (V - shape[0]))
+        shape = [V, shape[1]]
+    out[name] = {"dtype": t["dtype"], "shape": shape, "data_offsets": [off, off + len(data)]}
+    parts.append(data)
+    off += len(data)
+h = json.dumps(out).encode()
+h += b" " * (-len(h) % 8)
+os.mkdir("wide")
+open("wide/model.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + b"".join(parts))
+json.dump(cfg, open("wide/config.json", "w"))
+'
+"$A" probe wide --token-ids ids.txt --tokens 16 --samples 2 >/dev/null 2>wide.err && ok "a 300-id model probes with --token-ids" ||
+  bad "a 300-id model probes with --token-ids" wide.err
+
+# expect_input_error NAME LEFTOVER COMMAND...: exit 2, one line on stderr, LEFTOVER absent
+expect_input_error() {
+  local name=$1 left=$2
+  shift 2
+  "$@" >err.out 2>err.err
+  local rc=$? lines
+  lines=$(wc -l <err.err)
+  if [ $rc -ne 2 ]; then
+    bad "$name: exit status $rc, expected 2" err.err
+  elif [ "$lines" -ne 1 ]; then
+    bad "$name: $lines lines on stderr, expected 1" err.err
+  elif [ -n "$left" ] && [ -e "$left" ]; then
+    bad "$name: left $left behind"
+  else
+    ok "$name: exit 2, one line ($(cut -c1-90 err.err))"
+  fi
+}
+SMALL=(--layers 1 --dim 16 --heads 2 --context 16 --batch 4 --steps 2)
+expect_input_error "train: missing corpus" e1 "$A" train --corpus nowhere.txt --out e1 "${SMALL[@]}"
+expect_input_error "train: corpus shorter than a context" e1 "$A" train --corpus short.txt --out e1 "${SMALL[@]}"
+expect_input_error "train: unknown spec" e1 "$A" train --corpus corpus.txt --attn softmaxx --out e1 "${SMALL[@]}"
+expect_input_error "train: bad spec option" e1 "$A" train --corpus corpus.txt --attn sigmoid,norm=half --out e1 "${SMALL[@]}"
+expect_input_error "train: heads not dividing dim" e1 "$A" train --corpus corpus.txt --out e1 --dim 15 --heads 2
+expect_input_error "train: --lr not a number" e1 "$A" train --corpus corpus.txt --out e1 --lr fast
+expect_input_error "train: --lr=-1" e1 "$A" train --corpus corpus.txt --out e1 --lr=-1
+expect_input_error "train: --layers 0" e1 "$A" train --corpus corpus.txt --out e1 --layers 0
+expect_input_error "train: --batch=2x" e1 "$A" train --corpus corpus.txt --out e1 --batch=2x
+expect_input_error "train: unknown flag" e1 "$A" train --corpus corpus.txt --out e1 --colour blue
+expect_input_error "train: flag without value" "" "$A" train --corpus corpus.txt --out
+expect_input_error "train: --out missing" "" "$A" train --corpus corpus.txt
+expect_input_error "train: --out under a missing directory" "" "$A" train --corpus corpus.txt --out nowhere/run "${SMALL[@]}"
+expect_input_error "train: --out names a file" "" "$A" train --corpus corpus.txt --out corpus.txt "${SMALL[@]}"
+expect_input_error "train: --resume without a run" e1 "$A" train --out e1 --resume
+expect_input_error "train: --resume with a changed setting" "" "$A" train --out run --resume --lr 0.1
+expect_input_error "train: existing run without --resume" "" "$A" train "${TOY[@]}" --steps 2 --out run
+expect_input_error "probe: missing checkpoint" probe_e.json "$A" probe nowhere --text corpus.txt --json probe_e.json
+expect_input_error "probe: missing text" probe_e.json "$A" probe run --text nowhere.txt --json probe_e.json
+expect_input_error "probe: non-byte-level model with --text" probe_e.json "$A" probe wide --text corpus.txt --json probe_e.json --plot probe_e.svg
+[ -e probe_e.svg ] && bad "probe: non-byte-level model left probe_e.svg behind"
+expect_input_error "probe: id outside the vocabulary" probe_e.json "$A" probe run --token-ids <(echo 1 2 999) --json probe_e.json
+expect_input_error "probe: --eps 1" probe_e.json "$A" probe run --text corpus.txt --eps 1 --json probe_e.json
+expect_input_error "probe: --json into a missing directory" "" "$A" probe run --text corpus.txt --json nowhere/p.json
+expect_input_error "probe: unknown flag" "" "$A" probe run --text corpus.txt --bins 3
+expect_input_error "study: missing corpus" e2 "$A" study --corpus nowhere.txt --out e2
+expect_input_error "study: corpus shorter than a context" e2 "$A" study --corpus short.txt --out e2 "${SMALL[@]}"
+expect_input_error "study: --minutes 0" e2 "$A" study --corpus corpus.txt --out e2 --minutes 0
+expect_input_error "unknown command" "" "$A" fit
+
+"$A" --help >/dev/null && "$A" train --help >/dev/null && "$A" probe --help >/dev/null && "$A" study --help >/dev/null &&
+  ok "--help exits 0" || bad "--help exits 0"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
