@@ -79,6 +79,11 @@ static const flag *find(const char *name, size_t len, int *index) {
   return NULL;
 }
 
+void args_mark_given(cli_opts *o, const char *name) {
+  int i;
+  if (find(name, strlen(name), &i)) o->given |= 1ull << i;
+}
+
 bool args_flag_given(const cli_opts *o, const char *name) {
   int i;
   return find(name, strlen(name), &i) && (o->given >> i & 1);

@@ -37,6 +37,8 @@ int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o);
 
 /* Whether the command line set the flag spelled name ("lr", "kv-heads"). */
 bool args_flag_given(const cli_opts *o, const char *name);
+/* Records flag name as given (a caller that sets a field itself). */
+void args_mark_given(cli_opts *o, const char *name);
 
 /* Prints the flags cmd accepts, one per line with their defaults, to f. */
 void args_print_flags(cli_cmd cmd, const cli_opts *defaults, void *file);

@@ -1,11 +1,14 @@
 #include "study.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <attnsink.h>
 #include <jansson.h>
@@ -18,9 +21,9 @@
 #include "svg.h"
 #include "train.h"
 
-/* softmax's share of the budget; sigmoid takes about as long for the same steps,
- * and the rest covers probing and the report. */
-#define SOFTMAX_SHARE 0.48
+/* The share of the budget the two runs train for (side by side); the rest covers
+ * evening out their step counts, probing and the report. */
+#define TRAIN_SHARE 0.93
 
 enum { N_RUNS = 2 };
 static const char *const specs[N_RUNS] = {"softmax", "sigmoid"};
@@ -189,16 +192,16 @@ static int write_report(const cli_opts *o, const char *command, const study_run 
           "The issue's bar (at least 10 points apart, losses within 0.1 nats) is %s.\n\n",
           dsink, dloss, dsink >= 10 && dloss <= 0.1 ? "**reached**" : "**not reached** at these settings");
   fprintf(f,
-          "How the comparison is kept fair: softmax trained for its share of the time budget "
-          "(%.2f of %.2f minutes) and reached %" PRId64
-          " steps; sigmoid was then given exactly that many "
-          "steps. Both started from the same weights (seed %" PRIu64
+          "How the comparison is kept fair: the two runs trained side by side, one process and one "
+          "thread each, for %.2f of the %.2f minutes; the one that had done fewer steps then resumed to "
+          "the other's count, so both end at %" PRId64
+          " steps. Both started from the same weights (seed %" PRIu64
           ") and saw the same batches in the same "
           "order, so they differ only in the attention operation. α is the importance of the first token "
           "(DESIGN §5) on the probe: the first %d windows of %d tokens of the validation part%s, ε = %g. "
           "Sigmoid's maps are not normalised, so its α and Sink_1 are measured on the proxy map "
           "|A| / (Σ|A| + 1e-8).\n\n",
-          o->minutes * SOFTMAX_SHARE, o->minutes, r[0].res.steps, o->seed, r[0].ps.N, r[0].ps.T,
+          o->minutes * TRAIN_SHARE, o->minutes, r[0].res.steps, o->seed, r[0].ps.N, r[0].ps.T,
           o->bos ? ", each starting with the BOS token" : "", (double)PROBE_EPS);
   fprintf(f, "## Plots\n\n![Sink_1 against steps](sink1.svg)\n\n![Loss against steps](loss.svg)\n\n");
   fprintf(f,
@@ -228,10 +231,10 @@ static int write_report(const cli_opts *o, const char *command, const study_run 
       "| optimizer | AdamW β = (%g, %g), eps %g, %d warm-up steps then constant | |\n"
       "| evaluation | val loss over %d windows of the context spread over the validation part; "
       "Sink_1 on the probe | |\n"
-      "| budget | %.2f minutes (softmax %.0f%% of it, sigmoid the same steps)%s | |\n\n",
+      "| budget | %.2f minutes (both runs side by side for %.0f%% of it, then equal steps)%s | |\n\n",
       o->bos ? 257 : 256, o->bos ? ", BOS id 256 first in every window" : "", RMS_NORM_EPS, ROPE_THETA,
       (double)ADAM_BETA1, (double)ADAM_BETA2, (double)ADAM_EPS, o->warmup, EVAL_WINDOWS, o->minutes,
-      SOFTMAX_SHARE * 100, o->steps ? ", capped by --steps" : "");
+      TRAIN_SHARE * 100, o->steps ? ", capped by --steps" : "");
   fprintf(f,
           "## Files\n\n`softmax/` and `sigmoid/` are checkpoints (`config.json`, `model.safetensors`, "
           "`optimizer.safetensors`, `train_state.json`) with `metrics.jsonl` (one line per evaluation) and "
@@ -290,6 +293,69 @@ static int probe_checkpoint(const cli_opts *o, const corpus *c, study_run *r) {
   int rc = write_json_atomic(path, j, JSON_INDENT(1) | JSON_REAL_PRECISION(7));
   free(path);
   json_decref(j);
+  return rc;
+}
+
+/* Trains both runs at once, each in its own process on one thread: on two cores,
+ * two single-threaded runs do about 1.7 times the work of one run on two threads
+ * (a small model's GEMMs scale poorly), and both see the same batches in the same
+ * order. They stop at the time budget; the one that got fewer steps then resumes
+ * to the other's count, so the comparison is at equal steps. */
+static int train_side_by_side(const cli_opts *o, study_run *runs) {
+  pid_t pid[N_RUNS];
+  int fd[N_RUNS];
+  fflush(stdout);
+  fflush(stderr);
+  for (int i = 0; i < N_RUNS; i++) {
+    int p[2];
+    if (pipe(p)) {
+      cli_error("study: pipe: %s", strerror(errno));
+      return CLI_FAIL;
+    }
+    pid[i] = fork();
+    if (pid[i] < 0) {
+      cli_error("study: fork: %s", strerror(errno));
+      return CLI_FAIL;
+    }
+    if (pid[i] == 0) {
+      close(p[0]);
+      cli_opts a = *o;
+      a.attn = specs[i], a.out = runs[i].dir, a.resume = 0, a.json = NULL, a.threads = 1;
+      a.minutes = o->minutes * TRAIN_SHARE;
+      a.steps = o->steps ? o->steps : INT64_MAX / 2;
+      char *label = xasprintf("[%s] ", specs[i]);
+      train_result res = {0};
+      int r = train_run(&a, label, &res);
+      fflush(stdout);
+      ssize_t w = write(p[1], &res, sizeof res);
+      _exit(w == (ssize_t)sizeof res ? r : CLI_FAIL);
+    }
+    close(p[1]);
+    fd[i] = p[0];
+    printf("[%s] training in %s (process %d, one thread)\n", specs[i], runs[i].dir, (int)pid[i]);
+  }
+  int rc = CLI_OK;
+  for (int i = 0; i < N_RUNS; i++) {
+    ssize_t got = read(fd[i], &runs[i].res, sizeof runs[i].res);
+    close(fd[i]);
+    int status = 0;
+    waitpid(pid[i], &status, 0);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : CLI_FAIL;
+    if (code != CLI_OK || got != (ssize_t)sizeof runs[i].res) rc = code != CLI_OK ? code : CLI_FAIL;
+  }
+  if (rc || runs[0].res.interrupted || runs[1].res.interrupted) return rc;
+  int lag = runs[0].res.steps < runs[1].res.steps ? 0 : 1;
+  int64_t target = runs[1 - lag].res.steps;
+  if (runs[lag].res.steps == target) return CLI_OK;
+  cli_opts a = *o;
+  a.attn = specs[lag], a.out = runs[lag].dir, a.resume = 1, a.json = NULL, a.minutes = 0;
+  a.steps = target;
+  args_mark_given(&a, "steps");
+  char *label = xasprintf("[%s] ", specs[lag]);
+  printf("%sresuming from step %" PRId64 " to %" PRId64 " (the other run's count)\n", label,
+         runs[lag].res.steps, target);
+  rc = train_run(&a, label, &runs[lag].res);
+  free(label);
   return rc;
 }
 
@@ -356,30 +422,15 @@ int cmd_study(int argc, char **argv) {
   remove_files_in(o.out, study_files, false);
   train_install_signals();
 
-  for (int i = 0; i < N_RUNS; i++) {
-    cli_opts a = o;
-    a.attn = specs[i], a.out = runs[i].dir, a.resume = 0, a.json = NULL;
-    if (i == 0) {
-      a.minutes = o.minutes * SOFTMAX_SHARE;
-      a.steps = o.steps ? o.steps : INT64_MAX / 2;
-    } else {
-      a.minutes = 0; /* the same steps as softmax, however long they take */
-      a.steps = runs[0].res.steps;
-    }
-    char *label = xasprintf("[%s] ", specs[i]);
-    printf("%strain %s for %s\n", label, runs[i].dir,
-           i == 0 ? "its share of the time budget" : "the same number of steps");
-    int r = train_run(&a, label, &runs[i].res);
-    free(label);
-    if (r) {
-      rc = r;
-      goto done;
-    }
+  if ((rc = train_side_by_side(&o, runs))) goto done;
+  for (int i = 0; i < N_RUNS; i++)
     if (runs[i].res.interrupted) {
       printf("study interrupted: the runs so far are in %s; no report written\n", o.out);
       rc = CLI_OK;
       goto done;
     }
+  rc = CLI_FAIL;
+  for (int i = 0; i < N_RUNS; i++) {
     char *mpath = path_join(runs[i].dir, "metrics.jsonl");
     int bad = read_curve(mpath, &runs[i].c);
     free(mpath);
