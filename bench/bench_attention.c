@@ -43,16 +43,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (asink_init() != ASINK_OK) {
-    fprintf(stderr, "asink_init: %s\n", asink_last_error());
-    return 1;
-  }
-  if (threads > 0 && asink_set_num_threads(threads) != ASINK_OK) {
-    fprintf(stderr, "%s\n", asink_last_error());
-    return 2;
-  }
-  threads = asink_get_num_threads();
-  fprintf(stderr, "%s\n", asink_runtime_info());
+  if ((threads = bench_init(threads)) < 0) return 2;
   double roof = bench_sgemm_roof(threads);
   char oplist[256];
   snprintf(oplist, sizeof oplist, "%s", ops);

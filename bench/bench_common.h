@@ -3,8 +3,11 @@
 #define ASINK_BENCH_COMMON_H
 
 #include <blis.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "attnsink.h"
 
 static inline double bench_now(void) {
   struct timespec ts;
@@ -33,6 +36,18 @@ static inline double bench_sgemm_roof(int threads) {
   }
   free(a), free(b), free(c);
   return 2.0 * n * n * n / best / 1e9;
+}
+
+/* Initialises the library (and so BLIS's kernel choice), applies --threads (0 keeps
+ * the default) and prints the runtime line on stderr. Returns the thread count, or
+ * -1 after printing the error. */
+static inline int bench_init(int threads) {
+  if (asink_init() != ASINK_OK || (threads > 0 && asink_set_num_threads(threads) != ASINK_OK)) {
+    fprintf(stderr, "%s\n", asink_last_error());
+    return -1;
+  }
+  fprintf(stderr, "%s\n", asink_runtime_info());
+  return asink_get_num_threads();
 }
 
 #endif

@@ -180,17 +180,20 @@ def get_num_threads():
 # ----------------------------------------------------------------------- attention op
 
 class _Handle:
-    """Owns one asink_attn pointer and frees it when the last reference goes.
+    """Owns one C handle pointer and frees it with ``free`` when the last reference goes;
+    ``keep`` is another handle that must outlive this one (an optimizer's model).
 
     The parameter arrays of ``Attention.params`` keep a reference to this object (through
     the ctypes buffer they view), so the C memory they view stays valid as long as any of
     them is alive, even after the Attention object itself has gone."""
 
-    __slots__ = ("ptr", "_free", "__weakref__")
+    __slots__ = ("ptr", "_free", "keep", "__weakref__")
 
-    def __init__(self):
+    def __init__(self, free=None, keep=None):
         self.ptr = ctypes.c_void_p()
-        self._free = lib.asink_attn_free  # kept so that __del__ works during shutdown
+        # kept on the object so that __del__ works during interpreter shutdown
+        self._free = free if free is not None else lib.asink_attn_free
+        self.keep = keep
 
     def __del__(self):
         ptr = getattr(self, "ptr", None)
@@ -201,6 +204,7 @@ class _Handle:
             except Exception:  # interpreter shutdown: nothing sensible left to do
                 pass
             self.ptr = ctypes.c_void_p()
+        self.keep = None  # only now may what it keeps go
 
 
 def _view(handle, getter, name, shape):

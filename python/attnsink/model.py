@@ -34,7 +34,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import ArgumentError, _INT_MAX, _check, _decode, _ptr, _shape, _view
+from . import ArgumentError, _Handle, _INT_MAX, _check, _decode, _ptr, _shape, _view
 from ._lib import Status, lib
 
 __all__ = ["Model", "AdamW"]
@@ -43,47 +43,23 @@ _INT32_MIN = -(2**31)
 _c_int32_p = ctypes.POINTER(ctypes.c_int32)
 
 
-class _ModelHandle:
+class _ModelHandle(_Handle):
     """Owns one asink_model pointer; freed when the last reference goes. Optimizer handles
     keep a reference to it, so a model is never freed before an optimizer that updates it."""
 
-    __slots__ = ("ptr", "_free", "__weakref__")
+    __slots__ = ()
 
     def __init__(self):
-        self.ptr = ctypes.c_void_p()
-        self._free = lib.asink_model_free  # kept so that __del__ works during shutdown
-
-    def __del__(self):
-        ptr = getattr(self, "ptr", None)
-        free = getattr(self, "_free", None)
-        if ptr is not None and ptr.value and free is not None:
-            try:
-                free(ptr)
-            except Exception:  # interpreter shutdown: nothing sensible left to do
-                pass
-            self.ptr = ctypes.c_void_p()
+        super().__init__(lib.asink_model_free)
 
 
-class _OptHandle:
-    """Owns one asink_adamw pointer and a reference to the model handle it updates."""
+class _OptHandle(_Handle):
+    """Owns one asink_adamw pointer and keeps the model handle it updates alive."""
 
-    __slots__ = ("ptr", "model", "_free", "__weakref__")
+    __slots__ = ()
 
     def __init__(self, model_handle):
-        self.ptr = ctypes.c_void_p()
-        self.model = model_handle
-        self._free = lib.asink_adamw_free
-
-    def __del__(self):
-        ptr = getattr(self, "ptr", None)
-        free = getattr(self, "_free", None)
-        if ptr is not None and ptr.value and free is not None:
-            try:
-                free(ptr)
-            except Exception:
-                pass
-            self.ptr = ctypes.c_void_p()
-        self.model = None  # only now may the model go
+        super().__init__(lib.asink_adamw_free, keep=model_handle)
 
 
 def _path(path, what):
