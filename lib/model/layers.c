@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "kernels/kernels.h"
 
 /* Adds the per-thread partials in s.buf (nt x C) into dst, then clears them. */
 static void reduce_partials(float *dst, layer_scratch s, int C, int used) {
@@ -178,21 +179,58 @@ static inline float act1(float g, act_kind k, float *deriv) {
   }
 }
 
+/* SiLU runs through the SIMD sigmoid kernel (the FFN's activations are a visible
+ * share of a small model's step); the others are plain loops. Work is split into
+ * contiguous chunks, one per thread. */
 void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 4096)
-  for (size_t i = 0; i < n; i++) h[i] = act1(g[i], k, NULL) * (u ? u[i] : 1.f);
+  const asink_kernels *kn = asink_kern();
+#pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
+  {
+    int parts = omp_get_num_threads(), me = omp_get_thread_num();
+    size_t lo = n * me / parts, hi = n * (me + 1) / parts;
+    if (k == ACT_SILU && h != g) { /* in place, the sigmoid would overwrite g */
+      memcpy(h + lo, g + lo, (hi - lo) * sizeof(float));
+      kn->sigmoid(hi - lo, h + lo);
+      if (u)
+        for (size_t i = lo; i < hi; i++) h[i] *= g[i] * u[i];
+      else
+        for (size_t i = lo; i < hi; i++) h[i] *= g[i];
+    } else {
+      for (size_t i = lo; i < hi; i++) h[i] = act1(g[i], k, NULL) * (u ? u[i] : 1.f);
+    }
+  }
 }
 
 void act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                   act_kind k, size_t n, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 4096)
-  for (size_t i = 0; i < n; i++) {
-    float d, a = act1(g[i], k, &d);
-    if (u) {
-      du[i] = dh[i] * a;
-      dg[i] = dh[i] * d * u[i];
+  const asink_kernels *kn = asink_kern();
+#pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
+  {
+    int parts = omp_get_num_threads(), me = omp_get_thread_num();
+    size_t lo = n * me / parts, hi = n * (me + 1) / parts;
+    if (k == ACT_SILU) {
+      /* s = sigmoid(g) into dg first; silu' = s (1 + g (1 - s)) */
+      memcpy(dg + lo, g + lo, (hi - lo) * sizeof(float));
+      kn->sigmoid(hi - lo, dg + lo);
+      for (size_t i = lo; i < hi; i++) {
+        float sg = dg[i], d = sg * (1.f + g[i] * (1.f - sg));
+        if (u) {
+          du[i] = dh[i] * g[i] * sg;
+          dg[i] = dh[i] * d * u[i];
+        } else {
+          dg[i] = dh[i] * d;
+        }
+      }
     } else {
-      dg[i] = dh[i] * d;
+      for (size_t i = lo; i < hi; i++) {
+        float d, a = act1(g[i], k, &d);
+        if (u) {
+          du[i] = dh[i] * a;
+          dg[i] = dh[i] * d * u[i];
+        } else {
+          dg[i] = dh[i] * d;
+        }
+      }
     }
   }
 }
