@@ -24,20 +24,20 @@ const cli_opts train_defaults = {
     .norm_position = "pre",
     .positions = "rope",
     .layers = 4,
-    .dim = 128,
+    .dim = 64,
     .heads = 4,
     .kv_heads = 0, /* = heads */
     .ffn_dim = 0,  /* 2 x dim */
     .context = 128,
     .bos = 1,
-    .batch = 32,
+    .batch = 16,
     .steps = 1000,
-    .lr = 2e-3,
+    .lr = 3e-3,
     .warmup = 100,
-    .wd = 0.5,
+    .wd = 1.0,
     .clip = 1.0,
     .seed = 0,
-    .eval_every = 50,
+    .eval_every = 250,
 };
 
 /* What a run directory holds; the only names cleanup ever removes. */
