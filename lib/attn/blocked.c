@@ -103,11 +103,11 @@ typedef struct {
 
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
-  float *S, *dP, *dOs, *sv, *pv, *dsv;
+  float *S, *dP, *dOs, *sv, *pv, *dsv, *mul;
 } scratch;
 
 static size_t scratch_floats(int bq, int T, int D) {
-  return (size_t)2 * bq * (size_t)T + (size_t)bq * D + 3 * (size_t)bq + 64;
+  return (size_t)2 * bq * (size_t)T + (size_t)bq * D + 4 * (size_t)bq + 64;
 }
 
 static scratch carve(float *base, int bq, int T, int D) {
@@ -118,6 +118,7 @@ static scratch carve(float *base, int bq, int T, int D) {
   s.sv = s.dOs + (size_t)bq * D;
   s.pv = s.sv + bq;
   s.dsv = s.pv + bq;
+  s.mul = s.dsv + bq;
   return s;
 }
 
@@ -163,9 +164,13 @@ static void zero_outside(float *row, int nk, int a, int n) {
 
 /* ------------------------------------------------------------------- forward */
 
-/* Turns the visible scores x[0..n) of one row into the map A; *pv receives the
- * virtual key's entry. Saves the row statistics in st[0..1]. */
-static void forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st) {
+/* Turns the visible scores x[0..n) of one row into the unnormalised map (softmax:
+ * exp(s - max); other bases: the similarity) and returns the row's multiplier: the
+ * map applied to the values is A = mul * x. The multiplier is applied to the D-wide
+ * output row after the GEMM rather than to the n-wide map row, saving a pass over
+ * every score. *pv receives the virtual key's unnormalised entry. Saves the row
+ * statistics in st[0..1]. */
+static float forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st) {
   const asink_kernels *kn = c->kn;
   const asink_spec *sp = &c->op->spec;
   if (sp->base == ASINK_BASE_SOFTMAX) {
@@ -176,16 +181,14 @@ static void forward_row(const head_ctx *c, float *x, int n, float sv, float *pv,
     float ev = c->kstar ? expf(sv - m) : 0.f;
     l += ev;
     if (c->sink_logit != -INFINITY) l += expf(c->sink_logit - m);
-    float inv = sp->alpha / l;
-    kn->scale(n, x, inv);
-    *pv = ev * inv;
+    *pv = ev;
     st[0] = m + logf(l);
     st[1] = 0.f;
-    return;
+    return sp->alpha / l;
   }
   similarity_row(kn, sp->base, n, x);
   float a_v = c->kstar ? similarity1(sp->base, sv) : 0.f;
-  float r = kn->sum(n, x) + a_v;
+  float r = sp->norm != ASINK_NORM_NONE ? kn->sum(n, x) + a_v : 0.f; /* unused without a norm */
   float den = 1.f, dden = 0.f;
   if (sp->norm == ASINK_NORM_SUM) {
     den = r + 1e-8f;
@@ -194,11 +197,10 @@ static void forward_row(const head_ctx *c, float *x, int n, float sv, float *pv,
     den = fabsf(r);
     dden = r > 0.f ? 1.f : -1.f;
   }
-  float inv = 1.f / den;
-  if (sp->norm != ASINK_NORM_NONE) kn->scale(n, x, inv);
-  *pv = a_v * inv;
-  st[0] = inv;
+  *pv = a_v;
+  st[0] = 1.f / den;
   st[1] = dden;
+  return st[0];
 }
 
 /* -sum p log p over the statistics map w|x| of a row (and its virtual entry). */
@@ -215,29 +217,28 @@ static float row_entropy(const float *x, int n, float pv, float w) {
 
 /* Softmax row entropy without a logarithm per entry: log P_j = s_j - lse, so
  * -sum P log P = lse sum P - sum P s, and sum P = 1 - P(sink logit).
- * x = alpha P, s = the row's scores. */
+ * P = x / sum = mul x / alpha; s = the row's scores. */
 static float softmax_entropy(const head_ctx *c, const float *x, const float *s, int n, float pv,
-                             float sv, float lse) {
-  const float alpha = c->op->spec.alpha;
+                             float sv, float lse, float mul) {
   float psum = 1.f - (c->sink_logit != -INFINITY ? expf(c->sink_logit - lse) : 0.f);
-  float ps = (c->kn->dot(n, x, s) + (c->kstar ? pv * sv : 0.f)) / alpha;
+  float ps = (c->kn->dot(n, x, s) + (c->kstar ? pv * sv : 0.f)) * mul / c->op->spec.alpha;
   return lse * psum - ps;
 }
 
 /* Adds row t's share of the importance sums: imp_real[j] for its visible keys,
  * imp_virtual for the virtual key (DESIGN §5); and, for non-softmax bases, its
- * entropy into *ent. */
-static void importance_row(const head_ctx *c, const float *x, int n, float pv, float *imp_real,
-                           float *imp_virtual, float *ent) {
+ * entropy into *ent. The row's map is mul * x (virtual entry mul * pv). */
+static void importance_row(const head_ctx *c, const float *x, int n, float pv, float mul,
+                           float *imp_real, float *imp_virtual, float *ent) {
   const asink_kernels *kn = c->kn;
   const asink_spec *sp = &c->op->spec;
-  float w;
+  float w; /* the statistics map is w * |x| */
   if (sp->base == ASINK_BASE_SOFTMAX) {
-    w = 1.f / sp->alpha;
+    w = mul / sp->alpha;
     if (imp_real) kn->axpy(n, w, x, imp_real);
     if (imp_virtual) *imp_virtual += w * pv;
   } else {
-    w = 1.f / (kn->abs_sum(n, x) + fabsf(pv) + 1e-8f);
+    w = mul / (mul * (kn->abs_sum(n, x) + fabsf(pv)) + 1e-8f);
     if (!imp_real) {
     } else if (sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU) {
       kn->axpy(n, w, x, imp_real); /* maps of these bases are never negative */
@@ -276,17 +277,21 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
       /* softmax entropy needs the scores after the map has replaced them */
       bool keep_scores = ent && op->spec.base == ASINK_BASE_SOFTMAX;
       if (keep_scores) memcpy(w->dP, x, sizeof(float) * n);
-      forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
+      float mul = forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
+      w->mul[r] = mul;
       zero_outside(row, nk, a - lo, n);
       if (imp || ent)
-        importance_row(c, x, n, w->pv[r], imp ? imp + voff + a : NULL, imp && voff ? imp : NULL, ent);
-      if (keep_scores) *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t]);
+        importance_row(c, x, n, w->pv[r], mul, imp ? imp + voff + a : NULL, imp && voff ? imp : NULL, ent);
+      if (keep_scores)
+        *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t], mul);
     }
     float *ob = o + (size_t)q0 * ldq;
     tiles_ab(tl, ntl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
     for (int r = 0; r < nq; r++) {
-      if (c->vstar) kn->axpy(D, w->pv[r], c->vstar, ob + (size_t)r * ldq);
-      if (c->vadd) kn->axpy(D, 1.f, c->vadd, ob + (size_t)r * ldq);
+      float *orow = ob + (size_t)r * ldq;
+      if (w->mul[r] != 1.f) kn->scale(D, orow, w->mul[r]);
+      if (c->vstar) kn->axpy(D, w->mul[r] * w->pv[r], c->vstar, orow);
+      if (c->vadd) kn->axpy(D, 1.f, c->vadd, orow);
     }
   }
   if (imp) {
