@@ -225,29 +225,24 @@ static float softmax_entropy(const head_ctx *c, const float *x, const float *s, 
   return lse * psum - ps;
 }
 
-/* Adds row t's share of the importance sums: imp_real[j] for its visible keys,
- * imp_virtual for the virtual key (DESIGN §5); and, for non-softmax bases, its
- * entropy into *ent. The row's map is mul * x (virtual entry mul * pv). */
-static void importance_row(const head_ctx *c, const float *x, int n, float pv, float mul,
-                           float *imp_real, float *imp_virtual, float *ent) {
-  const asink_kernels *kn = c->kn;
+/* The weight w of row t's statistics map w * |x| (DESIGN §5's A-hat): P = A / alpha
+ * for softmax, the proxy |A| / (sum |A| + 1e-8) otherwise. The row's map is mul * x
+ * (virtual entry mul * pv). */
+static float stat_weight(const head_ctx *c, const float *x, int n, float pv, float mul) {
   const asink_spec *sp = &c->op->spec;
-  float w; /* the statistics map is w * |x| */
-  if (sp->base == ASINK_BASE_SOFTMAX) {
-    w = mul / sp->alpha;
-    if (imp_real) kn->axpy(n, w, x, imp_real);
-    if (imp_virtual) *imp_virtual += w * pv;
-  } else {
-    w = mul / (mul * (kn->abs_sum(n, x) + fabsf(pv)) + 1e-8f);
-    if (!imp_real) {
-    } else if (sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU) {
-      kn->axpy(n, w, x, imp_real); /* maps of these bases are never negative */
-    } else {
-      for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
-    }
-    if (imp_virtual) *imp_virtual += w * fabsf(pv);
-  }
-  if (ent && sp->base != ASINK_BASE_SOFTMAX) *ent += row_entropy(x, n, pv, w);
+  if (sp->base == ASINK_BASE_SOFTMAX) return mul / sp->alpha;
+  return mul / (mul * (c->kn->abs_sum(n, x) + fabsf(pv)) + 1e-8f);
+}
+
+/* Importance column sums can be one GEMV per block (weights times map rows) when the
+ * map is never negative; linear and elu-kernel maps need |x| row by row. */
+static bool block_importance(const asink_spec *sp) {
+  return sp->base == ASINK_BASE_SOFTMAX || sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU;
+}
+
+/* Row by row: adds w |x| into imp_real[0..n). */
+static void importance_row(const float *x, int n, float w, float *imp_real) {
+  for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
 }
 
 static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, float *ent,
@@ -280,11 +275,20 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
       float mul = forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
       w->mul[r] = mul;
       zero_outside(row, nk, a - lo, n);
-      if (imp || ent)
-        importance_row(c, x, n, w->pv[r], mul, imp ? imp + voff + a : NULL, imp && voff ? imp : NULL, ent);
+      if (imp || ent) {
+        float sw = stat_weight(c, x, n, w->pv[r], mul);
+        w->dsv[r] = sw; /* dsv is backward's; in forward it holds the rows' weights */
+        if (imp && voff) imp[0] += sw * fabsf(w->pv[r]);
+        if (imp && !block_importance(&op->spec)) importance_row(x, n, sw, imp + voff + a);
+        if (ent && op->spec.base != ASINK_BASE_SOFTMAX) *ent += row_entropy(x, n, w->pv[r], sw);
+      }
       if (keep_scores)
         *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t], mul);
     }
+    /* importance of the block's keys: imp[lo..hi] += weights^T map rows (zeros outside
+     * each row's visible keys), one GEMV instead of a pass per row */
+    if (imp && block_importance(&op->spec))
+      asink_sgemm(false, false, 1, nk, nq, 1.f, w->dsv, nq, w->S, nk, 1.f, imp + voff + lo, nk, 1);
     float *ob = o + (size_t)q0 * ldq;
     tiles_ab(tl, ntl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
     for (int r = 0; r < nq; r++) {
