@@ -6,6 +6,7 @@
 #   make build    configure once (meson setup) and build (ninja)
 #   make corpus   extract the KJV Bible once into $(BUILD)/corpus/kjv.txt
 #   make install  meson install (prefix chosen at setup: MESON_OPTS=--prefix=...)
+#   make abi      refresh abi/libattnsink.abi, the reference of the abi test
 #   make clean    remove the build directory
 #
 # Variables: BUILD (build directory, default build), JOBS (ninja jobs, default: online
@@ -18,12 +19,13 @@ MESON_OPTS ?=
 STUDY_ARGS ?=
 
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
-                libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv
+                libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
+                abigail-tools
 
 CORPUS   := $(BUILD)/corpus/kjv.txt
 ATTNSINK := $(BUILD)/examples/attnsink/attnsink
 
-.PHONY: all deps build check study corpus install clean
+.PHONY: all deps build check study corpus install clean abi
 # Prerequisites run in the order written (deps before build before tests).
 .NOTPARALLEL:
 
@@ -80,6 +82,11 @@ study: deps build corpus
 	  echo "make study: $(ATTNSINK) is not built yet; runtime information instead:"; \
 	  "$(BUILD)/examples/runtime_info"; \
 	fi
+
+# Refresh the ABI reference that the abi test compares the library with (on purpose only:
+# after additions, or after an incompatible change together with a soname bump).
+abi: build
+	abidw --headers-dir include --no-corpus-path --out-file abi/libattnsink.abi "$(BUILD)/libattnsink.so"
 
 install: build
 	meson install -C "$(BUILD)"
