@@ -234,15 +234,14 @@ static float stat_weight(const head_ctx *c, const float *x, int n, float pv, flo
   return mul / (mul * (c->kn->abs_sum(n, x) + fabsf(pv)) + 1e-8f);
 }
 
-/* Importance column sums can be one GEMV per block (weights times map rows) when the
- * map is never negative; linear and elu-kernel maps need |x| row by row. */
-static bool block_importance(const asink_spec *sp) {
-  return sp->base == ASINK_BASE_SOFTMAX || sp->base == ASINK_BASE_SIGMOID || sp->base == ASINK_BASE_ELU;
-}
-
-/* Row by row: adds w |x| into imp_real[0..n). */
-static void importance_row(const float *x, int n, float w, float *imp_real) {
-  for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
+/* Adds w |x| into imp_real[0..n): one SIMD axpy where the map is never negative
+ * (BLIS's m = 1 GEMM over a whole block measured slower: it packs the block). */
+static void importance_row(const head_ctx *c, const float *x, int n, float w, float *imp_real) {
+  const asink_base b = c->op->spec.base;
+  if (b == ASINK_BASE_SOFTMAX || b == ASINK_BASE_SIGMOID || b == ASINK_BASE_ELU)
+    c->kn->axpy(n, w, x, imp_real);
+  else
+    for (int i = 0; i < n; i++) imp_real[i] += w * fabsf(x[i]);
 }
 
 static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, float *ent,
@@ -277,18 +276,13 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
       zero_outside(row, nk, a - lo, n);
       if (imp || ent) {
         float sw = stat_weight(c, x, n, w->pv[r], mul);
-        w->dsv[r] = sw; /* dsv is backward's; in forward it holds the rows' weights */
         if (imp && voff) imp[0] += sw * fabsf(w->pv[r]);
-        if (imp && !block_importance(&op->spec)) importance_row(x, n, sw, imp + voff + a);
+        if (imp) importance_row(c, x, n, sw, imp + voff + a);
         if (ent && op->spec.base != ASINK_BASE_SOFTMAX) *ent += row_entropy(x, n, w->pv[r], sw);
       }
       if (keep_scores)
         *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t], mul);
     }
-    /* importance of the block's keys: imp[lo..hi] += weights^T map rows (zeros outside
-     * each row's visible keys), one GEMV instead of a pass per row */
-    if (imp && block_importance(&op->spec))
-      asink_sgemm(false, false, 1, nk, nq, 1.f, w->dsv, nq, w->S, nk, 1.f, imp + voff + lo, nk, 1);
     float *ob = o + (size_t)q0 * ldq;
     tiles_ab(tl, ntl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
     for (int r = 0; r < nq; r++) {
