@@ -38,6 +38,23 @@ static inline double bench_sgemm_roof(int threads) {
   return 2.0 * n * n * n / best / 1e9;
 }
 
+/* Seconds of one BLIS sgemm 1024^3 on buffers the caller keeps (3 x 1024^2 floats):
+ * paired with each timed run so a ratio to the roof survives the machine's drift. */
+static inline double bench_sgemm_once(int threads, float *a, float *b, float *c) {
+  rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  bli_rntm_set_num_threads(threads, &rntm);
+  float one = 1.f, zero = 0.f;
+  double t0 = bench_now();
+  bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, 1024, 1024, 1024, &one, a, 1024, 1, b, 1024, 1,
+               &zero, c, 1024, 1, NULL, &rntm);
+  return bench_now() - t0;
+}
+
+static inline int bench_cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return (a > b) - (a < b);
+}
+
 /* Initialises the library (and so BLIS's kernel choice), applies --threads (0 keeps
  * the default) and prints the runtime line on stderr. Returns the thread count, or
  * -1 after printing the error. */
