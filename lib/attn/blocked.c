@@ -508,16 +508,22 @@ asink_status asink_attn_forward_blocked(asink_attn *op, const float *q, const fl
 asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const float *k,
                                          const float *v, const float *out, const float *dout,
                                          float *dq, float *dk, float *dv) {
-  const int B = op->B, T = op->T, H = op->H, D = op->D;
+  const int B = op->B, T = op->T, H = op->H, Hkv = op->Hkv, D = op->D, G = H / Hkv;
   asink_status st;
   if (op->spec.base == ASINK_BASE_ELU_KERNEL && (st = kernel_features(op, &q, &k))) return st;
   int nt = team_size(op);
   if ((st = reserve_scratch(op, nt))) return st;
-  const size_t nkv = (size_t)B * T * op->Hkv * D;
+  /* With at least one (batch, kv head) item per thread, each thread owns whole items:
+   * the heads sharing a kv head run on one thread, which writes their dk, dv rows
+   * directly. Otherwise (few sequences and kv heads) work is split by query head and
+   * dk, dv are summed from per-thread copies. Either way the order is fixed, so the
+   * same thread count gives the same bits. */
+  const bool owned = B * Hkv >= nt;
+  const size_t nkv = (size_t)B * T * Hkv * D, nkv_acc = owned ? 0 : nkv;
   const size_t ngk = (size_t)op->n_kb * D, ngv = (size_t)op->n_vb * D, ngs = op->sinks ? H : 0;
   const size_t ngr = op->rel ? (size_t)H * ASINK_REL_BUCKETS : 0;
-  const size_t per_acc = 2 * nkv + ngk + ngv + ngs + ngr;
-  if ((st = asink_ws_reserve(&op->accum, asink_mul_size(per_acc * sizeof(float), (size_t)nt),
+  const size_t per_acc = 2 * nkv_acc + ngk + ngv + ngs + ngr;
+  if ((st = asink_ws_reserve(&op->accum, asink_mul_size(per_acc * sizeof(float) + 64, (size_t)nt),
                              "attention gradient accumulators")))
     return st;
   const size_t per = scratch_floats(block_rows(T), T, D);
@@ -529,35 +535,45 @@ asink_status asink_attn_backward_blocked(asink_attn *op, const float *q, const f
     scratch w = carve((float *)op->thread_ws.ptr + per * tid, block_rows(T), T, D);
     float *mine = acc + per_acc * tid;
     memset(mine, 0, per_acc * sizeof(float));
-    grads g = {mine, mine + nkv, mine + 2 * nkv, mine + 2 * nkv + ngk, mine + 2 * nkv + ngk + ngv,
-               mine + 2 * nkv + ngk + ngv + ngs};
-    /* Work items are (b, h) in the order a thread's dk/dv rows start: so the
-     * per-thread buffers use the same (B, T, Hkv, D) layout as dk and dv. */
+    float *pg = mine + 2 * nkv_acc;
+    grads g = {owned ? dk : mine, owned ? dv : mine + nkv, pg, pg + ngk, pg + ngk + ngv, pg + ngk + ngv + ngs};
+    const int items = owned ? B * Hkv : B * H;
 #pragma omp for schedule(static)
-    for (int i = 0; i < B * H; i++) {
-      int b = i / H, h = i % H;
-      head_ctx c = make_ctx(op, q, k, v, b, h);
-      size_t qoff = (size_t)b * T * c.ldq + (size_t)h * D;
-      size_t kvoff = (size_t)(c.k - k);
-      grads gh = {g.dk + kvoff, g.dv + kvoff, g.gk, g.gv, g.gs, g.gr};
-      backward_head(&c, out + qoff, dout + qoff, dq + qoff, stats + (size_t)i * T * 2, &gh, &w);
+    for (int i = 0; i < items; i++) {
+      int b = owned ? i / Hkv : i / H;
+      int h0 = owned ? (i % Hkv) * G : i % H, h1 = owned ? h0 + G : h0 + 1;
+      if (owned) /* this item's dk, dv rows start from zero */
+        for (int t = 0; t < T; t++) {
+          size_t row = ((size_t)b * T + t) * Hkv * D + (size_t)(i % Hkv) * D;
+          memset(dk + row, 0, sizeof(float) * D);
+          memset(dv + row, 0, sizeof(float) * D);
+        }
+      for (int h = h0; h < h1; h++) {
+        head_ctx c = make_ctx(op, q, k, v, b, h);
+        size_t qoff = (size_t)b * T * c.ldq + (size_t)h * D;
+        size_t kvoff = (size_t)(c.k - k);
+        grads gh = {g.dk + kvoff, g.dv + kvoff, g.gk, g.gv, g.gs, g.gr};
+        backward_head(&c, out + qoff, dout + qoff, dq + qoff, stats + ((size_t)b * H + h) * T * 2, &gh, &w);
+      }
     }
   }
   /* Sum the per-thread accumulators in thread order (deterministic). */
-  memcpy(dk, acc, nkv * sizeof(float));
-  memcpy(dv, acc + nkv, nkv * sizeof(float));
-  float *gk = op->g_k_bias, *gv = op->g_v_bias, *gs = op->g_sinks;
   const asink_kernels *kn = asink_kern();
+  if (!owned) {
+    memcpy(dk, acc, nkv * sizeof(float));
+    memcpy(dv, acc + nkv, nkv * sizeof(float));
+  }
   for (int t = 0; t < nt; t++) {
     const float *m = acc + per_acc * t;
-    if (t) {
+    if (t && !owned) {
       kn->axpy(nkv, 1.f, m, dk);
       kn->axpy(nkv, 1.f, m + nkv, dv);
     }
-    if (ngk) kn->axpy(ngk, 1.f, m + 2 * nkv, gk);
-    if (ngv) kn->axpy(ngv, 1.f, m + 2 * nkv + ngk, gv);
-    if (ngs) kn->axpy(ngs, 1.f, m + 2 * nkv + ngk + ngv, gs);
-    if (ngr) kn->axpy(ngr, 1.f, m + 2 * nkv + ngk + ngv + ngs, op->g_rel);
+    const float *p = m + 2 * nkv_acc;
+    if (ngk) kn->axpy(ngk, 1.f, p, op->g_k_bias);
+    if (ngv) kn->axpy(ngv, 1.f, p + ngk, op->g_v_bias);
+    if (ngs) kn->axpy(ngs, 1.f, p + ngk + ngv, op->g_sinks);
+    if (ngr) kn->axpy(ngr, 1.f, p + ngk + ngv + ngs, op->g_rel);
   }
   if (op->spec.base == ASINK_BASE_ELU_KERNEL) {
     /* d phi(x) / dx = 1 for x > 0, exp(x) = phi(x) otherwise. */
