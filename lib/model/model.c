@@ -54,7 +54,7 @@ static float *P(asink_model *m, const char *name, float **grad) {
 static asink_status declare(asink_model *m, int cap) {
   const asink_config *c = &m->cfg;
   const int C = m->C, F = m->F, V = m->V, HD = m->H * m->D, KD = m->Hkv * m->D;
-  const float s_c = sqrtf(2.f / (5.f * C)), s_hd = sqrtf(2.f / (5.f * HD)), s_f = sqrtf(2.f / (5.f * F));
+  const float s_c = sqrtf(2.f / (5.f * C)), s_hd = sqrtf(2.f / (5.f * HD));
   const float s_down = 1.f / sqrtf((float)F) / (float)m->L;
   bool gpt2 = c->family == ASINK_FAMILY_GPT2;
   bool post = c->norm == ASINK_NORMPOS_POST;
@@ -120,7 +120,6 @@ static asink_status declare(asink_model *m, int cap) {
       ADD(true, s_c, 2, F, C, "model.layers.%d.mlp.up_proj.weight", l);
       ADD(true, s_down, 2, C, F, "model.layers.%d.mlp.down_proj.weight", l);
     }
-    (void)s_f;
   }
   if (gpt2) {
     if (!post) {

@@ -11,58 +11,65 @@
 
 /* ---------------------------------------------------------------- buffers */
 
-static float *take(float **cur, size_t n) {
-  float *p = *cur;
-  *cur += (n + 15) / 16 * 16; /* keep every buffer 64-byte aligned */
+/* Buffers are carved from one workspace. A layout function runs twice: first with
+ * no base to count the floats it needs (so sizes are never written down twice),
+ * then on the reserved workspace to hand out the pointers. */
+typedef struct {
+  float *base; /* NULL: only count */
+  size_t used;
+} carver;
+
+static float *take(carver *c, size_t n) {
+  float *p = c->base ? c->base + c->used : NULL;
+  c->used += (n + 15) / 16 * 16; /* keep every buffer 64-byte aligned */
   return p;
 }
 
-static size_t layer_floats(const asink_model *m, size_t N) {
-  size_t HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D;
-  size_t kernel = m->cfg.kernel_mlp ? 2 * HD + 2 * KD : 0;
-  return 16 * 24 + N * (4 * (size_t)m->C + 4 + 2 * HD + 2 * KD + 3 * (size_t)m->F + kernel);
+static void layout_acts(asink_model *m, carver *c, size_t N, size_t Nr) {
+  const size_t C = m->C, HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D, F = m->F;
+  const bool km = m->cfg.kernel_mlp;
+  for (int l = 0; l < m->L; l++) {
+    asink_acts *a = &m->acts[l];
+    a->x_in = take(c, N * C);
+    a->n1 = take(c, N * C);
+    a->mean1 = take(c, N);
+    a->rstd1 = take(c, N);
+    a->q = take(c, N * HD);
+    a->k = take(c, N * KD);
+    a->v = take(c, N * KD);
+    a->att = take(c, N * HD);
+    a->x_mid = take(c, N * C);
+    a->n2 = take(c, N * C);
+    a->mean2 = take(c, N);
+    a->rstd2 = take(c, N);
+    a->fg = take(c, N * F);
+    a->fu = take(c, N * F);
+    a->fh = take(c, N * F);
+    a->qa = km ? take(c, N * HD) : NULL;
+    a->qphi = km ? take(c, N * HD) : NULL;
+    a->ka = km ? take(c, N * KD) : NULL;
+    a->kphi = km ? take(c, N * KD) : NULL;
+  }
+  m->acts[m->L].x_in = take(c, N * C);
+  m->xf = take(c, N * C);
+  m->xf_mean = take(c, N);
+  m->xf_rstd = take(c, N);
+  m->xh = take(c, Nr * C);
+  m->dxh = take(c, Nr * C);
+  m->tok_ws = (int32_t *)take(c, N);
 }
 
 static asink_status reserve_acts(asink_model *m, int B, int T) {
   const int Tx = T + (m->cfg.sink_token ? 1 : 0);
-  const size_t N = (size_t)B * Tx, Nr = (size_t)B * T, C = m->C;
-  size_t total = (size_t)m->L * layer_floats(m, N) + N * C * 2 + 2 * N + Nr * C * 2 + N + 256;
-  asink_status st = asink_ws_reserve(&m->acts_ws, total * sizeof(float), "model activations");
-  if (st) return st;
+  const size_t N = (size_t)B * Tx, Nr = (size_t)B * T;
   if (!m->acts && !(m->acts = asink_calloc((size_t)m->L + 1, sizeof *m->acts)))
     return asink_fail(ASINK_ERR_NOMEM, "cannot allocate activation table");
-  float *cur = m->acts_ws.ptr;
-  const size_t HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D, F = m->F;
-  for (int l = 0; l < m->L; l++) {
-    asink_acts *a = &m->acts[l];
-    a->x_in = take(&cur, N * C);
-    a->n1 = take(&cur, N * C);
-    a->mean1 = take(&cur, N);
-    a->rstd1 = take(&cur, N);
-    a->q = take(&cur, N * HD);
-    a->k = take(&cur, N * KD);
-    a->v = take(&cur, N * KD);
-    a->att = take(&cur, N * HD);
-    a->x_mid = take(&cur, N * C);
-    a->n2 = take(&cur, N * C);
-    a->mean2 = take(&cur, N);
-    a->rstd2 = take(&cur, N);
-    a->fg = take(&cur, N * F);
-    a->fu = take(&cur, N * F);
-    a->fh = take(&cur, N * F);
-    bool km = m->cfg.kernel_mlp;
-    a->qa = km ? take(&cur, N * HD) : NULL;
-    a->qphi = km ? take(&cur, N * HD) : NULL;
-    a->ka = km ? take(&cur, N * KD) : NULL;
-    a->kphi = km ? take(&cur, N * KD) : NULL;
-  }
-  m->acts[m->L].x_in = take(&cur, N * C);
-  m->xf = take(&cur, N * C);
-  m->xf_mean = take(&cur, N);
-  m->xf_rstd = take(&cur, N);
-  m->xh = take(&cur, Nr * C);
-  m->dxh = take(&cur, Nr * C);
-  m->tok_ws = (int32_t *)take(&cur, N);
+  carver c = {NULL, 0};
+  layout_acts(m, &c, N, Nr);
+  asink_status st = asink_ws_reserve(&m->acts_ws, c.used * sizeof(float), "model activations");
+  if (st) return st;
+  c = (carver){m->acts_ws.ptr, 0};
+  layout_acts(m, &c, N, Nr);
   m->B = B, m->T = T, m->Tx = Tx, m->N = (int)N;
   return ASINK_OK;
 }
@@ -323,23 +330,28 @@ typedef struct {
   layer_scratch s;
 } bwd_bufs;
 
-static asink_status reserve_work(asink_model *m, bwd_bufs *w) {
+static void layout_work(const asink_model *m, carver *c, bwd_bufs *w) {
   const size_t N = m->N, C = m->C, HD = (size_t)m->H * m->D, KD = (size_t)m->Hkv * m->D, F = m->F;
   const int nt = asink_model_threads();
-  size_t total = N * (2 * C + 2 * HD + 2 * KD + 3 * F) + (size_t)nt * 2 * C + 16 * 12;
-  asink_status st = asink_ws_reserve(&m->work_ws, total * sizeof(float), "backward buffers");
+  w->dres = take(c, N * C);
+  w->dtmp = take(c, N * C);
+  w->datt = take(c, N * HD);
+  w->dq = take(c, N * HD);
+  w->dk = take(c, N * KD);
+  w->dv = take(c, N * KD);
+  w->dfh = take(c, N * F);
+  w->dfg = take(c, N * F);
+  w->dfu = take(c, N * F);
+  w->s = (layer_scratch){take(c, (size_t)nt * 2 * C), nt};
+}
+
+static asink_status reserve_work(asink_model *m, bwd_bufs *w) {
+  carver c = {NULL, 0};
+  layout_work(m, &c, w);
+  asink_status st = asink_ws_reserve(&m->work_ws, c.used * sizeof(float), "backward buffers");
   if (st) return st;
-  float *cur = m->work_ws.ptr;
-  w->dres = take(&cur, N * C);
-  w->dtmp = take(&cur, N * C);
-  w->datt = take(&cur, N * HD);
-  w->dq = take(&cur, N * HD);
-  w->dk = take(&cur, N * KD);
-  w->dv = take(&cur, N * KD);
-  w->dfh = take(&cur, N * F);
-  w->dfg = take(&cur, N * F);
-  w->dfu = take(&cur, N * F);
-  w->s = (layer_scratch){take(&cur, (size_t)nt * 2 * C), nt};
+  c = (carver){m->work_ws.ptr, 0};
+  layout_work(m, &c, w);
   return ASINK_OK;
 }
 
