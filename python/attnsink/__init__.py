@@ -134,6 +134,29 @@ def _ptr(a):
     return a.ctypes.data_as(c_float_p) if a is not None else None
 
 
+def _c_text(value, what):
+    """A str (or UTF-8 bytes) argument as bytes for the C library; TypeError for other
+    types, ArgumentError naming it if it holds a NUL (C would silently cut it there)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, str):
+        raise TypeError("%s must be a str, not %s" % (what, type(value).__name__))
+    if "\0" in value:
+        raise ArgumentError("%s %r contains a NUL character" % (what, value))
+    return value.encode("utf-8")
+
+
+def _c_ints(**values):
+    """Integer arguments checked against C int's range, in the order given."""
+    out = []
+    for label, n in values.items():
+        n = operator.index(n)
+        if not -_INT_MAX - 1 <= n <= _INT_MAX:
+            raise ArgumentError("%s=%d is out of range" % (label, n))
+        out.append(n)
+    return out
+
+
 # ---------------------------------------------------------------------------- runtime
 
 def version():
@@ -246,20 +269,11 @@ class Attention:
         self._grads = {}
         self._importance = None
         self._saved = None
-        if isinstance(spec, bytes):
-            spec = spec.decode("utf-8")
-        if not isinstance(spec, str):
-            raise TypeError("spec must be a str, not %s" % type(spec).__name__)
-        if "\0" in spec:
-            raise ArgumentError("spec %r contains a NUL character" % spec)
-        sizes = []
-        for label, n in (("n_head", n_head), ("n_kv_head", n_kv_head), ("head_dim", head_dim)):
-            n = operator.index(n)
-            if not -_INT_MAX - 1 <= n <= _INT_MAX:
-                raise ArgumentError("%s=%d is out of range" % (label, n))
-            sizes.append(n)
+        spec_c = _c_text(spec, "spec")
+        spec = spec_c.decode("utf-8")
+        sizes = _c_ints(n_head=n_head, n_kv_head=n_kv_head, head_dim=head_dim)
         h = _Handle()
-        _check(lib.asink_attn_create(ctypes.byref(h.ptr), spec.encode("utf-8"), *sizes),
+        _check(lib.asink_attn_create(ctypes.byref(h.ptr), spec_c, *sizes),
                "asink_attn_create(%r, %d, %d, %d)" % ((spec,) + tuple(sizes)))
         self._h = h
         self.n_head, self.n_kv_head, self.head_dim = sizes

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import ArgumentError, _Handle, _INT_MAX, _check, _decode, _ptr, _shape, _view
+from . import ArgumentError, _Handle, _INT_MAX, _c_ints, _c_text, _check, _decode, _ptr, _shape, _view
 from ._lib import Status, lib
 
 __all__ = ["Model", "AdamW"]
@@ -293,19 +293,9 @@ class AdamW:
     def schedule(self, kind="constant", warmup=0, total_steps=0, min_lr=0.0):
         """Learning rate: linear warm-up over `warmup` steps, then "constant" or "cosine"
         (down to min_lr at total_steps)."""
-        if isinstance(kind, bytes):
-            kind = kind.decode("utf-8")
-        if not isinstance(kind, str):
-            raise TypeError("schedule kind must be a str, not %s" % type(kind).__name__)
-        if "\0" in kind:
-            raise ArgumentError("schedule kind %r contains a NUL character" % kind)
-        ints = []
-        for label, n in (("warmup", warmup), ("total_steps", total_steps)):
-            n = operator.index(n)
-            if not -_INT_MAX - 1 <= n <= _INT_MAX:
-                raise ArgumentError("%s=%d is out of range" % (label, n))
-            ints.append(n)
-        _check(lib.asink_adamw_schedule(self._h.ptr, kind.encode("utf-8"), ints[0], ints[1],
+        kind_c = _c_text(kind, "schedule kind")
+        ints = _c_ints(warmup=warmup, total_steps=total_steps)
+        _check(lib.asink_adamw_schedule(self._h.ptr, kind_c, ints[0], ints[1],
                                         float(min_lr)), "asink_adamw_schedule")
 
     def step(self):
