@@ -35,7 +35,8 @@ static int block_rows(int T) {
  * the block sees (one tall GEMM), plus, per chunk of SUB_ROWS rows, the staircase
  * pieces left and right of it. So the masked triangle of a diagonal block costs
  * SUB_ROWS / 2 wasted columns a row instead of half the block (128 rows measured
- * about 5% faster than 64: fewer, larger GEMMs). Columns are
+ * about 5% faster than 64 at T = 1024 with bench_attention's paired roof fraction,
+ * docs/performance.md: fewer, larger GEMMs). Columns are
  * relative to the block's first key lo. */
 typedef struct {
   int r0, nr, c0, nc;

@@ -11,7 +11,6 @@
 
 #include "kernels/exp_poly.h"
 
-
 static inline __m256 exp8(__m256 x) {
   const __m256 magic = _mm256_set1_ps(EXP_MAGIC);
   __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(EXP_LOG2E), magic);

@@ -10,7 +10,6 @@
 
 #include "kernels/exp_poly.h"
 
-
 static inline __m512 exp16(__m512 x) {
   const __m512 magic = _mm512_set1_ps(EXP_MAGIC);
   __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(EXP_LOG2E), magic);
