@@ -299,8 +299,9 @@ static int probe_checkpoint(const cli_opts *o, const corpus *c, study_run *r) {
 /* Trains both runs at once, each in its own process on one thread: on two cores,
  * two single-threaded runs do about 1.7 times the work of one run on two threads
  * (a small model's GEMMs scale poorly; bench_train figures in docs/cli.md), and both
- * see the same batches in the same order. They stop at the time budget; the one that got fewer steps then resumes
- * to the other's count, so the comparison is at equal steps. */
+ * see the same batches in the same order. They stop at the time budget; the one that
+ * got fewer steps then resumes to the other's count, so the comparison is at equal
+ * steps. */
 static int train_side_by_side(const cli_opts *o, study_run *runs) {
   pid_t pid[N_RUNS];
   int fd[N_RUNS];
