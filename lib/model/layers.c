@@ -264,6 +264,7 @@ void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, co
 
 double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
                  int count, float *dx, float *dW, float *logits, int rows, int nt) {
+  const asink_kernels *kn = asink_kern();
   double total = 0.0;
   float inv_count = count > 0 ? 1.f / (float)count : 0.f;
   for (int r0 = 0; r0 < N; r0 += rows) {
@@ -279,14 +280,12 @@ double head_xent(const float *x, const float *W, const int32_t *targets, int N, 
         if (dx) memset(l, 0, sizeof(float) * V);
         continue;
       }
-      float m = -INFINITY;
-      for (int j = 0; j < V; j++) m = l[j] > m ? l[j] : m;
-      double s = 0.0;
-      for (int j = 0; j < V; j++) s += expf(l[j] - m);
-      float lse = m + (float)log(s);
-      part += (double)(lse - l[tgt]);
+      /* one SIMD exp pass: the exponentials become the softmax after one scale */
+      float zt = l[tgt], m = kn->max(V, l);
+      float s = kn->exp_shift_sum(V, l, m);
+      part += (double)(m + logf(s) - zt);
       if (dx) {
-        for (int j = 0; j < V; j++) l[j] = expf(l[j] - lse) * inv_count;
+        kn->scale(V, l, inv_count / s);
         l[tgt] -= inv_count;
       }
     }
