@@ -1,16 +1,274 @@
+/* Row-major sgemm on BLIS's micro-kernel with the library's own packing and loops.
+ *
+ * Why not bli_sgemm_ex alone: Debian's BLIS 0.9 packs with reference code. Every
+ * row-major GEMM whose left operand is read across its rows (activations x weights,
+ * the attention's q.kT) goes through a scalar gather pack, and the straight packs
+ * through a 256-bit copy loop; on the tiny training model this was 22% of the time
+ * and the spinning barrier of BLIS's thread team another 5% (perf, 2 threads). Here
+ * the panels are packed by the SIMD table's pack_panel (16x16 register transposes)
+ * and BLIS's own micro-kernel, block sizes and preferences (queried from its
+ * context, so any sub-configuration works) do the arithmetic: the five loops of
+ * BLIS's gemm, with an OpenMP team that splits rows and column panels.
+ * Without a SIMD pack kernel, or with ASINK_GEMM=blis, bli_sgemm_ex runs instead. */
 #include "core/blas.h"
 
 #include <blis.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
-void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads) {
-  if (m <= 0 || n <= 0) return;
-  /* Below about 8 MFLOP a second thread costs more in BLIS's spinning barriers
-   * (tens of microseconds, far worse on a loaded machine) than it saves. */
-  if (threads > 1 && (double)m * n * k < 4e6) threads = 1;
+#include "kernels/kernels.h"
+
+typedef void (*ukr_fn)(dim_t m, dim_t n, dim_t k, float *alpha, float *a, float *b, float *beta,
+                       float *c, inc_t rs_c, inc_t cs_c, auxinfo_t *data, cntx_t *cntx);
+
+static struct {
+  cntx_t *cntx;
+  ukr_fn ukr;
+  size_t mr, nr, mc, kc, nc;
+  bool prefers_cols;
+  bool packed; /* our driver is usable and chosen */
+} G;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 BLIS, 1 packed */
+
+static void gemm_init(void) {
+  G.cntx = bli_gks_query_cntx();
+  G.ukr = (ukr_fn)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, G.cntx);
+  G.mr = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, G.cntx);
+  G.nr = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, G.cntx);
+  G.mc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, G.cntx);
+  G.kc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, G.cntx);
+  G.nc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NC, G.cntx);
+  G.prefers_cols = bli_cntx_l3_nat_ukr_prefers_cols_dt(BLIS_FLOAT, BLIS_GEMM_UKR, G.cntx);
+  const char *env = getenv("ASINK_GEMM");
+  bool sane = G.ukr && G.mr > 0 && G.nr > 0 && G.mc >= G.mr && G.kc > 0 && G.nc >= G.nr;
+  G.packed = sane && asink_kern()->pack_panel && !(env && !strcmp(env, "blis"));
+}
+
+void asink_sgemm_force_driver(int driver) { forced_driver = driver; }
+
+/* Pack buffers live per thread for the thread's life: a fresh page costs ~12 us to
+ * fault in on these machines, more than packing a whole small panel. */
+typedef struct {
+  float *p;
+  size_t cap;
+} pack_buf;
+typedef struct {
+  pack_buf a, b;
+} thread_bufs;
+static pthread_key_t bufs_key;
+static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+
+static void bufs_free(void *v) {
+  thread_bufs *t = v;
+  free(t->a.p);
+  free(t->b.p);
+  free(t);
+}
+static void bufs_key_init(void) { pthread_key_create(&bufs_key, bufs_free); }
+
+static thread_bufs *my_bufs(void) {
+  pthread_once(&bufs_once, bufs_key_init);
+  thread_bufs *t = pthread_getspecific(bufs_key);
+  if (!t) {
+    t = calloc(1, sizeof *t);
+    if (t && pthread_setspecific(bufs_key, t)) {
+      free(t);
+      t = NULL;
+    }
+  }
+  return t;
+}
+
+static float *reserve(pack_buf *b, size_t floats) {
+  if (floats > b->cap) {
+    free(b->p);
+    size_t bytes = (floats * sizeof(float) + 63) & ~(size_t)63;
+    b->p = aligned_alloc(64, bytes);
+    b->cap = b->p ? floats : 0;
+  }
+  return b->p;
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* A matrix as the micro-kernel sees an operand: element (r, p) at src[r*s_r + p*s_p],
+ * r along the panel width (MR or NR), p along k. */
+typedef struct {
+  const float *src;
+  size_t s_r, s_p;
+} operand;
+
+/* The problem in micro-kernel terms: C(i, j) at c[i*rs_c + j*cs_c] += A(i, :) . B(j, :). */
+typedef struct {
+  size_t M, N, K;
+  operand A, B;
+  float *c;
+  size_t rs_c, cs_c;
+  float alpha, beta;
+  float *bpack; /* shared packed B panel block, KC x NC */
+  int tm, tn;   /* thread grid: tm row ranges x tn column-panel ranges */
+} gemm_job;
+
+/* Packs panels [q0, q1) of rows [r0, r0 + rows) x k [p0, p0 + kc) into dst (panel q at
+ * dst + q * panel). An operand read straight (s_r == 1) is swept 16 of its rows at a
+ * time across every panel, so each source line is fetched once and in order. */
+static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size_t p0, size_t kc,
+                      size_t W, size_t panel, size_t q0, size_t q1) {
+  void (*pack)(float *, const float *, size_t, size_t, size_t, size_t, size_t) =
+      asink_kern()->pack_panel;
+  size_t pstep = o->s_r == 1 ? 16 : kc;
+  for (size_t p = 0; p < kc; p += pstep) {
+    size_t kp = min_sz(pstep, kc - p);
+    for (size_t q = q0; q < q1; q++) {
+      size_t r = q * W;
+      pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
+           min_sz(W, rows - r), kp, o->s_r, o->s_p);
+    }
+  }
+}
+
+static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
+  const size_t MR = G.mr, NR = G.nr;
+  int ti = tid / J->tn, tj = tid % J->tn;
+  size_t mpanels = (J->M + MR - 1) / MR;
+  size_t m0 = mpanels * ti / J->tm * MR, m1 = min_sz(J->M, mpanels * (ti + 1) / J->tm * MR);
+  auxinfo_t aux;
+  memset(&aux, 0, sizeof aux);
+  for (size_t jc = 0; jc < J->N; jc += G.nc) {
+    size_t nc = min_sz(G.nc, J->N - jc), npanels = (nc + NR - 1) / NR;
+    size_t jp0 = npanels * tj / J->tn, jp1 = npanels * (tj + 1) / J->tn;
+    for (size_t pc = 0; pc < J->K; pc += G.kc) {
+      size_t kc = min_sz(G.kc, J->K - pc);
+      size_t psa = round16(MR * kc), psb = round16(NR * kc);
+      pack_rows(J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
+                npanels * (tid + 1) / nt);
+      if (nt > 1) {
+#pragma omp barrier
+      }
+      float beta = pc == 0 ? J->beta : 1.f, alpha = J->alpha;
+      for (size_t ic = m0; ic < m1; ic += G.mc) {
+        size_t mc = min_sz(G.mc, m1 - ic);
+        pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR);
+        for (size_t jp = jp0; jp < jp1; jp++) {
+          float *b = J->bpack + jp * psb;
+          size_t nr = min_sz(NR, nc - jp * NR);
+          for (size_t ir = 0; ir < mc; ir += MR) {
+            float *a = apack + ir / MR * psa;
+            bool last = ir + MR >= mc;
+            bli_auxinfo_set_next_ab(last ? apack : a + psa, last ? b + psb : b, &aux);
+            G.ukr((dim_t)min_sz(MR, mc - ir), (dim_t)nr, (dim_t)kc, &alpha, a, b, &beta,
+                  J->c + (ic + ir) * J->rs_c + (jc + jp * NR) * J->cs_c, (inc_t)J->rs_c,
+                  (inc_t)J->cs_c, &aux, G.cntx);
+          }
+        }
+      }
+      if (nt > 1) {
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+/* The thread grid with the smallest largest share of the output; ties go to more
+ * row ranges, whose packed A blocks are not duplicated. */
+static void choose_grid(gemm_job *J, int threads) {
+  size_t mp = (J->M + G.mr - 1) / G.mr, np = (J->N + G.nr - 1) / G.nr, best = SIZE_MAX;
+  for (int tm = threads; tm >= 1; tm--) {
+    if (threads % tm) continue;
+    int tn = threads / tm;
+    size_t share = (mp + tm - 1) / tm * G.mr * ((np + tn - 1) / tn) * G.nr;
+    if (share < best) {
+      best = share;
+      J->tm = tm;
+      J->tn = tn;
+    }
+  }
+}
+
+static void scale_c(float *C, int m, int n, int ldc, float beta) {
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(size_t)i * ldc + j];
+}
+
+/* false when no pack buffer could be had: the caller falls back to BLIS. */
+static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                         int ldc, int threads) {
+  operand opA = {A, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u};
+  operand opB = {B, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb};
+  gemm_job J = {.K = (size_t)k, .c = C, .alpha = alpha, .beta = beta};
+  if (G.prefers_cols) { /* C^T = op(B)^T op(A)^T, C^T column-stored = C row-stored */
+    J.M = (size_t)n, J.N = (size_t)m, J.A = opB, J.B = opA, J.rs_c = 1, J.cs_c = (size_t)ldc;
+  } else {
+    J.M = (size_t)m, J.N = (size_t)n, J.A = opA, J.B = opB, J.rs_c = (size_t)ldc, J.cs_c = 1;
+  }
+  choose_grid(&J, threads);
+  size_t kc = min_sz(G.kc, J.K);
+  size_t bfloats = (min_sz(G.nc, J.N) + G.nr - 1) / G.nr * round16(G.nr * kc);
+  size_t afloats = (min_sz(G.mc, J.M) + G.mr - 1) / G.mr * round16(G.mr * kc);
+  thread_bufs *tb = my_bufs();
+  if (!tb || !(J.bpack = reserve(&tb->b, bfloats))) return false;
+  if (threads == 1) {
+    if (!reserve(&tb->a, afloats)) return false;
+    gemm_thread(&J, tb->a.p, 0, 1);
+    return true;
+  }
+  /* Every member must reach the same barriers, so all buffers are had first. */
+  int failed = 0;
+#pragma omp parallel num_threads(threads)
+  {
+    thread_bufs *mine = my_bufs();
+    float *apack = mine ? reserve(&mine->a, afloats) : NULL;
+    if (!apack) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp barrier
+    int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+    if (!failed) {
+      if (nt == threads) {
+        gemm_thread(&J, apack, tid, nt);
+      } else if (tid == 0) { /* the runtime gave fewer threads than asked */
+        gemm_job alone = J;
+        alone.tm = alone.tn = 1;
+        gemm_thread(&alone, apack, 0, 1);
+      }
+    }
+  }
+  if (failed) return false;
+  return true;
+}
+
+static void blis_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                       int threads) {
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
   bli_rntm_set_num_threads(threads, &rntm);
   bli_sgemm_ex(transa ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                transb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)A, lda, 1,
                (float *)B, ldb, 1, &beta, C, ldc, 1, NULL, &rntm);
+}
+
+void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+  if (m <= 0 || n <= 0) return;
+  /* Below about 8 MFLOP a second thread costs more in barriers (tens of
+   * microseconds, far worse on a loaded machine) than it saves. */
+  if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
+  pthread_once(&g_once, gemm_init);
+  bool packed = forced_driver >= 0 ? forced_driver == 1 && G.ukr && asink_kern()->pack_panel
+                                   : G.packed;
+  if (packed && (k <= 0 || alpha == 0.f)) {
+    scale_c(C, m, n, ldc, beta);
+    return;
+  }
+  if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                             threads))
+    return;
+  blis_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }

@@ -11,4 +11,8 @@
 void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads);
 
+/* Tests and benchmarks: 1 = the library's packed driver, 0 = BLIS's bli_sgemm_ex,
+ * -1 = the default (packed where the SIMD table packs, unless ASINK_GEMM=blis). */
+void asink_sgemm_force_driver(int driver);
+
 #endif

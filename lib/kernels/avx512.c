@@ -234,6 +234,73 @@ static void v_shift_scale(size_t n, float *dp, float c, float m) {
   MAP(n, dp, _mm512_mul_ps(vm, _mm512_sub_ps(v, vc)));
 }
 
+/* Lanes [0, r) set, for 0 <= r <= 16. */
+static inline __mmask16 lanes(size_t r) { return (__mmask16)((1u << (r < 16 ? r : 16)) - 1u); }
+
+static inline size_t min16(size_t a) { return a < 16 ? a : 16; }
+
+/* In-register 16x16 transpose: on return x[q] lane r holds what x[r] lane q held. */
+static inline void transpose16(__m512 x[16]) {
+  __m512 a[16];
+  for (int i = 0; i < 8; i++) {
+    a[2 * i] = _mm512_unpacklo_ps(x[2 * i], x[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(x[2 * i], x[2 * i + 1]);
+  }
+  /* b[4g + c], 128-bit lane L: column 4L + c of rows 4g .. 4g+3. */
+  __m512 b[16];
+  for (int g = 0; g < 4; g++) {
+    __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
+    __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
+    b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  /* A 4x4 transpose of 128-bit lanes across b[c], b[4+c], b[8+c], b[12+c]. */
+  for (int c = 0; c < 4; c++) {
+    __m512 t0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44);
+    __m512 t1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+    __m512 t2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+    __m512 t3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+    x[c] = _mm512_shuffle_f32x4(t0, t2, 0x88);
+    x[4 + c] = _mm512_shuffle_f32x4(t0, t2, 0xDD);
+    x[8 + c] = _mm512_shuffle_f32x4(t1, t3, 0x88);
+    x[12 + c] = _mm512_shuffle_f32x4(t1, t3, 0xDD);
+  }
+}
+
+/* BLIS 0.9's own packing of a row-major operand read across its rows is a scalar
+ * gather (vmovss/vinsertps); here 16 rows are read along k and turned in registers. */
+static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                         size_t s_p) {
+  if (s_r == 1) {
+    for (size_t p = 0; p < k; p++)
+      for (size_t g = 0; g < W; g += 16) {
+        __m512 x = _mm512_maskz_loadu_ps(lanes(w > g ? w - g : 0), src + p * s_p + g);
+        _mm512_mask_storeu_ps(dst + p * W + g, lanes(W - g), x);
+      }
+    return;
+  }
+  if (s_p != 1) { /* neither stride is 1: not a row-major operand; plain copy */
+    for (size_t p = 0; p < k; p++)
+      for (size_t r = 0; r < W; r++) dst[p * W + r] = r < w ? src[r * s_r + p * s_p] : 0.f;
+    return;
+  }
+  for (size_t g = 0; g < W; g += 16) {
+    size_t rows = w > g ? min16(w - g) : 0;
+    __mmask16 out = lanes(W - g);
+    for (size_t p = 0; p < k; p += 16) {
+      size_t kp = min16(k - p);
+      __m512 x[16];
+      for (size_t r = 0; r < 16; r++)
+        x[r] = r < rows ? _mm512_maskz_loadu_ps(lanes(kp), src + (g + r) * s_r + p)
+                        : _mm512_setzero_ps();
+      transpose16(x);
+      for (size_t q = 0; q < kp; q++) _mm512_mask_storeu_ps(dst + (p + q) * W + g, out, x[q]);
+    }
+  }
+}
+
 static const asink_kernels avx512_table = {
     .name = "avx512",
     .max = v_max,
@@ -252,6 +319,7 @@ static const asink_kernels avx512_table = {
     .sigmoid_bwd = v_sigmoid_bwd,
     .elu1_bwd = v_elu1_bwd,
     .shift_scale = v_shift_scale,
+    .pack_panel = v_pack_panel,
 };
 
 const asink_kernels *const asink_kernels_avx512_table = &avx512_table;

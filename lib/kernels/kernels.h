@@ -54,6 +54,15 @@ typedef struct asink_kernels {
   void (*sigmoid_bwd)(size_t n, float *dp, const float *a, float c, float m);
   void (*elu1_bwd)(size_t n, float *dp, const float *a, float c, float m);
   void (*shift_scale)(size_t n, float *dp, float c, float m);
+
+  /* Packs one micro-panel for a GEMM micro-kernel (core/blas.c):
+   *   dst[p * W + r] = src[r * s_r + p * s_p]   for r < w, p < k,
+   *   dst[p * W + r] = 0                        for w <= r < W.
+   * One of s_r, s_p is 1 (a row-major matrix read straight or transposed); dst
+   * needs no alignment. NULL in tables whose ISA has no fast transpose: GEMMs
+   * then go through BLIS's own packing. */
+  void (*pack_panel)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                     size_t s_p);
 } asink_kernels;
 
 /* The tables; asink_kernels_avx2/avx512 are NULL when the build lacks that ISA. */

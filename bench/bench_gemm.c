@@ -1,0 +1,82 @@
+/* The library's GEMM driver against BLIS's own, on the shapes the models run.
+ *
+ *   bench_gemm [--threads N] [--reps R]
+ *
+ * One JSON line per (shape, driver): bench, shape, m, n, k, transa, transb, driver
+ * ("packed": core/blas.c's packing around BLIS's micro-kernel; "blis": bli_sgemm_ex),
+ * seconds (best of R), gflops, and paired_roof_fraction: the median over the R runs
+ * of (run rate / the rate of a BLIS 1024^3 sgemm run right after it), which cancels
+ * this machine's drift. */
+#include <string.h>
+
+#include "bench_common.h"
+#include "core/blas.h"
+
+typedef struct {
+  const char *name;
+  int m, n, k;
+  bool ta, tb;
+} gemm_shape;
+
+/* tiny: 32 x 128 tokens, width 128, SwiGLU 256, vocab 256; study60m: 4 x 256 tokens,
+ * width 768, SwiGLU 1536; attention: one 256-row block of a T = 1024, D = 64 head. */
+static const gemm_shape shapes[] = {
+    {"tiny.qkv", 4096, 384, 128, false, true},     {"tiny.down", 4096, 128, 256, false, true},
+    {"tiny.dx_qkv", 4096, 128, 384, false, false}, {"tiny.dw_qkv", 384, 128, 4096, true, false},
+    {"tiny.dw_up", 512, 128, 4096, true, false},   {"60m.qkv", 1024, 2304, 768, false, true},
+    {"60m.dx_up", 1024, 768, 3072, false, false},  {"60m.dw_up", 3072, 768, 1024, true, false},
+    {"attn.qk", 256, 1024, 64, false, true},       {"attn.pv", 256, 64, 1024, false, false},
+    {"square1024", 1024, 1024, 1024, false, false},
+};
+
+int main(int argc, char **argv) {
+  int threads = 0, reps = 9;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+  }
+  if (asink_init() != ASINK_OK || reps < 1 || reps > 1000) {
+    fprintf(stderr, "bench_gemm: bad setup (%s)\n", asink_last_error());
+    return 2;
+  }
+  if (threads > 0 && asink_set_num_threads(threads) != ASINK_OK) {
+    fprintf(stderr, "bench_gemm: %s\n", asink_last_error());
+    return 2;
+  }
+  threads = asink_get_num_threads();
+  fprintf(stderr, "%s\n", asink_runtime_info());
+  float *ra = calloc(1024 * 1024, 4), *rb = calloc(1024 * 1024, 4), *rc = calloc(1024 * 1024, 4);
+  double *ratio = malloc(sizeof(double) * reps);
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    const gemm_shape *g = &shapes[s];
+    size_t na = (size_t)g->m * g->k, nb = (size_t)g->k * g->n, nc = (size_t)g->m * g->n;
+    float *A = malloc(na * 4), *B = malloc(nb * 4), *C = calloc(nc, 4);
+    for (size_t i = 0; i < na; i++) A[i] = (float)(i % 17) * 0.01f;
+    for (size_t i = 0; i < nb; i++) B[i] = (float)(i % 11) * 0.01f;
+    int lda = g->ta ? g->m : g->k, ldb = g->tb ? g->k : g->n;
+    for (int driver = 1; driver >= 0; driver--) {
+      asink_sgemm_force_driver(driver);
+      double best = 1e30, flops = 2.0 * g->m * g->n * g->k;
+      for (int r = -1; r < reps; r++) {
+        double t0 = bench_now();
+        asink_sgemm(g->ta, g->tb, g->m, g->n, g->k, 1.f, A, lda, B, ldb, 0.f, C, g->n, threads);
+        double dt = bench_now() - t0;
+        double roof_dt = bench_sgemm_once(threads, ra, rb, rc);
+        if (r < 0) continue; /* first touches */
+        if (dt < best) best = dt;
+        ratio[r] = (flops / dt) / (2.0 * 1024 * 1024 * 1024 / roof_dt);
+      }
+      qsort(ratio, reps, sizeof *ratio, bench_cmp_double);
+      printf("{\"bench\": \"gemm\", \"shape\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, "
+             "\"transa\": %d, \"transb\": %d, \"threads\": %d, \"driver\": \"%s\", "
+             "\"seconds\": %.6f, \"gflops\": %.2f, \"paired_roof_fraction\": %.3f}\n",
+             g->name, g->m, g->n, g->k, g->ta, g->tb, threads, driver ? "packed" : "blis", best,
+             flops / best / 1e9, ratio[reps / 2]);
+      fflush(stdout);
+    }
+    asink_sgemm_force_driver(-1);
+    free(A), free(B), free(C);
+  }
+  free(ra), free(rb), free(rc), free(ratio);
+  return 0;
+}

@@ -1,0 +1,166 @@
+/* The library's GEMM driver (core/blas.c: own packing, BLIS micro-kernel) against a
+ * double-precision reference and against BLIS's own driver: every transpose pair,
+ * edge sizes around the micro-tile and cache blocks, padded leading dimensions,
+ * alpha/beta cases, 1 and 2 threads, and called from inside a parallel region. */
+#include <check.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attnsink.h"
+#include "core/blas.h"
+#include "kernels/kernels.h"
+
+static unsigned lcg = 12345u;
+static float frand(void) {
+  lcg = lcg * 1664525u + 1013904223u;
+  return (float)((lcg >> 8) & 0xffff) / 32768.f - 1.f;
+}
+
+static float *rand_matrix(size_t n) {
+  float *x = malloc(n * sizeof *x);
+  for (size_t i = 0; i < n; i++) x[i] = frand();
+  return x;
+}
+
+/* max |C - ref| / max(1, max |ref|) for one case under the current driver. */
+static double gemm_error(bool ta, bool tb, int m, int n, int k, float alpha, float beta, int pad,
+                         int threads) {
+  int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+  float *A = rand_matrix((size_t)(ta ? k : m) * lda), *B = rand_matrix((size_t)(tb ? n : k) * ldb);
+  float *C = rand_matrix((size_t)m * ldc);
+  double *ref = malloc((size_t)m * n * sizeof *ref), scale = 1.0, err = 0.0;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = 0.0;
+      for (int p = 0; p < k; p++)
+        s += (double)(ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]) *
+             (tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+      double c0 = beta == 0.f ? 0.0 : beta * (double)C[(size_t)i * ldc + j];
+      ref[(size_t)i * n + j] = alpha * s + c0;
+      if (fabs(ref[(size_t)i * n + j]) > scale) scale = fabs(ref[(size_t)i * n + j]);
+    }
+  float *C0 = malloc((size_t)m * ldc * sizeof *C0);
+  memcpy(C0, C, (size_t)m * ldc * sizeof *C0);
+  if (beta == 0.f) /* beta 0 must overwrite, NaN included */
+    for (int i = 0; i < m; i++) C[(size_t)i * ldc] = NAN;
+  asink_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double e = fabs(C[(size_t)i * ldc + j] - ref[(size_t)i * n + j]);
+      if (!(e <= err)) err = isnan(e) ? INFINITY : e;
+    }
+  for (int i = 0; i < m; i++) /* the padding columns must be untouched */
+    for (int j = n; j < ldc; j++)
+      if (C[(size_t)i * ldc + j] != C0[(size_t)i * ldc + j]) err = INFINITY;
+  free(C0);
+  free(A);
+  free(B);
+  free(C);
+  free(ref);
+  return err / scale;
+}
+
+static const int sizes[][3] = {
+    {1, 1, 1},     {1, 13, 7},     {13, 1, 7},    {31, 11, 5},    {32, 12, 64},
+    {33, 13, 65},  {64, 24, 128},  {100, 37, 17}, {257, 129, 64}, {96, 500, 385},
+    {481, 50, 30}, {130, 3100, 9}, {12, 32, 800}, {384, 384, 384},
+};
+
+static void run_all(int driver, int threads) {
+  asink_sgemm_force_driver(driver);
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+    for (int t = 0; t < 4; t++) {
+      bool ta = t & 1, tb = t & 2;
+      int m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+      float alpha = (s % 3 == 0) ? 1.f : 0.37f, beta = (s % 2 == 0) ? 0.f : (s % 4 == 1 ? 1.f : -0.5f);
+      double e = gemm_error(ta, tb, m, n, k, alpha, beta, (int)(s % 3) * 5, threads);
+      ck_assert_msg(e < 1e-5, "driver %d threads %d: m=%d n=%d k=%d ta=%d tb=%d: error %g", driver,
+                    threads, m, n, k, ta, tb, e);
+    }
+  asink_sgemm_force_driver(-1);
+}
+
+START_TEST(packed_one_thread) { run_all(1, 1); }
+END_TEST
+
+START_TEST(packed_two_threads) { run_all(1, 2); }
+END_TEST
+
+START_TEST(packed_three_threads) { run_all(1, 3); }
+END_TEST
+
+START_TEST(blis_driver_agrees) { run_all(0, 2); }
+END_TEST
+
+START_TEST(packed_inside_parallel_region) {
+  asink_sgemm_force_driver(1);
+  double worst = 0.0;
+#pragma omp parallel num_threads(2) reduction(max : worst)
+  {
+    double e = gemm_error(omp_get_thread_num(), true, 70, 90, 66, 1.f, 0.f, 3, 2);
+    if (e > worst) worst = e;
+  }
+  asink_sgemm_force_driver(-1);
+  ck_assert_msg(worst < 1e-5, "error %g", worst);
+}
+END_TEST
+
+START_TEST(alpha_zero_and_k_zero_scale_c) {
+  asink_sgemm_force_driver(1);
+  float A[4] = {NAN, NAN, NAN, NAN}, B[4] = {1, 2, 3, 4}, C[4] = {1, 2, 3, 4};
+  asink_sgemm(false, false, 2, 2, 2, 0.f, A, 2, B, 2, 2.f, C, 2, 1);
+  ck_assert(C[0] == 2.f && C[3] == 8.f);
+  asink_sgemm(false, false, 2, 2, 0, 1.f, A, 2, B, 2, 0.f, C, 2, 1);
+  ck_assert(C[0] == 0.f && C[3] == 0.f);
+  asink_sgemm_force_driver(-1);
+}
+END_TEST
+
+static void pack_reference(float *dst, const float *src, size_t W, size_t w, size_t k,
+                           size_t s_r, size_t s_p) {
+  for (size_t p = 0; p < k; p++)
+    for (size_t r = 0; r < W; r++) dst[p * W + r] = r < w ? src[r * s_r + p * s_p] : 0.f;
+}
+
+START_TEST(pack_panel_matches_reference) {
+  const asink_kernels *tables[] = {asink_kernels_avx2_table, asink_kernels_avx512_table};
+  for (int t = 0; t < 2; t++) {
+    if (!tables[t] || !tables[t]->pack_panel) continue;
+    for (size_t W = 1; W <= 40; W += (W < 18 ? 1 : 7))
+      for (size_t w = 0; w <= W; w += (W > 8 ? 3 : 1))
+        for (size_t k = 1; k <= 37; k += 9)
+          for (int trans = 0; trans < 2; trans++) {
+            size_t ld = 41, s_r = trans ? ld : 1, s_p = trans ? 1 : ld;
+            float *src = rand_matrix(ld * 41), got[40 * 40], want[40 * 40];
+            memset(got, 0x7f, sizeof got);
+            tables[t]->pack_panel(got, src, W, w, k, s_r, s_p);
+            pack_reference(want, src, W, w, k, s_r, s_p);
+            ck_assert_msg(!memcmp(got, want, W * k * sizeof(float)),
+                          "%s W=%zu w=%zu k=%zu trans=%d", tables[t]->name, W, w, k, trans);
+            free(src);
+          }
+  }
+}
+END_TEST
+
+int main(void) {
+  asink_init();
+  Suite *s = suite_create("gemm");
+  TCase *tc = tcase_create("gemm");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, pack_panel_matches_reference);
+  tcase_add_test(tc, packed_one_thread);
+  tcase_add_test(tc, packed_two_threads);
+  tcase_add_test(tc, packed_three_threads);
+  tcase_add_test(tc, blis_driver_agrees);
+  tcase_add_test(tc, packed_inside_parallel_region);
+  tcase_add_test(tc, alpha_zero_and_k_zero_scale_c);
+  suite_add_tcase(s, tc);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? 1 : 0;
+}
