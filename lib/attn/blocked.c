@@ -48,7 +48,9 @@ static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile
   int lo_max, hi_min, unused, n = 0;
   asink_visible(sp, T, q0 + nq - 1, &lo_max, &unused);
   asink_visible(sp, T, q0, &unused, &hi_min);
-  bool rect = lo_max <= hi_min;
+  /* A rectangle a few keys wide (the first block of a causal head: one key) would
+   * be a GEMM of n = 1..15; the chunk tiles then simply cover it. */
+  bool rect = hi_min - lo_max + 1 >= 16;
   if (rect) t[n++] = (tile){0, nq, lo_max - lo, hi_min - lo_max + 1, true};
   for (int r0 = 0; r0 < nq; r0 += SUB_ROWS) {
     int nr = nq - r0 < SUB_ROWS ? nq - r0 : SUB_ROWS, lo_c, hi_c;

@@ -276,6 +276,7 @@ static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
   if (s_r == 1) {
     for (size_t p = 0; p < k; p++)
       for (size_t g = 0; g < W; g += 16) {
+        _mm_prefetch((const char *)(src + (p + 16) * s_p + g), _MM_HINT_T0);
         __m512 x = _mm512_maskz_loadu_ps(lanes(w > g ? w - g : 0), src + p * s_p + g);
         _mm512_mask_storeu_ps(dst + p * W + g, lanes(W - g), x);
       }
