@@ -235,6 +235,16 @@ void act_backward(float *dg, float *du, const float *dh, const float *g, const f
   }
 }
 
+void residual_add(float *y, const float *x, size_t n, int nt) {
+  const asink_kernels *kn = asink_kern();
+#pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
+  {
+    int parts = omp_get_num_threads(), me = omp_get_thread_num();
+    size_t lo = n * me / parts, hi = n * (me + 1) / parts;
+    kn->axpy(hi - lo, 1.f, x + lo, y + lo);
+  }
+}
+
 /* ------------------------------------------------------------------- linear */
 
 void linear_forward(float *y, int ldy, const float *x, int ldx, const linear_ref *L, int N, int nt) {

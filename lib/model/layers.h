@@ -43,6 +43,9 @@ void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n,
 void act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
                   act_kind k, size_t n, int nt);
 
+/* ---- y += x over n floats (residual connections), split into one chunk per thread. */
+void residual_add(float *y, const float *x, size_t n, int nt);
+
 /* ---- Linear: y = x W^T + b with W as HF stores it: (out, in) for nn.Linear, or
  * (in, out) for GPT-2's Conv1D (in_out); ldw is W's row stride (slices of c_attn). */
 typedef struct {

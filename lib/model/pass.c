@@ -2,6 +2,7 @@
  * (pre- or post-norm), final norm, fused head + cross-entropy. Activations of
  * the last forward live in one grow-only workspace. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "core/blas.h"
@@ -118,6 +119,7 @@ static void embed_forward(asink_model *m, float *x) {
   const float *pos = m->cfg.pos == ASINK_POS_LEARNED ? m->wpe
                      : m->cfg.pos == ASINK_POS_SINUSOIDAL ? (const float *)m->sinus_ws.ptr
                                                            : NULL;
+#pragma omp parallel for num_threads(asink_model_threads()) schedule(static) if (m->N > 64)
   for (int n = 0; n < m->N; n++) {
     int t = n % Tx;
     const float *src = (s && t == 0) ? m->sink_tok : m->wte + (size_t)m->tok_ws[n] * C;
@@ -128,15 +130,21 @@ static void embed_forward(asink_model *m, float *x) {
   }
 }
 
+/* Rows of one token id collide, so threads split the columns, not the rows. */
 static void embed_backward(asink_model *m, const float *dx) {
   const int C = m->C, Tx = m->Tx, s = m->cfg.sink_token ? 1 : 0;
-  for (int n = 0; n < m->N; n++) {
-    int t = n % Tx;
-    const float *g = dx + (size_t)n * C;
-    float *dst = (s && t == 0) ? m->g_sink_tok : m->g_wte + (size_t)m->tok_ws[n] * C;
-    for (int j = 0; j < C; j++) dst[j] += g[j];
-    if (m->cfg.pos == ASINK_POS_LEARNED)
-      for (int j = 0; j < C; j++) m->g_wpe[(size_t)t * C + j] += g[j];
+#pragma omp parallel num_threads(asink_model_threads()) if (m->N > 64)
+  {
+    int parts = omp_get_num_threads(), me = omp_get_thread_num();
+    int lo = C * me / parts, hi = C * (me + 1) / parts;
+    for (int n = 0; n < m->N; n++) {
+      int t = n % Tx;
+      const float *g = dx + (size_t)n * C;
+      float *dst = (s && t == 0) ? m->g_sink_tok : m->g_wte + (size_t)m->tok_ws[n] * C;
+      for (int j = lo; j < hi; j++) dst[j] += g[j];
+      if (m->cfg.pos == ASINK_POS_LEARNED)
+        for (int j = lo; j < hi; j++) m->g_wpe[(size_t)t * C + j] += g[j];
+    }
   }
 }
 
@@ -202,10 +210,6 @@ static void ffn_forward(asink_model *m, asink_layer *y, asink_acts *a, const flo
   linear_forward(out, C, a->fh, F, &y->down, N, nt);
 }
 
-static void add_into(float *y, const float *x, size_t n) {
-  for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 static asink_status block_forward(asink_model *m, int l, int nt) {
   asink_layer *y = &m->layers[l];
   asink_acts *a = &m->acts[l];
@@ -215,16 +219,16 @@ static asink_status block_forward(asink_model *m, int l, int nt) {
   if (m->cfg.norm == ASINK_NORMPOS_PRE) {
     norm_fwd(m, a->n1, a->mean1, a->rstd1, a->x_in, y->ln1_w, y->ln1_b, nt);
     if ((st = attn_forward(m, l, a->n1, a->x_mid, nt))) return st;
-    add_into(a->x_mid, a->x_in, NC);
+    residual_add(a->x_mid, a->x_in, NC, nt);
     norm_fwd(m, a->n2, a->mean2, a->rstd2, a->x_mid, y->ln2_w, y->ln2_b, nt);
     ffn_forward(m, y, a, a->n2, x_out, nt);
-    add_into(x_out, a->x_mid, NC);
+    residual_add(x_out, a->x_mid, NC, nt);
   } else {
     if ((st = attn_forward(m, l, a->x_in, a->n1, nt))) return st;
-    add_into(a->n1, a->x_in, NC);
+    residual_add(a->n1, a->x_in, NC, nt);
     norm_fwd(m, a->x_mid, a->mean1, a->rstd1, a->n1, y->ln1_w, y->ln1_b, nt);
     ffn_forward(m, y, a, a->x_mid, a->n2, nt);
-    add_into(a->n2, a->x_mid, NC);
+    residual_add(a->n2, a->x_mid, NC, nt);
     norm_fwd(m, x_out, a->mean2, a->rstd2, a->n2, y->ln2_w, y->ln2_b, nt);
   }
   return ASINK_OK;
@@ -298,7 +302,10 @@ static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tok
                         targets[i], i, V);
     count += targets[i] >= 0;
   }
-  int rows = Nr < HEAD_ROWS ? Nr : HEAD_ROWS;
+  /* Row blocks of at least HEAD_ROWS, or of about 4 MiB of logits when the vocabulary
+   * is small: fewer, larger GEMMs and thread teams per step. */
+  int rows = (1 << 20) / V > HEAD_ROWS ? (1 << 20) / V : HEAD_ROWS;
+  if (rows > Nr) rows = Nr;
   if ((st = asink_ws_reserve(&m->logits_ws, (size_t)rows * V * sizeof(float), "logits block"))) return st;
   float *pending = NULL;
   if (keep) {
@@ -452,8 +459,7 @@ asink_status asink_model_backward(asink_model *m) {
   asink_status st = asink_model_run_backward(m);
   if (st) return st;
   const float *pending = m->head_pending.ptr;
-  size_t n = (size_t)m->V * m->C;
-  for (size_t i = 0; i < n; i++) m->g_head[i] += pending[i];
+  residual_add(m->g_head, pending, (size_t)m->V * m->C, asink_model_threads());
   m->have_loss = false;
   return ASINK_OK;
 }
