@@ -302,7 +302,7 @@ double head_xent(const float *x, const float *W, const int32_t *targets, int N, 
     total += part;
     if (dx) {
       asink_sgemm(false, false, nr, C, V, 1.f, logits, V, W, C, 0.f, dx + (size_t)r0 * C, C, nt);
-      asink_sgemm(true, false, V, C, nr, 1.f, logits, V, xb, C, 1.f, dW, C, nt);
+      asink_sgemm(true, false, V, C, nr, 1.f, logits, V, xb, C, r0 ? 1.f : 0.f, dW, C, nt);
     }
   }
   return total;

@@ -62,7 +62,7 @@ void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, co
 /* ---- Fused head + cross-entropy over rows of x (N x C) against W (V x C).
  * targets < 0 are ignored; loss = mean over the others (count = their number).
  * Returns the summed loss of these rows. With dx/dW non-NULL also writes dx
- * (= dlogits W) and adds dlogits^T x into dW, dlogits = (softmax - onehot)/count,
+ * (= dlogits W) and dW (= dlogits^T x, not accumulated), dlogits = (softmax - onehot)/count,
  * so no N x V array is ever kept. logits_ws: rows * V floats of scratch. */
 double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
                  int count, float *dx, float *dW, float *logits_ws, int rows, int nt);

@@ -65,15 +65,50 @@ float asink_adamw_lr(const asink_adamw *o) {
   return (float)(o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * p)));
 }
 
+enum { NORM_BLOCK = 1 << 16 };
+
+/* Sum of squares of n floats in a fixed order: eight interleaved double sums, so
+ * the adds do not wait on each other's latency as one running sum would. */
+static double sumsq_block(const float *g, size_t n) {
+  double a[8] = {0};
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; u++) a[u] += (double)g[j + u] * g[j + u];
+  for (; j < n; j++) a[0] += (double)g[j] * g[j];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* Squared global gradient norm. Blocks of NORM_BLOCK elements are summed in
+ * parallel and their sums added in block order: the result does not depend on the
+ * thread count, so runs stay bit-identical. */
+static double grad_sumsq(const asink_model *m) {
+  double total = 0.0;
+  const int nt = asink_model_threads();
+  for (int i = 0; i < m->n_params; i++) {
+    const float *g = m->params[i].grad;
+    long n = (long)m->params[i].numel, nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
+    if (nb <= 1) {
+      total += sumsq_block(g, (size_t)n);
+      continue;
+    }
+    double part[64];
+    for (long b0 = 0; b0 < nb; b0 += 64) {
+      long cnt = nb - b0 < 64 ? nb - b0 : 64;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+      for (long b = 0; b < cnt; b++) {
+        long lo = (b0 + b) * NORM_BLOCK, hi = lo + NORM_BLOCK < n ? lo + NORM_BLOCK : n;
+        part[b] = sumsq_block(g + lo, (size_t)(hi - lo));
+      }
+      for (long b = 0; b < cnt; b++) total += part[b];
+    }
+  }
+  return total;
+}
+
 asink_status asink_adamw_step(asink_adamw *o, float *grad_norm) {
   if (!o) return asink_fail(ASINK_ERR_ARG, "asink_adamw_step: NULL optimizer");
   asink_model *m = o->m;
-  double ss = 0.0;
-  for (int i = 0; i < m->n_params; i++) {
-    const float *g = m->params[i].grad;
-    for (size_t j = 0; j < m->params[i].numel; j++) ss += (double)g[j] * g[j];
-  }
-  float norm = (float)sqrt(ss);
+  float norm = (float)sqrt(grad_sumsq(m));
   if (grad_norm) *grad_norm = norm;
   if (!isfinite(norm))
     return asink_fail(ASINK_ERR_STATE, "gradient norm is %g: refusing to update (step %lld)", norm,

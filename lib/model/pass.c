@@ -302,16 +302,16 @@ static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tok
                         targets[i], i, V);
     count += targets[i] >= 0;
   }
-  /* Row blocks of at least HEAD_ROWS, or of about 4 MiB of logits when the vocabulary
-   * is small: fewer, larger GEMMs and thread teams per step. */
-  int rows = (1 << 20) / V > HEAD_ROWS ? (1 << 20) / V : HEAD_ROWS;
+  /* Row blocks of up to 128 MiB of logits, at least HEAD_ROWS rows: every block
+   * reads the head weight twice and its gradient once, so fewer blocks save
+   * memory traffic, and a small vocabulary gets one block (fewer thread teams). */
+  int rows = (1 << 25) / V > HEAD_ROWS ? (1 << 25) / V : HEAD_ROWS;
   if (rows > Nr) rows = Nr;
   if ((st = asink_ws_reserve(&m->logits_ws, (size_t)rows * V * sizeof(float), "logits block"))) return st;
   float *pending = NULL;
   if (keep) {
     if ((st = asink_ws_reserve(&m->head_pending, (size_t)V * C * sizeof(float), "head gradient"))) return st;
     pending = m->head_pending.ptr;
-    memset(pending, 0, (size_t)V * C * sizeof(float));
   }
   double total = head_xent(m->xh, m->head, targets, Nr, C, V, count, keep ? m->dxh : NULL, pending,
                            m->logits_ws.ptr, rows, asink_model_threads());
