@@ -273,7 +273,7 @@ void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, co
 /* ------------------------------------------------------- head + cross-entropy */
 
 double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
-                 int count, float *dx, float *dW, float *logits, int rows, int nt) {
+                 int count, float *dx, float *dW, bool dw_acc, float *logits, int rows, int nt) {
   const asink_kernels *kn = asink_kern();
   double total = 0.0;
   float inv_count = count > 0 ? 1.f / (float)count : 0.f;
@@ -302,7 +302,8 @@ double head_xent(const float *x, const float *W, const int32_t *targets, int N, 
     total += part;
     if (dx) {
       asink_sgemm(false, false, nr, C, V, 1.f, logits, V, W, C, 0.f, dx + (size_t)r0 * C, C, nt);
-      asink_sgemm(true, false, V, C, nr, 1.f, logits, V, xb, C, r0 ? 1.f : 0.f, dW, C, nt);
+      asink_sgemm(true, false, V, C, nr, 1.f, logits, V, xb, C, r0 || dw_acc ? 1.f : 0.f, dW, C,
+                  nt);
     }
   }
   return total;

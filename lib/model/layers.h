@@ -62,10 +62,10 @@ void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, co
 /* ---- Fused head + cross-entropy over rows of x (N x C) against W (V x C).
  * targets < 0 are ignored; loss = mean over the others (count = their number).
  * Returns the summed loss of these rows. With dx/dW non-NULL also writes dx
- * (= dlogits W) and dW (= dlogits^T x, not accumulated), dlogits = (softmax - onehot)/count,
- * so no N x V array is ever kept. logits_ws: rows * V floats of scratch. */
+ * (= dlogits W) and dW (= dlogits^T x; added to dW's contents with dw_acc), dlogits =
+ * (softmax - onehot)/count, so no N x V array is ever kept. logits_ws: rows * V floats. */
 double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
-                 int count, float *dx, float *dW, float *logits_ws, int rows, int nt);
+                 int count, float *dx, float *dW, bool dw_acc, float *logits_ws, int rows, int nt);
 
 /* ---- Sinusoidal positions (Vaswani): pe[p, 2i] = sin(p / 10000^(2i/C)), pe[p, 2i+1] = cos. */
 void sinusoid_table(float *pe, int maxT, int C);

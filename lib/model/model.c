@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "attn/spec.h"
@@ -12,7 +13,7 @@
 #include "core/runtime.h"
 #include "model/model_internal.h"
 
-int asink_model_threads(void) { return asink_get_num_threads(); }
+int asink_model_threads(void) { return omp_in_parallel() ? 1 : asink_get_num_threads(); }
 
 /* ------------------------------------------------------------ registry */
 
@@ -289,6 +290,7 @@ static asink_status build(asink_model **out, const asink_config *cfg) {
   size_t total = 0;
   for (int i = 0; i < m->n_params; i++)
     if (!m->params[i].data) total += m->params[i].numel;
+  m->n_block = total;
   m->block = asink_calloc(total + 1, sizeof(float));
   m->gblock = asink_calloc(total + 1, sizeof(float));
   if (!m->block || !m->gblock) {
@@ -326,6 +328,7 @@ asink_status asink_model_create(asink_model **out, const char *config_json, uint
 void asink_model_free(asink_model *m) {
   if (!m) return;
   if (m->obs.ctx) m->obs.model_freed(m->obs.ctx);
+  asink_replicas_free(m);
   if (m->layers)
     for (int l = 0; l < m->L; l++) asink_attn_free(m->layers[l].attn);
   asink_free(m->layers);

@@ -65,6 +65,7 @@ struct asink_model {
   int n_params;
   asink_param *params;
   float *block, *gblock; /* every model-owned parameter, then their gradients */
+  size_t n_block;        /* floats in each */
 
   float *wte, *g_wte, *wpe, *g_wpe, *sink_tok, *g_sink_tok;
   float *lnf_w, *lnf_b, *g_lnf_w, *g_lnf_b;
@@ -81,6 +82,7 @@ struct asink_model {
   bool have_loss;
   float *dxh;           /* head backward: d(head input) from the loss pass */
   asink_ws head_pending; /* head weight gradient of the last loss, added by backward */
+  bool pending_acc;      /* a loss adds to head_pending (a replica's later slices) */
 
   asink_observer obs;
   float *obs_imp, *obs_ent;
@@ -89,6 +91,12 @@ struct asink_model {
   int rope_len, sinus_len;
   asink_ws work_ws; /* backward buffers and scratch */
   asink_ws logits_ws;
+
+  /* data-parallel passes of a small model (replicas.c) */
+  struct asink_model *rep; /* n_rep replicas, each a slice of the batch */
+  int n_rep, rep_threads;
+  float *gshadow; /* gradients of threads 1 .. rep_threads-1, n_block floats each */
+  bool rep_pass;  /* the last loss ran on the replicas: backward does too */
 };
 
 struct asink_adamw {
@@ -110,7 +118,27 @@ asink_status asink_model_run(asink_model *m, int B, int T, const int32_t *tokens
 /* The backward pass from d(head input rows) in m->dxh. */
 asink_status asink_model_run_backward(asink_model *m);
 
+/* Threads for the model's own work: the library's count, 1 inside a parallel region
+ * (a replica's pass runs on one thread). */
 int asink_model_threads(void);
+
+/* RoPE / sinusoid tables long enough for Tx positions. */
+asink_status asink_model_tables(asink_model *m, int Tx);
+
+/* Forward and fused head loss over one batch (or a replica's slice of one): *total
+ * = summed loss of the rows, normalised by count (the whole batch's unmasked
+ * targets); keep leaves what backward needs. Tokens and targets already checked. */
+asink_status asink_model_slice_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                                    const int32_t *targets, int count, bool keep, double *total);
+
+/* replicas.c. asink_replicas_loss returns false when the model runs on one team
+ * (then nothing was done); otherwise it ran the loss on replicas, *status saying
+ * how it went. asink_replicas_backward follows such a loss. */
+bool asink_replicas_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                         const int32_t *targets, int count, bool keep, double *total,
+                         asink_status *status);
+asink_status asink_replicas_backward(asink_model *m);
+void asink_replicas_free(asink_model *m);
 
 /* Builds a model for a parsed config, parameters initialised from seed. */
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed);

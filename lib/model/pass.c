@@ -76,7 +76,7 @@ static asink_status reserve_acts(asink_model *m, int B, int T) {
 }
 
 /* Tables of RoPE angles / sinusoids long enough for Tx positions. */
-static asink_status reserve_tables(asink_model *m, int Tx) {
+asink_status asink_model_tables(asink_model *m, int Tx) {
   asink_status st;
   if (m->cfg.pos == ASINK_POS_ROPE && m->rope_len < Tx) {
     int len = Tx > m->cfg.max_pos ? Tx : m->cfg.max_pos;
@@ -254,8 +254,9 @@ asink_status asink_model_run(asink_model *m, int B, int T, const int32_t *tokens
   asink_status st = check_tokens(m, B, T, tokens);
   if (st) return st;
   m->have_loss = false;
+  m->rep_pass = false;
   if ((st = reserve_acts(m, B, T))) return st;
-  if ((st = reserve_tables(m, m->Tx))) return st;
+  if ((st = asink_model_tables(m, m->Tx))) return st;
   const int s = m->cfg.sink_token ? 1 : 0, nt = asink_model_threads(), C = m->C;
   for (int b = 0; b < B; b++)
     for (int t = 0; t < m->Tx; t++) m->tok_ws[b * m->Tx + t] = (s && t == 0) ? -1 : tokens[b * T + t - s];
@@ -289,19 +290,11 @@ asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *to
 
 enum { HEAD_ROWS = 256 };
 
-static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tokens,
-                                const int32_t *targets, float *loss, bool keep) {
-  if (!m || !targets || !loss) return asink_fail(ASINK_ERR_ARG, "asink_model_loss: NULL argument");
+asink_status asink_model_slice_loss(asink_model *m, int B, int T, const int32_t *tokens,
+                                    const int32_t *targets, int count, bool keep, double *total) {
   asink_status st = asink_model_run(m, B, T, tokens);
   if (st) return st;
   const int Nr = B * T, V = m->V, C = m->C;
-  int count = 0;
-  for (int i = 0; i < Nr; i++) {
-    if (targets[i] >= V)
-      return asink_fail(ASINK_ERR_ARG, "target %d at position %d is outside the vocabulary [0, %d)",
-                        targets[i], i, V);
-    count += targets[i] >= 0;
-  }
   /* Row blocks of up to 128 MiB of logits, at least HEAD_ROWS rows: every block
    * reads the head weight twice and its gradient once, so fewer blocks save
    * memory traffic, and a small vocabulary gets one block (fewer thread teams). */
@@ -313,8 +306,31 @@ static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tok
     if ((st = asink_ws_reserve(&m->head_pending, (size_t)V * C * sizeof(float), "head gradient"))) return st;
     pending = m->head_pending.ptr;
   }
-  double total = head_xent(m->xh, m->head, targets, Nr, C, V, count, keep ? m->dxh : NULL, pending,
-                           m->logits_ws.ptr, rows, asink_model_threads());
+  *total = head_xent(m->xh, m->head, targets, Nr, C, V, count, keep ? m->dxh : NULL, pending,
+                     m->pending_acc, m->logits_ws.ptr, rows, asink_model_threads());
+  m->have_loss = keep;
+  return ASINK_OK;
+}
+
+static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tokens,
+                                const int32_t *targets, float *loss, bool keep) {
+  if (!m || !targets || !loss) return asink_fail(ASINK_ERR_ARG, "asink_model_loss: NULL argument");
+  asink_status st = check_tokens(m, B, T, tokens);
+  if (st) return st;
+  m->have_loss = false;
+  m->rep_pass = false;
+  const int Nr = B * T, V = m->V;
+  int count = 0;
+  for (int i = 0; i < Nr; i++) {
+    if (targets[i] >= V)
+      return asink_fail(ASINK_ERR_ARG, "target %d at position %d is outside the vocabulary [0, %d)",
+                        targets[i], i, V);
+    count += targets[i] >= 0;
+  }
+  double total = 0.0;
+  if (!asink_replicas_loss(m, B, T, tokens, targets, count, keep, &total, &st))
+    st = asink_model_slice_loss(m, B, T, tokens, targets, count, keep, &total);
+  if (st) return st;
   *loss = count ? (float)(total / count) : 0.f;
   m->have_loss = keep;
   return ASINK_OK;
@@ -456,6 +472,10 @@ asink_status asink_model_run_backward(asink_model *m) {
 asink_status asink_model_backward(asink_model *m) {
   if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_backward: model is NULL");
   if (!m->have_loss) return asink_fail(ASINK_ERR_STATE, "asink_model_backward: no loss to differentiate");
+  if (m->rep_pass) {
+    m->have_loss = false;
+    return asink_replicas_backward(m);
+  }
   asink_status st = asink_model_run_backward(m);
   if (st) return st;
   const float *pending = m->head_pending.ptr;

@@ -768,3 +768,72 @@ def test_config_roundtrip_and_create_seeded():
             assert c[k] == v, k
     assert c["attnsink"]["sink_token"] is True and c["attnsink"]["positions"] == "alibi"
     assert attnsink.Model.create(c).config == c
+
+
+# ------------------------------------------------------- data-parallel small models
+
+def _loss_and_grads(m, tokens, targets):
+    loss = m.loss(tokens, targets)
+    return loss, m.backward()
+
+
+@pytest.mark.parametrize("cfg", [llama(), gpt2(), llama(norm_position="post", sink_token=True,
+                                                         positions="learned")],
+                         ids=["llama", "gpt2", "llama-post-sinktoken-learned"])
+def test_data_parallel_replicas_match_one_team(cfg, monkeypatch):
+    """With 2 threads and B >= 2, a small model's loss and backward run on one batch slice
+    per thread (lib/model/replicas.c). They must agree with the one-team passes
+    (ASINK_REPLICAS=0) to float32 rounding, differ from them in the last bits somewhere (the
+    gradient sums are added in another order: evidence the replicas ran), and repeat bit for
+    bit."""
+    old = attnsink.get_num_threads()
+    attnsink.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(5)
+        tokens = rng.integers(0, V, size=(4, T))
+        targets = rng.integers(0, V, size=(4, T))
+        targets[1, 3] = -1
+        m, _ = make(cfg)
+        monkeypatch.setenv("ASINK_REPLICAS", "0")
+        ref_loss, ref = _loss_and_grads(m, tokens, targets)
+        m.zero_grad()
+        monkeypatch.delenv("ASINK_REPLICAS")
+        loss1, g1 = _loss_and_grads(m, tokens, targets)
+        m.zero_grad()
+        loss2, g2 = _loss_and_grads(m, tokens, targets)
+        assert abs(loss1 - ref_loss) <= 1e-6 * abs(ref_loss)
+        for name in ref:
+            assert rel_err(g1[name], ref[name]) <= 1e-5, name
+            assert np.array_equal(g1[name], g2[name]), name
+        assert loss1 == loss2
+        assert any(not np.array_equal(g1[n], ref[n]) for n in ref)
+    finally:
+        attnsink.set_num_threads(old)
+
+
+def test_data_parallel_replicas_accumulate_and_skip_ops_with_parameters(monkeypatch):
+    """Two backward passes accumulate as on one team; a model whose attention ops own
+    parameters (kbias) stays on one team: bitwise the same with and without replicas."""
+    old = attnsink.get_num_threads()
+    attnsink.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(6)
+        tokens = rng.integers(0, V, size=(4, T))
+        targets = rng.integers(0, V, size=(4, T))
+        m, _ = make(llama())
+        _loss_and_grads(m, tokens, targets)
+        _, twice = _loss_and_grads(m, tokens, targets)
+        m.zero_grad()
+        _, once = _loss_and_grads(m, tokens, targets)
+        for name in once:
+            assert rel_err(twice[name], 2 * once[name]) <= 1e-6, name
+        mk, _ = make(llama(attn="softmax,kbias=head"))
+        monkeypatch.setenv("ASINK_REPLICAS", "0")
+        _, ref = _loss_and_grads(mk, tokens, targets)
+        mk.zero_grad()
+        monkeypatch.delenv("ASINK_REPLICAS")
+        _, got = _loss_and_grads(mk, tokens, targets)
+        for name in ref:
+            assert np.array_equal(got[name], ref[name]), name
+    finally:
+        attnsink.set_num_threads(old)
