@@ -1,5 +1,6 @@
 /* Attention benchmark: one JSON line per case.
  *   bench_attention [--threads N] [--reps R] [--T 256,1024,4096] [--ops softmax,sigmoid]
+ *                   [--B 1] [--H 8] [--D 64]
  * FLOPs count the visible (causal) part only: forward 4*D per visible (query, key)
  * pair (q.k and A.v), backward 8*D (dP, dS.K, dS^T.Q, A^T.dO; the recomputation of
  * the scores is not counted), so fwdbwd = 12*D per pair. The roof is BLIS sgemm
@@ -34,16 +35,23 @@ static int parse_list(const char *s, int *out, int max) {
 int main(int argc, char **argv) {
   int threads = 0, reps = 5, Ts[16] = {256, 1024, 4096}, nT = 3;
   const char *ops = "softmax,sigmoid";
-  const int B = 1, H = 8, D = 64;
+  int B = 1, H = 8, D = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--T")) nT = parse_list(argv[i + 1], Ts, 16);
     else if (!strcmp(argv[i], "--ops")) ops = argv[i + 1];
+    else if (!strcmp(argv[i], "--B")) B = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--H")) H = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--D")) D = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
     }
+  }
+  if (B < 1 || H < 1 || D < 1 || reps < 1) {
+    fprintf(stderr, "--B, --H, --D and --reps must be >= 1\n");
+    return 2;
   }
   if ((threads = bench_init(threads)) < 0) return 2;
   /* The roof is measured before every case and the best is used for all of them, so

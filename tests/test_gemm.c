@@ -118,6 +118,82 @@ START_TEST(alpha_zero_and_k_zero_scale_c) {
 }
 END_TEST
 
+/* Band tests: op(A) is zero outside a random band of each row; krange reports, by
+ * brute force, the k holding nonzeros of rows r0..r1; wanted marks a random band of
+ * C. The banded product must equal the plain one (the skipped products are zero)
+ * on every wanted entry. */
+typedef struct {
+  const float *A;
+  int lda, k;
+  bool ta;
+  const int *clo, *chi; /* wanted columns of each C row */
+} band_ctx;
+
+static float opa(const band_ctx *b, int i, int p) {
+  return b->ta ? b->A[(size_t)p * b->lda + i] : b->A[(size_t)i * b->lda + p];
+}
+
+static void test_krange(const void *ctx, int r0, int r1, int *k0, int *k1) {
+  const band_ctx *b = ctx;
+  *k0 = b->k, *k1 = 0;
+  for (int i = r0; i <= r1; i++)
+    for (int p = 0; p < b->k; p++)
+      if (opa(b, i, p) != 0.f) {
+        if (p < *k0) *k0 = p;
+        if (p + 1 > *k1) *k1 = p + 1;
+      }
+}
+
+static bool test_wanted(const void *ctx, int r0, int r1, int c0, int c1) {
+  const band_ctx *b = ctx;
+  for (int i = r0; i <= r1; i++)
+    if (b->clo[i] <= c1 && b->chi[i] >= c0) return true;
+  return false;
+}
+
+static void band_case(bool ta, bool tb, int m, int n, int k, float beta, int threads) {
+  int lda = ta ? m : k, ldb = tb ? k : n;
+  float *A = rand_matrix((size_t)(ta ? k : m) * lda), *B = rand_matrix((size_t)(tb ? n : k) * ldb);
+  int *klo = malloc(sizeof(int) * m), *khi = malloc(sizeof(int) * m);
+  int *clo = malloc(sizeof(int) * m), *chi = malloc(sizeof(int) * m);
+  for (int i = 0; i < m; i++) { /* monotone bands, as attention's, some rows empty */
+    klo[i] = (int)((double)i * k / m / 2), khi[i] = klo[i] + (int)((frand() + 1.f) * k / 3);
+    clo[i] = (int)((double)i * n / m / 2), chi[i] = clo[i] + (int)((frand() + 1.f) * n / 3);
+    if (i % 7 == 3) khi[i] = klo[i] - 1;
+  }
+  for (int i = 0; i < m; i++)
+    for (int p = 0; p < k; p++)
+      if (p < klo[i] || p > khi[i]) {
+        if (ta) A[(size_t)p * lda + i] = 0.f;
+        else A[(size_t)i * lda + p] = 0.f;
+      }
+  float *C0 = rand_matrix((size_t)m * n), *C1 = malloc(sizeof(float) * m * n);
+  memcpy(C1, C0, sizeof(float) * m * n);
+  band_ctx bc = {A, lda, k, ta, clo, chi};
+  asink_gemm_band band = {test_krange, test_wanted, &bc};
+  asink_sgemm(ta, tb, m, n, k, 0.75f, A, lda, B, ldb, beta, C0, n, threads);
+  asink_sgemm_band(ta, tb, m, n, k, 0.75f, A, lda, B, ldb, beta, C1, n, threads, &band);
+  for (int i = 0; i < m; i++)
+    for (int j = clo[i]; j <= chi[i] && j < n; j++)
+      ck_assert_msg(fabsf(C0[(size_t)i * n + j] - C1[(size_t)i * n + j]) <= 1e-5f,
+                    "ta=%d tb=%d m=%d n=%d k=%d beta=%g threads=%d: C[%d][%d] %g vs %g", ta, tb,
+                    m, n, k, beta, threads, i, j, C1[(size_t)i * n + j], C0[(size_t)i * n + j]);
+  free(A), free(B), free(C0), free(C1), free(klo), free(khi), free(clo), free(chi);
+}
+
+START_TEST(band_skips_only_zero_or_unwanted_work) {
+  asink_sgemm_force_driver(1);
+  const int shapes[][3] = {{100, 90, 70}, {64, 33, 900}, {257, 129, 64}, {40, 500, 45}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int t = 0; t < 4; t++)
+      for (int threads = 1; threads <= 2; threads++) {
+        band_case(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 0.f, threads);
+        band_case(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 0.5f, threads);
+      }
+  asink_sgemm_force_driver(-1);
+}
+END_TEST
+
 static void pack_reference(float *dst, const float *src, size_t W, size_t w, size_t k,
                            size_t s_r, size_t s_p) {
   for (size_t p = 0; p < k; p++)
@@ -157,6 +233,7 @@ int main(void) {
   tcase_add_test(tc, blis_driver_agrees);
   tcase_add_test(tc, packed_inside_parallel_region);
   tcase_add_test(tc, alpha_zero_and_k_zero_scale_c);
+  tcase_add_test(tc, band_skips_only_zero_or_unwanted_work);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);

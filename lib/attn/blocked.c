@@ -31,18 +31,65 @@ static int block_rows(int T) {
   return bq < T ? bq : T;
 }
 
-/* The visible part of a block as GEMM tiles: the rectangle of keys every row of
- * the block sees (one tall GEMM), plus, per chunk of SUB_ROWS rows, the staircase
- * pieces left and right of it. So the masked triangle of a diagonal block costs
- * SUB_ROWS / 2 wasted columns a row instead of half the block (128 rows measured
- * about 5% faster than 64 at T = 1024 with bench_attention's paired roof fraction,
- * docs/performance.md: fewer, larger GEMMs). Columns are
- * relative to the block's first key lo. */
+/* How a block's GEMMs cover its visible (query, key) pairs. With the library's GEMM
+ * driver (asink_sgemm_band_skips) one GEMM spans the block and skips, per BLIS
+ * micro-tile, the products outside every row's visible keys (the band below). With
+ * BLIS's own driver the visible part is cut into tiles instead: the rectangle of keys
+ * every row of the block sees (one tall GEMM), plus, per chunk of SUB_ROWS rows, the
+ * staircase pieces left and right of it, so the masked triangle of a diagonal block
+ * costs SUB_ROWS / 2 wasted columns a row instead of half the block (128 rows
+ * measured about 5% faster than 64 at T = 1024 with bench_attention's paired roof
+ * fraction). Columns are relative to the block's first key lo. */
 typedef struct {
   int r0, nr, c0, nc;
   bool first; /* the first tile of its rows (GEMMs into rows overwrite) */
 } tile;
 enum { SUB_ROWS = 128, MAX_TILES = 2 * (256 / SUB_ROWS) + 1 };
+
+/* Row r of the block sees keys [lo[r], hi[r]] (relative to the block's first key),
+ * both non-decreasing in r for every mask of DESIGN §4. */
+typedef struct {
+  const int *lo, *hi;
+  int nq;
+} vis_band;
+
+typedef struct {
+  tile t[MAX_TILES];
+  int n;
+  asink_gemm_band scores;    /* C rows = queries, C columns = keys (k = D) */
+  asink_gemm_band rows_keys; /* C rows = queries, k = keys */
+  asink_gemm_band keys_rows; /* C rows = keys, k = queries */
+  bool banded;
+} block_plan;
+
+/* Queries r0..r1 see keys within [lo[r0], hi[r1]]. */
+static void band_keys_of_rows(const void *ctx, int r0, int r1, int *k0, int *k1) {
+  const vis_band *v = ctx;
+  *k0 = v->lo[r0], *k1 = v->hi[r1] + 1;
+}
+
+static bool band_wanted(const void *ctx, int r0, int r1, int c0, int c1) {
+  const vis_band *v = ctx;
+  return c0 <= v->hi[r1] && c1 >= v->lo[r0];
+}
+
+/* first index i in [0, n) with x[i] > key (x non-decreasing), n if none */
+static int upper_bound(const int *x, int n, int key) {
+  int a = 0, b = n;
+  while (a < b) {
+    int mid = (a + b) / 2;
+    if (x[mid] > key) b = mid;
+    else a = mid + 1;
+  }
+  return a;
+}
+
+/* Keys r0..r1 are seen by the queries q with hi[q] >= r0 and lo[q] <= r1. */
+static void band_rows_of_keys(const void *ctx, int r0, int r1, int *k0, int *k1) {
+  const vis_band *v = ctx;
+  *k0 = upper_bound(v->hi, v->nq, r0 - 1);
+  *k1 = upper_bound(v->lo, v->nq, r1);
+}
 
 static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile *t) {
   int lo_max, hi_min, unused, n = 0;
@@ -66,28 +113,60 @@ static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile
   return n;
 }
 
+
+/* The plan of block rows [q0, q0+nq) whose keys start at lo (nk of them); band
+ * storage: 2 nq ints. */
+static void plan_block(const asink_spec *sp, int T, int q0, int nq, int lo, int nk, int *band,
+                       vis_band *vb, block_plan *p) {
+  p->banded = asink_sgemm_band_skips();
+  if (!p->banded) {
+    p->n = block_tiles(sp, T, q0, nq, lo, p->t);
+    return;
+  }
+  int *blo = band, *bhi = band + nq;
+  for (int r = 0; r < nq; r++) {
+    asink_visible(sp, T, q0 + r, &blo[r], &bhi[r]);
+    blo[r] -= lo, bhi[r] -= lo;
+  }
+  *vb = (vis_band){blo, bhi, nq};
+  p->t[0] = (tile){0, nq, 0, nk, true};
+  p->n = 1;
+  p->scores = (asink_gemm_band){NULL, band_wanted, vb};
+  p->rows_keys = (asink_gemm_band){band_keys_of_rows, NULL, vb};
+  p->keys_rows = (asink_gemm_band){band_rows_of_keys, NULL, vb};
+}
+
 /* S[tile] = alpha * A[rows] B[cols]^T: scores (A = q, B = k) or dP (A = dO, B = v). */
-static void tiles_abt(const tile *t, int nt, int D, float alpha, const float *A, int lda,
+static void tiles_abt(const block_plan *p, int D, float alpha, const float *A, int lda,
                       const float *B, int ldb, float *S, int lds) {
-  for (int i = 0; i < nt; i++)
-    asink_sgemm(false, true, t[i].nr, t[i].nc, D, alpha, A + (size_t)t[i].r0 * lda, lda,
-                B + (size_t)t[i].c0 * ldb, ldb, 0.f, S + (size_t)t[i].r0 * lds + t[i].c0, lds, 1);
+  for (int i = 0; i < p->n; i++) {
+    const tile *t = &p->t[i];
+    asink_sgemm_band(false, true, t->nr, t->nc, D, alpha, A + (size_t)t->r0 * lda, lda,
+                     B + (size_t)t->c0 * ldb, ldb, 0.f, S + (size_t)t->r0 * lds + t->c0, lds, 1,
+                     p->banded ? &p->scores : NULL);
+  }
 }
 
 /* O[rows] (+)= alpha * S[tile] B[cols]: outputs (B = v) or dQ (S = dS, B = k). */
-static void tiles_ab(const tile *t, int nt, int D, float alpha, const float *S, int lds,
+static void tiles_ab(const block_plan *p, int D, float alpha, const float *S, int lds,
                      const float *B, int ldb, float *O, int ldo) {
-  for (int i = 0; i < nt; i++)
-    asink_sgemm(false, false, t[i].nr, D, t[i].nc, alpha, S + (size_t)t[i].r0 * lds + t[i].c0, lds,
-                B + (size_t)t[i].c0 * ldb, ldb, t[i].first ? 0.f : 1.f, O + (size_t)t[i].r0 * ldo, ldo, 1);
+  for (int i = 0; i < p->n; i++) {
+    const tile *t = &p->t[i];
+    asink_sgemm_band(false, false, t->nr, D, t->nc, alpha, S + (size_t)t->r0 * lds + t->c0, lds,
+                     B + (size_t)t->c0 * ldb, ldb, t->first ? 0.f : 1.f, O + (size_t)t->r0 * ldo,
+                     ldo, 1, p->banded ? &p->rows_keys : NULL);
+  }
 }
 
 /* G[cols] += alpha * S[tile]^T A[rows]: dV (S = A, A = dO) or dK (S = dS, A = q). */
-static void tiles_atb(const tile *t, int nt, int D, float alpha, const float *S, int lds,
+static void tiles_atb(const block_plan *p, int D, float alpha, const float *S, int lds,
                       const float *A, int lda, float *G, int ldg) {
-  for (int i = 0; i < nt; i++)
-    asink_sgemm(true, false, t[i].nc, D, t[i].nr, alpha, S + (size_t)t[i].r0 * lds + t[i].c0, lds,
-                A + (size_t)t[i].r0 * lda, lda, 1.f, G + (size_t)t[i].c0 * ldg, ldg, 1);
+  for (int i = 0; i < p->n; i++) {
+    const tile *t = &p->t[i];
+    asink_sgemm_band(true, false, t->nc, D, t->nr, alpha, S + (size_t)t->r0 * lds + t->c0, lds,
+                     A + (size_t)t->r0 * lda, lda, 1.f, G + (size_t)t->c0 * ldg, ldg, 1,
+                     p->banded ? &p->keys_rows : NULL);
+  }
 }
 
 /* Per-(b, h) view of the operands and the head's constants. */
@@ -108,10 +187,11 @@ typedef struct {
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
   float *S, *dP, *dOs, *sv, *pv, *dsv, *mul;
+  int *band; /* 2 bq: the block's visible keys (block_plan) */
 } scratch;
 
 static size_t scratch_floats(int bq, int T, int D) {
-  return (size_t)2 * bq * (size_t)T + (size_t)bq * D + 4 * (size_t)bq + 64;
+  return (size_t)2 * bq * (size_t)T + (size_t)bq * D + 6 * (size_t)bq + 64;
 }
 
 static scratch carve(float *base, int bq, int T, int D) {
@@ -123,6 +203,7 @@ static scratch carve(float *base, int bq, int T, int D) {
   s.pv = s.sv + bq;
   s.dsv = s.pv + bq;
   s.mul = s.dsv + bq;
+  s.band = (int *)(s.mul + bq);
   return s;
 }
 
@@ -141,10 +222,10 @@ static void similarity_row(const asink_kernels *kn, asink_base base, int n, floa
 
 /* Scores of block rows [q0, q0+nq) against their visible keys (columns from lo,
  * row stride nk), plus virtual scores. */
-static void block_scores(const head_ctx *c, const tile *t, int ntl, int q0, int nq, int lo, int nk,
-                         const scratch *w) {
+static void block_scores(const head_ctx *c, const block_plan *p, int q0, int nq, int nk,
+                         int lo, const scratch *w) {
   const asink_attn *op = c->op;
-  tiles_abt(t, ntl, op->D, op->scale, c->q + (size_t)q0 * c->ldq, c->ldq, c->k + (size_t)lo * c->ldk,
+  tiles_abt(p, op->D, op->scale, c->q + (size_t)q0 * c->ldq, c->ldq, c->k + (size_t)lo * c->ldk,
             c->ldk, w->S, nk);
   if (c->kstar)
     for (int r = 0; r < nq; r++)
@@ -262,9 +343,10 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
     asink_visible(&op->spec, T, q0, &lo, &unused);
     asink_visible(&op->spec, T, q0 + nq - 1, &unused, &hi);
     int nk = hi - lo + 1;
-    tile tl[MAX_TILES];
-    int ntl = block_tiles(&op->spec, T, q0, nq, lo, tl);
-    block_scores(c, tl, ntl, q0, nq, lo, nk, w);
+    block_plan pl;
+    vis_band vb;
+    plan_block(&op->spec, T, q0, nq, lo, nk, w->band, &vb, &pl);
+    block_scores(c, &pl, q0, nq, nk, lo, w);
     for (int r = 0; r < nq; r++) {
       int t = q0 + r, a, e;
       asink_visible(&op->spec, T, t, &a, &e);
@@ -288,7 +370,7 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
         *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t], mul);
     }
     float *ob = o + (size_t)q0 * ldq;
-    tiles_ab(tl, ntl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
+    tiles_ab(&pl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
     for (int r = 0; r < nq; r++) {
       float *orow = ob + (size_t)r * ldq;
       if (w->mul[r] != 1.f) kn->scale(D, orow, w->mul[r]);
@@ -368,9 +450,10 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
     asink_visible(sp, T, q0 + nq - 1, &unused, &hi);
     int nk = hi - lo + 1;
     const float *dob = dout + (size_t)q0 * ldq;
-    tile tl[MAX_TILES];
-    int ntl = block_tiles(sp, T, q0, nq, lo, tl);
-    block_scores(c, tl, ntl, q0, nq, lo, nk, w);
+    block_plan pl;
+    vis_band vb;
+    plan_block(sp, T, q0, nq, lo, nk, w->band, &vb, &pl);
+    block_scores(c, &pl, q0, nq, nk, lo, w);
     for (int r = 0; r < nq; r++) {
       int t = q0 + r, a, e;
       asink_visible(sp, T, t, &a, &e);
@@ -381,16 +464,16 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
     }
     /* dV += A^T dO, A = alpha P (softmax) or a / den (rows scaled through dO). */
     if (softmax) {
-      tiles_atb(tl, ntl, D, sp->alpha, w->S, nk, dob, ldq, g->dv + (size_t)lo * ldk, ldk);
+      tiles_atb(&pl, D, sp->alpha, w->S, nk, dob, ldq, g->dv + (size_t)lo * ldk, ldk);
     } else {
       for (int r = 0; r < nq; r++) {
         memcpy(w->dOs + (size_t)r * D, dob + (size_t)r * ldq, sizeof(float) * D);
         kn->scale(D, w->dOs + (size_t)r * D, stats[2 * (size_t)(q0 + r)]);
       }
-      tiles_atb(tl, ntl, D, 1.f, w->S, nk, w->dOs, D, g->dv + (size_t)lo * ldk, ldk);
+      tiles_atb(&pl, D, 1.f, w->S, nk, w->dOs, D, g->dv + (size_t)lo * ldk, ldk);
     }
     /* dP = dO V^T, then dS in place. */
-    tiles_abt(tl, ntl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, w->dP, nk);
+    tiles_abt(&pl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, w->dP, nk);
     for (int r = 0; r < nq; r++) {
       int t = q0 + r, a, e;
       asink_visible(sp, T, t, &a, &e);
@@ -412,8 +495,8 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
       if (gv && c->vadd) kn->axpy(D, 1.f, dot_, gv);
     }
     float *dqb = dq + (size_t)q0 * ldq;
-    tiles_ab(tl, ntl, D, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk, dqb, ldq);
-    tiles_atb(tl, ntl, D, op->scale, w->dP, nk, c->q + (size_t)q0 * ldq, ldq, g->dk + (size_t)lo * ldk, ldk);
+    tiles_ab(&pl, D, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk, dqb, ldq);
+    tiles_atb(&pl, D, op->scale, w->dP, nk, c->q + (size_t)q0 * ldq, ldq, g->dk + (size_t)lo * ldk, ldk);
     if (c->kstar)
       for (int r = 0; r < nq; r++) {
         kn->axpy(D, op->scale * w->dsv[r], c->kstar, dqb + (size_t)r * ldq);

@@ -112,7 +112,26 @@ typedef struct {
   float alpha, beta;
   float *bpack; /* shared packed B panel block, KC x NC */
   int tm, tn;   /* thread grid: tm row ranges x tn column-panel ranges */
+  const asink_gemm_band *band; /* NULL: every product */
 } gemm_job;
+
+/* The row-major C rows and columns of the micro-tile at kernel rows [i, i+mr) and
+ * kernel columns [j, j+nr). */
+static void tile_c_ranges(size_t i, size_t mr, size_t j, size_t nr, int *r0, int *r1, int *c0,
+                          int *c1) {
+  if (G.prefers_cols) { /* kernel rows are C columns */
+    *r0 = (int)j, *r1 = (int)(j + nr - 1), *c0 = (int)i, *c1 = (int)(i + mr - 1);
+  } else {
+    *r0 = (int)i, *r1 = (int)(i + mr - 1), *c0 = (int)j, *c1 = (int)(j + nr - 1);
+  }
+}
+
+/* C tile = beta * C tile (a tile whose band holds no product at all). */
+static void scale_tile(float *c, size_t rs, size_t cs, size_t mr, size_t nr, float beta) {
+  if (beta == 1.f) return;
+  for (size_t i = 0; i < mr; i++)
+    for (size_t j = 0; j < nr; j++) c[i * rs + j * cs] = beta == 0.f ? 0.f : beta * c[i * rs + j * cs];
+}
 
 /* Packs panels [q0, q1) of rows [r0, r0 + rows) x k [p0, p0 + kc) into dst (panel q at
  * dst + q * panel). An operand read straight (s_r == 1) is swept 16 of its rows at a
@@ -150,20 +169,37 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
       if (nt > 1) {
 #pragma omp barrier
       }
-      float beta = pc == 0 ? J->beta : 1.f, alpha = J->alpha;
+      float alpha = J->alpha;
+      const asink_gemm_band *band = J->band;
       for (size_t ic = m0; ic < m1; ic += G.mc) {
         size_t mc = min_sz(G.mc, m1 - ic);
         pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR);
         for (size_t jp = jp0; jp < jp1; jp++) {
           float *b = J->bpack + jp * psb;
-          size_t nr = min_sz(NR, nc - jp * NR);
+          size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
           for (size_t ir = 0; ir < mc; ir += MR) {
-            float *a = apack + ir / MR * psa;
+            float *a = apack + ir / MR * psa, *c = J->c + (ic + ir) * J->rs_c + j * J->cs_c;
+            size_t mr = min_sz(MR, mc - ir), ka = 0, kb = kc;
+            float beta = pc == 0 ? J->beta : 1.f;
+            if (band) {
+              int r0, r1, c0, c1, k0 = 0, k1 = (int)J->K;
+              tile_c_ranges(ic + ir, mr, j, nr, &r0, &r1, &c0, &c1);
+              if (band->wanted && !band->wanted(band->ctx, r0, r1, c0, c1)) continue;
+              if (band->krange) band->krange(band->ctx, r0, r1, &k0, &k1);
+              if (k0 >= k1) { /* no product at all: C = beta C, once */
+                if (pc == 0) scale_tile(c, J->rs_c, J->cs_c, mr, nr, J->beta);
+                continue;
+              }
+              /* beta belongs to the first k block holding part of the range */
+              beta = pc == (size_t)k0 / G.kc * G.kc ? J->beta : 1.f;
+              if ((size_t)k1 <= pc || (size_t)k0 >= pc + kc) continue; /* not in this k block */
+              ka = (size_t)k0 > pc ? (size_t)k0 - pc : 0;
+              kb = (size_t)k1 < pc + kc ? (size_t)k1 - pc : kc;
+            }
             bool last = ir + MR >= mc;
             bli_auxinfo_set_next_ab(last ? apack : a + psa, last ? b + psb : b, &aux);
-            G.ukr((dim_t)min_sz(MR, mc - ir), (dim_t)nr, (dim_t)kc, &alpha, a, b, &beta,
-                  J->c + (ic + ir) * J->rs_c + (jc + jp * NR) * J->cs_c, (inc_t)J->rs_c,
-                  (inc_t)J->cs_c, &aux, G.cntx);
+            G.ukr((dim_t)mr, (dim_t)nr, (dim_t)(kb - ka), &alpha, a + ka * MR, b + ka * NR, &beta,
+                  c, (inc_t)J->rs_c, (inc_t)J->cs_c, &aux, G.cntx);
           }
         }
       }
@@ -201,10 +237,10 @@ static void scale_c(float *C, int m, int n, int ldc, float beta) {
 /* false when no pack buffer could be had: the caller falls back to BLIS. */
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                         int ldc, int threads) {
+                         int ldc, int threads, const asink_gemm_band *band) {
   operand opA = {A, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u};
   operand opB = {B, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb};
-  gemm_job J = {.K = (size_t)k, .c = C, .alpha = alpha, .beta = beta};
+  gemm_job J = {.K = (size_t)k, .c = C, .alpha = alpha, .beta = beta, .band = band};
   if (G.prefers_cols) { /* C^T = op(B)^T op(A)^T, C^T column-stored = C row-stored */
     J.M = (size_t)n, J.N = (size_t)m, J.A = opB, J.B = opA, J.rs_c = 1, J.cs_c = (size_t)ldc;
   } else {
@@ -257,21 +293,32 @@ static void blis_sgemm(bool transa, bool transb, int m, int n, int k, float alph
                (float *)B, ldb, 1, &beta, C, ldc, 1, NULL, &rntm);
 }
 
-void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+static bool use_packed(void) {
+  pthread_once(&g_once, gemm_init);
+  return forced_driver >= 0 ? forced_driver == 1 && G.ukr && asink_kern()->pack_panel : G.packed;
+}
+
+bool asink_sgemm_band_skips(void) { return use_packed(); }
+
+void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads,
+                      const asink_gemm_band *band) {
   if (m <= 0 || n <= 0) return;
   /* Below about 8 MFLOP a second thread costs more in barriers (tens of
    * microseconds, far worse on a loaded machine) than it saves. */
   if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
-  pthread_once(&g_once, gemm_init);
-  bool packed = forced_driver >= 0 ? forced_driver == 1 && G.ukr && asink_kern()->pack_panel
-                                   : G.packed;
+  bool packed = use_packed();
   if (packed && (k <= 0 || alpha == 0.f)) {
     scale_c(C, m, n, ldc, beta);
     return;
   }
   if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
-                             threads))
+                             threads, band))
     return;
   blis_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+  asink_sgemm_band(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads, NULL);
 }

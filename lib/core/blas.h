@@ -11,6 +11,27 @@
 void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads);
 
+/* Where a product is known to be zero or unwanted (attention tiles, whose maps are
+ * zero outside each query's visible keys). Row/column numbers are those of the
+ * row-major C; ranges are inclusive [r0, r1], half-open k ranges [*k0, *k1).
+ *   krange: the k over which rows r0..r1 of C can have nonzero products; NULL: all.
+ *   wanted: false when no entry of C rows r0..r1 x columns c0..c1 is needed; such
+ *           entries may then be left unwritten. NULL: all wanted.
+ * Work is skipped per micro-tile of the BLIS kernel; outside the band the result is
+ * what the full product would give only where the skipped products are zero. */
+typedef struct asink_gemm_band {
+  void (*krange)(const void *ctx, int r0, int r1, int *k0, int *k1);
+  bool (*wanted)(const void *ctx, int r0, int r1, int c0, int c1);
+  const void *ctx;
+} asink_gemm_band;
+
+/* asink_sgemm with a band (NULL: plain). Without the packed driver the band is
+ * ignored (everything computed); asink_sgemm_band_skips() says whether it is used. */
+void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads,
+                      const asink_gemm_band *band);
+bool asink_sgemm_band_skips(void);
+
 /* Tests and benchmarks: 1 = the library's packed driver, 0 = BLIS's bli_sgemm_ex,
  * -1 = the default (packed where the SIMD table packs, unless ASINK_GEMM=blis). */
 void asink_sgemm_force_driver(int driver);
