@@ -135,13 +135,26 @@ static void scale_tile(float *c, size_t rs, size_t cs, size_t mr, size_t nr, flo
 
 /* Packs panels [q0, q1) of rows [r0, r0 + rows) x k [p0, p0 + kc) into dst (panel q at
  * dst + q * panel). An operand read straight (s_r == 1) is swept 16 of its rows at a
- * time across every panel, so each source line is fetched once and in order. */
+ * time across every panel, so each source line is fetched once and in order. With
+ * a band whose k ranges follow these rows (the kernel's B operand when it prefers
+ * columns: its rows are C's rows), each panel is packed only over its k range: the
+ * micro-kernel never reads the rest. */
 static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size_t p0, size_t kc,
-                      size_t W, size_t panel, size_t q0, size_t q1) {
+                      size_t W, size_t panel, size_t q0, size_t q1, const asink_gemm_band *band) {
   void (*pack)(float *, const float *, size_t, size_t, size_t, size_t, size_t) =
       asink_kern()->pack_panel;
   size_t pstep = o->s_r == 1 ? 16 : kc;
-  for (size_t p = 0; p < kc; p += pstep) {
+  for (size_t q = q0; band && q < q1; q++) {
+    size_t r = q * W, w = min_sz(W, rows - r);
+    int k0 = 0, k1 = 0;
+    band->krange(band->ctx, (int)(r0 + r), (int)(r0 + r + w - 1), &k0, &k1);
+    size_t a = (size_t)k0 > p0 ? (size_t)k0 - p0 : 0;
+    size_t b = (size_t)k1 < p0 + kc ? ((size_t)k1 > p0 ? (size_t)k1 - p0 : 0) : kc;
+    for (size_t p = a; p < b; p += pstep)
+      pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
+           min_sz(pstep, b - p), o->s_r, o->s_p);
+  }
+  for (size_t p = 0; !band && p < kc; p += pstep) {
     size_t kp = min_sz(pstep, kc - p);
     for (size_t q = q0; q < q1; q++) {
       size_t r = q * W;
@@ -164,8 +177,10 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
     for (size_t pc = 0; pc < J->K; pc += G.kc) {
       size_t kc = min_sz(G.kc, J->K - pc);
       size_t psa = round16(MR * kc), psb = round16(NR * kc);
+      const asink_gemm_band *bband =
+          J->band && J->band->krange && G.prefers_cols ? J->band : NULL;
       pack_rows(J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
-                npanels * (tid + 1) / nt);
+                npanels * (tid + 1) / nt, bband);
       if (nt > 1) {
 #pragma omp barrier
       }
@@ -173,7 +188,7 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
       const asink_gemm_band *band = J->band;
       for (size_t ic = m0; ic < m1; ic += G.mc) {
         size_t mc = min_sz(G.mc, m1 - ic);
-        pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR);
+        pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, NULL);
         for (size_t jp = jp0; jp < jp1; jp++) {
           float *b = J->bpack + jp * psb;
           size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
