@@ -89,6 +89,7 @@ static int run_model(const shape *s, int threads, int steps, double *roof) {
           bench_now() - tc);
   float loss = 0.f, gnorm = 0.f;
   double phase[3] = {0, 0, 0}; /* loss (forward), backward, optimizer: where the time goes */
+  double step_min = 1e30, step_max = 0.0; /* the spread shows how steady the machine was */
   for (int i = 0; i < 2 + steps; i++) {
     double t0 = bench_now();
     asink_status e = asink_model_loss(m, s->B, s->T, tok, tgt, &loss);
@@ -102,8 +103,11 @@ static int run_model(const shape *s, int threads, int steps, double *roof) {
       goto done;
     }
     if (i < 2) fprintf(stderr, "%s: warm-up step %d: %.2f s\n", s->name, i + 1, t3 - t0);
-    if (i >= 2) /* two warm-up steps: workspaces, page faults, caches */
+    if (i >= 2) { /* two warm-up steps: workspaces, page faults, caches */
       phase[0] += t1 - t0, phase[1] += t2 - t1, phase[2] += t3 - t2;
+      if (t3 - t0 < step_min) step_min = t3 - t0;
+      if (t3 - t0 > step_max) step_max = t3 - t0;
+    }
   }
   for (int j = 0; j < 3; j++) phase[j] /= steps;
   double sec = phase[0] + phase[1] + phase[2];
@@ -119,9 +123,10 @@ static int run_model(const shape *s, int threads, int steps, double *roof) {
          "\"steps\": %d, \"seconds_per_step\": %.4f, \"tokens_per_s\": %.1f, "
          "\"flops_per_token\": %.0f, \"matmul_params\": %.0f, \"gflops\": %.2f, "
          "\"roof_gflops\": %.2f, \"mfu\": %.3f, \"loss\": %.4f, \"forward_s\": %.4f, "
-         "\"backward_s\": %.4f, \"optimizer_s\": %.4f}\n",
+         "\"backward_s\": %.4f, \"optimizer_s\": %.4f, \"step_min_s\": %.4f, "
+         "\"step_max_s\": %.4f}\n",
          s->name, s->B, s->T, threads, steps, sec, tps, fpt, N, fpt * tps / 1e9, *roof, mfu, loss,
-         phase[0], phase[1], phase[2]);
+         phase[0], phase[1], phase[2], step_min, step_max);
   fflush(stdout);
   rc = 0;
 done:
