@@ -5,7 +5,8 @@
 
 Attention: the library's time per case beside PyTorch's best of 1 and 2 threads, plain and
 with GLIBC_TUNABLES (DESIGN §7), and the speed-up over each. Training: tokens/s and MFU the
-same way. Metric: the overhead lines as they are. Standard library only.
+same way. GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
+overhead lines as they are. Standard library only.
 """
 import json
 import sys
@@ -64,6 +65,23 @@ def main():
             print(f"| {k} | {r['B']} | {r['T']} | {r['tokens_per_s']:.1f} | {r['mfu']:.2f} "
                   f"| {fmt(pt, '.1f')} | {fmt(tt, '.1f')} | {fmt(ratio(r['tokens_per_s'], pt), '.1f')} "
                   f"| {fmt(ratio(r['tokens_per_s'], tt), '.1f')} | {fmt(t and t['mfu'], '.2f')} |")
+        print()
+
+    gemm = {}
+    for r in recs:
+        if r["bench"] == "gemm":
+            gemm.setdefault((r["shape"], r["m"], r["n"], r["k"]), {})[(r["threads"], r["driver"])] = r
+    if gemm:
+        counts = sorted({t for v in gemm.values() for t, _ in v})
+        print("| shape | m | n | k | " + " | ".join(f"{t} thr: library / BLIS" for t in counts) + " |")
+        print("|---|---|---|---|" + "---|" * len(counts))
+        for (name, m, n, k), v in gemm.items():
+            cells = []
+            for t in counts:
+                a, b = v.get((t, "packed")), v.get((t, "blis"))
+                cells.append(f"{fmt(a and a['paired_roof_fraction'], '.2f')} / "
+                             f"{fmt(b and b['paired_roof_fraction'], '.2f')}")
+            print(f"| {name} | {m} | {n} | {k} | " + " | ".join(cells) + " |")
         print()
 
     for r in recs:

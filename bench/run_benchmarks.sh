@@ -8,7 +8,10 @@
 #   2. torch_attention.py --threads best, plain and with GLIBC_TUNABLES (DESIGN §7)
 #   3. bench_train, library threads
 #   4. torch_train.py --threads best, plain and tuned
-#   5. bench_metric, library threads (when it was built)
+#   5. bench_gemm, 1 thread and library threads: the library's GEMM driver against BLIS's
+#   6. bench_metric, library threads (when it was built)
+# Library-against-PyTorch training ratios are best taken in interleaved rounds:
+# bench/compare_train.py (see docs/performance.md).
 #
 # Environment (defaults are the full measurement; QUICK=1 is a smoke run of a minute or two):
 #   THREADS=2  ATTN_T=256,1024,4096  ATTN_REPS=5  TRAIN_STEPS=5  TRAIN_BATCH=8  MODELS=study60m,tiny
@@ -77,6 +80,11 @@ run "torch_train.py --threads best (plain malloc)" \
   "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
 run "torch_train.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
   "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
+
+if [[ -x "$build/bench/bench_gemm" ]]; then
+  run "bench_gemm --threads 1" "$build/bench/bench_gemm" --threads 1
+  run "bench_gemm --threads $threads" "$build/bench/bench_gemm" --threads "$threads"
+fi
 
 if [[ -x "$build/bench/bench_metric" ]]; then
   run "bench_metric --threads $threads" \
