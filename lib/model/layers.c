@@ -11,50 +11,66 @@
 #include "kernels/kernels.h"
 
 /* Adds the per-thread partials in s.buf (nt x C) into dst, then clears them. */
-static void reduce_partials(float *dst, layer_scratch s, int C, int used) {
-  for (int t = 0; t < used; t++) {
-    float *p = s.buf + (size_t)t * C;
-    for (int j = 0; j < C; j++) dst[j] += p[j];
+/* ------------------------------------------------------------------ RMSNorm */
+
+/* This file is compiled for baseline x86-64; the row loops below are cloned for
+ * AVX-512 and AVX2 and picked at load time (GCC target_clones), and their sums go
+ * through the SIMD table: a float sum in a plain loop cannot be vectorised (the
+ * compiler may not reorder it) and ran one add per 4 cycles. */
+#define ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+ROW_CLONES static void scale_mul_row(float *y, const float *x, const float *w, float r, int C) {
+  for (int j = 0; j < C; j++) y[j] = x[j] * r * w[j];
+}
+
+/* g = dy * w (into tmp), pdw += dy * x * r */
+ROW_CLONES static void rms_bwd_terms(float *tmp, float *pdw, const float *dy, const float *x,
+                                     const float *w, float r, int C) {
+  for (int j = 0; j < C; j++) {
+    tmp[j] = dy[j] * w[j];
+    pdw[j] += dy[j] * x[j] * r;
   }
 }
 
-/* ------------------------------------------------------------------ RMSNorm */
+ROW_CLONES static void rms_bwd_dx(float *dx, const float *g, const float *x, float r, float k,
+                                  int C) {
+  for (int j = 0; j < C; j++) dx[j] += g[j] * r - x[j] * k;
+}
 
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
                      float eps, int nt) {
+  const asink_kernels *kn = asink_kern();
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
   for (int n = 0; n < N; n++) {
     const float *xr = x + (size_t)n * C;
-    float *yr = y + (size_t)n * C;
-    float ss = 0.f;
-    for (int j = 0; j < C; j++) ss += xr[j] * xr[j];
-    float r = 1.f / sqrtf(ss / C + eps);
+    float r = 1.f / sqrtf(kn->dot((size_t)C, xr, xr) / C + eps);
     rstd[n] = r;
-    for (int j = 0; j < C; j++) yr[j] = xr[j] * r * w[j];
+    scale_mul_row(y + (size_t)n * C, xr, w, r, C);
   }
 }
 
+/* s.buf holds, per thread, C floats of partial dw and C floats of row scratch. */
 void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
                       const float *rstd, int N, int C, layer_scratch s) {
+  const asink_kernels *kn = asink_kern();
   int nt = s.nt;
-  memset(s.buf, 0, sizeof(float) * (size_t)nt * C);
+  memset(s.buf, 0, sizeof(float) * (size_t)nt * 2 * C);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    float *pdw = s.buf + (size_t)omp_get_thread_num() * C;
+    float *pdw = s.buf + (size_t)omp_get_thread_num() * 2 * C, *g = pdw + C;
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
       const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
-      float *dxr = dx + (size_t)n * C;
-      float r = rstd[n], dot = 0.f;
-      for (int j = 0; j < C; j++) {
-        dot += dyr[j] * w[j] * xr[j];
-        pdw[j] += dyr[j] * xr[j] * r;
-      }
-      float k = dot * r * r * r / C;
-      for (int j = 0; j < C; j++) dxr[j] += dyr[j] * w[j] * r - xr[j] * k;
+      float r = rstd[n];
+      rms_bwd_terms(g, pdw, dyr, xr, w, r, C);
+      float k = kn->dot((size_t)C, g, xr) * r * r * r / C;
+      rms_bwd_dx(dx + (size_t)n * C, g, xr, r, k, C);
     }
   }
-  reduce_partials(dw, s, C, nt);
+  for (int t = 0; t < nt; t++) {
+    const float *p = s.buf + (size_t)t * 2 * C;
+    for (int j = 0; j < C; j++) dw[j] += p[j];
+  }
 }
 
 /* ---------------------------------------------------------------- LayerNorm */
@@ -127,6 +143,14 @@ void rope_table(float *tab, int maxT, int D, float theta) {
     }
 }
 
+ROW_CLONES static void rope_row(float *v, const float *c, const float *s, int h, float sign) {
+  for (int i = 0; i < h; i++) {
+    float a = v[i], b = v[i + h], si = sign * s[i];
+    v[i] = a * c[i] - b * si;
+    v[i + h] = b * c[i] + a * si;
+  }
+}
+
 static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt,
                        float sign) {
   int h = D / 2;
@@ -135,14 +159,7 @@ static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int n
   for (int n = 0; n < N; n++) {
     int p = n % T;
     const float *c = cs + (size_t)p * h, *s = sn + (size_t)p * h;
-    for (int hd = 0; hd < nh; hd++) {
-      float *v = x + ((size_t)n * nh + hd) * D;
-      for (int i = 0; i < h; i++) {
-        float a = v[i], b = v[i + h], si = sign * s[i];
-        v[i] = a * c[i] - b * si;
-        v[i + h] = b * c[i] + a * si;
-      }
-    }
+    for (int hd = 0; hd < nh; hd++) rope_row(x + ((size_t)n * nh + hd) * D, c, s, h, sign);
   }
 }
 

@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Scratch for per-thread partial sums of parameter gradients (nt * C floats). */
+/* Per-thread scratch of the norms' backward: partial parameter gradients and a row buffer
+ * (nt * 2C floats). */
 typedef struct {
   float *buf;
   int nt;

@@ -3,8 +3,8 @@
  * A small model's GEMMs are too small to keep two threads busy between the
  * barriers of every operation (hundreds of thread-team starts per step, each a
  * spin on a busy machine), and its whole-batch activations stream through memory
- * between operations. So when a loss is asked of a small model with several
- * threads, the batch is cut into slices of about slice_tokens() tokens, and each
+ * between operations. So when a loss is asked of a small model, the batch is cut
+ * into slices of about slice_tokens() tokens (at least one per thread), and each
  * thread runs the unchanged single-threaded passes (pass.c) on its slices, one
  * after another, through replicas: shallow copies of the model that share the
  * weights and have their own activations, workspaces and attention ops. Thread 0's
@@ -12,11 +12,12 @@
  * block, added to the model's in thread order after the backward, so a run is
  * bit-identical for a given thread count.
  *
- * Used only when it is safe and pays: more than one thread, at least two
- * sequences, no observer attached (the metric reads whole-batch statistics), every
- * gradient in the model's own block (attention ops without parameters), and at
- * most REPLICA_MAX_PARAMS parameters (a shadow block each). ASINK_REPLICAS=0 turns
- * it off (benchmarks, tests). */
+ * Used only when it is safe and pays: at least two sequences, no observer attached
+ * (the metric reads whole-batch statistics), every gradient in the model's own
+ * block (attention ops without parameters), and at most REPLICA_MAX_PARAMS
+ * parameters (a shadow block per extra thread). With one thread the slices still
+ * keep activations in cache (no shadow then). ASINK_REPLICAS=0 turns it off
+ * (benchmarks, tests). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
