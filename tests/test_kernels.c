@@ -422,6 +422,37 @@ START_TEST(exp_shift_sum_is_sum_of_outputs) {
 }
 END_TEST
 
+/* exp_shift_sum_dot writes the same outputs and returns the same sum as exp_shift_sum,
+ * bit for bit, and its dot matches sum_i out_i * in_i (double) over every range. */
+START_TEST(exp_shift_sum_dot_matches_exp_shift_sum) {
+  const asink_kernels *K = all_tables[_i];
+  for (size_t s = 0; s < N_SIZES; s++)
+    for (int r = 0; r < R_COUNT; r++) {
+      size_t n = sizes[s];
+      rng = 7 + n * 31 + (uint64_t)r;
+      float *in = malloc((n + 1) * sizeof *in), *x = malloc((n + 1) * sizeof *x),
+            *y = malloc((n + 1) * sizeof *y);
+      fill(in, n, r == R_SPECIAL ? R_WIDE : r);
+      float shift = r == R_DENORM ? 0.f : K->max(n, in);
+      if (n) memcpy(x, in, n * sizeof *x), memcpy(y, in, n * sizeof *y);
+      float dot = -1.f, got = K->exp_shift_sum_dot(n, x, shift, &dot);
+      float want = K->exp_shift_sum(n, y, shift);
+      ck_assert_msg(!memcmp(&got, &want, sizeof got), "%s n=%zu: sum %.9g vs %.9g", K->name, n,
+                    (double)got, (double)want);
+      double ref = 0, mag = 0;
+      for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(!memcmp(&x[i], &y[i], sizeof(float)), "%s n=%zu: output %zu differs", K->name, n, i);
+        ref += (double)x[i] * in[i];
+        mag += fabs((double)x[i] * in[i]);
+      }
+      if (isnan(ref)) ck_assert_msg(isnan(dot), "%s n=%zu: dot %g, want NaN", K->name, n, (double)dot);
+      else ck_assert_msg(fabs(dot - ref) <= 1e-5 * mag + 1e-30, "%s n=%zu range=%s: dot %.9g vs %.9g",
+                         K->name, n, range_names[r], (double)dot, ref);
+      free(in), free(x), free(y);
+    }
+}
+END_TEST
+
 /* Dense sweep of exp, sigmoid and elu1 over the normal-result range against the exact
  * value (double), which libm's expf matches to 0.5 ulp; libm's own sigmoid formula is
  * not that close (1 + e and the division round too), so it is no yardstick. The
@@ -482,6 +513,7 @@ Suite *kernels_suite(void) {
   tcase_add_loop_test(tv, sigmoid_elu1_special_values, 0, n_all);
   tcase_add_loop_test(tv, max_nan_anywhere_and_empty, 0, n_all);
   tcase_add_loop_test(tv, exp_shift_sum_is_sum_of_outputs, 0, n_all);
+  tcase_add_loop_test(tv, exp_shift_sum_dot_matches_exp_shift_sum, 0, n_all);
   tcase_add_loop_test(tv, accuracy_against_libm, 0, n_all);
   suite_add_tcase(su, tv);
   return su;

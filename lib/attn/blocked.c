@@ -254,15 +254,17 @@ static void zero_outside(float *row, int nk, int a, int n) {
  * map applied to the values is A = mul * x. The multiplier is applied to the D-wide
  * output row after the GEMM rather than to the n-wide map row, saving a pass over
  * every score. *pv receives the virtual key's unnormalised entry. Saves the row
- * statistics in st[0..1]. */
-static float forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st) {
+ * statistics in st[0..1]. For softmax with sdot, *sdot = sum_j x_j s_j of the
+ * result and the scores (the entropy's term), from the same pass. */
+static float forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st,
+                         float *sdot) {
   const asink_kernels *kn = c->kn;
   const asink_spec *sp = &c->op->spec;
   if (sp->base == ASINK_BASE_SOFTMAX) {
     float m = kn->max(n, x);
     if (c->kstar && sv > m) m = sv;
     if (c->sink_logit > m) m = c->sink_logit;
-    float l = kn->exp_shift_sum(n, x, m);
+    float l = sdot ? kn->exp_shift_sum_dot(n, x, m, sdot) : kn->exp_shift_sum(n, x, m);
     float ev = c->kstar ? expf(sv - m) : 0.f;
     l += ev;
     if (c->sink_logit != -INFINITY) l += expf(c->sink_logit - m);
@@ -302,11 +304,11 @@ static float row_entropy(const float *x, int n, float pv, float w) {
 
 /* Softmax row entropy without a logarithm per entry: log P_j = s_j - lse, so
  * -sum P log P = lse sum P - sum P s, and sum P = 1 - P(sink logit).
- * P = x / sum = mul x / alpha; s = the row's scores. */
-static float softmax_entropy(const head_ctx *c, const float *x, const float *s, int n, float pv,
-                             float sv, float lse, float mul) {
+ * P = x / sum = mul x / alpha; xs = sum_j x_j s_j over the row's scores s. */
+static float softmax_entropy(const head_ctx *c, float xs, float pv, float sv, float lse,
+                             float mul) {
   float psum = 1.f - (c->sink_logit != -INFINITY ? expf(c->sink_logit - lse) : 0.f);
-  float ps = (c->kn->dot(n, x, s) + (c->kstar ? pv * sv : 0.f)) * mul / c->op->spec.alpha;
+  float ps = (xs + (c->kstar ? pv * sv : 0.f)) * mul / c->op->spec.alpha;
   return lse * psum - ps;
 }
 
@@ -354,10 +356,11 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
       float *x = row + (a - lo);
       int n = e - a + 1;
       add_score_terms(c, x, n, a, t);
-      /* softmax entropy needs the scores after the map has replaced them */
-      bool keep_scores = ent && op->spec.base == ASINK_BASE_SOFTMAX;
-      if (keep_scores) memcpy(w->dP, x, sizeof(float) * n);
-      float mul = forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
+      /* softmax entropy: sum P s, taken in the exp pass that replaces the scores */
+      bool softmax_ent = ent && op->spec.base == ASINK_BASE_SOFTMAX;
+      float xs = 0.f;
+      float mul = forward_row(c, x, n, w->sv[r], &w->pv[r], stats + 2 * (size_t)t,
+                              softmax_ent ? &xs : NULL);
       w->mul[r] = mul;
       zero_outside(row, nk, a - lo, n);
       if (imp || ent) {
@@ -366,8 +369,8 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
         if (imp) importance_row(c, x, n, sw, imp + voff + a);
         if (ent && op->spec.base != ASINK_BASE_SOFTMAX) *ent += row_entropy(x, n, w->pv[r], sw);
       }
-      if (keep_scores)
-        *ent += softmax_entropy(c, x, w->dP, n, w->pv[r], w->sv[r], stats[2 * (size_t)t], mul);
+      if (softmax_ent)
+        *ent += softmax_entropy(c, xs, w->pv[r], w->sv[r], stats[2 * (size_t)t], mul);
     }
     float *ob = o + (size_t)q0 * ldq;
     tiles_ab(&pl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);

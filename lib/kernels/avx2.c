@@ -168,30 +168,47 @@ static void v_add_const(size_t n, float *x, float c) {
   MAP(n, x, _mm256_add_ps(v, vc));
 }
 
-static float v_exp_shift_sum(size_t n, float *x, float shift) {
+/* exp_shift_sum with or without the dot of the results with the inputs; inlined
+ * into both entry points, so the sum takes the same path in each. */
+static inline __attribute__((always_inline)) float exp_sum_core(size_t n, float *x, float shift,
+                                                                float *xdot) {
   const __m256 vs = _mm256_set1_ps(shift);
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, d0 = s0, d1 = s0;
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
-    __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vs));
+    __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    __m256 e0 = exp8(_mm256_sub_ps(x0, vs));
+    __m256 e1 = exp8(_mm256_sub_ps(x1, vs));
     _mm256_storeu_ps(x + i, e0);
     _mm256_storeu_ps(x + i + 8, e1);
     s0 = _mm256_add_ps(s0, e0);
     s1 = _mm256_add_ps(s1, e1);
+    if (xdot) d0 = _mm256_fmadd_ps(e0, x0, d0), d1 = _mm256_fmadd_ps(e1, x1, d1);
   }
   for (; i + 8 <= n; i += 8) {
-    __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    __m256 x0 = _mm256_loadu_ps(x + i);
+    __m256 e = exp8(_mm256_sub_ps(x0, vs));
     _mm256_storeu_ps(x + i, e);
     s0 = _mm256_add_ps(s0, e);
+    if (xdot) d0 = _mm256_fmadd_ps(e, x0, d0);
   }
   if (i < n) {
     __m256i k = tail_mask(n - i);
-    __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), vs));
+    __m256 x0 = _mm256_maskload_ps(x + i, k);
+    __m256 e = exp8(_mm256_sub_ps(x0, vs));
     _mm256_maskstore_ps(x + i, k, e);
-    s1 = _mm256_add_ps(s1, _mm256_and_ps(e, _mm256_castsi256_ps(k)));
+    __m256 em = _mm256_and_ps(e, _mm256_castsi256_ps(k));
+    s1 = _mm256_add_ps(s1, em);
+    if (xdot) d1 = _mm256_fmadd_ps(em, x0, d1);
   }
+  if (xdot) *xdot = hsum8(_mm256_add_ps(d0, d1));
   return hsum8(_mm256_add_ps(s0, s1));
+}
+
+static float v_exp_shift_sum(size_t n, float *x, float shift) { return exp_sum_core(n, x, shift, NULL); }
+
+static float v_exp_shift_sum_dot(size_t n, float *x, float shift, float *xdot) {
+  return exp_sum_core(n, x, shift, xdot);
 }
 
 static void v_exp_shift(size_t n, float *x, float shift) {
@@ -258,6 +275,7 @@ static const asink_kernels avx2_table = {
     .add_ramp = v_add_ramp,
     .add_const = v_add_const,
     .exp_shift_sum = v_exp_shift_sum,
+    .exp_shift_sum_dot = v_exp_shift_sum_dot,
     .exp_shift = v_exp_shift,
     .sigmoid = v_sigmoid,
     .elu1 = v_elu1,

@@ -149,30 +149,46 @@ static void v_add_const(size_t n, float *x, float c) {
   MAP(n, x, _mm512_add_ps(v, vc));
 }
 
-static float v_exp_shift_sum(size_t n, float *x, float shift) {
+/* exp_shift_sum with or without the dot of the results with the inputs; inlined
+ * into both entry points, so the sum takes the same path in each. */
+static inline __attribute__((always_inline)) float exp_sum_core(size_t n, float *x, float shift,
+                                                                float *xdot) {
   const __m512 vs = _mm512_set1_ps(shift);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, d0 = s0, d1 = s0;
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vs));
-    __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vs));
+    __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+    __m512 e0 = exp16(_mm512_sub_ps(x0, vs));
+    __m512 e1 = exp16(_mm512_sub_ps(x1, vs));
     _mm512_storeu_ps(x + i, e0);
     _mm512_storeu_ps(x + i + 16, e1);
     s0 = _mm512_add_ps(s0, e0);
     s1 = _mm512_add_ps(s1, e1);
+    if (xdot) d0 = _mm512_fmadd_ps(e0, x0, d0), d1 = _mm512_fmadd_ps(e1, x1, d1);
   }
   for (; i + 16 <= n; i += 16) {
-    __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vs));
+    __m512 x0 = _mm512_loadu_ps(x + i);
+    __m512 e = exp16(_mm512_sub_ps(x0, vs));
     _mm512_storeu_ps(x + i, e);
     s0 = _mm512_add_ps(s0, e);
+    if (xdot) d0 = _mm512_fmadd_ps(e, x0, d0);
   }
   if (i < n) {
     __mmask16 k = tail_mask(n - i);
-    __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vs));
+    __m512 x0 = _mm512_maskz_loadu_ps(k, x + i);
+    __m512 e = exp16(_mm512_sub_ps(x0, vs));
     _mm512_mask_storeu_ps(x + i, k, e);
     s1 = _mm512_mask_add_ps(s1, k, s1, e);
+    if (xdot) d1 = _mm512_mask3_fmadd_ps(e, x0, d1, k);
   }
+  if (xdot) *xdot = _mm512_reduce_add_ps(_mm512_add_ps(d0, d1));
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+static float v_exp_shift_sum(size_t n, float *x, float shift) { return exp_sum_core(n, x, shift, NULL); }
+
+static float v_exp_shift_sum_dot(size_t n, float *x, float shift, float *xdot) {
+  return exp_sum_core(n, x, shift, xdot);
 }
 
 static void v_exp_shift(size_t n, float *x, float shift) {
@@ -313,6 +329,7 @@ static const asink_kernels avx512_table = {
     .add_ramp = v_add_ramp,
     .add_const = v_add_const,
     .exp_shift_sum = v_exp_shift_sum,
+    .exp_shift_sum_dot = v_exp_shift_sum_dot,
     .exp_shift = v_exp_shift,
     .sigmoid = v_sigmoid,
     .elu1 = v_elu1,

@@ -36,6 +36,9 @@ typedef struct asink_kernels {
 
   /* x[i] = exp(x[i] - shift); returns sum of the results (softmax numerator) */
   float (*exp_shift_sum)(size_t n, float *x, float shift);
+  /* exp_shift_sum (the same x and sum, bit for bit) that also sets *xdot to
+   * sum_i exp(x[i] - shift) * x[i] of the inputs (a softmax row's entropy term) */
+  float (*exp_shift_sum_dot)(size_t n, float *x, float shift, float *xdot);
   /* x[i] = exp(x[i] - shift) (backward recompute of probabilities) */
   void (*exp_shift)(size_t n, float *x, float shift);
   /* x[i] = 1 / (1 + exp(-x[i])) */

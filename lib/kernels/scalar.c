@@ -46,13 +46,20 @@ static void s_add_const(size_t n, float *x, float c) {
   for (size_t i = 0; i < n; i++) x[i] += c;
 }
 
-static float s_exp_shift_sum(size_t n, float *x, float shift) {
-  float s = 0.f;
+static float s_exp_shift_sum_dot(size_t n, float *x, float shift, float *xdot) {
+  float s = 0.f, d = 0.f;
   for (size_t i = 0; i < n; i++) {
-    x[i] = expf(x[i] - shift);
+    float in = x[i];
+    x[i] = expf(in - shift);
     s += x[i];
+    d += x[i] * in;
   }
+  if (xdot) *xdot = d;
   return s;
+}
+
+static float s_exp_shift_sum(size_t n, float *x, float shift) {
+  return s_exp_shift_sum_dot(n, x, shift, NULL);
 }
 
 static void s_exp_shift(size_t n, float *x, float shift) {
@@ -94,6 +101,7 @@ const asink_kernels asink_kernels_scalar = {
     .add_ramp = s_add_ramp,
     .add_const = s_add_const,
     .exp_shift_sum = s_exp_shift_sum,
+    .exp_shift_sum_dot = s_exp_shift_sum_dot,
     .exp_shift = s_exp_shift,
     .sigmoid = s_sigmoid,
     .elu1 = s_elu1,
