@@ -200,14 +200,29 @@ static void v_exp_shift(size_t n, float *x, float shift) {
  * overflows, so sigmoid(+-100) is 1 and ~0 with no inf/inf, and the divisor lies in
  * [1, 2], where rcp14 plus one Newton step on the quotient is as good as a division
  * at a fraction of vdivps's cost. */
+/* e = exp(-|x|) with the argument clamped at -86 (e stays a normal float, so nothing
+ * below meets a denormal; sigmoid(x < -86) comes out ~4e-38 instead of smaller) and
+ * 2^n applied by vscalefps, which passes NaN through: no range masks. Then
+ * sigmoid = (x < 0 ? e : 1) / (1 + e) by rcp14 and one Newton step. */
 static inline __m512 sigmoid16(__m512 x) {
-  const __m512 one = _mm512_set1_ps(1.f);
-  __m512 e = exp16(_mm512_or_ps(x, _mm512_set1_ps(-0.f)));
+  const __m512 one = _mm512_set1_ps(1.f), magic = _mm512_set1_ps(EXP_MAGIC);
+  __m512 a = _mm512_max_ps(_mm512_set1_ps(-86.f), _mm512_or_ps(x, _mm512_set1_ps(-0.f)));
+  __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(a, _mm512_set1_ps(EXP_LOG2E), magic), magic);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), a);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+  __m512 p = _mm512_set1_ps(EXP_C6);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C5));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
+  p = _mm512_fmadd_ps(p, r, one);
+  p = _mm512_fmadd_ps(p, r, one);
+  __m512 e = _mm512_scalef_ps(p, n);
   __m512 num = _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x)), one, e);
   __m512 d = _mm512_add_ps(one, e);
-  __m512 r = _mm512_rcp14_ps(d);
-  __m512 q = _mm512_mul_ps(num, r);
-  return _mm512_fmadd_ps(_mm512_fnmadd_ps(d, q, num), r, q);
+  __m512 q0 = _mm512_rcp14_ps(d);
+  __m512 q = _mm512_mul_ps(num, q0);
+  return _mm512_fmadd_ps(_mm512_fnmadd_ps(d, q, num), q0, q);
 }
 
 static void v_sigmoid(size_t n, float *x) { MAP(n, x, sigmoid16(v)); }
