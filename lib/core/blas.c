@@ -126,7 +126,8 @@ static void tile_c_ranges(size_t i, size_t mr, size_t j, size_t nr, int *r0, int
   }
 }
 
-/* C tile = beta * C tile (a tile whose band holds no product at all). */
+/* C = beta * C over an mr x nr tile with strides rs, cs (beta 0 writes zeros, NaN
+ * included): a tile whose band holds no product, or a whole C when k = 0. */
 static void scale_tile(float *c, size_t rs, size_t cs, size_t mr, size_t nr, float beta) {
   if (beta == 1.f) return;
   for (size_t i = 0; i < mr; i++)
@@ -244,10 +245,6 @@ static void choose_grid(gemm_job *J, int threads) {
   }
 }
 
-static void scale_c(float *C, int m, int n, int ldc, float beta) {
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(size_t)i * ldc + j];
-}
 
 /* false when no pack buffer could be had: the caller falls back to BLIS. */
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
@@ -324,7 +321,7 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
   if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
   bool packed = use_packed();
   if (packed && (k <= 0 || alpha == 0.f)) {
-    scale_c(C, m, n, ldc, beta);
+    scale_tile(C, (size_t)ldc, 1, (size_t)m, (size_t)n, beta);
     return;
   }
   if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
