@@ -199,6 +199,28 @@ static inline float act1(float g, act_kind k, float *deriv) {
 /* SiLU runs through the SIMD sigmoid kernel (the FFN's activations are a visible
  * share of a small model's step); the others are plain loops. Work is split into
  * contiguous chunks, one per thread. */
+/* h = silu(g) (* u) given h = sigmoid(g) */
+ROW_CLONES static void silu_gate(float *h, const float *g, const float *u, size_t n) {
+  if (u)
+    for (size_t i = 0; i < n; i++) h[i] *= g[i] * u[i];
+  else
+    for (size_t i = 0; i < n; i++) h[i] *= g[i];
+}
+
+/* dg, du of h = silu(g) (* u) given dg = sigmoid(g); silu' = s (1 + g (1 - s)) */
+ROW_CLONES static void silu_backward(float *dg, float *du, const float *dh, const float *g,
+                                     const float *u, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float sg = dg[i], d = sg * (1.f + g[i] * (1.f - sg));
+    if (u) {
+      du[i] = dh[i] * g[i] * sg;
+      dg[i] = dh[i] * d * u[i];
+    } else {
+      dg[i] = dh[i] * d;
+    }
+  }
+}
+
 void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
@@ -208,10 +230,7 @@ void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n,
     if (k == ACT_SILU && h != g) { /* in place, the sigmoid would overwrite g */
       memcpy(h + lo, g + lo, (hi - lo) * sizeof(float));
       kn->sigmoid(hi - lo, h + lo);
-      if (u)
-        for (size_t i = lo; i < hi; i++) h[i] *= g[i] * u[i];
-      else
-        for (size_t i = lo; i < hi; i++) h[i] *= g[i];
+      silu_gate(h + lo, g + lo, u ? u + lo : NULL, hi - lo);
     } else {
       for (size_t i = lo; i < hi; i++) h[i] = act1(g[i], k, NULL) * (u ? u[i] : 1.f);
     }
@@ -226,18 +245,10 @@ void act_backward(float *dg, float *du, const float *dh, const float *g, const f
     int parts = omp_get_num_threads(), me = omp_get_thread_num();
     size_t lo = n * me / parts, hi = n * (me + 1) / parts;
     if (k == ACT_SILU) {
-      /* s = sigmoid(g) into dg first; silu' = s (1 + g (1 - s)) */
+      /* s = sigmoid(g) into dg first */
       memcpy(dg + lo, g + lo, (hi - lo) * sizeof(float));
       kn->sigmoid(hi - lo, dg + lo);
-      for (size_t i = lo; i < hi; i++) {
-        float sg = dg[i], d = sg * (1.f + g[i] * (1.f - sg));
-        if (u) {
-          du[i] = dh[i] * g[i] * sg;
-          dg[i] = dh[i] * d * u[i];
-        } else {
-          dg[i] = dh[i] * d;
-        }
-      }
+      silu_backward(dg + lo, du ? du + lo : NULL, dh + lo, g + lo, u ? u + lo : NULL, hi - lo);
     } else {
       for (size_t i = lo; i < hi; i++) {
         float d, a = act1(g[i], k, &d);
