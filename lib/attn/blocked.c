@@ -54,6 +54,7 @@ typedef struct {
 } vis_band;
 
 typedef struct {
+  vis_band vis; /* every block has it: the row loops read their keys from it */
   tile t[MAX_TILES];
   int n;
   asink_gemm_band scores;    /* C rows = queries, C columns = keys (k = D) */
@@ -113,27 +114,26 @@ static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile
   return n;
 }
 
-
 /* The plan of block rows [q0, q0+nq) whose keys start at lo (nk of them); band
- * storage: 2 nq ints. */
+ * storage: 2 nq ints. The bands point into the plan, which must stay in place. */
 static void plan_block(const asink_spec *sp, int T, int q0, int nq, int lo, int nk, int *band,
-                       vis_band *vb, block_plan *p) {
-  p->banded = asink_sgemm_band_skips();
-  if (!p->banded) {
-    p->n = block_tiles(sp, T, q0, nq, lo, p->t);
-    return;
-  }
+                       block_plan *p) {
   int *blo = band, *bhi = band + nq;
   for (int r = 0; r < nq; r++) {
     asink_visible(sp, T, q0 + r, &blo[r], &bhi[r]);
     blo[r] -= lo, bhi[r] -= lo;
   }
-  *vb = (vis_band){blo, bhi, nq};
+  p->vis = (vis_band){blo, bhi, nq};
+  p->banded = asink_sgemm_band_skips();
+  if (!p->banded) {
+    p->n = block_tiles(sp, T, q0, nq, lo, p->t);
+    return;
+  }
   p->t[0] = (tile){0, nq, 0, nk, true};
   p->n = 1;
-  p->scores = (asink_gemm_band){NULL, band_wanted, vb};
-  p->rows_keys = (asink_gemm_band){band_keys_of_rows, NULL, vb};
-  p->keys_rows = (asink_gemm_band){band_rows_of_keys, NULL, vb};
+  p->scores = (asink_gemm_band){NULL, band_wanted, &p->vis};
+  p->rows_keys = (asink_gemm_band){band_keys_of_rows, NULL, &p->vis};
+  p->keys_rows = (asink_gemm_band){band_rows_of_keys, NULL, &p->vis};
 }
 
 /* S[tile] = alpha * A[rows] B[cols]^T: scores (A = q, B = k) or dP (A = dO, B = v). */
@@ -187,7 +187,7 @@ typedef struct {
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
   float *S, *dP, *dOs, *sv, *pv, *dsv, *mul;
-  int *band; /* 2 bq: the block's visible keys (block_plan) */
+  int *band; /* 2 bq: the visible keys of the block's rows (block_plan) */
 } scratch;
 
 static size_t scratch_floats(int bq, int T, int D) {
@@ -346,12 +346,10 @@ static void forward_head(const head_ctx *c, float *o, float *stats, float *imp, 
     asink_visible(&op->spec, T, q0 + nq - 1, &unused, &hi);
     int nk = hi - lo + 1;
     block_plan pl;
-    vis_band vb;
-    plan_block(&op->spec, T, q0, nq, lo, nk, w->band, &vb, &pl);
+    plan_block(&op->spec, T, q0, nq, lo, nk, w->band, &pl);
     block_scores(c, &pl, q0, nq, nk, lo, w);
     for (int r = 0; r < nq; r++) {
-      int t = q0 + r, a, e;
-      asink_visible(&op->spec, T, t, &a, &e);
+      int t = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       float *row = w->S + (size_t)r * nk;
       float *x = row + (a - lo);
       int n = e - a + 1;
@@ -454,12 +452,10 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
     int nk = hi - lo + 1;
     const float *dob = dout + (size_t)q0 * ldq;
     block_plan pl;
-    vis_band vb;
-    plan_block(sp, T, q0, nq, lo, nk, w->band, &vb, &pl);
+    plan_block(sp, T, q0, nq, lo, nk, w->band, &pl);
     block_scores(c, &pl, q0, nq, nk, lo, w);
     for (int r = 0; r < nq; r++) {
-      int t = q0 + r, a, e;
-      asink_visible(sp, T, t, &a, &e);
+      int t = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       float *row = w->S + (size_t)r * nk;
       add_score_terms(c, row + (a - lo), e - a + 1, a, t);
       recompute_row(c, row + (a - lo), e - a + 1, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
@@ -478,8 +474,7 @@ static void backward_head(const head_ctx *c, const float *out, const float *dout
     /* dP = dO V^T, then dS in place. */
     tiles_abt(&pl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, w->dP, nk);
     for (int r = 0; r < nq; r++) {
-      int t = q0 + r, a, e;
-      asink_visible(sp, T, t, &a, &e);
+      int t = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       const float *dot_ = dob + (size_t)r * ldq;
       const float *st = stats + 2 * (size_t)t;
       float Dt = kn->dot(D, dot_, out + (size_t)t * ldq);

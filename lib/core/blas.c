@@ -8,7 +8,8 @@
  * the panels are packed by the SIMD table's pack_panel (16x16 register transposes)
  * and BLIS's own micro-kernel, block sizes and preferences (queried from its
  * context, so any sub-configuration works) do the arithmetic: the five loops of
- * BLIS's gemm, with an OpenMP team that splits rows and column panels.
+ * BLIS's gemm, with an OpenMP team that splits rows and column panels. A band
+ * (asink_gemm_band) lets the attention skip the micro-tiles its masks zero.
  * Without a SIMD pack kernel, or with ASINK_GEMM=blis, bli_sgemm_ex runs instead. */
 #include "core/blas.h"
 
@@ -245,7 +246,6 @@ static void choose_grid(gemm_job *J, int threads) {
   }
 }
 
-
 /* false when no pack buffer could be had: the caller falls back to BLIS. */
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
@@ -291,8 +291,7 @@ static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float al
       }
     }
   }
-  if (failed) return false;
-  return true;
+  return !failed;
 }
 
 static void blis_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
