@@ -10,14 +10,13 @@
 #include "core/blas.h"
 #include "kernels/kernels.h"
 
-/* Adds the per-thread partials in s.buf (nt x C) into dst, then clears them. */
-/* ------------------------------------------------------------------ RMSNorm */
-
 /* This file is compiled for baseline x86-64; the row loops below are cloned for
  * AVX-512 and AVX2 and picked at load time (GCC target_clones), and their sums go
  * through the SIMD table: a float sum in a plain loop cannot be vectorised (the
  * compiler may not reorder it) and ran one add per 4 cycles. */
 #define ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* ------------------------------------------------------------------ RMSNorm */
 
 ROW_CLONES static void scale_mul_row(float *y, const float *x, const float *w, float r, int C) {
   for (int j = 0; j < C; j++) y[j] = x[j] * r * w[j];
