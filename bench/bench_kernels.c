@@ -3,7 +3,11 @@
  * Each in-place kernel runs on a fresh copy of its input every repetition (the
  * values stay those of real use: scores in [-20, 0] for exp, [-8, 8] for sigmoid and
  * elu); the copy's own time, measured alone, is subtracted. Times are the best of 5
- * batches, in ns per element; speedup is against the scalar table in the same run. */
+ * batches, in ns per element; speedup is against the scalar table in the same run.
+ * Then, for tables with a GEMM pack kernel, pack_panel on a 4096 x 128 row-major
+ * operand (2 MiB, about an L2): read across rows into 12-wide panels
+ * ("pack_transposed"), read straight into 32-wide panels 16 rows at a time
+ * ("pack_straight"), beside a memcpy of the same bytes; ns per float, best of 5. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +60,44 @@ static double time_ns(const asink_kernels *K, int k, size_t n, float *x, const f
     if (dt < best) best = dt;
   }
   return best;
+}
+
+/* The GEMM pack kernel against memcpy on the tiny model's activation shape. */
+static void bench_packs(const asink_kernels *const *tables, int nt) {
+  enum { R = 4096, C = 128, REPS = 20 };
+  float *src = malloc(sizeof(float) * R * C), *dst = aligned_alloc(64, sizeof(float) * R * C);
+  if (!src || !dst) return;
+  for (size_t i = 0; i < (size_t)R * C; i++) src[i] = (float)(i % 97);
+  const char *cases[3] = {"memcpy", "pack_transposed", "pack_straight"};
+  for (int t = 0; t < nt; t++) {
+    const asink_kernels *K = tables[t];
+    if (!K->pack_panel) continue;
+    for (int c = 0; c < 3; c++) {
+      double best = 1e30;
+      for (int b = 0; b < 5; b++) {
+        double t0 = bench_now();
+        for (int it = 0; it < REPS; it++) {
+          if (c == 0) memcpy(dst, src, sizeof(float) * R * C);
+          else if (c == 1)
+            for (int r = 0; r < R; r += 12)
+              K->pack_panel(dst + (size_t)r * C, src + (size_t)r * C, 12, R - r < 12 ? R - r : 12,
+                            C, C, 1);
+          else
+            for (int p = 0; p < R; p += 16)
+              for (int q = 0; q < C / 32; q++)
+                K->pack_panel(dst + (size_t)q * 32 * R + (size_t)p * 32, src + (size_t)p * C + q * 32,
+                              32, 32, 16, 1, C);
+        }
+        double ns = (bench_now() - t0) / REPS / ((double)R * C) * 1e9;
+        if (ns < best) best = ns;
+      }
+      printf("{\"case\":\"%s\",\"table\":\"%s\",\"rows\":%d,\"cols\":%d,\"ns_per_float\":%.4f}\n",
+             cases[c], K->name, R, C, best);
+      fflush(stdout);
+    }
+  }
+  free(src);
+  free(dst);
 }
 
 static int parse_sizes(const char *s, size_t *out, int max) {
@@ -118,5 +160,6 @@ int main(int argc, char **argv) {
       }
     free(x), free(y), free(src_exp), free(src_act);
   }
+  bench_packs(tables, nt);
   return 0;
 }
