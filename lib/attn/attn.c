@@ -1,18 +1,96 @@
 /* The attention-op handle: creation from a spec, learnable parameters, argument
- * checks. The arithmetic lives in blocked.c. */
+ * checks, and the per-call states that share an op. The arithmetic lives in
+ * blocked.c (drivers) and the bases' files (row math). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "attn/attn_internal.h"
+#include "attn/op_internal.h"
 #include "core/error.h"
 #include "core/runtime.h"
 
-/* The one allocation holding every parameter (the first present), or NULL. */
-static float *param_block(const asink_attn *op) {
-  return op->k_bias ? op->k_bias : op->v_bias ? op->v_bias : op->sinks ? op->sinks : op->rel;
+/* ------------------------------------------------------------- parameters */
+
+/* Parameters in their fixed order. */
+typedef struct {
+  const char *name;
+  size_t offset; /* floats from the start of the block */
+  int ndim;
+  int64_t shape[2];
+} param_entry;
+
+static int list_params(const asink_attn *op, param_entry v[4]) {
+  int n = 0;
+  size_t off = 0;
+#define ENTRY(name_, nd, s0, s1)                                         \
+  do {                                                                   \
+    v[n++] = (param_entry){name_, off, nd, {s0, s1}};                    \
+    off += (size_t)(s0) * ((nd) == 2 ? (size_t)(s1) : 1);                \
+  } while (0)
+  if (op->n_kb) ENTRY("k_bias", 2, op->n_kb, op->D);
+  if (op->n_vb) ENTRY("v_bias", 2, op->n_vb, op->D);
+  if (op->spec.sink == ASINK_SINK_HEAD) ENTRY("sinks", 1, op->H, 0);
+  if (op->spec.relbias) ENTRY("relative_bias", 2, op->H, ASINK_REL_BUCKETS);
+#undef ENTRY
+  return n;
 }
+
+static size_t numel(const param_entry *e) {
+  return (size_t)e->shape[0] * (e->ndim == 2 ? (size_t)e->shape[1] : 1);
+}
+
+size_t asink_attn_param_floats(const asink_attn *op) {
+  param_entry v[4];
+  int n = op ? list_params(op, v) : 0;
+  return n ? v[n - 1].offset + numel(&v[n - 1]) : 0;
+}
+
+attn_param_views asink_attn_views(const asink_attn *op, float *block) {
+  attn_param_views pv = {0};
+  param_entry v[4];
+  int n = list_params(op, v);
+  for (int i = 0; i < n && block; i++) {
+    float *at = block + v[i].offset;
+    switch (v[i].name[0]) {
+    case 'k': pv.k_bias = at; break;
+    case 'v': pv.v_bias = at; break;
+    case 's': pv.sinks = at; break;
+    default: pv.rel = at; break;
+    }
+  }
+  return pv;
+}
+
+float *asink_attn_param_block(const asink_attn *op) { return op ? op->params : NULL; }
+
+void asink_attn_use_storage(asink_attn *op, float *data) {
+  size_t np = asink_attn_param_floats(op);
+  if (!np) return;
+  memcpy(data, op->params, np * sizeof(float));
+  if (op->owns_storage) asink_free(op->params);
+  op->params = data, op->owns_storage = false;
+  op->p = asink_attn_views(op, data);
+}
+
+/* ----------------------------------------------------------------- states */
+
+asink_status asink_attn_state_create(asink_attn_state **out) {
+  *out = asink_calloc(1, sizeof **out);
+  return *out ? ASINK_OK : asink_fail(ASINK_ERR_NOMEM, "cannot allocate an attention state");
+}
+
+void asink_attn_state_free(asink_attn_state *s) {
+  if (!s) return;
+  asink_ws_release(&s->row_stats);
+  asink_ws_release(&s->feat);
+  asink_ws_release(&s->thread_ws);
+  asink_ws_release(&s->accum);
+  asink_ws_release(&s->buckets);
+  asink_free(s);
+}
+
+/* ----------------------------------------------------------------- handle */
 
 asink_status asink_attn_create(asink_attn **out, const char *spec_text, int n_head, int n_kv_head,
                                int head_dim) {
@@ -40,43 +118,27 @@ asink_status asink_attn_create(asink_attn **out, const char *spec_text, int n_he
   op->scale = spec.has_scale ? spec.scale : 1.f / sqrtf((float)head_dim);
   op->n_kb = spec.kbias == ASINK_PARAM_OFF ? 0 : spec.kbias == ASINK_PARAM_SHARED ? 1 : n_head;
   op->n_vb = spec.vbias == ASINK_PARAM_OFF ? 0 : spec.vbias == ASINK_PARAM_SHARED ? 1 : n_head;
-  /* One block holds every parameter then every gradient, in param order. */
-  size_t np = (size_t)(op->n_kb + op->n_vb) * head_dim + (spec.sink == ASINK_SINK_HEAD ? n_head : 0) +
-              (spec.relbias ? (size_t)n_head * ASINK_REL_BUCKETS : 0);
-  float *block = asink_calloc(2 * np + 1, sizeof(float));
-  if (!block) {
-    asink_free(op);
-    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate attention parameters");
-  }
-  float *p = block, *g = block + np;
-  if (op->n_kb) {
-    op->k_bias = p, op->g_k_bias = g;
-    p += (size_t)op->n_kb * head_dim, g += (size_t)op->n_kb * head_dim;
-  }
-  if (op->n_vb) {
-    op->v_bias = p, op->g_v_bias = g;
-    p += (size_t)op->n_vb * head_dim, g += (size_t)op->n_vb * head_dim;
-  }
-  if (spec.sink == ASINK_SINK_HEAD) {
-    op->sinks = p, op->g_sinks = g;
-    p += n_head, g += n_head;
-  }
-  if (spec.relbias) op->rel = p, op->g_rel = g;
-  if (!param_block(op)) asink_free(block);
   asink_spec_format(&spec, op->scale, op->canon, sizeof op->canon);
+  size_t np = asink_attn_param_floats(op);
+  if (np) {
+    op->params = asink_calloc(np, sizeof(float));
+    op->grads = asink_calloc(np, sizeof(float));
+    op->owns_storage = true;
+    op->p = asink_attn_views(op, op->params);
+  }
+  if ((np && (!op->params || !op->grads)) || asink_attn_state_create(&op->own)) {
+    asink_attn_free(op);
+    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate an attention op");
+  }
   *out = op;
   return ASINK_OK;
 }
 
-
 void asink_attn_free(asink_attn *op) {
   if (!op) return;
-  asink_free(param_block(op));
-  asink_ws_release(&op->row_stats);
-  asink_ws_release(&op->feat);
-  asink_ws_release(&op->thread_ws);
-  asink_ws_release(&op->accum);
-  asink_ws_release(&op->buckets);
+  if (op->owns_storage) asink_free(op->params);
+  asink_free(op->grads);
+  asink_attn_state_free(op->own);
   asink_free(op);
 }
 
@@ -86,32 +148,15 @@ int asink_attn_key_count(const asink_attn *op, int T) {
   return op ? T + (op->n_kb ? 1 : 0) : T;
 }
 
-/* Parameters in their fixed order; returns how many there are. */
-typedef struct {
-  const char *name;
-  float *data, *grad;
-  int ndim;
-  int64_t shape[2];
-} param_view;
-
-static int list_params(const asink_attn *op, param_view v[4]) {
-  int n = 0;
-  if (op->n_kb) v[n++] = (param_view){"k_bias", op->k_bias, op->g_k_bias, 2, {op->n_kb, op->D}};
-  if (op->n_vb) v[n++] = (param_view){"v_bias", op->v_bias, op->g_v_bias, 2, {op->n_vb, op->D}};
-  if (op->sinks) v[n++] = (param_view){"sinks", op->sinks, op->g_sinks, 1, {op->H, 0}};
-  if (op->rel) v[n++] = (param_view){"relative_bias", op->rel, op->g_rel, 2, {op->H, ASINK_REL_BUCKETS}};
-  return n;
-}
-
 int asink_attn_param_count(const asink_attn *op) {
-  param_view v[4];
+  param_entry v[4];
   return op ? list_params(op, v) : 0;
 }
 
 asink_status asink_attn_param_info(const asink_attn *op, int i, const char **name, int *ndim,
                                    int64_t shape[2]) {
   if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_param_info: op is NULL");
-  param_view v[4];
+  param_entry v[4];
   int n = list_params(op, v);
   if (i < 0 || i >= n)
     return asink_fail(ASINK_ERR_ARG, "parameter index %d out of range (the op has %d)", i, n);
@@ -122,44 +167,37 @@ asink_status asink_attn_param_info(const asink_attn *op, int i, const char **nam
 }
 
 static asink_status find_param(asink_attn *op, const char *name, bool grad, float **data,
-                               size_t *numel) {
+                               size_t *count) {
   if (!op || !name || !data)
     return asink_fail(ASINK_ERR_ARG, "asink_attn_param/grad: NULL argument");
-  param_view v[4];
+  param_entry v[4];
   int n = list_params(op, v);
   for (int i = 0; i < n; i++) {
     if (strcmp(v[i].name, name)) continue;
-    *data = grad ? v[i].grad : v[i].data;
-    if (numel) *numel = (size_t)v[i].shape[0] * (v[i].ndim == 2 ? (size_t)v[i].shape[1] : 1);
+    *data = (grad ? op->grads : op->params) + v[i].offset;
+    if (count) *count = numel(&v[i]);
     return ASINK_OK;
   }
   return asink_fail(ASINK_ERR_ARG, "attention op '%s' has no parameter '%s'", op->canon, name);
 }
 
-asink_status asink_attn_param(asink_attn *op, const char *name, float **data, size_t *numel) {
-  return find_param(op, name, false, data, numel);
+asink_status asink_attn_param(asink_attn *op, const char *name, float **data, size_t *count) {
+  return find_param(op, name, false, data, count);
 }
 
-asink_status asink_attn_grad(asink_attn *op, const char *name, float **data, size_t *numel) {
-  return find_param(op, name, true, data, numel);
+asink_status asink_attn_grad(asink_attn *op, const char *name, float **data, size_t *count) {
+  return find_param(op, name, true, data, count);
 }
 
 void asink_attn_zero_grad(asink_attn *op) {
-  if (!op) return;
-  param_view v[4];
-  int n = list_params(op, v);
-  for (int i = 0; i < n; i++)
-    memset(v[i].grad, 0, sizeof(float) * (size_t)v[i].shape[0] * (v[i].ndim == 2 ? v[i].shape[1] : 1));
+  if (op && op->grads) memset(op->grads, 0, asink_attn_param_floats(op) * sizeof(float));
 }
 
-asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q, const float *k,
-                                const float *v, float *out, float *importance) {
-  return asink_attn_forward_stats(op, B, T, q, k, v, out, importance, NULL);
-}
+/* ----------------------------------------------------------------- passes */
 
-asink_status asink_attn_forward_stats(asink_attn *op, int B, int T, const float *q,
-                                      const float *k, const float *v, float *out,
-                                      float *importance, float *entropy) {
+asink_status asink_attn_run_forward(const asink_attn *op, asink_attn_state *s, int B, int T,
+                                    const float *q, const float *k, const float *v, float *out,
+                                    float *importance, float *entropy) {
   if (!op || !q || !k || !v || !out)
     return asink_fail(ASINK_ERR_ARG, "asink_attn_forward: NULL %s",
                       !op ? "op" : !q ? "q" : !k ? "k" : !v ? "v" : "out");
@@ -167,20 +205,35 @@ asink_status asink_attn_forward_stats(asink_attn *op, int B, int T, const float 
     return asink_fail(ASINK_ERR_SHAPE, "asink_attn_forward: B=%d, T=%d must be positive", B, T);
   if ((int64_t)B * T * op->H * op->D > INT64_MAX / 16 || (int64_t)T + 1 > INT32_MAX / 2)
     return asink_fail(ASINK_ERR_SHAPE, "asink_attn_forward: B=%d x T=%d is too large", B, T);
-  op->have_forward = false;
-  op->B = B;
-  op->T = T;
-  asink_status st = asink_attn_forward_blocked(op, q, k, v, out, importance, entropy);
-  if (st == ASINK_OK) op->have_forward = true;
+  s->op = NULL;
+  s->B = B;
+  s->T = T;
+  asink_status st = asink_attn_forward_blocked(op, s, q, k, v, out, importance, entropy);
+  if (st == ASINK_OK) s->op = op;
   return st;
+}
+
+asink_status asink_attn_run_backward(const asink_attn *op, asink_attn_state *s,
+                                     asink_attn_grads g, const float *q, const float *k,
+                                     const float *v, const float *out, const float *dout,
+                                     float *dq, float *dk, float *dv) {
+  if (!op || !q || !k || !v || !out || !dout || !dq || !dk || !dv)
+    return asink_fail(ASINK_ERR_ARG, "asink_attn_backward: NULL argument");
+  if (s->op != op)
+    return asink_fail(ASINK_ERR_STATE, "asink_attn_backward: no forward to differentiate");
+  attn_param_views gv = asink_attn_views(op, g);
+  return asink_attn_backward_blocked(op, s, &gv, q, k, v, out, dout, dq, dk, dv);
+}
+
+asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q, const float *k,
+                                const float *v, float *out, float *importance) {
+  if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_forward: NULL op");
+  return asink_attn_run_forward(op, op->own, B, T, q, k, v, out, importance, NULL);
 }
 
 asink_status asink_attn_backward(asink_attn *op, const float *q, const float *k, const float *v,
                                  const float *out, const float *dout, float *dq, float *dk,
                                  float *dv) {
-  if (!op || !q || !k || !v || !out || !dout || !dq || !dk || !dv)
-    return asink_fail(ASINK_ERR_ARG, "asink_attn_backward: NULL argument");
-  if (!op->have_forward)
-    return asink_fail(ASINK_ERR_STATE, "asink_attn_backward: no forward to differentiate");
-  return asink_attn_backward_blocked(op, q, k, v, out, dout, dq, dk, dv);
+  if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_backward: NULL argument");
+  return asink_attn_run_backward(op, op->own, op->grads, q, k, v, out, dout, dq, dk, dv);
 }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "kernels/kernels.h"
 
 typedef void (*ukr_fn)(dim_t m, dim_t n, dim_t k, float *alpha, float *a, float *b, float *beta,
@@ -33,7 +34,7 @@ static struct {
   bool packed; /* our driver is usable and chosen */
 } G;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 BLIS, 1 packed */
+static _Atomic int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 BLIS, 1 packed */
 
 static void gemm_init(void) {
   G.cntx = bli_gks_query_cntx();
@@ -44,9 +45,8 @@ static void gemm_init(void) {
   G.kc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, G.cntx);
   G.nc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NC, G.cntx);
   G.prefers_cols = bli_cntx_l3_nat_ukr_prefers_cols_dt(BLIS_FLOAT, BLIS_GEMM_UKR, G.cntx);
-  const char *env = getenv("ASINK_GEMM");
   bool sane = G.ukr && G.mr > 0 && G.nr > 0 && G.mc >= G.mr && G.kc > 0 && G.nc >= G.nr;
-  G.packed = sane && asink_kern()->pack_panel && !(env && !strcmp(env, "blis"));
+  G.packed = sane && asink_kern()->pack_panel && !asink_get_settings()->gemm_blis;
 }
 
 void asink_sgemm_force_driver(int driver) { forced_driver = driver; }

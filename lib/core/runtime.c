@@ -21,10 +21,12 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static asink_status init_status = ASINK_OK;
 static char init_error[512];
+/* Written once under pthread_once, read-only after; the thread count may change at any
+ * time from any thread, so it is atomic. */
 static const asink_kernels *kern = &asink_kernels_scalar;
-static int num_threads = 1;
+static _Atomic int num_threads = 1;
 static char blis_choice[160];
-static char info_line[512];
+static asink_settings settings = {256, true, false};
 
 asink_isa asink_cpu_best_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -126,8 +128,25 @@ static asink_status threads_from_env(void) {
   return ASINK_OK;
 }
 
+static asink_status settings_from_env(void) {
+  const char *s = getenv("ASINK_SLICE_TOKENS");
+  if (s && *s) {
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (*end || n < 1 || n > (1 << 24))
+      return asink_fail(ASINK_ERR_ARG, "ASINK_SLICE_TOKENS=%s: expected a token count from 1 to %d", s, 1 << 24);
+    settings.slice_tokens = (int)n;
+  }
+  s = getenv("ASINK_REPLICAS");
+  settings.slices = !(s && !strcmp(s, "0"));
+  s = getenv("ASINK_GEMM");
+  settings.gemm_blis = s && !strcmp(s, "blis");
+  return ASINK_OK;
+}
+
 static void init_once(void) {
   asink_status s = threads_from_env();
+  if (s == ASINK_OK) s = settings_from_env();
   if (s == ASINK_OK) s = choose_simd();
   if (s == ASINK_OK) s = choose_blis();
   init_status = s;
@@ -147,6 +166,13 @@ const asink_kernels *asink_kern(void) {
   return kern;
 }
 
+int asink_region_threads(void) { return omp_in_parallel() ? 1 : asink_get_num_threads(); }
+
+const asink_settings *asink_get_settings(void) {
+  pthread_once(&once, init_once);
+  return &settings;
+}
+
 const char *asink_simd_level(void) { return asink_kern()->name; }
 
 asink_status asink_set_num_threads(int n) {
@@ -163,6 +189,7 @@ int asink_get_num_threads(void) {
 }
 
 const char *asink_runtime_info(void) {
+  static _Thread_local char info_line[512]; /* one per thread: callers may race */
   asink_status s = asink_init();
   if (s != ASINK_OK) {
     snprintf(info_line, sizeof info_line, "libattnsink %s: not initialised: %s", asink_version(),

@@ -1,6 +1,9 @@
-/* Library-wide runtime: lazy one-time initialisation, thread count, CPU level. */
+/* Library-wide runtime: lazy one-time initialisation, thread count, CPU level, and
+ * the settings read from the environment once, at initialisation. */
 #ifndef ASINK_CORE_RUNTIME_H
 #define ASINK_CORE_RUNTIME_H
+
+#include <stdbool.h>
 
 #include "attnsink.h"
 
@@ -12,5 +15,19 @@ typedef enum { ASINK_ISA_SCALAR = 0, ASINK_ISA_AVX2 = 1, ASINK_ISA_AVX512 = 2 } 
 
 /* Highest level this CPU (and OS) supports. */
 asink_isa asink_cpu_best_isa(void);
+
+/* Threads for a new parallel region: the library's count, 1 inside a parallel region
+ * (nested regions run on one thread; a batch slice's passes, for one). */
+int asink_region_threads(void);
+
+/* Settings from the environment, read once by asink_init (docs/api.md); the passes
+ * read them here, never from getenv. */
+typedef struct {
+  int slice_tokens; /* ASINK_SLICE_TOKENS: tokens per batch slice of a small model (256) */
+  bool slices;      /* ASINK_REPLICAS=0 turns batch slices off */
+  bool gemm_blis;   /* ASINK_GEMM=blis: GEMMs through bli_sgemm_ex */
+} asink_settings;
+
+const asink_settings *asink_get_settings(void);
 
 #endif

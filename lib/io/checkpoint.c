@@ -50,7 +50,7 @@ static asink_status read_text(const char *path, char **out) {
 /* The name a checkpoint tensor has in this model: GPT-2 files may carry a
  * "transformer." prefix. Returns NULL for tensors to skip (buffers, tied head). */
 static const char *model_name(const asink_model *m, const char *file_name) {
-  if (m->cfg.family != ASINK_FAMILY_GPT2) return file_name;
+  if (m->w->cfg.family != ASINK_FAMILY_GPT2) return file_name;
   if (!strncmp(file_name, "transformer.", 12)) file_name += 12;
   size_t n = strlen(file_name);
   static const char bias[] = ".attn.bias", masked[] = ".attn.masked_bias";
@@ -82,7 +82,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
     return st;
   }
   /* every tensor must be a parameter of the right shape; every parameter present */
-  char *seen = calloc((size_t)m->n_params + 1, 1);
+  char *seen = calloc((size_t)m->w->n_params + 1, 1);
   if (!seen) {
     asink_st_free(ts);
     asink_model_free(m);
@@ -96,7 +96,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
     asink_st_get(ts, i, &fname, &ndim, shape, &data);
     const char *name = model_name(m, fname);
     if (!name) continue;
-    asink_param *p = asink_model_find(m, name);
+    asink_param *p = asink_weights_find(m->w, name);
     if (!p) {
       st = asink_fail(ASINK_ERR_FORMAT, "%s: tensor '%s' is not a parameter of this model", path, fname);
       break;
@@ -110,7 +110,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
                       p->ndim > 1 ? (long long)p->shape[1] : 0LL);
       break;
     }
-    int idx = (int)(p - m->params);
+    int idx = (int)(p - m->w->params);
     if (seen[idx]) {
       st = asink_fail(ASINK_ERR_FORMAT, "%s: tensor '%s' given twice (with and without 'transformer.')", path, fname);
       break;
@@ -118,8 +118,8 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
     seen[idx] = 1;
     memcpy(p->data, data, p->numel * sizeof(float));
   }
-  for (int i = 0; i < m->n_params && st == ASINK_OK; i++)
-    if (!seen[i]) st = asink_fail(ASINK_ERR_FORMAT, "%s: tensor '%s' is missing", path, m->params[i].name);
+  for (int i = 0; i < m->w->n_params && st == ASINK_OK; i++)
+    if (!seen[i]) st = asink_fail(ASINK_ERR_FORMAT, "%s: tensor '%s' is missing", path, m->w->params[i].name);
   free(seen);
   asink_st_free(ts);
   if (st) {
@@ -136,8 +136,8 @@ asink_status asink_model_save(const asink_model *m, const char *dir) {
   if (st) return st;
   asink_tensors *ts;
   if ((st = asink_st_create(&ts))) return st;
-  for (int i = 0; i < m->n_params && st == ASINK_OK; i++) {
-    const asink_param *p = &m->params[i];
+  for (int i = 0; i < m->w->n_params && st == ASINK_OK; i++) {
+    const asink_param *p = &m->w->params[i];
     st = asink_st_add(ts, p->name, p->ndim, p->shape, p->data);
   }
   if (st == ASINK_OK) st = asink_st_meta_set(ts, "format", "pt");

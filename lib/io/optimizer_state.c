@@ -19,8 +19,8 @@ asink_status asink_adamw_save(const asink_adamw *o, const char *dir) {
   const asink_model *m = o->m;
   size_t off = 0;
   char name[160], val[256];
-  for (int i = 0; i < m->n_params && st == ASINK_OK; i++) {
-    const asink_param *p = &m->params[i];
+  for (int i = 0; i < m->w->n_params && st == ASINK_OK; i++) {
+    const asink_param *p = &m->w->params[i];
     snprintf(name, sizeof name, "exp_avg.%s", p->name);
     st = asink_st_add(ts, name, p->ndim, p->shape, o->mom + off);
     snprintf(name, sizeof name, "exp_avg_sq.%s", p->name);
@@ -57,8 +57,8 @@ asink_status asink_adamw_load(asink_adamw *o, const char *dir) {
   int expected = 0;
   for (int pass = 0; pass < 2 && st == ASINK_OK; pass++) {
     size_t off = 0;
-    for (int i = 0; i < m->n_params && st == ASINK_OK; i++) {
-      const asink_param *p = &m->params[i];
+    for (int i = 0; i < m->w->n_params && st == ASINK_OK; i++) {
+      const asink_param *p = &m->w->params[i];
       for (int k = 0; k < 2 && st == ASINK_OK; k++) {
         snprintf(name, sizeof name, "%s.%s", k ? "exp_avg_sq" : "exp_avg", p->name);
         int idx = asink_st_find(ts, name);

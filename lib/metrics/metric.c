@@ -9,7 +9,9 @@
 
 #include "core/error.h"
 #include "kernels/kernels.h"
-#include "model/model_internal.h"
+#include "core/alloc.h"
+#include "core/runtime.h"
+#include "model/observer.h"
 
 struct asink_metric {
   float eps;
@@ -24,7 +26,7 @@ struct asink_metric {
   /* fused: staging for the ops' statistics of one batch */
   asink_ws stage;
   int batch_B;
-  asink_model *model;
+  asink_model *model; /* the model this metric observes, or NULL */
 };
 
 asink_status asink_metric_create(asink_metric **out, float eps) {
@@ -48,7 +50,7 @@ static void release_sums(asink_metric *mt) {
 
 void asink_metric_free(asink_metric *mt) {
   if (!mt) return;
-  if (mt->model && mt->model->obs.ctx == mt) asink_model_attach_metric(mt->model, NULL);
+  if (mt->model) asink_model_set_observer(mt->model, NULL);
   release_sums(mt);
   asink_ws_release(&mt->stage);
   asink_free(mt);
@@ -164,20 +166,21 @@ asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int
 
 /* ------------------------------------------------------------------- fused */
 
-static asink_status obs_begin(void *ctx, asink_model *m, float **importance, float **entropy) {
+static asink_status obs_begin(void *ctx, const asink_layer_view *v, float **importance,
+                              float **entropy) {
   asink_metric *mt = ctx;
   if (mt->from_maps)
     return asink_fail(ASINK_ERR_STATE, "the attached metric holds supplied maps' statistics; a model's "
                                        "sequences would be counted without them (reset it or use another metric)");
-  const int Tk = asink_attn_key_count(m->layers[0].attn, m->Tx);
-  asink_status st = ensure_shape(mt, m->L, m->H, m->Tx, Tk);
-  if (st == ASINK_OK) st = ensure_seqs(mt, mt->n_seq + m->B);
-  size_t n = (size_t)m->B * m->H * (Tk + 1) + (size_t)m->B * m->Hkv;
+  const int Tk = v->Tk;
+  asink_status st = ensure_shape(mt, v->L, v->H, v->T, Tk);
+  if (st == ASINK_OK) st = ensure_seqs(mt, mt->n_seq + v->B);
+  size_t n = (size_t)v->B * v->H * (Tk + 1) + (size_t)v->B * v->Hkv;
   if (st == ASINK_OK) st = asink_ws_reserve(&mt->stage, n * sizeof(float), "metric staging");
   if (st) return st;
   *importance = mt->stage.ptr;
-  *entropy = (float *)mt->stage.ptr + (size_t)m->B * m->H * Tk;
-  mt->batch_B = m->B;
+  *entropy = (float *)mt->stage.ptr + (size_t)v->B * v->H * Tk;
+  mt->batch_B = v->B;
   return ASINK_OK;
 }
 
@@ -191,21 +194,21 @@ static void hidden_norms(asink_metric *mt, int l, const float *x, int B, int T, 
     for (int b = 0; b < B; b++) mt->hid[(size_t)l * T + t] += norm2(kn, x + ((size_t)b * T + t) * C, C);
 }
 
-static void obs_layer(void *ctx, asink_model *m, int l) {
+static void obs_layer(void *ctx, const asink_layer_view *a) {
   asink_metric *mt = ctx;
   const asink_kernels *kn = asink_kern();
-  const int B = m->B, T = m->Tx, H = m->H, Hkv = m->Hkv, D = m->D, L = m->L, Tk = mt->Tk;
+  const int B = a->B, T = a->T, H = a->H, Hkv = a->Hkv, D = a->D, L = a->L, Tk = mt->Tk;
+  const int l = a->layer;
   const int nt = asink_get_num_threads();
   const float *imp = mt->stage.ptr, *ent = imp + (size_t)B * H * Tk;
   float *k0norm = (float *)mt->stage.ptr + (size_t)B * H * (Tk + 1);
-  const asink_acts *a = &m->acts[l];
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       memcpy(mt->imp + (((size_t)(mt->n_seq + b) * L + l) * H + h) * Tk, imp + ((size_t)b * H + h) * Tk,
              sizeof(float) * Tk);
       mt->ent[(size_t)l * H + h] += ent[b * H + h] / T;
     }
-  hidden_norms(mt, l, a->x_in, B, T, m->C, nt);
+  hidden_norms(mt, l, a->x, B, T, a->C, nt);
   for (int b = 0; b < B; b++)
     for (int g = 0; g < Hkv; g++) k0norm[b * Hkv + g] = norm2(kn, a->k + ((size_t)b * T * Hkv + g) * D, D);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && (size_t)B * T * H * D > 65536)
@@ -230,25 +233,30 @@ static void obs_layer(void *ctx, asink_model *m, int l) {
     }
 }
 
-static void obs_end(void *ctx, asink_model *m) {
+static void obs_end(void *ctx, const asink_layer_view *v) {
   asink_metric *mt = ctx;
-  hidden_norms(mt, m->L, m->acts[m->L].x_in, m->B, m->Tx, m->C, asink_get_num_threads());
+  hidden_norms(mt, v->L, v->x, v->B, v->T, v->C, asink_get_num_threads());
   mt->n_seq += mt->batch_B;
   mt->from_model = true;
 }
 
-static void obs_model_freed(void *ctx) { ((asink_metric *)ctx)->model = NULL; }
+static void obs_detached(void *ctx) { ((asink_metric *)ctx)->model = NULL; }
 
 asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt) {
   if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_attach_metric: model is NULL");
-  if (m->obs.ctx) ((asink_metric *)m->obs.ctx)->model = NULL;
-  m->obs = (asink_observer){0};
-  if (!mt) return ASINK_OK;
-  if (mt->L && (mt->L != m->L || mt->H != m->H))
+  if (!mt) {
+    asink_model_set_observer(m, NULL);
+    return ASINK_OK;
+  }
+  int L, H;
+  asink_model_dims(m, &L, &H, NULL, NULL, NULL, NULL);
+  if (mt->L && (mt->L != L || mt->H != H)) {
+    asink_model_set_observer(m, NULL);
     return asink_fail(ASINK_ERR_SHAPE, "metric holds statistics of %d layers x %d heads; the model has %d x %d",
-                      mt->L, mt->H, m->L, m->H);
-  if (mt->model && mt->model != m) asink_model_attach_metric(mt->model, NULL);
-  m->obs = (asink_observer){mt, obs_begin, obs_layer, obs_end, obs_model_freed};
+                      mt->L, mt->H, L, H);
+  }
+  if (mt->model && mt->model != m) asink_model_set_observer(mt->model, NULL);
+  asink_model_set_observer(m, &(asink_observer){mt, obs_begin, obs_layer, obs_end, obs_detached});
   mt->model = m;
   return ASINK_OK;
 }

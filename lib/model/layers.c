@@ -36,7 +36,7 @@ ROW_CLONES static void rms_bwd_dx(float *dx, const float *g, const float *x, flo
   for (int j = 0; j < C; j++) dx[j] += g[j] * r - x[j] * k;
 }
 
-void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
+void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
                      float eps, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
@@ -49,8 +49,8 @@ void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int 
 }
 
 /* s.buf holds, per thread, C floats of partial dw and C floats of row scratch. */
-void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                      const float *rstd, int N, int C, layer_scratch s) {
+void asink_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                      const float *rstd, int N, int C, asink_norm_scratch s) {
   const asink_kernels *kn = asink_kern();
   int nt = s.nt;
   memset(s.buf, 0, sizeof(float) * (size_t)nt * 2 * C);
@@ -74,7 +74,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, con
 
 /* ---------------------------------------------------------------- LayerNorm */
 
-void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
+void asink_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
                        const float *b, int N, int C, float eps, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
   for (int n = 0; n < N; n++) {
@@ -92,9 +92,9 @@ void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const
   }
 }
 
-void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, const float *mean, const float *rstd, int N, int C,
-                        layer_scratch s) {
+                        asink_norm_scratch s) {
   int nt = s.nt;
   /* partials: dw then db, 2C per thread; s.buf must hold nt * 2C */
   memset(s.buf, 0, sizeof(float) * (size_t)nt * 2 * C);
@@ -129,7 +129,7 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
 
 /* --------------------------------------------------------------------- RoPE */
 
-void rope_table(float *tab, int maxT, int D, float theta) {
+void asink_rope_table(float *tab, int maxT, int D, float theta) {
   int h = D / 2;
   float *cs = tab, *sn = tab + (size_t)maxT * h;
   for (int p = 0; p < maxT; p++)
@@ -162,12 +162,12 @@ static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int n
   }
 }
 
-void rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
+void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
   rope_apply(x, tab, maxT, N, T, nh, D, nt, 1.f);
 }
 
 /* The rotation is orthogonal: its backward is the rotation by the opposite angle. */
-void rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
+void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
   rope_apply(dx, tab, maxT, N, T, nh, D, nt, -1.f);
 }
 
@@ -181,14 +181,14 @@ static inline float gelu_tanh(float x, float *deriv) {
   return 0.5f * x * (1.f + t);
 }
 
-static inline float act1(float g, act_kind k, float *deriv) {
+static inline float act1(float g, asink_act k, float *deriv) {
   switch (k) {
-  case ACT_SILU: {
+  case ASINK_ACT_SILU: {
     float sg = 1.f / (1.f + expf(-g));
     if (deriv) *deriv = sg * (1.f + g * (1.f - sg));
     return g * sg;
   }
-  case ACT_GELU: return gelu_tanh(g, deriv);
+  case ASINK_ACT_GELU: return gelu_tanh(g, deriv);
   default:
     if (deriv) *deriv = g > 0.f ? 1.f : 0.f;
     return g > 0.f ? g : 0.f;
@@ -220,13 +220,13 @@ ROW_CLONES static void silu_backward(float *dg, float *du, const float *dh, cons
   }
 }
 
-void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n, int nt) {
+void asink_act_forward(float *h, const float *g, const float *u, asink_act k, size_t n, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
   {
     int parts = omp_get_num_threads(), me = omp_get_thread_num();
     size_t lo = n * me / parts, hi = n * (me + 1) / parts;
-    if (k == ACT_SILU && h != g) { /* in place, the sigmoid would overwrite g */
+    if (k == ASINK_ACT_SILU && h != g) { /* in place, the sigmoid would overwrite g */
       memcpy(h + lo, g + lo, (hi - lo) * sizeof(float));
       kn->sigmoid(hi - lo, h + lo);
       silu_gate(h + lo, g + lo, u ? u + lo : NULL, hi - lo);
@@ -236,14 +236,14 @@ void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n,
   }
 }
 
-void act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                  act_kind k, size_t n, int nt) {
+void asink_act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                  asink_act k, size_t n, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
   {
     int parts = omp_get_num_threads(), me = omp_get_thread_num();
     size_t lo = n * me / parts, hi = n * (me + 1) / parts;
-    if (k == ACT_SILU) {
+    if (k == ASINK_ACT_SILU) {
       /* s = sigmoid(g) into dg first */
       memcpy(dg + lo, g + lo, (hi - lo) * sizeof(float));
       kn->sigmoid(hi - lo, dg + lo);
@@ -262,7 +262,7 @@ void act_backward(float *dg, float *du, const float *dh, const float *g, const f
   }
 }
 
-void residual_add(float *y, const float *x, size_t n, int nt) {
+void asink_residual_add(float *y, const float *x, size_t n, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
   {
@@ -274,7 +274,7 @@ void residual_add(float *y, const float *x, size_t n, int nt) {
 
 /* ------------------------------------------------------------------- linear */
 
-void linear_forward(float *y, int ldy, const float *x, int ldx, const linear_ref *L, int N, int nt) {
+void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asink_linear *L, int N, int nt) {
   asink_sgemm(false, !L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w, L->ldw, 0.f, y, ldy, nt);
   if (L->b) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
@@ -283,8 +283,8 @@ void linear_forward(float *y, int ldy, const float *x, int ldx, const linear_ref
   }
 }
 
-void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
-                     int ldx, const linear_ref *L, int N, int nt) {
+void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
+                     int ldx, const asink_linear *L, int N, int nt) {
   if (dx)
     asink_sgemm(false, L->in_out, N, L->in, L->out, 1.f, dy, ldy, L->w, L->ldw, acc ? 1.f : 0.f,
                 dx, lddx, nt);
@@ -299,7 +299,7 @@ void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, co
 
 /* ------------------------------------------------------- head + cross-entropy */
 
-double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
+double asink_head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
                  int count, float *dx, float *dW, bool dw_acc, float *logits, int rows, int nt) {
   const asink_kernels *kn = asink_kern();
   double total = 0.0;
@@ -336,7 +336,7 @@ double head_xent(const float *x, const float *W, const int32_t *targets, int N, 
   return total;
 }
 
-void sinusoid_table(float *pe, int maxT, int C) {
+void asink_sinusoid_table(float *pe, int maxT, int C) {
   for (int p = 0; p < maxT; p++)
     for (int i = 0; i < C; i += 2) {
       double ang = p / pow(10000.0, (double)i / C);

@@ -14,38 +14,38 @@
 typedef struct {
   float *buf;
   int nt;
-} layer_scratch;
+} asink_norm_scratch;
 
 /* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w */
-void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
+void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
                      float eps, int nt);
-void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                      const float *rstd, int N, int C, layer_scratch s);
+void asink_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                      const float *rstd, int N, int C, asink_norm_scratch s);
 
 /* ---- LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b */
-void layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
+void asink_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
                        const float *b, int N, int C, float eps, int nt);
-void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, const float *mean, const float *rstd, int N, int C,
-                        layer_scratch s);
+                        asink_norm_scratch s);
 
 /* ---- Rotary embedding, rotate-half (HF LLaMA): pairs (i, i + D/2) of every head of
  * x (N rows of nh heads of D) rotated by pos * theta^(-2i/D); row n has position
  * pos0 + n % T. tab holds cos then sin, (maxT, D/2) each (rope_table). In place. */
-void rope_table(float *tab, int maxT, int D, float theta);
-void rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
-void rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
+void asink_rope_table(float *tab, int maxT, int D, float theta);
+void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
+void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
 
 /* ---- Activations. Gated kinds read g and u (N x F) and write h = act(g) * u;
  * plain kinds read g and write h = act(g) (u unused). GELU is the tanh form. */
-typedef enum { ACT_SILU, ACT_GELU, ACT_RELU } act_kind;
-void act_forward(float *h, const float *g, const float *u, act_kind k, size_t n, int nt);
+typedef enum { ASINK_ACT_SILU, ASINK_ACT_GELU, ASINK_ACT_RELU } asink_act;
+void asink_act_forward(float *h, const float *g, const float *u, asink_act k, size_t n, int nt);
 /* dg = dh * d act(g) (* u), du = dh * act(g); written, not accumulated. */
-void act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                  act_kind k, size_t n, int nt);
+void asink_act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
+                  asink_act k, size_t n, int nt);
 
 /* ---- y += x over n floats (residual connections), split into one chunk per thread. */
-void residual_add(float *y, const float *x, size_t n, int nt);
+void asink_residual_add(float *y, const float *x, size_t n, int nt);
 
 /* ---- Linear: y = x W^T + b with W as HF stores it: (out, in) for nn.Linear, or
  * (in, out) for GPT-2's Conv1D (in_out); ldw is W's row stride (slices of c_attn). */
@@ -54,21 +54,21 @@ typedef struct {
   float *dw, *db;
   int in, out, ldw;
   bool in_out;
-} linear_ref;
-void linear_forward(float *y, int ldy, const float *x, int ldx, const linear_ref *L, int N, int nt);
+} asink_linear;
+void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asink_linear *L, int N, int nt);
 /* dx (if not NULL) = dy W, or += with acc;  dW += dy^T x;  db += colsum(dy). */
-void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
-                     int ldx, const linear_ref *L, int N, int nt);
+void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
+                     int ldx, const asink_linear *L, int N, int nt);
 
 /* ---- Fused head + cross-entropy over rows of x (N x C) against W (V x C).
  * targets < 0 are ignored; loss = mean over the others (count = their number).
  * Returns the summed loss of these rows. With dx/dW non-NULL also writes dx
  * (= dlogits W) and dW (= dlogits^T x; added to dW's contents with dw_acc), dlogits =
  * (softmax - onehot)/count, so no N x V array is ever kept. logits_ws: rows * V floats. */
-double head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
+double asink_head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
                  int count, float *dx, float *dW, bool dw_acc, float *logits_ws, int rows, int nt);
 
 /* ---- Sinusoidal positions (Vaswani): pe[p, 2i] = sin(p / 10000^(2i/C)), pe[p, 2i+1] = cos. */
-void sinusoid_table(float *pe, int maxT, int C);
+void asink_sinusoid_table(float *pe, int maxT, int C);
 
 #endif

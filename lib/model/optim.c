@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/runtime.h"
 #include "model/model_internal.h"
 
 asink_status asink_adamw_create(asink_adamw **out, asink_model *m, float lr, float beta1, float beta2,
@@ -21,7 +22,7 @@ asink_status asink_adamw_create(asink_adamw **out, asink_model *m, float lr, flo
   if (!isfinite(clip)) return asink_fail(ASINK_ERR_ARG, "clip=%g must be finite (<= 0 turns it off)", clip);
   asink_adamw *o = asink_calloc(1, sizeof *o);
   if (!o) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate an optimizer");
-  for (int i = 0; i < m->n_params; i++) o->total += m->params[i].numel;
+  o->total = m->w->n_block;
   o->mom = asink_calloc(2 * o->total + 1, sizeof(float));
   if (!o->mom) {
     asink_free(o);
@@ -83,10 +84,11 @@ static double sumsq_block(const float *g, size_t n) {
  * thread count, so runs stay bit-identical. */
 static double grad_sumsq(const asink_model *m) {
   double total = 0.0;
-  const int nt = asink_model_threads();
-  for (int i = 0; i < m->n_params; i++) {
-    const float *g = m->params[i].grad;
-    long n = (long)m->params[i].numel, nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
+  const int nt = asink_region_threads();
+  for (int i = 0; i < m->w->n_params; i++) {
+    const asink_param *p = &m->w->params[i];
+    const float *g = asink_model_grad_of(m, p);
+    long n = (long)p->numel, nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
     if (nb <= 1) {
       total += sumsq_block(g, (size_t)n);
       continue;
@@ -124,10 +126,10 @@ asink_status asink_adamw_step(asink_adamw *o, float *grad_norm) {
   float step_size = (float)(lr / bc1), bc2s = (float)sqrt(bc2);
   const float b1 = o->b1, b2 = o->b2, eps = o->eps;
   size_t off = 0;
-  const int nt = asink_model_threads();
-  for (int i = 0; i < m->n_params; i++) {
-    asink_param *p = &m->params[i];
-    float *w = p->data, *g = p->grad, *mo = o->mom + off, *va = o->var + off;
+  const int nt = asink_region_threads();
+  for (int i = 0; i < m->w->n_params; i++) {
+    asink_param *p = &m->w->params[i];
+    float *w = p->data, *g = asink_model_grad_of(m, p), *mo = o->mom + off, *va = o->var + off;
     float decay = p->decay ? 1.f - lr * o->wd : 1.f;
     long n = (long)p->numel;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 65536)

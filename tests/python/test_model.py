@@ -32,6 +32,8 @@ import json
 import math
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -777,30 +779,51 @@ def _loss_and_grads(m, tokens, targets):
     return loss, m.backward()
 
 
+def _one_team_loss_and_grads(m, tokens, targets, tmp_path):
+    """The loss and gradients of m on one thread team: the library reads ASINK_REPLICAS
+    once, at start-up, so they come from a second process started with ASINK_REPLICAS=0
+    that loads m from a checkpoint (2 threads, as the caller's)."""
+    m.save(tmp_path / "model")
+    np.save(tmp_path / "tokens.npy", tokens)
+    np.save(tmp_path / "targets.npy", targets)
+    code = (
+        "import sys, numpy as np, attnsink\n"
+        "d = sys.argv[1]\n"
+        "m = attnsink.Model.load(d + '/model')\n"
+        "loss = m.loss(np.load(d + '/tokens.npy'), np.load(d + '/targets.npy'))\n"
+        "np.savez(d + '/ref.npz', __loss__=np.float32(loss), **m.backward())\n")
+    env = dict(os.environ, ASINK_REPLICAS="0", ASINK_NUM_THREADS="2")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True)
+    ref = dict(np.load(tmp_path / "ref.npz"))
+    return float(ref.pop("__loss__")), ref
+
+
 @pytest.mark.parametrize("cfg", [llama(), gpt2(), llama(norm_position="post", sink_token=True,
-                                                         positions="learned")],
-                         ids=["llama", "gpt2", "llama-post-sinktoken-learned"])
-def test_data_parallel_replicas_match_one_team(cfg, monkeypatch):
-    """With 2 threads and B >= 2, a small model's loss and backward run on one batch slice
-    per thread (lib/model/replicas.c). They must agree with the one-team passes
+                                                         positions="learned"),
+                                 llama(attn="softmax,kbias=head,vbias=head,sink=head"),
+                                 llama(positions="relative")],
+                         ids=["llama", "gpt2", "llama-post-sinktoken-learned",
+                              "llama-op-parameters", "llama-relative-bias"])
+def test_data_parallel_slices_match_one_team(cfg, tmp_path):
+    """With 2 threads and B >= 2, a small model's loss and backward run on batch slices,
+    one pass state per slice over the same weights (lib/model/slices.c), also when the
+    attention ops have learnable parameters. They must agree with the one-team passes
     (ASINK_REPLICAS=0) to float32 rounding, differ from them in the last bits somewhere (the
-    gradient sums are added in another order: evidence the replicas ran), and repeat bit for
+    gradient sums are added in another order: evidence the slices ran), and repeat bit for
     bit."""
     old = attnsink.get_num_threads()
     attnsink.set_num_threads(2)
     try:
         rng = np.random.default_rng(5)
-        tokens = rng.integers(0, V, size=(4, T))
-        targets = rng.integers(0, V, size=(4, T))
+        tokens = rng.integers(0, V, size=(4, T)).astype(np.int32)
+        targets = rng.integers(0, V, size=(4, T)).astype(np.int32)
         targets[1, 3] = -1
         m, _ = make(cfg)
-        monkeypatch.setenv("ASINK_REPLICAS", "0")
-        ref_loss, ref = _loss_and_grads(m, tokens, targets)
-        m.zero_grad()
-        monkeypatch.delenv("ASINK_REPLICAS")
+        ref_loss, ref = _one_team_loss_and_grads(m, tokens, targets, tmp_path)
         loss1, g1 = _loss_and_grads(m, tokens, targets)
         m.zero_grad()
         loss2, g2 = _loss_and_grads(m, tokens, targets)
+        assert set(g1) == set(ref)
         assert abs(loss1 - ref_loss) <= 1e-6 * abs(ref_loss)
         for name in ref:
             assert rel_err(g1[name], ref[name]) <= 1e-5, name
@@ -811,29 +834,21 @@ def test_data_parallel_replicas_match_one_team(cfg, monkeypatch):
         attnsink.set_num_threads(old)
 
 
-def test_data_parallel_replicas_accumulate_and_skip_ops_with_parameters(monkeypatch):
-    """Two backward passes accumulate as on one team; a model whose attention ops own
-    parameters (kbias) stays on one team: bitwise the same with and without replicas."""
+def test_data_parallel_slices_accumulate():
+    """Two backward passes on slices accumulate as on one team."""
     old = attnsink.get_num_threads()
     attnsink.set_num_threads(2)
     try:
         rng = np.random.default_rng(6)
         tokens = rng.integers(0, V, size=(4, T))
         targets = rng.integers(0, V, size=(4, T))
-        m, _ = make(llama())
-        _loss_and_grads(m, tokens, targets)
-        _, twice = _loss_and_grads(m, tokens, targets)
-        m.zero_grad()
-        _, once = _loss_and_grads(m, tokens, targets)
-        for name in once:
-            assert rel_err(twice[name], 2 * once[name]) <= 1e-6, name
-        mk, _ = make(llama(attn="softmax,kbias=head"))
-        monkeypatch.setenv("ASINK_REPLICAS", "0")
-        _, ref = _loss_and_grads(mk, tokens, targets)
-        mk.zero_grad()
-        monkeypatch.delenv("ASINK_REPLICAS")
-        _, got = _loss_and_grads(mk, tokens, targets)
-        for name in ref:
-            assert np.array_equal(got[name], ref[name]), name
+        for cfg in (llama(), llama(attn="softmax,kbias=head")):
+            m, _ = make(cfg)
+            _loss_and_grads(m, tokens, targets)
+            _, twice = _loss_and_grads(m, tokens, targets)
+            m.zero_grad()
+            _, once = _loss_and_grads(m, tokens, targets)
+            for name in once:
+                assert rel_err(twice[name], 2 * once[name]) <= 1e-6, name
     finally:
         attnsink.set_num_threads(old)

@@ -1,0 +1,39 @@
+/* Sigmoid attention's row math: a = sigmoid(s), by default unnormalised (norm=none),
+ * the study's attention without a sink. */
+#include <math.h>
+
+#include "attn/rows.h"
+
+static float forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st,
+                         float *sdot) {
+  (void)sdot;
+  c->kn->sigmoid(n, x);
+  float a_v = c->kstar ? 1.f / (1.f + expf(-sv)) : 0.f;
+  return asink_norm_forward(c, x, n, a_v, pv, st);
+}
+
+static void recompute_row(const head_ctx *c, float *x, int n, float sv, float *pv,
+                          const float *st) {
+  (void)st;
+  c->kn->sigmoid(n, x);
+  *pv = c->kstar ? 1.f / (1.f + expf(-sv)) : 0.f;
+}
+
+/* sigmoid' = a (1 - a) */
+static float backward_row(const head_ctx *c, float *dp, const float *x, int n, float pv,
+                          float dpv, float Dt, const float *st, float *gsink) {
+  (void)gsink;
+  float cshift, dsv = asink_norm_backward_shift(st, dpv, Dt, &cshift);
+  c->kn->sigmoid_bwd(n, dp, x, cshift, st[0]);
+  return dsv * pv * (1.f - pv);
+}
+
+const attn_base asink_attn_sigmoid = {
+    .forward_row = forward_row,
+    .recompute_row = recompute_row,
+    .map_mul = asink_norm_map_mul,
+    .backward_row = backward_row,
+    .stat_weight = asink_norm_stat_weight,
+    .row_entropy = asink_norm_entropy,
+    .nonnegative = true,
+};

@@ -1,0 +1,382 @@
+/* The weights: architecture from the config, the named-parameter registry built from
+ * one declarative table per family (HF name, shape, init, decay, presence, and the
+ * view it fills), seeded initialisation, position tables. */
+#include "model/weights.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "attn/op.h"
+#include "attn/spec.h"
+#include "core/error.h"
+#include "core/runtime.h"
+
+/* ------------------------------------------------------------------ tables */
+
+typedef enum { D_NONE, D_C, D_3C, D_F, D_V, D_HD, D_KD, D_D, D_POS } dim_sym;
+typedef enum { INIT_ONES, INIT_ZEROS, INIT_C, INIT_HD, INIT_D, INIT_DOWN } init_sym;
+typedef enum {
+  ALWAYS,
+  IF_LEARNED_POS,
+  IF_SINK_TOKEN,
+  IF_KERNEL_MLP,
+  IF_GATED,
+  IF_PRE_NORM,
+  IF_UNTIED
+} when_sym;
+/* Where the parameter's view goes: a pointer of asink_weights (TOP) or of
+ * asink_layer_weights (VEC), an asink_linear's weight or bias, or, for ATTN_OP, the
+ * attention op's own parameters named with this prefix. */
+typedef enum { TOP, VEC, LIN_W, LIN_B, ATTN_OP } target;
+
+typedef struct {
+  const char *name; /* HF name; %d = the layer */
+  dim_sym rows, cols; /* cols D_NONE: a vector */
+  init_sym init;
+  bool decay;
+  when_sym when;
+  target kind;
+  size_t at;   /* offsetof the view */
+  bool in_out; /* LIN_W stored (in, out) as GPT-2's Conv1D; else (out, in) as nn.Linear */
+} param_row;
+
+#define WT(f) offsetof(asink_weights, f)
+#define LW(f) offsetof(asink_layer_weights, f)
+
+/* LLaMA (and the study's variants of it), in HF order: the model's own rows, each
+ * layer's, then the model's last ones. */
+static const param_row llama_pre[] = {
+    {"model.embed_tokens.weight", D_V, D_C, INIT_C, true, ALWAYS, TOP, WT(wte), false},
+    {"model.embed_positions.weight", D_POS, D_C, INIT_C, true, IF_LEARNED_POS, TOP, WT(wpe), false},
+    {"model.sink_token", D_C, D_NONE, INIT_C, false, IF_SINK_TOKEN, TOP, WT(sink_tok), false},
+};
+static const param_row llama_layer[] = {
+    {"model.layers.%d.input_layernorm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln1_w), false},
+    {"model.layers.%d.self_attn.q_proj.weight", D_HD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(q), false},
+    {"model.layers.%d.self_attn.k_proj.weight", D_KD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(k), false},
+    {"model.layers.%d.self_attn.v_proj.weight", D_KD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(v), false},
+    {"model.layers.%d.self_attn.o_proj.weight", D_C, D_HD, INIT_HD, true, ALWAYS, LIN_W, LW(o), false},
+    {"model.layers.%d.self_attn.kernel_mlp1.weight", D_D, D_D, INIT_D, true, IF_KERNEL_MLP, LIN_W, LW(kmlp1), false},
+    {"model.layers.%d.self_attn.kernel_mlp2.weight", D_D, D_D, INIT_D, true, IF_KERNEL_MLP, LIN_W, LW(kmlp2), false},
+    {"model.layers.%d.self_attn.", D_NONE, D_NONE, INIT_ZEROS, false, ALWAYS, ATTN_OP, LW(attn), false},
+    {"model.layers.%d.post_attention_layernorm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln2_w), false},
+    {"model.layers.%d.mlp.gate_proj.weight", D_F, D_C, INIT_C, true, IF_GATED, LIN_W, LW(gate), false},
+    {"model.layers.%d.mlp.up_proj.weight", D_F, D_C, INIT_C, true, ALWAYS, LIN_W, LW(up), false},
+    {"model.layers.%d.mlp.down_proj.weight", D_C, D_F, INIT_DOWN, true, ALWAYS, LIN_W, LW(down), false},
+};
+static const param_row llama_post[] = {
+    {"model.norm.weight", D_C, D_NONE, INIT_ONES, false, IF_PRE_NORM, TOP, WT(lnf_w), false},
+    {"lm_head.weight", D_V, D_C, INIT_C, true, IF_UNTIED, TOP, WT(head), false},
+};
+
+/* GPT-2: Conv1D weights stored (in, out); the head is tied to wte. */
+static const param_row gpt2_pre[] = {
+    {"wte.weight", D_V, D_C, INIT_C, true, ALWAYS, TOP, WT(wte), false},
+    {"wpe.weight", D_POS, D_C, INIT_C, true, IF_LEARNED_POS, TOP, WT(wpe), false},
+    {"sink_token", D_C, D_NONE, INIT_C, false, IF_SINK_TOKEN, TOP, WT(sink_tok), false},
+};
+static const param_row gpt2_layer[] = {
+    {"h.%d.ln_1.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln1_w), false},
+    {"h.%d.ln_1.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, VEC, LW(ln1_b), false},
+    {"h.%d.attn.c_attn.weight", D_C, D_3C, INIT_C, true, ALWAYS, LIN_W, LW(qkv), true},
+    {"h.%d.attn.c_attn.bias", D_3C, D_NONE, INIT_ZEROS, false, ALWAYS, LIN_B, LW(qkv), false},
+    {"h.%d.attn.c_proj.weight", D_C, D_C, INIT_HD, true, ALWAYS, LIN_W, LW(o), true},
+    {"h.%d.attn.c_proj.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, LIN_B, LW(o), false},
+    {"h.%d.attn.", D_NONE, D_NONE, INIT_ZEROS, false, ALWAYS, ATTN_OP, LW(attn), false},
+    {"h.%d.ln_2.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln2_w), false},
+    {"h.%d.ln_2.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, VEC, LW(ln2_b), false},
+    {"h.%d.mlp.c_fc.weight", D_C, D_F, INIT_C, true, ALWAYS, LIN_W, LW(up), true},
+    {"h.%d.mlp.c_fc.bias", D_F, D_NONE, INIT_ZEROS, false, ALWAYS, LIN_B, LW(up), false},
+    {"h.%d.mlp.c_proj.weight", D_F, D_C, INIT_DOWN, true, ALWAYS, LIN_W, LW(down), true},
+    {"h.%d.mlp.c_proj.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, LIN_B, LW(down), false},
+};
+static const param_row gpt2_post[] = {
+    {"ln_f.weight", D_C, D_NONE, INIT_ONES, false, IF_PRE_NORM, TOP, WT(lnf_w), false},
+    {"ln_f.bias", D_C, D_NONE, INIT_ZEROS, false, IF_PRE_NORM, TOP, WT(lnf_b), false},
+};
+
+#define ROWS(t) t, sizeof t / sizeof t[0]
+typedef struct {
+  const param_row *pre;
+  size_t n_pre;
+  const param_row *layer;
+  size_t n_layer;
+  const param_row *post;
+  size_t n_post;
+} family_rows;
+static const family_rows llama_rows = {ROWS(llama_pre), ROWS(llama_layer), ROWS(llama_post)};
+static const family_rows gpt2_rows = {ROWS(gpt2_pre), ROWS(gpt2_layer), ROWS(gpt2_post)};
+
+/* ------------------------------------------------------------ registry */
+
+static int64_t dim_of(const asink_weights *w, dim_sym d) {
+  switch (d) {
+  case D_C: return w->C;
+  case D_3C: return 3 * (int64_t)w->C;
+  case D_F: return w->F;
+  case D_V: return w->V;
+  case D_HD: return (int64_t)w->H * w->D;
+  case D_KD: return (int64_t)w->Hkv * w->D;
+  case D_D: return w->D;
+  case D_POS: return w->cfg.max_pos;
+  default: return 0;
+  }
+}
+
+static float std_of(const asink_weights *w, init_sym s) {
+  switch (s) {
+  case INIT_ONES: return -1.f;
+  case INIT_C: return sqrtf(2.f / (5.f * w->C));
+  case INIT_HD: return sqrtf(2.f / (5.f * (w->H * w->D)));
+  case INIT_D: return sqrtf(2.f / (5.f * w->D));
+  case INIT_DOWN: return 1.f / sqrtf((float)w->F) / (float)w->L;
+  default: return 0.f;
+  }
+}
+
+static bool present(const asink_weights *w, when_sym when) {
+  const asink_config *c = &w->cfg;
+  switch (when) {
+  case IF_LEARNED_POS: return c->pos == ASINK_POS_LEARNED;
+  case IF_SINK_TOKEN: return c->sink_token;
+  case IF_KERNEL_MLP: return c->kernel_mlp;
+  case IF_GATED: return w->gated;
+  case IF_PRE_NORM: return c->norm == ASINK_NORMPOS_PRE;
+  case IF_UNTIED: return !c->tie_embeddings;
+  default: return true;
+  }
+}
+
+/* Adds a parameter (count only while w->params is NULL). */
+static asink_param *add(asink_weights *w, const char *name, int ndim, int64_t s0, int64_t s1,
+                        float init_std, bool decay) {
+  int i = w->n_params++;
+  size_t numel = (size_t)s0 * (ndim == 2 ? (size_t)s1 : 1);
+  size_t off = w->n_block;
+  w->n_block += numel;
+  if (!w->params) return NULL;
+  asink_param *p = &w->params[i];
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "%s", name);
+  p->ndim = ndim, p->shape[0] = s0, p->shape[1] = ndim == 2 ? s1 : 0;
+  p->numel = numel, p->offset = off, p->data = w->block ? w->block + off : NULL;
+  p->decay = decay, p->init_std = init_std;
+  return p;
+}
+
+/* The view a row fills, in the weights or in layer l. */
+static void set_view(asink_weights *w, const param_row *r, int l, const asink_param *p) {
+  if (r->kind == TOP) {
+    *(float **)((char *)w + r->at) = p->data;
+    return;
+  }
+  char *y = (char *)&w->layers[l];
+  if (r->kind == VEC) {
+    *(float **)(y + r->at) = p->data;
+  } else if (r->kind == LIN_B) {
+    ((asink_linear *)(y + r->at))->b = p->data;
+  } else {
+    asink_linear *L = (asink_linear *)(y + r->at);
+    L->w = p->data;
+    L->in_out = r->in_out;
+    L->in = (int)(r->in_out ? p->shape[0] : p->shape[1]);
+    L->out = (int)(r->in_out ? p->shape[1] : p->shape[0]);
+    L->ldw = (int)p->shape[1];
+  }
+}
+
+/* The attention op's parameters, named after its prefix; k_bias and v_bias start like
+ * keys and values, sink logits and relative biases at 0. */
+static void add_op_params(asink_weights *w, const char *prefix, int l) {
+  asink_attn *op = w->layers[l].attn;
+  size_t first = w->n_block;
+  for (int i = 0; i < asink_attn_param_count(op); i++) {
+    const char *pname;
+    int nd;
+    int64_t sh[2];
+    asink_attn_param_info(op, i, &pname, &nd, sh);
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", prefix, pname);
+    bool zero = !strncmp(pname, "sinks", 5) || !strncmp(pname, "relative", 8);
+    add(w, name, nd, sh[0], sh[1], zero ? 0.f : std_of(w, INIT_D), false);
+  }
+  if (w->block && asink_attn_param_floats(op)) asink_attn_use_storage(op, w->block + first);
+}
+
+static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
+  char name[128];
+  for (size_t i = 0; i < n; i++) {
+    const param_row *r = &rows[i];
+    if (!present(w, r->when)) continue;
+    snprintf(name, sizeof name, r->name, l);
+    if (r->kind == ATTN_OP) {
+      add_op_params(w, name, l);
+      continue;
+    }
+    asink_param *p = add(w, name, r->cols == D_NONE ? 1 : 2, dim_of(w, r->rows),
+                         dim_of(w, r->cols), std_of(w, r->init), r->decay);
+    if (p) set_view(w, r, l, p);
+  }
+}
+
+/* Every parameter the config implies, in HF order: run once to count (no storage
+ * yet), once to fill. */
+static void declare(asink_weights *w) {
+  const family_rows *f = w->cfg.family == ASINK_FAMILY_GPT2 ? &gpt2_rows : &llama_rows;
+  w->n_params = 0, w->n_block = 0;
+  add_rows(w, f->pre, f->n_pre, 0);
+  for (int l = 0; l < w->L; l++) add_rows(w, f->layer, f->n_layer, l);
+  add_rows(w, f->post, f->n_post, 0);
+  if (!w->head) w->head = w->wte;
+  /* GPT-2's q, k, v are column slices of the fused [C, 3C] Conv1D weight and bias */
+  if (w->params && w->cfg.family == ASINK_FAMILY_GPT2)
+    for (int l = 0; l < w->L; l++) {
+      asink_layer_weights *y = &w->layers[l];
+      asink_linear *qkv[] = {&y->q, &y->k, &y->v};
+      for (int i = 0; i < 3; i++)
+        *qkv[i] = (asink_linear){y->qkv.w + i * w->C, y->qkv.b + i * w->C, NULL, NULL,
+                                 w->C, w->C, 3 * w->C, true};
+    }
+}
+
+asink_param *asink_weights_find(const asink_weights *w, const char *name) {
+  for (int i = 0; i < w->n_params; i++)
+    if (!strcmp(w->params[i].name, name)) return &w->params[i];
+  return NULL;
+}
+
+/* ---------------------------------------------------------- initialisation */
+
+typedef struct {
+  uint64_t s[4];
+} rng_t;
+
+static uint64_t splitmix(uint64_t *x) {
+  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rng_next(rng_t *r) { /* xoshiro256** */
+  uint64_t *s = r->s, res = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9, t = s[1] << 17;
+  s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t;
+  s[3] = (s[3] << 45) | (s[3] >> 19);
+  return res;
+}
+
+static double rng_normal(rng_t *r) {
+  double u1 = ((rng_next(r) >> 11) + 1.0) * 0x1.0p-53, u2 = (rng_next(r) >> 11) * 0x1.0p-53;
+  return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+void asink_weights_init(asink_weights *w, uint64_t seed) {
+  rng_t r;
+  uint64_t x = seed;
+  for (int i = 0; i < 4; i++) r.s[i] = splitmix(&x);
+  for (int i = 0; i < w->n_params; i++) {
+    asink_param *p = &w->params[i];
+    for (size_t j = 0; j < p->numel; j++)
+      p->data[j] = p->init_std < 0.f ? 1.f : p->init_std == 0.f ? 0.f : (float)(p->init_std * rng_normal(&r));
+  }
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+/* The layers' attention spec: the config's, with the positions that live in the
+ * attention (ALiBi, T5 relative buckets) added. */
+static asink_status layer_spec(const asink_config *c, char *out, size_t n) {
+  asink_spec s;
+  asink_status st = asink_spec_parse(c->attn, &s);
+  if (st) return st;
+  snprintf(out, n, "%s%s%s", c->attn, c->pos == ASINK_POS_ALIBI && !s.alibi ? ",alibi=1" : "",
+           c->pos == ASINK_POS_RELATIVE && !s.relbias ? ",relbias=t5" : "");
+  return ASINK_OK;
+}
+
+static asink_status check_family(const asink_config *cfg, bool gated) {
+  if (cfg->kernel_mlp && cfg->family == ASINK_FAMILY_GPT2)
+    return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.kernel=mlp is for llama-family models");
+  if (cfg->family != ASINK_FAMILY_GPT2) return ASINK_OK;
+  if (gated)
+    return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.ffn=%s is gated; gpt2 models have one MLP input (gelu, relu, swish)",
+                      asink_ffn_name(cfg->ffn));
+  if (!cfg->tie_embeddings)
+    return asink_fail(ASINK_ERR_FORMAT, "config: tie_word_embeddings=false: gpt2 models tie the head to wte");
+  if (cfg->pos != ASINK_POS_LEARNED)
+    return asink_fail(ASINK_ERR_FORMAT, "config: gpt2 models use learned positions, not attnsink.positions=%s",
+                      asink_pos_name(cfg->pos));
+  return ASINK_OK;
+}
+
+asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) {
+  *out = NULL;
+  asink_status st = asink_runtime_ready();
+  if (st || (st = asink_config_validate(cfg, "config"))) return st;
+  bool gated = cfg->ffn == ASINK_FFN_SWIGLU || cfg->ffn == ASINK_FFN_GEGLU || cfg->ffn == ASINK_FFN_REGLU;
+  if ((st = check_family(cfg, gated))) return st;
+  asink_weights *w = asink_calloc(1, sizeof *w);
+  if (!w) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
+  w->cfg = *cfg;
+  w->C = cfg->hidden, w->F = cfg->intermediate, w->L = cfg->n_layer, w->H = cfg->n_head;
+  w->Hkv = cfg->n_kv_head, w->D = cfg->head_dim, w->V = cfg->vocab_size;
+  w->gated = gated;
+  w->act = (cfg->ffn == ASINK_FFN_SWIGLU || cfg->ffn == ASINK_FFN_SWISH) ? ASINK_ACT_SILU
+           : (cfg->ffn == ASINK_FFN_GEGLU || cfg->ffn == ASINK_FFN_GELU) ? ASINK_ACT_GELU
+                                                                          : ASINK_ACT_RELU;
+  if (!(w->layers = asink_calloc((size_t)w->L, sizeof *w->layers))) {
+    asink_weights_free(w);
+    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
+  }
+  char spec[320];
+  if ((st = layer_spec(cfg, spec, sizeof spec))) {
+    asink_weights_free(w);
+    return asink_fail_context(st, "config: attnsink.attn");
+  }
+  for (int l = 0; l < w->L; l++)
+    if ((st = asink_attn_create(&w->layers[l].attn, spec, w->H, w->Hkv, w->D))) {
+      asink_weights_free(w);
+      return asink_fail_context(st, "config: attnsink.attn");
+    }
+  declare(w); /* counts */
+  w->params = asink_calloc((size_t)w->n_params, sizeof *w->params);
+  w->block = asink_calloc(w->n_block + 1, sizeof(float));
+  if (!w->params || !w->block) {
+    size_t total = w->n_block;
+    asink_weights_free(w);
+    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu parameters", total);
+  }
+  declare(w); /* fills the registry and the views */
+  *out = w;
+  return ASINK_OK;
+}
+
+void asink_weights_free(asink_weights *w) {
+  if (!w) return;
+  if (w->layers)
+    for (int l = 0; l < w->L; l++) asink_attn_free(w->layers[l].attn);
+  asink_free(w->layers);
+  asink_free(w->params);
+  asink_free(w->block);
+  asink_ws_release(&w->rope_ws);
+  asink_ws_release(&w->sinus_ws);
+  asink_free(w);
+}
+
+asink_status asink_weights_tables(asink_weights *w, int Tx) {
+  asink_status st;
+  int len = Tx > w->cfg.max_pos ? Tx : w->cfg.max_pos;
+  if (w->cfg.pos == ASINK_POS_ROPE && w->rope_len < Tx) {
+    if ((st = asink_ws_reserve(&w->rope_ws, (size_t)len * w->D * sizeof(float), "RoPE table"))) return st;
+    asink_rope_table(w->rope_ws.ptr, len, w->D, w->cfg.rope_theta);
+    w->rope_len = len;
+  }
+  if (w->cfg.pos == ASINK_POS_SINUSOIDAL && w->sinus_len < Tx) {
+    if ((st = asink_ws_reserve(&w->sinus_ws, (size_t)len * w->C * sizeof(float), "sinusoid table"))) return st;
+    asink_sinusoid_table(w->sinus_ws.ptr, len, w->C);
+    w->sinus_len = len;
+  }
+  return ASINK_OK;
+}
