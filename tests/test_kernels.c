@@ -303,6 +303,165 @@ START_TEST(linear_maps_are_bit_exact) {
 }
 END_TEST
 
+/* ---- the model's row loops: bit for bit against scalar, which is checked against
+ * the formulas of kernels.h ---- */
+
+typedef enum {
+  ROW_RMS_SCALE, ROW_RMS_BWD_TERMS, ROW_RMS_BWD_DX, ROW_ROPE, ROW_SILU_GATE, ROW_SILU_GATE_NOU,
+  ROW_SILU_BWD, ROW_SILU_BWD_NOU, ROW_COUNT
+} row_op;
+
+static const char *const row_names[ROW_COUNT] = {"rms_scale", "rms_bwd_terms", "rms_bwd_dx",
+                                                 "rope_rotate", "silu_gate", "silu_gate(u=NULL)",
+                                                 "silu_bwd", "silu_bwd(u=NULL)"};
+
+typedef struct {
+  float r, k, sign;
+} row_params;
+
+static const row_params row_param_sets[] = {
+    {0.5f, 0.25f, 1.f}, {1.7f, -3.f, -1.f}, {3e-3f, 10.f, 1.f}, {-0.f, 1e-38f, -1.f}, {1e30f, -INFINITY, 0.5f},
+};
+#define N_ROW_PARAMS (sizeof row_param_sets / sizeof *row_param_sets)
+
+/* Outputs o0 (2n floats for rope_rotate, n otherwise) and o1 (rms_bwd_terms' pdw,
+ * silu_bwd's du; n floats), read-only inputs in[0..2] of n floats each. */
+static int row_has_o1(row_op op) { return op == ROW_RMS_BWD_TERMS || op == ROW_SILU_BWD; }
+static size_t row_o0_len(row_op op, size_t n) { return op == ROW_ROPE ? 2 * n : n; }
+
+static void call_row(const asink_kernels *K, row_op op, size_t n, float *o0, float *o1,
+                     float *const in[3], const row_params *p) {
+  switch (op) {
+  case ROW_RMS_SCALE: K->rms_scale(n, o0, in[0], in[1], p->r); break;
+  case ROW_RMS_BWD_TERMS: K->rms_bwd_terms(n, o0, o1, in[0], in[1], in[2], p->r); break;
+  case ROW_RMS_BWD_DX: K->rms_bwd_dx(n, o0, in[0], in[1], p->r, p->k); break;
+  case ROW_ROPE: K->rope_rotate(n, o0, in[0], in[1], p->sign); break;
+  case ROW_SILU_GATE: K->silu_gate(n, o0, in[0], in[1]); break;
+  case ROW_SILU_GATE_NOU: K->silu_gate(n, o0, in[0], NULL); break;
+  case ROW_SILU_BWD: K->silu_bwd(n, o0, o1, in[0], in[1], in[2]); break;
+  default: K->silu_bwd(n, o0, NULL, in[0], in[1], NULL); break;
+  }
+}
+
+/* The same bits, or NaN for NaN (the payload may follow the operand order a compiler
+ * picks for a commutative multiply). */
+static int same_bits(float a, float b) { return isnan(a) ? isnan(b) : !memcmp(&a, &b, sizeof a); }
+
+/* Random inputs for op: sigmoid outputs (silu's h and dg on entry) in [0, 1]. */
+static void fill_row(row_op op, float *o0, float *o1, float *in[3], size_t n, int range) {
+  int sig = op >= ROW_SILU_GATE;
+  if (sig && range != R_SPECIAL)
+    for (size_t i = 0; i < n; i++) o0[i] = uniform(0, 1);
+  else
+    fill(o0, row_o0_len(op, n), range);
+  fill(o1, n, range);
+  for (int a = 0; a < 3; a++) fill(in[a], n, range);
+}
+
+static void run_row_case(const asink_kernels *K, row_op op, size_t n, int range, size_t pi, size_t off) {
+  const row_params *p = &row_param_sets[pi];
+  rng = 0x120e0000ull + (uint64_t)op * 1000003u + n * 7919u + (uint64_t)range * 104729u + pi * 31u + off;
+  size_t n0 = row_o0_len(op, n);
+  float *w0 = malloc((n0 + 1) * sizeof(float)), *w1 = malloc((n + 1) * sizeof(float));
+  float *in[3], *ins[3];
+  ck_assert_ptr_nonnull(w0);
+  ck_assert_ptr_nonnull(w1);
+  for (int a = 0; a < 3; a++) {
+    in[a] = malloc((n + 1) * sizeof(float));
+    ck_assert_ptr_nonnull(in[a]);
+  }
+  fill_row(op, w0, w1, in, n, range);
+  float *x0 = malloc((n0 + 1) * sizeof(float)), *x1 = malloc((n + 1) * sizeof(float));
+  ck_assert_ptr_nonnull(x0);
+  ck_assert_ptr_nonnull(x1);
+  memcpy(x0, w0, n0 * sizeof(float)); /* the inputs, for messages */
+  memcpy(x1, w1, n * sizeof(float));
+  float *b0 = guarded_alloc(n0, off), *g0 = data_of(b0, off);
+  float *b1 = guarded_alloc(n, off), *g1 = data_of(b1, off);
+  if (n0) memcpy(g0, w0, n0 * sizeof(float));
+  if (n) memcpy(g1, w1, n * sizeof(float));
+  for (int a = 0; a < 3; a++) ins[a] = exact_alloc(n, off, in[a]);
+  float *insd[3] = {ins[0] + off, ins[1] + off, ins[2] + off};
+
+  call_row(K, op, n, g0, g1, insd, p);
+  call_row(&asink_kernels_scalar, op, n, w0, w1, in, p);
+
+  char where[160];
+  snprintf(where, sizeof where, "%s %s n=%zu range=%s params=%zu offset=%zu", K->name, row_names[op], n,
+           range_names[range], pi, off);
+  if (!guards_intact(b0, n0, off) || !guards_intact(b1, n, off)) ck_abort_msg("%s: wrote outside [0, n)", where);
+  for (size_t i = 0; i < n0; i++)
+    if (!same_bits(g0[i], w0[i]))
+      ck_abort_msg("%s: first output %zu (was %.9g; inputs %.9g %.9g %.9g): got %.9g, scalar %.9g", where, i,
+                   (double)x0[i], (double)in[0][i % n], (double)in[1][i % n], (double)in[2][i % n],
+                   (double)g0[i], (double)w0[i]);
+  for (size_t i = 0; i < n; i++)
+    if (row_has_o1(op) ? !same_bits(g1[i], w1[i]) : memcmp(&g1[i], &x1[i], sizeof(float)) != 0)
+      ck_abort_msg("%s: second output %zu (was %.9g): got %.9g, scalar %.9g", where, i, (double)x1[i],
+                   (double)g1[i], (double)w1[i]);
+  free(b0);
+  free(b1);
+  for (int a = 0; a < 3; a++) free(in[a]), free(ins[a]);
+  free(w0), free(w1), free(x0), free(x1);
+}
+
+START_TEST(row_loops_match_scalar_bitwise) {
+  const asink_kernels *K = simd_tables[_i];
+  for (int op = 0; op < ROW_COUNT; op++)
+    for (size_t s = 0; s < N_SIZES; s++)
+      for (int r = 0; r < R_COUNT; r++)
+        for (size_t pi = 0; pi < N_ROW_PARAMS; pi++)
+          for (size_t o = 0; o < N_OFFSETS; o++) run_row_case(K, (row_op)op, sizes[s], r, pi, offsets[o]);
+}
+END_TEST
+
+/* Every table against kernels.h's formulas, written out here in their order (this file
+ * is C11 too, so nothing is contracted): pins the order layers.c's results depend on. */
+START_TEST(row_loops_follow_formulas) {
+  const asink_kernels *K = all_tables[_i];
+  enum { N = 37 };
+  for (size_t pi = 0; pi < N_ROW_PARAMS; pi++)
+    for (int op = 0; op < ROW_COUNT; op++) {
+      const row_params *p = &row_param_sets[pi];
+      rng = 4242 + pi * 17 + (uint64_t)op;
+      float o0[2 * N] = {0}, o1[N] = {0}, a[N], b[N], c[N], e0[2 * N], e1[N];
+      float *in[3] = {a, b, c};
+      fill_row(op, o0, o1, in, N, R_WIDE);
+      memcpy(e0, o0, sizeof o0);
+      memcpy(e1, o1, sizeof o1);
+      for (size_t i = 0; i < N; i++) {
+        switch (op) {
+        case ROW_RMS_SCALE: e0[i] = a[i] * p->r * b[i]; break;
+        case ROW_RMS_BWD_TERMS: e0[i] = a[i] * c[i], e1[i] += a[i] * b[i] * p->r; break;
+        case ROW_RMS_BWD_DX: e0[i] += a[i] * p->r - b[i] * p->k; break;
+        case ROW_ROPE: {
+          float va = o0[i], vb = o0[i + N], si = p->sign * b[i];
+          e0[i] = va * a[i] - vb * si;
+          e0[i + N] = vb * a[i] + va * si;
+          break;
+        }
+        case ROW_SILU_GATE: e0[i] *= a[i] * b[i]; break;
+        case ROW_SILU_GATE_NOU: e0[i] *= a[i]; break;
+        default: {
+          float sg = o0[i], d = sg * (1.f + b[i] * (1.f - sg));
+          if (op == ROW_SILU_BWD) e1[i] = a[i] * b[i] * sg, e0[i] = a[i] * d * c[i];
+          else e0[i] = a[i] * d;
+        }
+        }
+      }
+      call_row(K, op, N, o0, o1, in, p);
+      for (size_t i = 0; i < row_o0_len(op, N); i++)
+        if (!same_bits(o0[i], e0[i]))
+          ck_abort_msg("%s %s params=%zu: first output %zu is %.9g, formula %.9g", K->name, row_names[op], pi,
+                       i, (double)o0[i], (double)e0[i]);
+      for (size_t i = 0; i < N; i++)
+        if (!same_bits(o1[i], e1[i]))
+          ck_abort_msg("%s %s params=%zu: second output %zu is %.9g, formula %.9g", K->name, row_names[op], pi,
+                       i, (double)o1[i], (double)e1[i]);
+    }
+}
+END_TEST
+
 /* ---- exact values, every table including scalar ---- */
 
 static float exp1(const asink_kernels *K, float v, size_t n, size_t pos) {
@@ -506,6 +665,7 @@ Suite *kernels_suite(void) {
   tcase_add_loop_test(tc, linear_maps_match_scalar, 0, n_simd);
   tcase_add_loop_test(tc, exp_maps_match_scalar, 0, n_simd);
   tcase_add_loop_test(tc, linear_maps_are_bit_exact, 0, n_simd);
+  tcase_add_loop_test(tc, row_loops_match_scalar_bitwise, 0, n_simd);
   suite_add_tcase(su, tc);
   TCase *tv = tcase_create("exact_values");
   tcase_set_timeout(tv, 300);
@@ -515,6 +675,7 @@ Suite *kernels_suite(void) {
   tcase_add_loop_test(tv, exp_shift_sum_is_sum_of_outputs, 0, n_all);
   tcase_add_loop_test(tv, exp_shift_sum_dot_matches_exp_shift_sum, 0, n_all);
   tcase_add_loop_test(tv, accuracy_against_libm, 0, n_all);
+  tcase_add_loop_test(tv, row_loops_follow_formulas, 0, n_all);
   suite_add_tcase(su, tv);
   return su;
 }

@@ -264,6 +264,76 @@ static void v_shift_scale(size_t n, float *dp, float c, float m) {
   MAP(n, dp, _mm256_mul_ps(vm, _mm256_sub_ps(v, vc)));
 }
 
+/* The model's row loops. ROW runs its body on the 8 lanes at offset j, reading through
+ * ld2 and writing through st2: plain in the loop, masked in the tail (the tests fold
+ * away once inlined). Separate mul and add, no FMA: the scalar rounding, bit for bit. */
+#define ROW(n, ...)                                                            \
+  do {                                                                         \
+    size_t j = 0;                                                              \
+    for (; j + 8 <= (n); j += 8) { __VA_ARGS__; }                              \
+    if (j < (n)) { __VA_ARGS__; }                                              \
+  } while (0)
+
+static inline void st2(float *p, size_t j, size_t n, __m256 v) {
+  if (j + 8 <= n) _mm256_storeu_ps(p + j, v);
+  else _mm256_maskstore_ps(p + j, tail_mask(n - j), v);
+}
+
+static void v_rms_scale(size_t n, float *y, const float *x, const float *w, float r) {
+  const __m256 vr = _mm256_set1_ps(r);
+  ROW(n, st2(y, j, n, _mm256_mul_ps(_mm256_mul_ps(ld2(x, j, n), vr), ld2(w, j, n))));
+}
+
+static void v_rms_bwd_terms(size_t n, float *g, float *pdw, const float *dy, const float *x,
+                            const float *w, float r) {
+  const __m256 vr = _mm256_set1_ps(r);
+  ROW(n, {
+    __m256 d = ld2(dy, j, n);
+    st2(g, j, n, _mm256_mul_ps(d, ld2(w, j, n)));
+    st2(pdw, j, n, _mm256_add_ps(ld2(pdw, j, n), _mm256_mul_ps(_mm256_mul_ps(d, ld2(x, j, n)), vr)));
+  });
+}
+
+static void v_rms_bwd_dx(size_t n, float *dx, const float *g, const float *x, float r, float k) {
+  const __m256 vr = _mm256_set1_ps(r), vk = _mm256_set1_ps(k);
+  MAP(n, dx, _mm256_add_ps(v, _mm256_sub_ps(_mm256_mul_ps(ld2(g, j, n), vr),
+                                            _mm256_mul_ps(ld2(x, j, n), vk))));
+}
+
+static void v_rope_rotate(size_t h, float *v, const float *c, const float *s, float sign) {
+  const __m256 vs = _mm256_set1_ps(sign);
+  float *v2 = v + h;
+  ROW(h, {
+    __m256 a = ld2(v, j, h), b = ld2(v2, j, h), cj = ld2(c, j, h);
+    __m256 si = _mm256_mul_ps(vs, ld2(s, j, h));
+    st2(v, j, h, _mm256_sub_ps(_mm256_mul_ps(a, cj), _mm256_mul_ps(b, si)));
+    st2(v2, j, h, _mm256_add_ps(_mm256_mul_ps(b, cj), _mm256_mul_ps(a, si)));
+  });
+}
+
+static void v_silu_gate(size_t n, float *h, const float *g, const float *u) {
+  if (u) MAP(n, h, _mm256_mul_ps(v, _mm256_mul_ps(ld2(g, j, n), ld2(u, j, n))));
+  else MAP(n, h, _mm256_mul_ps(v, ld2(g, j, n)));
+}
+
+/* d = s * (1 + g * (1 - s)) for s = sigmoid(g) */
+static inline __m256 silu_d8(__m256 s, __m256 g) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  return _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, s))));
+}
+
+static void v_silu_bwd(size_t n, float *dg, float *du, const float *dh, const float *g,
+                       const float *u) {
+  if (u)
+    ROW(n, {
+      __m256 s = ld2(dg, j, n), gj = ld2(g, j, n), d = ld2(dh, j, n);
+      st2(du, j, n, _mm256_mul_ps(_mm256_mul_ps(d, gj), s));
+      st2(dg, j, n, _mm256_mul_ps(_mm256_mul_ps(d, silu_d8(s, gj)), ld2(u, j, n)));
+    });
+  else
+    MAP(n, dg, _mm256_mul_ps(ld2(dh, j, n), silu_d8(v, ld2(g, j, n))));
+}
+
 static const asink_kernels avx2_table = {
     .name = "avx2",
     .max = v_max,
@@ -283,6 +353,12 @@ static const asink_kernels avx2_table = {
     .sigmoid_bwd = v_sigmoid_bwd,
     .elu1_bwd = v_elu1_bwd,
     .shift_scale = v_shift_scale,
+    .rms_scale = v_rms_scale,
+    .rms_bwd_terms = v_rms_bwd_terms,
+    .rms_bwd_dx = v_rms_bwd_dx,
+    .rope_rotate = v_rope_rotate,
+    .silu_gate = v_silu_gate,
+    .silu_bwd = v_silu_bwd,
 };
 
 const asink_kernels *const asink_kernels_avx2_table = &avx2_table;

@@ -265,6 +265,77 @@ static void v_shift_scale(size_t n, float *dp, float c, float m) {
   MAP(n, dp, _mm512_mul_ps(vm, _mm512_sub_ps(v, vc)));
 }
 
+/* The model's row loops. ROW runs its body on the 16 lanes at offset j, reading
+ * through ld2 and writing through st2: plain in the loop, masked in the tail (the
+ * tests fold away once inlined). Separate mul and add, no FMA: the scalar rounding,
+ * bit for bit. */
+#define ROW(n, ...)                                                            \
+  do {                                                                         \
+    size_t j = 0;                                                              \
+    for (; j + 16 <= (n); j += 16) { __VA_ARGS__; }                            \
+    if (j < (n)) { __VA_ARGS__; }                                              \
+  } while (0)
+
+static inline void st2(float *p, size_t j, size_t n, __m512 v) {
+  if (j + 16 <= n) _mm512_storeu_ps(p + j, v);
+  else _mm512_mask_storeu_ps(p + j, tail_mask(n - j), v);
+}
+
+static void v_rms_scale(size_t n, float *y, const float *x, const float *w, float r) {
+  const __m512 vr = _mm512_set1_ps(r);
+  ROW(n, st2(y, j, n, _mm512_mul_ps(_mm512_mul_ps(ld2(x, j, n), vr), ld2(w, j, n))));
+}
+
+static void v_rms_bwd_terms(size_t n, float *g, float *pdw, const float *dy, const float *x,
+                            const float *w, float r) {
+  const __m512 vr = _mm512_set1_ps(r);
+  ROW(n, {
+    __m512 d = ld2(dy, j, n);
+    st2(g, j, n, _mm512_mul_ps(d, ld2(w, j, n)));
+    st2(pdw, j, n, _mm512_add_ps(ld2(pdw, j, n), _mm512_mul_ps(_mm512_mul_ps(d, ld2(x, j, n)), vr)));
+  });
+}
+
+static void v_rms_bwd_dx(size_t n, float *dx, const float *g, const float *x, float r, float k) {
+  const __m512 vr = _mm512_set1_ps(r), vk = _mm512_set1_ps(k);
+  MAP(n, dx, _mm512_add_ps(v, _mm512_sub_ps(_mm512_mul_ps(ld2(g, j, n), vr),
+                                            _mm512_mul_ps(ld2(x, j, n), vk))));
+}
+
+static void v_rope_rotate(size_t h, float *v, const float *c, const float *s, float sign) {
+  const __m512 vs = _mm512_set1_ps(sign);
+  float *v2 = v + h;
+  ROW(h, {
+    __m512 a = ld2(v, j, h), b = ld2(v2, j, h), cj = ld2(c, j, h);
+    __m512 si = _mm512_mul_ps(vs, ld2(s, j, h));
+    st2(v, j, h, _mm512_sub_ps(_mm512_mul_ps(a, cj), _mm512_mul_ps(b, si)));
+    st2(v2, j, h, _mm512_add_ps(_mm512_mul_ps(b, cj), _mm512_mul_ps(a, si)));
+  });
+}
+
+static void v_silu_gate(size_t n, float *h, const float *g, const float *u) {
+  if (u) MAP(n, h, _mm512_mul_ps(v, _mm512_mul_ps(ld2(g, j, n), ld2(u, j, n))));
+  else MAP(n, h, _mm512_mul_ps(v, ld2(g, j, n)));
+}
+
+/* d = s * (1 + g * (1 - s)) for s = sigmoid(g) */
+static inline __m512 silu_d16(__m512 s, __m512 g) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  return _mm512_mul_ps(s, _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, s))));
+}
+
+static void v_silu_bwd(size_t n, float *dg, float *du, const float *dh, const float *g,
+                       const float *u) {
+  if (u)
+    ROW(n, {
+      __m512 s = ld2(dg, j, n), gj = ld2(g, j, n), d = ld2(dh, j, n);
+      st2(du, j, n, _mm512_mul_ps(_mm512_mul_ps(d, gj), s));
+      st2(dg, j, n, _mm512_mul_ps(_mm512_mul_ps(d, silu_d16(s, gj)), ld2(u, j, n)));
+    });
+  else
+    MAP(n, dg, _mm512_mul_ps(ld2(dh, j, n), silu_d16(v, ld2(g, j, n))));
+}
+
 /* Lanes [0, r) set, for 0 <= r <= 16. */
 static inline __mmask16 lanes(size_t r) { return (__mmask16)((1u << (r < 16 ? r : 16)) - 1u); }
 
@@ -353,6 +424,12 @@ static const asink_kernels avx512_table = {
     .elu1_bwd = v_elu1_bwd,
     .shift_scale = v_shift_scale,
     .pack_panel = v_pack_panel,
+    .rms_scale = v_rms_scale,
+    .rms_bwd_terms = v_rms_bwd_terms,
+    .rms_bwd_dx = v_rms_bwd_dx,
+    .rope_rotate = v_rope_rotate,
+    .silu_gate = v_silu_gate,
+    .silu_bwd = v_silu_bwd,
 };
 
 const asink_kernels *const asink_kernels_avx512_table = &avx512_table;

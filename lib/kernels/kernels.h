@@ -66,6 +66,29 @@ typedef struct asink_kernels {
    * then go through BLIS's own packing. */
   void (*pack_panel)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
                      size_t s_p);
+
+  /* Row loops of the model's layers (model/layers.c). Each is evaluated in the
+   * order written, left to right, with no FMA contraction, so every table gives the
+   * scalar table's results bit for bit. Arrays do not overlap, except that an output
+   * may be the very array of an input it replaces (y == x in rms_scale). */
+  /* RMSNorm forward row: y[j] = x[j] * r * w[j] */
+  void (*rms_scale)(size_t n, float *y, const float *x, const float *w, float r);
+  /* RMSNorm backward terms: g[j] = dy[j] * w[j];  pdw[j] += dy[j] * x[j] * r */
+  void (*rms_bwd_terms)(size_t n, float *g, float *pdw, const float *dy, const float *x,
+                        const float *w, float r);
+  /* RMSNorm backward dx row: dx[j] += g[j] * r - x[j] * k */
+  void (*rms_bwd_dx)(size_t n, float *dx, const float *g, const float *x, float r, float k);
+  /* Rotate-half RoPE on one head vector v of 2h floats, in place: for i < h, with
+   * a = v[i], b = v[i+h], si = sign * s[i]:
+   *   v[i] = a * c[i] - b * si;  v[i+h] = b * c[i] + a * si */
+  void (*rope_rotate)(size_t h, float *v, const float *c, const float *s, float sign);
+  /* SiLU gate given h = sigmoid(g): h[i] *= g[i] * u[i]  (u NULL: h[i] *= g[i]) */
+  void (*silu_gate)(size_t n, float *h, const float *g, const float *u);
+  /* SiLU backward given dg = s = sigmoid(g) on entry: d = s * (1 + g[i] * (1 - s));
+   *   with u: du[i] = dh[i] * g[i] * s, dg[i] = dh[i] * d * u[i];
+   *   u NULL: dg[i] = dh[i] * d (du unused) */
+  void (*silu_bwd)(size_t n, float *dg, float *du, const float *dh, const float *g,
+                   const float *u);
 } asink_kernels;
 
 /* The tables; asink_kernels_avx2/avx512 are NULL when the build lacks that ISA. */

@@ -90,6 +90,50 @@ static void s_shift_scale(size_t n, float *dp, float c, float m) {
   for (size_t i = 0; i < n; i++) dp[i] = m * (dp[i] - c);
 }
 
+static void s_rms_scale(size_t n, float *y, const float *x, const float *w, float r) {
+  for (size_t j = 0; j < n; j++) y[j] = x[j] * r * w[j];
+}
+
+static void s_rms_bwd_terms(size_t n, float *g, float *pdw, const float *dy, const float *x,
+                            const float *w, float r) {
+  for (size_t j = 0; j < n; j++) {
+    g[j] = dy[j] * w[j];
+    pdw[j] += dy[j] * x[j] * r;
+  }
+}
+
+static void s_rms_bwd_dx(size_t n, float *dx, const float *g, const float *x, float r, float k) {
+  for (size_t j = 0; j < n; j++) dx[j] += g[j] * r - x[j] * k;
+}
+
+static void s_rope_rotate(size_t h, float *v, const float *c, const float *s, float sign) {
+  for (size_t i = 0; i < h; i++) {
+    float a = v[i], b = v[i + h], si = sign * s[i];
+    v[i] = a * c[i] - b * si;
+    v[i + h] = b * c[i] + a * si;
+  }
+}
+
+static void s_silu_gate(size_t n, float *h, const float *g, const float *u) {
+  if (u)
+    for (size_t i = 0; i < n; i++) h[i] *= g[i] * u[i];
+  else
+    for (size_t i = 0; i < n; i++) h[i] *= g[i];
+}
+
+static void s_silu_bwd(size_t n, float *dg, float *du, const float *dh, const float *g,
+                       const float *u) {
+  for (size_t i = 0; i < n; i++) {
+    float sg = dg[i], d = sg * (1.f + g[i] * (1.f - sg));
+    if (u) {
+      du[i] = dh[i] * g[i] * sg;
+      dg[i] = dh[i] * d * u[i];
+    } else {
+      dg[i] = dh[i] * d;
+    }
+  }
+}
+
 const asink_kernels asink_kernels_scalar = {
     .name = "scalar",
     .max = s_max,
@@ -109,4 +153,10 @@ const asink_kernels asink_kernels_scalar = {
     .sigmoid_bwd = s_sigmoid_bwd,
     .elu1_bwd = s_elu1_bwd,
     .shift_scale = s_shift_scale,
+    .rms_scale = s_rms_scale,
+    .rms_bwd_terms = s_rms_bwd_terms,
+    .rms_bwd_dx = s_rms_bwd_dx,
+    .rope_rotate = s_rope_rotate,
+    .silu_gate = s_silu_gate,
+    .silu_bwd = s_silu_bwd,
 };

@@ -10,31 +10,12 @@
 #include "core/blas.h"
 #include "kernels/kernels.h"
 
-/* This file is compiled for baseline x86-64; the row loops below are cloned for
- * AVX-512 and AVX2 and picked at load time (GCC target_clones), and their sums go
- * through the SIMD table: a float sum in a plain loop cannot be vectorised (the
- * compiler may not reorder it) and ran one add per 4 cycles. */
-#define ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* This file is compiled for baseline x86-64; its row loops and sums run through the
+ * SIMD table (kernels/kernels.h), the one place the instruction set is chosen
+ * (ASINK_SIMD): a float sum in a plain loop cannot be vectorised (the compiler may
+ * not reorder it) and ran one add per 4 cycles. */
 
 /* ------------------------------------------------------------------ RMSNorm */
-
-ROW_CLONES static void scale_mul_row(float *y, const float *x, const float *w, float r, int C) {
-  for (int j = 0; j < C; j++) y[j] = x[j] * r * w[j];
-}
-
-/* g = dy * w (into tmp), pdw += dy * x * r */
-ROW_CLONES static void rms_bwd_terms(float *tmp, float *pdw, const float *dy, const float *x,
-                                     const float *w, float r, int C) {
-  for (int j = 0; j < C; j++) {
-    tmp[j] = dy[j] * w[j];
-    pdw[j] += dy[j] * x[j] * r;
-  }
-}
-
-ROW_CLONES static void rms_bwd_dx(float *dx, const float *g, const float *x, float r, float k,
-                                  int C) {
-  for (int j = 0; j < C; j++) dx[j] += g[j] * r - x[j] * k;
-}
 
 void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
                      float eps, int nt) {
@@ -44,7 +25,7 @@ void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w
     const float *xr = x + (size_t)n * C;
     float r = 1.f / sqrtf(kn->dot((size_t)C, xr, xr) / C + eps);
     rstd[n] = r;
-    scale_mul_row(y + (size_t)n * C, xr, w, r, C);
+    kn->rms_scale((size_t)C, y + (size_t)n * C, xr, w, r);
   }
 }
 
@@ -61,9 +42,9 @@ void asink_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *
     for (int n = 0; n < N; n++) {
       const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
       float r = rstd[n];
-      rms_bwd_terms(g, pdw, dyr, xr, w, r, C);
+      kn->rms_bwd_terms((size_t)C, g, pdw, dyr, xr, w, r);
       float k = kn->dot((size_t)C, g, xr) * r * r * r / C;
-      rms_bwd_dx(dx + (size_t)n * C, g, xr, r, k, C);
+      kn->rms_bwd_dx((size_t)C, dx + (size_t)n * C, g, xr, r, k);
     }
   }
   for (int t = 0; t < nt; t++) {
@@ -142,23 +123,17 @@ void asink_rope_table(float *tab, int maxT, int D, float theta) {
     }
 }
 
-ROW_CLONES static void rope_row(float *v, const float *c, const float *s, int h, float sign) {
-  for (int i = 0; i < h; i++) {
-    float a = v[i], b = v[i + h], si = sign * s[i];
-    v[i] = a * c[i] - b * si;
-    v[i + h] = b * c[i] + a * si;
-  }
-}
-
 static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt,
                        float sign) {
+  const asink_kernels *kn = asink_kern();
   int h = D / 2;
   const float *cs = tab, *sn = tab + (size_t)maxT * h;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
   for (int n = 0; n < N; n++) {
     int p = n % T;
     const float *c = cs + (size_t)p * h, *s = sn + (size_t)p * h;
-    for (int hd = 0; hd < nh; hd++) rope_row(x + ((size_t)n * nh + hd) * D, c, s, h, sign);
+    for (int hd = 0; hd < nh; hd++)
+      kn->rope_rotate((size_t)h, x + ((size_t)n * nh + hd) * D, c, s, sign);
   }
 }
 
@@ -198,28 +173,6 @@ static inline float act1(float g, asink_act k, float *deriv) {
 /* SiLU runs through the SIMD sigmoid kernel (the FFN's activations are a visible
  * share of a small model's step); the others are plain loops. Work is split into
  * contiguous chunks, one per thread. */
-/* h = silu(g) (* u) given h = sigmoid(g) */
-ROW_CLONES static void silu_gate(float *h, const float *g, const float *u, size_t n) {
-  if (u)
-    for (size_t i = 0; i < n; i++) h[i] *= g[i] * u[i];
-  else
-    for (size_t i = 0; i < n; i++) h[i] *= g[i];
-}
-
-/* dg, du of h = silu(g) (* u) given dg = sigmoid(g); silu' = s (1 + g (1 - s)) */
-ROW_CLONES static void silu_backward(float *dg, float *du, const float *dh, const float *g,
-                                     const float *u, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    float sg = dg[i], d = sg * (1.f + g[i] * (1.f - sg));
-    if (u) {
-      du[i] = dh[i] * g[i] * sg;
-      dg[i] = dh[i] * d * u[i];
-    } else {
-      dg[i] = dh[i] * d;
-    }
-  }
-}
-
 void asink_act_forward(float *h, const float *g, const float *u, asink_act k, size_t n, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
@@ -229,7 +182,7 @@ void asink_act_forward(float *h, const float *g, const float *u, asink_act k, si
     if (k == ASINK_ACT_SILU && h != g) { /* in place, the sigmoid would overwrite g */
       memcpy(h + lo, g + lo, (hi - lo) * sizeof(float));
       kn->sigmoid(hi - lo, h + lo);
-      silu_gate(h + lo, g + lo, u ? u + lo : NULL, hi - lo);
+      kn->silu_gate(hi - lo, h + lo, g + lo, u ? u + lo : NULL);
     } else {
       for (size_t i = lo; i < hi; i++) h[i] = act1(g[i], k, NULL) * (u ? u[i] : 1.f);
     }
@@ -247,7 +200,7 @@ void asink_act_backward(float *dg, float *du, const float *dh, const float *g, c
       /* s = sigmoid(g) into dg first */
       memcpy(dg + lo, g + lo, (hi - lo) * sizeof(float));
       kn->sigmoid(hi - lo, dg + lo);
-      silu_backward(dg + lo, du ? du + lo : NULL, dh + lo, g + lo, u ? u + lo : NULL, hi - lo);
+      kn->silu_bwd(hi - lo, dg + lo, du ? du + lo : NULL, dh + lo, g + lo, u ? u + lo : NULL);
     } else {
       for (size_t i = lo; i < hi; i++) {
         float d, a = act1(g[i], k, &d);
