@@ -141,6 +141,20 @@ ASINK_API asink_status asink_attn_forward(asink_attn *op, int B, int T, const fl
                                           const float *k, const float *v, float *out,
                                           float *importance);
 
+/* The same with Tq queries against Tk keys at given positions (a key/value cache, a
+ * chunk of a long sequence): q and out are (B, Tq, H, D), k and v (B, Tk, Hkv, D).
+ * q_pos (Tq) and k_pos (Tk) are the absolute positions, each strictly increasing and
+ * shared by the batch; every mask, ALiBi and relative bias is computed on them
+ * (docs/attention.md). k_pos NULL: keys at 0 .. Tk-1; q_pos NULL: queries at
+ * Tk-Tq .. Tk-1 (the newest Tq of the keys; Tq <= Tk). importance: (B, H, Tk, +1 with
+ * kbias), each key's column divided by the queries at or after its position.
+ * ASINK_ERR_ARG for positions that do not increase; ASINK_ERR_SHAPE for a query that
+ * sees no key. asink_attn_backward differentiates it like any forward. */
+ASINK_API asink_status asink_attn_forward_at(asink_attn *op, int B, int Tq, int Tk,
+                                             const int64_t *q_pos, const int64_t *k_pos,
+                                             const float *q, const float *k, const float *v,
+                                             float *out, float *importance);
+
 /* Gradients of sum(out * dout) for the last forward: writes dq, dk, dv (same shapes
  * as q, k, v) and adds the parameter gradients into the op's grad buffers. q, k, v
  * and out must be the buffers (values) of that forward. ASINK_ERR_STATE if there

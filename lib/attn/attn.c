@@ -87,6 +87,7 @@ void asink_attn_state_free(asink_attn_state *s) {
   asink_ws_release(&s->thread_ws);
   asink_ws_release(&s->accum);
   asink_ws_release(&s->buckets);
+  asink_ws_release(&s->pos);
   asink_free(s);
 }
 
@@ -195,22 +196,81 @@ void asink_attn_zero_grad(asink_attn *op) {
 
 /* ----------------------------------------------------------------- passes */
 
-asink_status asink_attn_run_forward(const asink_attn *op, asink_attn_state *s, int B, int T,
+/* Positions must increase (queries strictly, keys strictly) and every query must see a
+ * key; their copies go into the state for backward. */
+static asink_status set_geometry(const asink_attn *op, asink_attn_state *s, int Tq, int Tk,
+                                 const int64_t *qpos, const int64_t *kpos) {
+  s->g = (attn_geom){Tq, Tk, NULL, NULL, (int64_t)Tk - Tq};
+  if (qpos || kpos) {
+    size_t n = (qpos ? (size_t)Tq : 0) + (kpos ? (size_t)Tk : 0);
+    asink_status st = asink_ws_reserve(&s->pos, n * sizeof(int64_t), "attention positions");
+    if (st) return st;
+    int64_t *p = s->pos.ptr;
+    const char *what[2] = {"q_pos", "k_pos"};
+    const int64_t *src[2] = {qpos, kpos};
+    const int len[2] = {Tq, Tk};
+    for (int w = 0; w < 2; w++) {
+      if (!src[w]) continue;
+      for (int i = 0; i < len[w]; i++) {
+        if (src[w][i] < 0 || src[w][i] > INT32_MAX)
+          return asink_fail(ASINK_ERR_ARG, "%s[%d]=%lld: positions must be in [0, %d]", what[w], i,
+                            (long long)src[w][i], INT32_MAX);
+        if (i && src[w][i] <= src[w][i - 1])
+          return asink_fail(ASINK_ERR_ARG, "%s[%d]=%lld does not follow %s[%d]=%lld: positions must increase",
+                            what[w], i, (long long)src[w][i], what[w], i - 1, (long long)src[w][i - 1]);
+      }
+      memcpy(p, src[w], (size_t)len[w] * sizeof(int64_t));
+      if (w == 0) s->g.qpos = p;
+      else s->g.kpos = p;
+      p += len[w];
+    }
+  } else if (Tq > Tk) {
+    return asink_fail(ASINK_ERR_SHAPE, "Tq=%d queries against Tk=%d keys: without positions the "
+                                       "queries are the last Tq keys', so Tq <= Tk", Tq, Tk);
+  }
+  for (int r = 0; r < Tq; r++) {
+    int lo, hi;
+    asink_visible(&op->spec, &s->g, r, &lo, &hi);
+    if (lo > hi)
+      return asink_fail(ASINK_ERR_SHAPE, "the query at position %lld sees none of the %d keys under '%s'",
+                        (long long)asink_qpos(&s->g, r), Tk, op->canon);
+  }
+  return ASINK_OK;
+}
+
+static asink_status forward_checked(const asink_attn *op, asink_attn_state *s, int B, int Tq,
+                                    int Tk, const int64_t *qpos, const int64_t *kpos,
                                     const float *q, const float *k, const float *v, float *out,
                                     float *importance, float *entropy) {
   if (!op || !q || !k || !v || !out)
     return asink_fail(ASINK_ERR_ARG, "asink_attn_forward: NULL %s",
                       !op ? "op" : !q ? "q" : !k ? "k" : !v ? "v" : "out");
-  if (B < 1 || T < 1)
-    return asink_fail(ASINK_ERR_SHAPE, "asink_attn_forward: B=%d, T=%d must be positive", B, T);
+  if (B < 1 || Tq < 1 || Tk < 1)
+    return Tq == Tk ? asink_fail(ASINK_ERR_SHAPE, "asink_attn_forward: B=%d, T=%d must be positive", B, Tq)
+                    : asink_fail(ASINK_ERR_SHAPE, "asink_attn_forward: B=%d, Tq=%d, Tk=%d must be positive",
+                                 B, Tq, Tk);
+  int T = Tq > Tk ? Tq : Tk;
   if ((int64_t)B * T * op->H * op->D > INT64_MAX / 16 || (int64_t)T + 1 > INT32_MAX / 2)
     return asink_fail(ASINK_ERR_SHAPE, "asink_attn_forward: B=%d x T=%d is too large", B, T);
   s->op = NULL;
   s->B = B;
-  s->T = T;
-  asink_status st = asink_attn_forward_blocked(op, s, q, k, v, out, importance, entropy);
+  asink_status st = set_geometry(op, s, Tq, Tk, qpos, kpos);
+  if (st == ASINK_OK) st = asink_attn_forward_blocked(op, s, q, k, v, out, importance, entropy);
   if (st == ASINK_OK) s->op = op;
   return st;
+}
+
+asink_status asink_attn_run_forward(const asink_attn *op, asink_attn_state *s, int B, int T,
+                                    const float *q, const float *k, const float *v, float *out,
+                                    float *importance, float *entropy) {
+  return forward_checked(op, s, B, T, T, NULL, NULL, q, k, v, out, importance, entropy);
+}
+
+asink_status asink_attn_run_forward_at(const asink_attn *op, asink_attn_state *s, int B, int Tq,
+                                       int Tk, const int64_t *q_pos, const int64_t *k_pos,
+                                       const float *q, const float *k, const float *v, float *out,
+                                       float *importance, float *entropy) {
+  return forward_checked(op, s, B, Tq, Tk, q_pos, k_pos, q, k, v, out, importance, entropy);
 }
 
 asink_status asink_attn_run_backward(const asink_attn *op, asink_attn_state *s,
@@ -229,6 +289,14 @@ asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q, co
                                 const float *v, float *out, float *importance) {
   if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_forward: NULL op");
   return asink_attn_run_forward(op, op->own, B, T, q, k, v, out, importance, NULL);
+}
+
+asink_status asink_attn_forward_at(asink_attn *op, int B, int Tq, int Tk, const int64_t *q_pos,
+                                   const int64_t *k_pos, const float *q, const float *k,
+                                   const float *v, float *out, float *importance) {
+  if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_forward_at: NULL op");
+  return asink_attn_run_forward_at(op, op->own, B, Tq, Tk, q_pos, k_pos, q, k, v, out, importance,
+                                   NULL);
 }
 
 asink_status asink_attn_backward(asink_attn *op, const float *q, const float *k, const float *v,

@@ -69,13 +69,24 @@ static void block_scores(const head_ctx *c, const block_plan *p, int q0, int nq,
                  op->spec.bias;
 }
 
-/* Adds the constant bias and the ALiBi ramp to the visible part x[0..n) of row t,
- * whose first key is a. */
-static void add_score_terms(const head_ctx *c, float *x, int n, int a, int t) {
+static int bucket_of(const head_ctx *c, int64_t dist) {
+  dist = dist < 0 ? -dist : dist;
+  return c->bucket[dist < ASINK_REL_TABLE ? dist : ASINK_REL_TABLE - 1];
+}
+
+/* Adds the constant bias, the ALiBi ramp and the relative bias to the visible part
+ * x[0..n) of the row of the query at position t, whose first key is a. */
+static void add_score_terms(const head_ctx *c, float *x, int n, int a, int64_t t) {
+  const attn_geom *g = c->g;
   if (c->op->spec.bias != 0.f) c->kn->add_const(n, x, c->op->spec.bias);
-  if (c->slope != 0.f) c->kn->add_ramp(n, x, c->slope, (float)(a - t));
+  if (c->slope != 0.f) {
+    if (!g->kpos)
+      c->kn->add_ramp(n, x, c->slope, (float)(a - t));
+    else
+      for (int i = 0; i < n; i++) x[i] += c->slope * (float)(g->kpos[a + i] - t);
+  }
   if (c->rel)
-    for (int i = 0; i < n; i++) x[i] += c->rel[c->bucket[abs(t - a - i)]];
+    for (int i = 0; i < n; i++) x[i] += c->rel[bucket_of(c, t - asink_kpos(g, a + i))];
 }
 
 static void zero_outside(float *row, int nk, int a, int n) {
@@ -84,13 +95,33 @@ static void zero_outside(float *row, int nk, int a, int n) {
 }
 
 /* The keys of block rows [q0, q0 + nq): first lo, count nk; and its plan. */
-static void block_keys(const asink_spec *sp, int T, int q0, int nq, int *band, int *lo, int *nk,
-                       block_plan *pl) {
+static void block_keys(const asink_spec *sp, const attn_geom *g, int q0, int nq, int *band,
+                       int *lo, int *nk, block_plan *pl) {
   int hi, unused;
-  asink_visible(sp, T, q0, lo, &unused);
-  asink_visible(sp, T, q0 + nq - 1, &unused, &hi);
+  asink_visible(sp, g, q0, lo, &unused);
+  asink_visible(sp, g, q0 + nq - 1, &unused, &hi);
   *nk = hi - *lo + 1;
-  asink_attn_plan_block(sp, T, q0, nq, *lo, *nk, band, pl);
+  asink_attn_plan_block(sp, g, q0, nq, *lo, *nk, band, pl);
+}
+
+/* Queries that count key j in its importance: those at or after its position (the
+ * T - j of a training pass). */
+static int key_audience(const attn_geom *g, int j) {
+  const int64_t kp = asink_kpos(g, j);
+  int first;
+  if (!g->qpos) {
+    int64_t d = kp - g->p0;
+    first = d <= 0 ? 0 : d >= g->Tq ? g->Tq : (int)d;
+  } else {
+    int a = 0, b = g->Tq;
+    while (a < b) {
+      int mid = (a + b) / 2;
+      if (g->qpos[mid] >= kp) b = mid;
+      else a = mid + 1;
+    }
+    first = a;
+  }
+  return g->Tq - first > 0 ? g->Tq - first : 1;
 }
 
 /* ------------------------------------------------------------------- forward */
@@ -109,23 +140,25 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
                          float *imp, float *ent, const scratch *w) {
   const asink_attn *op = c->op;
   const asink_kernels *kn = c->kn;
-  const int T = c->T, D = op->D, ldq = c->ldq, ldk = c->ldk;
+  const attn_geom *g = c->g;
+  const int Tq = g->Tq, Tk = g->Tk, D = op->D, ldq = c->ldq, ldk = c->ldk;
   const int voff = c->kstar ? 1 : 0; /* importance column of real key 0 */
   /* entropy by the exp pass's dot product, where the base takes it so */
   const bool ent_dot = ent && rm->entropy_from_dot;
-  if (imp) memset(imp, 0, sizeof(float) * (size_t)(T + voff));
+  if (imp) memset(imp, 0, sizeof(float) * (size_t)(Tk + voff));
   if (ent) *ent = 0.f;
-  for (int q0 = 0; q0 < T; q0 += c->bq) {
-    int nq = T - q0 < c->bq ? T - q0 : c->bq, lo, nk;
+  for (int q0 = 0; q0 < Tq; q0 += c->bq) {
+    int nq = Tq - q0 < c->bq ? Tq - q0 : c->bq, lo, nk;
     block_plan pl;
-    block_keys(&op->spec, T, q0, nq, w->band, &lo, &nk, &pl);
+    block_keys(&op->spec, g, q0, nq, w->band, &lo, &nk, &pl);
     block_scores(c, &pl, q0, nq, nk, lo, w);
     for (int r = 0; r < nq; r++) {
-      int t = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
+      int i = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
+      int64_t t = asink_qpos(g, i);
       float *row = w->S + (size_t)r * nk;
       float *x = row + (a - lo);
       int n = e - a + 1;
-      float *st = stats + 2 * (size_t)t;
+      float *st = stats + 2 * (size_t)i;
       add_score_terms(c, x, n, a, t);
       float xs = 0.f;
       float mul = rm->forward_row(c, x, n, w->sv[r], &w->pv[r], st, ent_dot ? &xs : NULL);
@@ -148,8 +181,8 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
     }
   }
   if (imp) {
-    if (voff) imp[0] /= (float)T;
-    for (int j = 0; j < T; j++) imp[voff + j] /= (float)(T - j);
+    if (voff) imp[0] /= (float)Tq;
+    for (int j = 0; j < Tk; j++) imp[voff + j] /= (float)key_audience(g, j);
   }
 }
 
@@ -166,22 +199,23 @@ static void backward_head(const head_ctx *c, const attn_base *rm, const float *o
   const asink_attn *op = c->op;
   const asink_kernels *kn = c->kn;
   const asink_spec *sp = &op->spec;
-  const int T = c->T, D = op->D, ldq = c->ldq, ldk = c->ldk;
+  const attn_geom *g_ = c->g;
+  const int Tq = g_->Tq, D = op->D, ldq = c->ldq, ldk = c->ldk;
   float *gk = c->kstar ? g->gk + (op->n_kb > 1 ? (size_t)c->h * D : 0) : NULL;
   float *gv = op->n_vb ? g->gv + (op->n_vb > 1 ? (size_t)c->h * D : 0) : NULL;
   float *gsink = op->p.sinks ? g->gs + c->h : NULL;
   float *grel = op->p.rel ? g->gr + (size_t)c->h * ASINK_REL_BUCKETS : NULL;
-  for (int q0 = 0; q0 < T; q0 += c->bq) {
-    int nq = T - q0 < c->bq ? T - q0 : c->bq, lo, nk;
+  for (int q0 = 0; q0 < Tq; q0 += c->bq) {
+    int nq = Tq - q0 < c->bq ? Tq - q0 : c->bq, lo, nk;
     const float *dob = dout + (size_t)q0 * ldq;
     block_plan pl;
-    block_keys(sp, T, q0, nq, w->band, &lo, &nk, &pl);
+    block_keys(sp, g_, q0, nq, w->band, &lo, &nk, &pl);
     block_scores(c, &pl, q0, nq, nk, lo, w);
     for (int r = 0; r < nq; r++) {
-      int t = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
+      int i = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       float *row = w->S + (size_t)r * nk;
-      add_score_terms(c, row + (a - lo), e - a + 1, a, t);
-      rm->recompute_row(c, row + (a - lo), e - a + 1, w->sv[r], &w->pv[r], stats + 2 * (size_t)t);
+      add_score_terms(c, row + (a - lo), e - a + 1, a, asink_qpos(g_, i));
+      rm->recompute_row(c, row + (a - lo), e - a + 1, w->sv[r], &w->pv[r], stats + 2 * (size_t)i);
       zero_outside(row, nk, a - lo, e - a + 1);
     }
     /* dV += A^T dO with A = map_mul * x: one GEMM when every row has the same
@@ -199,17 +233,18 @@ static void backward_head(const head_ctx *c, const attn_base *rm, const float *o
     /* dP = dO V^T, then dS in place. */
     asink_attn_tiles_abt(&pl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, w->dP, nk);
     for (int r = 0; r < nq; r++) {
-      int t = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
+      int i = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
+      int64_t t = asink_qpos(g_, i);
       const float *dot_ = dob + (size_t)r * ldq;
-      const float *st = stats + 2 * (size_t)t;
-      float Dt = kn->dot(D, dot_, out + (size_t)t * ldq);
+      const float *st = stats + 2 * (size_t)i;
+      float Dt = kn->dot(D, dot_, out + (size_t)i * ldq);
       if (c->vadd) Dt -= kn->dot(D, dot_, c->vadd);
       float dpv = c->vstar ? kn->dot(D, dot_, c->vstar) : 0.f;
       float *drow = w->dP + (size_t)r * nk;
       w->dsv[r] = rm->backward_row(c, drow + (a - lo), w->S + (size_t)r * nk + (a - lo),
                                    e - a + 1, w->pv[r], dpv, Dt, st, gsink);
       if (grel)
-        for (int j = a; j <= e; j++) grel[c->bucket[abs(t - j)]] += drow[j - lo];
+        for (int j = a; j <= e; j++) grel[bucket_of(c, t - asink_kpos(g_, j))] += drow[j - lo];
       zero_outside(drow, nk, a - lo, e - a + 1);
       if (gv && c->vstar) kn->axpy(D, rm->map_mul(c, st) * w->pv[r], dot_, gv);
       if (gv && c->vadd) kn->axpy(D, 1.f, dot_, gv);
@@ -230,14 +265,14 @@ static void backward_head(const head_ctx *c, const attn_base *rm, const float *o
 
 static head_ctx make_ctx(const asink_attn *op, const asink_attn_state *s, const float *q,
                          const float *k, const float *v, int b, int h) {
-  const int T = s->T, H = op->H, Hkv = op->Hkv, D = op->D;
+  const int Tq = s->g.Tq, Tk = s->g.Tk, H = op->H, Hkv = op->Hkv, D = op->D;
   const int kvh = h / (H / Hkv);
-  head_ctx c = {.op = op, .kn = asink_kern(), .T = T, .h = h, .bq = asink_attn_block_rows(T)};
+  head_ctx c = {.op = op, .kn = asink_kern(), .g = &s->g, .h = h, .bq = asink_attn_block_rows(Tq, Tk)};
   c.ldq = H * D;
   c.ldk = Hkv * D;
-  c.q = q + (size_t)b * T * c.ldq + (size_t)h * D;
-  c.k = k + (size_t)b * T * c.ldk + (size_t)kvh * D;
-  c.v = v + (size_t)b * T * c.ldk + (size_t)kvh * D;
+  c.q = q + (size_t)b * Tq * c.ldq + (size_t)h * D;
+  c.k = k + (size_t)b * Tk * c.ldk + (size_t)kvh * D;
+  c.v = v + (size_t)b * Tk * c.ldk + (size_t)kvh * D;
   c.slope = op->spec.alibi ? exp2f(-8.f * (float)(h + 1) / (float)H) : 0.f;
   c.kstar = op->n_kb ? op->p.k_bias + (op->n_kb > 1 ? (size_t)h * D : 0) : NULL;
   const float *vb = op->n_vb ? op->p.v_bias + (op->n_vb > 1 ? (size_t)h * D : 0) : NULL;
@@ -260,7 +295,7 @@ static int team_size(const asink_attn *op, const asink_attn_state *s) {
 /* Feature-mapped bases: phi(x) = elu(x) + 1 of q and k, into s->feat. */
 static asink_status features(const asink_attn *op, asink_attn_state *s, const float **q,
                              const float **k) {
-  size_t nq = (size_t)s->B * s->T * op->H * op->D, nk = (size_t)s->B * s->T * op->Hkv * op->D;
+  size_t nq = (size_t)s->B * s->g.Tq * op->H * op->D, nk = (size_t)s->B * s->g.Tk * op->Hkv * op->D;
   asink_status st = asink_ws_reserve(&s->feat, (nq + nk) * sizeof(float), "elu-kernel features");
   if (st) return st;
   float *fq = s->feat.ptr, *fk = fq + nq;
@@ -274,13 +309,14 @@ static asink_status features(const asink_attn *op, asink_attn_state *s, const fl
 }
 
 static asink_status reserve_scratch(const asink_attn *op, asink_attn_state *s, int nt) {
-  if (op->p.rel) {
-    asink_status st = asink_ws_reserve(&s->buckets, (size_t)s->T, "relative-bias buckets");
+  if (op->p.rel && !s->buckets.ptr) {
+    asink_status st = asink_ws_reserve(&s->buckets, ASINK_REL_TABLE, "relative-bias buckets");
     if (st) return st;
     unsigned char *b = s->buckets.ptr;
-    for (int n = 0; n < s->T; n++) b[n] = (unsigned char)asink_relative_bucket(n);
+    for (int n = 0; n < ASINK_REL_TABLE; n++) b[n] = (unsigned char)asink_relative_bucket(n);
   }
-  size_t per = scratch_floats(asink_attn_block_rows(s->T), s->T, op->D);
+  const int Tq = s->g.Tq, Tk = s->g.Tk;
+  size_t per = scratch_floats(asink_attn_block_rows(Tq, Tk), Tk, op->D);
   return asink_ws_reserve(&s->thread_ws, asink_mul_size(per * sizeof(float), (size_t)nt),
                           "attention scratch");
 }
@@ -288,27 +324,27 @@ static asink_status reserve_scratch(const asink_attn *op, asink_attn_state *s, i
 asink_status asink_attn_forward_blocked(const asink_attn *op, asink_attn_state *s, const float *q,
                                         const float *k, const float *v, float *out,
                                         float *importance, float *entropy) {
-  const int B = s->B, T = s->T, H = op->H;
+  const int B = s->B, Tq = s->g.Tq, Tk = s->g.Tk, H = op->H;
   const attn_base *rm = asink_attn_base_of(op->spec.base);
-  asink_status st = asink_ws_reserve(&s->row_stats, asink_mul_size((size_t)B * H * T, 2 * sizeof(float)),
+  asink_status st = asink_ws_reserve(&s->row_stats, asink_mul_size((size_t)B * H * Tq, 2 * sizeof(float)),
                                      "attention row statistics");
   if (st) return st;
   if (rm->features && (st = features(op, s, &q, &k))) return st;
   int nt = team_size(op, s);
   if ((st = reserve_scratch(op, s, nt))) return st;
-  const int bq = asink_attn_block_rows(T);
-  const size_t per = scratch_floats(bq, T, op->D);
-  const int Tk = T + (op->n_kb ? 1 : 0);
+  const int bq = asink_attn_block_rows(Tq, Tk);
+  const size_t per = scratch_floats(bq, Tk, op->D);
+  const int cols = Tk + (op->n_kb ? 1 : 0); /* importance columns */
   float *stats = s->row_stats.ptr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    scratch w = carve((float *)s->thread_ws.ptr + per * omp_get_thread_num(), bq, T, op->D);
+    scratch w = carve((float *)s->thread_ws.ptr + per * omp_get_thread_num(), bq, Tk, op->D);
 #pragma omp for schedule(static)
     for (int i = 0; i < B * H; i++) {
       int b = i / H, h = i % H;
       head_ctx c = make_ctx(op, s, q, k, v, b, h);
-      forward_head(&c, rm, out + (size_t)b * T * c.ldq + (size_t)h * op->D, stats + (size_t)i * T * 2,
-                   importance ? importance + (size_t)i * Tk : NULL, entropy ? entropy + i : NULL, &w);
+      forward_head(&c, rm, out + (size_t)b * Tq * c.ldq + (size_t)h * op->D, stats + (size_t)i * Tq * 2,
+                   importance ? importance + (size_t)i * cols : NULL, entropy ? entropy + i : NULL, &w);
     }
   }
   return ASINK_OK;
@@ -318,7 +354,7 @@ asink_status asink_attn_backward_blocked(const asink_attn *op, asink_attn_state 
                                          const attn_param_views *gp, const float *q,
                                          const float *k, const float *v, const float *out,
                                          const float *dout, float *dq, float *dk, float *dv) {
-  const int B = s->B, T = s->T, H = op->H, Hkv = op->Hkv, D = op->D, G = H / Hkv;
+  const int B = s->B, Tq = s->g.Tq, Tk = s->g.Tk, H = op->H, Hkv = op->Hkv, D = op->D, G = H / Hkv;
   const attn_base *rm = asink_attn_base_of(op->spec.base);
   asink_status st;
   if (rm->features && (st = features(op, s, &q, &k))) return st;
@@ -330,21 +366,21 @@ asink_status asink_attn_backward_blocked(const asink_attn *op, asink_attn_state 
    * dk, dv are summed from per-thread copies. Either way the order is fixed, so the
    * same thread count gives the same bits. */
   const bool owned = B * Hkv >= nt;
-  const size_t nkv = (size_t)B * T * Hkv * D, nkv_acc = owned ? 0 : nkv;
+  const size_t nkv = (size_t)B * Tk * Hkv * D, nkv_acc = owned ? 0 : nkv;
   const size_t ngk = (size_t)op->n_kb * D, ngv = (size_t)op->n_vb * D, ngs = op->p.sinks ? H : 0;
   const size_t ngr = op->p.rel ? (size_t)H * ASINK_REL_BUCKETS : 0;
   const size_t per_acc = 2 * nkv_acc + ngk + ngv + ngs + ngr;
   if ((st = asink_ws_reserve(&s->accum, asink_mul_size(per_acc * sizeof(float) + 64, (size_t)nt),
                              "attention gradient accumulators")))
     return st;
-  const int bq = asink_attn_block_rows(T);
-  const size_t per = scratch_floats(bq, T, D);
+  const int bq = asink_attn_block_rows(Tq, Tk);
+  const size_t per = scratch_floats(bq, Tk, D);
   const float *stats = s->row_stats.ptr;
   float *acc = s->accum.ptr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     int tid = omp_get_thread_num();
-    scratch w = carve((float *)s->thread_ws.ptr + per * tid, bq, T, D);
+    scratch w = carve((float *)s->thread_ws.ptr + per * tid, bq, Tk, D);
     float *mine = acc + per_acc * tid;
     memset(mine, 0, per_acc * sizeof(float));
     float *pg = mine + 2 * nkv_acc;
@@ -355,17 +391,17 @@ asink_status asink_attn_backward_blocked(const asink_attn *op, asink_attn_state 
       int b = owned ? i / Hkv : i / H;
       int h0 = owned ? (i % Hkv) * G : i % H, h1 = owned ? h0 + G : h0 + 1;
       if (owned) /* this item's dk, dv rows start from zero */
-        for (int t = 0; t < T; t++) {
-          size_t row = ((size_t)b * T + t) * Hkv * D + (size_t)(i % Hkv) * D;
+        for (int t = 0; t < Tk; t++) {
+          size_t row = ((size_t)b * Tk + t) * Hkv * D + (size_t)(i % Hkv) * D;
           memset(dk + row, 0, sizeof(float) * D);
           memset(dv + row, 0, sizeof(float) * D);
         }
       for (int h = h0; h < h1; h++) {
         head_ctx c = make_ctx(op, s, q, k, v, b, h);
-        size_t qoff = (size_t)b * T * c.ldq + (size_t)h * D;
+        size_t qoff = (size_t)b * Tq * c.ldq + (size_t)h * D;
         size_t kvoff = (size_t)(c.k - k);
         grads gh = {g.dk + kvoff, g.dv + kvoff, g.gk, g.gv, g.gs, g.gr};
-        backward_head(&c, rm, out + qoff, dout + qoff, dq + qoff, stats + ((size_t)b * H + h) * T * 2, &gh, &w);
+        backward_head(&c, rm, out + qoff, dout + qoff, dq + qoff, stats + ((size_t)b * H + h) * Tq * 2, &gh, &w);
       }
     }
   }
@@ -389,7 +425,7 @@ asink_status asink_attn_backward_blocked(const asink_attn *op, asink_attn_state 
   }
   if (rm->features) {
     /* d phi(x) / dx = 1 for x > 0, exp(x) = phi(x) otherwise. */
-    kn->elu1_bwd((size_t)B * T * H * D, dq, q, 0.f, 1.f);
+    kn->elu1_bwd((size_t)B * Tq * H * D, dq, q, 0.f, 1.f);
     kn->elu1_bwd(nkv, dk, k, 0.f, 1.f);
   }
   return ASINK_OK;

@@ -8,15 +8,13 @@ static float elu1(float s) { return s > 0.f ? s + 1.f : expf(s); }
 static float forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st,
                          float *sdot) {
   (void)sdot;
-  c->kn->elu1(n, x);
-  return asink_norm_forward(c, x, n, c->kstar ? elu1(sv) : 0.f, pv, st);
+  return asink_similarity_forward(c, c->kn->elu1, elu1, x, n, sv, pv, st);
 }
 
 static void recompute_row(const head_ctx *c, float *x, int n, float sv, float *pv,
                           const float *st) {
   (void)st;
-  c->kn->elu1(n, x);
-  *pv = c->kstar ? elu1(sv) : 0.f;
+  asink_similarity_recompute(c, c->kn->elu1, elu1, x, n, sv, pv);
 }
 
 /* (elu + 1)' = 1 for s > 0 (a > 1), exp(s) = a otherwise */

@@ -24,6 +24,18 @@ float asink_norm_forward(const head_ctx *c, const float *x, int n, float a_v, fl
   return st[0];
 }
 
+float asink_similarity_forward(const head_ctx *c, void (*row)(size_t, float *), float (*one)(float),
+                               float *x, int n, float sv, float *pv, float *st) {
+  row(n, x);
+  return asink_norm_forward(c, x, n, c->kstar ? one(sv) : 0.f, pv, st);
+}
+
+void asink_similarity_recompute(const head_ctx *c, void (*row)(size_t, float *), float (*one)(float),
+                                float *x, int n, float sv, float *pv) {
+  row(n, x);
+  *pv = c->kstar ? one(sv) : 0.f;
+}
+
 float asink_norm_map_mul(const head_ctx *c, const float *st) {
   (void)c;
   return st[0];

@@ -6,6 +6,7 @@
 #define ASINK_ATTN_OP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "attnsink.h"
 
@@ -35,6 +36,12 @@ void asink_attn_use_storage(asink_attn *op, float *data);
 asink_status asink_attn_run_forward(const asink_attn *op, asink_attn_state *s, int B, int T,
                                     const float *q, const float *k, const float *v, float *out,
                                     float *importance, float *entropy);
+/* The same with Tq queries at positions q_pos against Tk keys at positions k_pos
+ * (asink_attn_forward_at). */
+asink_status asink_attn_run_forward_at(const asink_attn *op, asink_attn_state *s, int B, int Tq,
+                                       int Tk, const int64_t *q_pos, const int64_t *k_pos,
+                                       const float *q, const float *k, const float *v, float *out,
+                                       float *importance, float *entropy);
 /* asink_attn_backward of the last forward run on s, parameter gradients added into g. */
 asink_status asink_attn_run_backward(const asink_attn *op, asink_attn_state *s,
                                      asink_attn_grads g, const float *q, const float *k,

@@ -5,10 +5,35 @@
 #define ASINK_ATTN_OP_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "attn/op.h"
 #include "attn/spec.h"
 #include "core/alloc.h"
+
+/* Where a pass's queries and keys sit: Tq queries at increasing positions qpos (NULL:
+ * p0 + r) against Tk keys at increasing positions kpos (NULL: j). A training pass has
+ * Tq = Tk = T and p0 = 0; a cache's step has its new queries after its kept keys. */
+typedef struct {
+  int Tq, Tk;
+  const int64_t *qpos, *kpos;
+  int64_t p0;
+} attn_geom;
+
+static inline int64_t asink_qpos(const attn_geom *g, int r) { return g->qpos ? g->qpos[r] : g->p0 + r; }
+static inline int64_t asink_kpos(const attn_geom *g, int j) { return g->kpos ? g->kpos[j] : j; }
+
+/* first key index whose position is >= p (Tk if none) */
+static inline int asink_key_at_or_after(const attn_geom *g, int64_t p) {
+  if (!g->kpos) return p <= 0 ? 0 : p >= g->Tk ? g->Tk : (int)p;
+  int a = 0, b = g->Tk;
+  while (a < b) {
+    int mid = (a + b) / 2;
+    if (g->kpos[mid] >= p) b = mid;
+    else a = mid + 1;
+  }
+  return a;
+}
 
 /* Learnable parameters, as views into one block; NULL when absent. */
 typedef struct {
@@ -31,7 +56,9 @@ struct asink_attn {
 
 struct asink_attn_state {
   const asink_attn *op; /* of the last forward; NULL: none to differentiate */
-  int B, T;
+  int B;
+  attn_geom g;        /* of the last forward; its positions point into pos */
+  asink_ws pos;       /* copies of the caller's query and key positions */
   asink_ws row_stats; /* B*H*T x 2 floats: softmax lse | other bases 1/den, den'(r) */
   asink_ws feat;      /* elu-kernel: phi(q) then phi(k) */
   asink_ws thread_ws; /* per-thread scratch blocks */
@@ -42,21 +69,24 @@ struct asink_attn_state {
 /* The parameter views of an op laid over block (params or a gradient buffer). */
 attn_param_views asink_attn_views(const asink_attn *op, float *block);
 
-/* Visible keys of query t: one contiguous interval [*lo, *hi] (docs/attention.md). */
-static inline void asink_visible(const asink_spec *s, int T, int t, int *lo, int *hi) {
-  if (!s->causal) {
-    *lo = 0;
-    *hi = T - 1;
-  } else if (s->prefix && t < s->prefix) {
-    *lo = 0;
-    *hi = (s->prefix < T ? s->prefix : T) - 1;
-  } else {
-    *hi = t;
-    *lo = (s->window && t - s->window + 1 > 0) ? t - s->window + 1 : 0;
+/* The keys query row r sees: one contiguous interval of key indices [*lo, *hi]
+ * (empty when *lo > *hi), from the positions (docs/attention.md). */
+static inline void asink_visible(const asink_spec *s, const attn_geom *g, int r, int *lo, int *hi) {
+  const int64_t t = asink_qpos(g, r);
+  int64_t plo = INT64_MIN / 2, phi = INT64_MAX / 2; /* visible positions, inclusive */
+  if (s->causal) {
+    if (s->prefix && t < s->prefix) {
+      phi = s->prefix - 1;
+    } else {
+      phi = t;
+      if (s->window) plo = t - s->window + 1;
+    }
   }
+  *lo = asink_key_at_or_after(g, plo);
+  *hi = asink_key_at_or_after(g, phi + 1) - 1;
 }
 
-/* blocked.c: the passes over checked arguments; s->B, s->T already set. */
+/* blocked.c: the passes over checked arguments; s->B and s->g already set. */
 asink_status asink_attn_forward_blocked(const asink_attn *op, asink_attn_state *s, const float *q,
                                         const float *k, const float *v, float *out,
                                         float *importance, float *entropy);

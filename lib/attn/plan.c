@@ -6,11 +6,11 @@
 
 /* Query rows per block: up to 256 rows (BLIS runs m >= 256 GEMMs near its peak,
  * m = 64 at about 60%), keeping a block's scores within about 4 MiB. */
-int asink_attn_block_rows(int T) {
-  int bq = (1 << 20) / T / 8 * 8;
+int asink_attn_block_rows(int Tq, int Tk) {
+  int bq = (1 << 20) / Tk / 8 * 8;
   if (bq < 32) bq = 32;
   if (bq > 256) bq = 256;
-  return bq < T ? bq : T;
+  return bq < Tq ? bq : Tq;
 }
 
 /* Queries r0..r1 see keys within [lo[r0], hi[r1]]. */
@@ -42,18 +42,18 @@ static void band_rows_of_keys(const void *ctx, int r0, int r1, int *k0, int *k1)
   *k1 = upper_bound(v->lo, v->nq, r1);
 }
 
-static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile *t) {
+static int block_tiles(const asink_spec *sp, const attn_geom *g, int q0, int nq, int lo, tile *t) {
   int lo_max, hi_min, unused, n = 0;
-  asink_visible(sp, T, q0 + nq - 1, &lo_max, &unused);
-  asink_visible(sp, T, q0, &unused, &hi_min);
+  asink_visible(sp, g, q0 + nq - 1, &lo_max, &unused);
+  asink_visible(sp, g, q0, &unused, &hi_min);
   /* A rectangle a few keys wide (the first block of a causal head: one key) would
    * be a GEMM of n = 1..15; the chunk tiles then simply cover it. */
   bool rect = hi_min - lo_max + 1 >= 16;
   if (rect) t[n++] = (tile){0, nq, lo_max - lo, hi_min - lo_max + 1, true};
   for (int r0 = 0; r0 < nq; r0 += SUB_ROWS) {
     int nr = nq - r0 < SUB_ROWS ? nq - r0 : SUB_ROWS, lo_c, hi_c;
-    asink_visible(sp, T, q0 + r0, &lo_c, &unused);
-    asink_visible(sp, T, q0 + r0 + nr - 1, &unused, &hi_c);
+    asink_visible(sp, g, q0 + r0, &lo_c, &unused);
+    asink_visible(sp, g, q0 + r0 + nr - 1, &unused, &hi_c);
     if (!rect) {
       t[n++] = (tile){r0, nr, lo_c - lo, hi_c - lo_c + 1, true};
       continue;
@@ -64,17 +64,17 @@ static int block_tiles(const asink_spec *sp, int T, int q0, int nq, int lo, tile
   return n;
 }
 
-void asink_attn_plan_block(const asink_spec *sp, int T, int q0, int nq, int lo, int nk, int *band,
-                       block_plan *p) {
+void asink_attn_plan_block(const asink_spec *sp, const attn_geom *g, int q0, int nq, int lo, int nk, int *band,
+                           block_plan *p) {
   int *blo = band, *bhi = band + nq;
   for (int r = 0; r < nq; r++) {
-    asink_visible(sp, T, q0 + r, &blo[r], &bhi[r]);
+    asink_visible(sp, g, q0 + r, &blo[r], &bhi[r]);
     blo[r] -= lo, bhi[r] -= lo;
   }
   p->vis = (vis_band){blo, bhi, nq};
   p->banded = asink_sgemm_band_skips();
   if (!p->banded) {
-    p->n = block_tiles(sp, T, q0, nq, lo, p->t);
+    p->n = block_tiles(sp, g, q0, nq, lo, p->t);
     return;
   }
   p->t[0] = (tile){0, nq, 0, nk, true};
@@ -85,7 +85,7 @@ void asink_attn_plan_block(const asink_spec *sp, int T, int q0, int nq, int lo, 
 }
 
 void asink_attn_tiles_abt(const block_plan *p, int D, float alpha, const float *A, int lda,
-                      const float *B, int ldb, float *S, int lds) {
+                          const float *B, int ldb, float *S, int lds) {
   for (int i = 0; i < p->n; i++) {
     const tile *t = &p->t[i];
     asink_sgemm_band(false, true, t->nr, t->nc, D, alpha, A + (size_t)t->r0 * lda, lda,
@@ -95,7 +95,7 @@ void asink_attn_tiles_abt(const block_plan *p, int D, float alpha, const float *
 }
 
 void asink_attn_tiles_ab(const block_plan *p, int D, float alpha, const float *S, int lds,
-                     const float *B, int ldb, float *O, int ldo) {
+                         const float *B, int ldb, float *O, int ldo) {
   for (int i = 0; i < p->n; i++) {
     const tile *t = &p->t[i];
     asink_sgemm_band(false, false, t->nr, D, t->nc, alpha, S + (size_t)t->r0 * lds + t->c0, lds,
@@ -105,7 +105,7 @@ void asink_attn_tiles_ab(const block_plan *p, int D, float alpha, const float *S
 }
 
 void asink_attn_tiles_atb(const block_plan *p, int D, float alpha, const float *S, int lds,
-                      const float *A, int lda, float *G, int ldg) {
+                          const float *A, int lda, float *G, int ldg) {
   for (int i = 0; i < p->n; i++) {
     const tile *t = &p->t[i];
     asink_sgemm_band(true, false, t->nc, D, t->nr, alpha, S + (size_t)t->r0 * lds + t->c0, lds,

@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "attn/spec.h"
+#include "attn/op_internal.h"
 #include "core/blas.h"
 
 /* How a block's GEMMs cover its visible (query, key) pairs. With the library's GEMM
@@ -25,7 +25,7 @@ typedef struct {
 enum { SUB_ROWS = 128, MAX_TILES = 2 * (256 / SUB_ROWS) + 1 };
 
 /* Row r of the block sees keys [lo[r], hi[r]] (relative to the block's first key),
- * both non-decreasing in r for every mask of DESIGN §4. */
+ * both non-decreasing in r for every mask of docs/attention.md. */
 typedef struct {
   const int *lo, *hi;
   int nq;
@@ -41,12 +41,12 @@ typedef struct {
   bool banded;
 } block_plan;
 
-/* Query rows per block for T keys. */
-int asink_attn_block_rows(int T);
+/* Query rows per block for Tq queries against Tk keys. */
+int asink_attn_block_rows(int Tq, int Tk);
 
 /* The plan of block rows [q0, q0+nq) whose keys start at lo (nk of them); band
  * storage: 2 nq ints. The bands point into the plan, which must stay in place. */
-void asink_attn_plan_block(const asink_spec *sp, int T, int q0, int nq, int lo, int nk, int *band,
+void asink_attn_plan_block(const asink_spec *sp, const attn_geom *g, int q0, int nq, int lo, int nk, int *band,
                            block_plan *p);
 
 /* S[tile] = alpha * A[rows] B[cols]^T: scores (A = q, B = k) or dP (A = dO, B = v). */

@@ -15,7 +15,8 @@
 typedef struct {
   const asink_attn *op;
   const asink_kernels *kn;
-  int T, h, bq;
+  const attn_geom *g; /* the queries' and keys' positions */
+  int h, bq;
   const float *q, *k, *v; /* rows of this head; strides ldq (q, out) and ldk (k, v) */
   int ldq, ldk;
   float slope;                 /* ALiBi slope, 0 if off */
@@ -23,8 +24,11 @@ typedef struct {
   const float *vadd;           /* vbias without kbias: added to every output row */
   float sink_logit;            /* softmax sink logit; -INFINITY if none */
   const float *rel;            /* relbias: this head's 32 bucket values, or NULL */
-  const unsigned char *bucket; /* relbias: bucket of each distance */
+  const unsigned char *bucket; /* relbias: bucket of each distance < ASINK_REL_TABLE */
 } head_ctx;
+
+/* Distances with a tabulated T5 bucket; every longer one is in the last bucket. */
+enum { ASINK_REL_TABLE = 1024 };
 
 typedef struct attn_base {
   /* Turns the visible scores x[0..n) of a row into its unnormalised map and returns
@@ -72,6 +76,12 @@ float asink_norm_map_mul(const head_ctx *c, const float *st);
 float asink_norm_stat_weight(const head_ctx *c, const float *x, int n, float pv, float mul);
 float asink_norm_entropy(const head_ctx *c, const float *x, int n, float pv, float sv, float xs,
                          const float *st, float mul, float w);
+/* forward_row and recompute_row of a similarity base: the row kernel row (from the
+ * SIMD table) on the visible scores, one on the virtual key's, then the normalisation. */
+float asink_similarity_forward(const head_ctx *c, void (*row)(size_t, float *), float (*one)(float),
+                               float *x, int n, float sv, float *pv, float *st);
+void asink_similarity_recompute(const head_ctx *c, void (*row)(size_t, float *), float (*one)(float),
+                                float *x, int n, float sv, float *pv);
 /* The normalisation's part of backward: dp[i] <- inv * (dp[i] - Dt * den') before the
  * similarity's derivative; returns the virtual key's gradient before its derivative. */
 float asink_norm_backward_shift(const float *st, float dpv, float Dt, float *cshift);

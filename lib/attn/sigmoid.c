@@ -4,19 +4,18 @@
 
 #include "attn/rows.h"
 
+static float sigmoid1(float s) { return 1.f / (1.f + expf(-s)); }
+
 static float forward_row(const head_ctx *c, float *x, int n, float sv, float *pv, float *st,
                          float *sdot) {
   (void)sdot;
-  c->kn->sigmoid(n, x);
-  float a_v = c->kstar ? 1.f / (1.f + expf(-sv)) : 0.f;
-  return asink_norm_forward(c, x, n, a_v, pv, st);
+  return asink_similarity_forward(c, c->kn->sigmoid, sigmoid1, x, n, sv, pv, st);
 }
 
 static void recompute_row(const head_ctx *c, float *x, int n, float sv, float *pv,
                           const float *st) {
   (void)st;
-  c->kn->sigmoid(n, x);
-  *pv = c->kstar ? 1.f / (1.f + expf(-sv)) : 0.f;
+  asink_similarity_recompute(c, c->kn->sigmoid, sigmoid1, x, n, sv, pv);
 }
 
 /* sigmoid' = a (1 - a) */

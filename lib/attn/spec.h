@@ -1,4 +1,4 @@
-/* The attention-op spec (DESIGN §4): "base[,key=value...]" parsed into a struct. */
+/* The attention-op spec (docs/attention.md): "base[,key=value...]" parsed into a struct. */
 #ifndef ASINK_ATTN_SPEC_H
 #define ASINK_ATTN_SPEC_H
 
@@ -34,7 +34,7 @@ typedef struct asink_spec {
   bool relbias; /* relbias=t5: learnable (H, 32) T5-bucket bias of the distance t - j */
 } asink_spec;
 
-/* The T5 bucket of a query-key distance n = |t - j| (DESIGN / issue 3):
+/* The T5 bucket of a query-key distance n = |t - j| (docs/attention.md):
  * n for n < 16, else min(31, 16 + floor(ln(n / 16) / ln 8 * 16)). */
 int asink_relative_bucket(int n);
 enum { ASINK_REL_BUCKETS = 32 };

@@ -1,6 +1,6 @@
 /* Aligned allocation and grow-only workspaces: a handle allocates its buffers once
  * and reuses them every call, because first touches of fresh pages cost ~12 us per
- * 4 KiB on the machines this runs on (DESIGN §7). */
+ * 4 KiB on the machines this runs on (docs/performance.md). */
 #ifndef ASINK_CORE_ALLOC_H
 #define ASINK_CORE_ALLOC_H
 

@@ -1,6 +1,6 @@
 /* The library's one door to BLIS: row-major sgemm with explicit strides and an
  * explicit thread count, so calls inside our parallel regions stay single-threaded
- * and large projection GEMMs use every thread (DESIGN §7). */
+ * and large projection GEMMs use every thread (docs/performance.md). */
 #ifndef ASINK_CORE_BLAS_H
 #define ASINK_CORE_BLAS_H
 

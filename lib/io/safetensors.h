@@ -4,7 +4,7 @@
  * name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the
  * data area after the header) plus an optional "__metadata__" string->string map,
  * then the data. Reading accepts F32, F16, BF16 and F64 and converts to float32;
- * writing always stores F32. The parser trusts nothing in the file (DESIGN §6): every
+ * writing always stores F32. The parser trusts nothing in the file (docs/formats.md): every
  * size is overflow-checked and the layout must be exact, so a model loader can use
  * whatever it gets without further checks. */
 #ifndef ASINK_IO_SAFETENSORS_H

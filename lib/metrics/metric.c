@@ -1,4 +1,4 @@
-/* The metric handle: sink statistics of DESIGN §5, gathered inside a model's
+/* The metric handle: sink statistics of docs/api.md ("The metric"), gathered inside a model's
  * forward pass (as the model's observer) or from attention maps a caller supplies.
  * Importance is kept per sequence (the Sink metric counts sequences); every other
  * statistic is a running sum over sequences, divided out when read. */

@@ -1,5 +1,5 @@
 /* Model configuration: HF config.json keys of the two families plus the
- * "attnsink" object for what HF has no word for (DESIGN §6). */
+ * "attnsink" object for what HF has no word for (docs/formats.md). */
 #ifndef ASINK_MODEL_CONFIG_H
 #define ASINK_MODEL_CONFIG_H
 

@@ -18,7 +18,7 @@
 /* ------------------------------------------------------------------ RMSNorm */
 
 void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
-                     float eps, int nt) {
+                           float eps, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
   for (int n = 0; n < N; n++) {
@@ -31,7 +31,7 @@ void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w
 
 /* s.buf holds, per thread, C floats of partial dw and C floats of row scratch. */
 void asink_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                      const float *rstd, int N, int C, asink_norm_scratch s) {
+                            const float *rstd, int N, int C, asink_norm_scratch s) {
   const asink_kernels *kn = asink_kern();
   int nt = s.nt;
   memset(s.buf, 0, sizeof(float) * (size_t)nt * 2 * C);
@@ -56,7 +56,7 @@ void asink_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *
 /* ---------------------------------------------------------------- LayerNorm */
 
 void asink_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
-                       const float *b, int N, int C, float eps, int nt) {
+                             const float *b, int N, int C, float eps, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
   for (int n = 0; n < N; n++) {
     const float *xr = x + (size_t)n * C;
@@ -74,8 +74,8 @@ void asink_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
 }
 
 void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, const float *mean, const float *rstd, int N, int C,
-                        asink_norm_scratch s) {
+                              const float *w, const float *mean, const float *rstd, int N, int C,
+                              asink_norm_scratch s) {
   int nt = s.nt;
   /* partials: dw then db, 2C per thread; s.buf must hold nt * 2C */
   memset(s.buf, 0, sizeof(float) * (size_t)nt * 2 * C);
@@ -190,7 +190,7 @@ void asink_act_forward(float *h, const float *g, const float *u, asink_act k, si
 }
 
 void asink_act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                  asink_act k, size_t n, int nt) {
+                        asink_act k, size_t n, int nt) {
   const asink_kernels *kn = asink_kern();
 #pragma omp parallel num_threads(nt) if (nt > 1 && n > 16384)
   {
@@ -237,7 +237,7 @@ void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asin
 }
 
 void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
-                     int ldx, const asink_linear *L, int N, int nt) {
+                           int ldx, const asink_linear *L, int N, int nt) {
   if (dx)
     asink_sgemm(false, L->in_out, N, L->in, L->out, 1.f, dy, ldy, L->w, L->ldw, acc ? 1.f : 0.f,
                 dx, lddx, nt);
@@ -253,7 +253,7 @@ void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int l
 /* ------------------------------------------------------- head + cross-entropy */
 
 double asink_head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
-                 int count, float *dx, float *dW, bool dw_acc, float *logits, int rows, int nt) {
+                       int count, float *dx, float *dW, bool dw_acc, float *logits, int rows, int nt) {
   const asink_kernels *kn = asink_kern();
   double total = 0.0;
   float inv_count = count > 0 ? 1.f / (float)count : 0.f;

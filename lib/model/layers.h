@@ -18,16 +18,16 @@ typedef struct {
 
 /* ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w */
 void asink_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C,
-                     float eps, int nt);
+                           float eps, int nt);
 void asink_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w,
-                      const float *rstd, int N, int C, asink_norm_scratch s);
+                            const float *rstd, int N, int C, asink_norm_scratch s);
 
 /* ---- LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b */
 void asink_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
-                       const float *b, int N, int C, float eps, int nt);
+                             const float *b, int N, int C, float eps, int nt);
 void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, const float *mean, const float *rstd, int N, int C,
-                        asink_norm_scratch s);
+                              const float *w, const float *mean, const float *rstd, int N, int C,
+                              asink_norm_scratch s);
 
 /* ---- Rotary embedding, rotate-half (HF LLaMA): pairs (i, i + D/2) of every head of
  * x (N rows of nh heads of D) rotated by pos * theta^(-2i/D); row n has position
@@ -42,7 +42,7 @@ typedef enum { ASINK_ACT_SILU, ASINK_ACT_GELU, ASINK_ACT_RELU } asink_act;
 void asink_act_forward(float *h, const float *g, const float *u, asink_act k, size_t n, int nt);
 /* dg = dh * d act(g) (* u), du = dh * act(g); written, not accumulated. */
 void asink_act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,
-                  asink_act k, size_t n, int nt);
+                        asink_act k, size_t n, int nt);
 
 /* ---- y += x over n floats (residual connections), split into one chunk per thread. */
 void asink_residual_add(float *y, const float *x, size_t n, int nt);
@@ -58,7 +58,7 @@ typedef struct {
 void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asink_linear *L, int N, int nt);
 /* dx (if not NULL) = dy W, or += with acc;  dW += dy^T x;  db += colsum(dy). */
 void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
-                     int ldx, const asink_linear *L, int N, int nt);
+                           int ldx, const asink_linear *L, int N, int nt);
 
 /* ---- Fused head + cross-entropy over rows of x (N x C) against W (V x C).
  * targets < 0 are ignored; loss = mean over the others (count = their number).
@@ -66,7 +66,7 @@ void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int l
  * (= dlogits W) and dW (= dlogits^T x; added to dW's contents with dw_acc), dlogits =
  * (softmax - onehot)/count, so no N x V array is ever kept. logits_ws: rows * V floats. */
 double asink_head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
-                 int count, float *dx, float *dW, bool dw_acc, float *logits_ws, int rows, int nt);
+                       int count, float *dx, float *dW, bool dw_acc, float *logits_ws, int rows, int nt);
 
 /* ---- Sinusoidal positions (Vaswani): pe[p, 2i] = sin(p / 10000^(2i/C)), pe[p, 2i+1] = cos. */
 void asink_sinusoid_table(float *pe, int maxT, int C);
