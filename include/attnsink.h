@@ -302,6 +302,85 @@ ASINK_API asink_status asink_metric_entropy(const asink_metric *mt, float *out);
  * free() it. NULL with ASINK_ERR_STATE / NOMEM in asink_last_error(). */
 ASINK_API char *asink_metric_json(const asink_metric *mt);
 
+/* Decoding (asink_model_decode with a cache): one record per decode call while the
+ * metric is attached, the share of attention each layer and head put on the cache's
+ * sink slots (the kept positions 0 .. n_sink-1 of the stream; for softmax the attention
+ * itself, otherwise the proxy-normalised map), averaged over the call's new positions
+ * and sequences. Counts and results; asink_metric_reset forgets them too. */
+ASINK_API int asink_metric_decode_steps(const asink_metric *mt);
+/* (steps, L, H) percent-free shares in [0, 1]. ASINK_ERR_STATE if no step was recorded. */
+ASINK_API asink_status asink_metric_sink_share(const asink_metric *mt, float *out);
+
+/* =================================================================== decoding */
+/*
+ * A key/value cache for incremental decoding of B independent sequences by one model
+ * (docs/api.md "Decoding"). Per layer it keeps keys (after RoPE) and values of the
+ * positions its policy keeps:
+ *   "full"    every position, up to max_len (memory grows as positions arrive);
+ *   "window"  the last `window` positions;
+ *   "sink"    the first n_sink positions for ever plus the last `window` (StreamingLLM).
+ * Inside the cache positions are ranks: the kept positions, oldest first, are numbered
+ * 0, 1, ... and masks, ALiBi and relative biases see those numbers, so a window or sink
+ * cache stays within the trained range however long the stream. RoPE keys keep their
+ * rotation, which preserves every distance within the window; a sink cache re-rotates
+ * its sink keys so that their distance to the newest position is their rank distance,
+ * as StreamingLLM does. Learned and sinusoidal (absolute) positions cannot be re-assigned
+ * once computed, so those models take "full" caches only. A cache holds no pointer to
+ * its model's data: free it before or after the model, but use it with that model only.
+ * One thread at a time per cache (and per model).
+ */
+typedef struct asink_cache asink_cache;
+
+/* policy "full" (window, n_sink unused except n_sink for the metric's sink share; 1 <=
+ * max_len), "window" (1 <= window; max_len unused), "sink" (1 <= n_sink < window).
+ * ASINK_ERR_ARG naming a bad value; ASINK_ERR_UNSUPPORTED for a combination the model
+ * cannot decode consistently (window/sink with absolute positions, a prefix-LM prefix
+ * longer than the cache, causal=0, a sink cache of a RoPE model with the MLP kernel). */
+ASINK_API asink_status asink_cache_create(asink_cache **c, asink_model *m, const char *policy,
+                                          int batch, int n_sink, int window, int max_len);
+ASINK_API void asink_cache_free(asink_cache *c);
+/* Empties every sequence (memory is kept for reuse). */
+ASINK_API void asink_cache_reset(asink_cache *c);
+/* Tokens per sequence a decode call runs through the layers at once (default 128): a
+ * long prefill is cut into chunks so memory stays bounded; the results do not depend on
+ * it beyond float rounding. ASINK_ERR_ARG unless 1 <= chunk <= 65536. */
+ASINK_API asink_status asink_cache_set_chunk(asink_cache *c, int chunk);
+/* Positions fed to sequence b so far, and positions its cache holds now; -1 for a bad b. */
+ASINK_API int64_t asink_cache_fed(const asink_cache *c, int b);
+ASINK_API int asink_cache_held(const asink_cache *c, int b);
+/* Sequences, and the bytes of keys and values allocated now. */
+ASINK_API int asink_cache_batch(const asink_cache *c);
+ASINK_API size_t asink_cache_bytes(const asink_cache *c);
+
+/* Feeds n tokens (B, n) to every sequence of c; logits (B, n, vocab) of the new
+ * positions, or NULL. Errors leave the cache as it was: ASINK_ERR_ARG for a cache of
+ * another model or a token outside the vocabulary; ASINK_ERR_SHAPE past a full cache's
+ * max_len or a learned model's positions; ASINK_ERR_STATE for a prefix-LM whose first
+ * call does not hold the whole prefix (its positions attend to each other). */
+ASINK_API asink_status asink_model_decode(asink_model *m, asink_cache *c, int n,
+                                          const int32_t *tokens, float *logits);
+/* The same with lengths[b] tokens for sequence b (0 .. n_max): tokens (B, n_max), logits
+ * (B, n_max, vocab) with the rows past a sequence's length set to 0. */
+ASINK_API asink_status asink_model_decode_ragged(asink_model *m, asink_cache *c,
+                                                 const int *lengths, int n_max,
+                                                 const int32_t *tokens, float *logits);
+
+/* Sampling from logits: temperature 0 is greedy (the lowest id among equal maxima);
+ * otherwise softmax(logits / temperature) restricted to the top_k largest (0: all) and
+ * then to the smallest set whose probability reaches top_p (1: all), drawn from a
+ * xoshiro256** generator seeded with seed: the same seed gives the same tokens. */
+typedef struct asink_sampler asink_sampler;
+ASINK_API asink_status asink_sampler_create(asink_sampler **s, float temperature, int top_k,
+                                            float top_p, uint64_t seed);
+ASINK_API void asink_sampler_free(asink_sampler *s);
+ASINK_API asink_status asink_sampler_pick(asink_sampler *s, const float *logits, int vocab,
+                                          int32_t *token);
+/* Generation: feeds prompt (B, T0) into c (reset first), then samples n_new tokens per
+ * sequence; out (B, T0 + n_new) is the prompt followed by them. */
+ASINK_API asink_status asink_model_generate(asink_model *m, asink_cache *c, asink_sampler *s,
+                                            int T0, const int32_t *prompt, int n_new,
+                                            int32_t *out);
+
 #ifdef __cplusplus
 }
 #endif
