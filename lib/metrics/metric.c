@@ -26,6 +26,9 @@ struct asink_metric {
   /* fused: staging for the ops' statistics of one batch */
   asink_ws stage;
   int batch_B;
+  /* decoding: per decode call, the sink share of each layer and head */
+  int dec_L, dec_H, dec_steps, dec_cap;
+  float *dec_share; /* dec_cap x dec_L x dec_H */
   asink_model *model; /* the model this metric observes, or NULL */
 };
 
@@ -53,6 +56,7 @@ void asink_metric_free(asink_metric *mt) {
   if (mt->model) asink_model_set_observer(mt->model, NULL);
   release_sums(mt);
   asink_ws_release(&mt->stage);
+  free(mt->dec_share);
   asink_free(mt);
 }
 
@@ -62,6 +66,7 @@ void asink_metric_reset(asink_metric *mt) {
   mt->L = mt->H = mt->T = mt->Tk = 0;
   mt->n_seq = mt->cap = mt->pending_n = mt->next_layer = 0;
   mt->from_model = mt->from_maps = false;
+  mt->dec_steps = 0;
 }
 
 /* Fixes the shape on first use (allocating the sums), or checks it. */
@@ -240,6 +245,29 @@ static void obs_end(void *ctx, const asink_layer_view *v) {
   mt->from_model = true;
 }
 
+static void obs_decode_step(void *ctx, int L, int H, const float *share) {
+  asink_metric *mt = ctx;
+  if (mt->dec_steps && (mt->dec_L != L || mt->dec_H != H)) mt->dec_steps = 0;
+  mt->dec_L = L, mt->dec_H = H;
+  if (mt->dec_steps == mt->dec_cap) {
+    int cap = mt->dec_cap ? 2 * mt->dec_cap : 256;
+    float *p = realloc(mt->dec_share, (size_t)cap * L * H * sizeof(float));
+    if (!p) return; /* the step goes unrecorded; the count says so */
+    mt->dec_share = p, mt->dec_cap = cap;
+  }
+  memcpy(mt->dec_share + (size_t)mt->dec_steps * L * H, share, (size_t)L * H * sizeof(float));
+  mt->dec_steps++;
+}
+
+int asink_metric_decode_steps(const asink_metric *mt) { return mt ? mt->dec_steps : 0; }
+
+asink_status asink_metric_sink_share(const asink_metric *mt, float *out) {
+  if (!mt || !out) return asink_fail(ASINK_ERR_ARG, "asink_metric_sink_share: NULL argument");
+  if (!mt->dec_steps) return asink_fail(ASINK_ERR_STATE, "metric sink_share: no decode step recorded yet");
+  memcpy(out, mt->dec_share, (size_t)mt->dec_steps * mt->dec_L * mt->dec_H * sizeof(float));
+  return ASINK_OK;
+}
+
 static void obs_detached(void *ctx) { ((asink_metric *)ctx)->model = NULL; }
 
 asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt) {
@@ -256,7 +284,9 @@ asink_status asink_model_attach_metric(asink_model *m, asink_metric *mt) {
                       mt->L, mt->H, L, H);
   }
   if (mt->model && mt->model != m) asink_model_set_observer(mt->model, NULL);
-  asink_model_set_observer(m, &(asink_observer){mt, obs_begin, obs_layer, obs_end, obs_detached});
+  asink_model_set_observer(m, &(asink_observer){.ctx = mt, .begin = obs_begin, .layer = obs_layer,
+                                                .end = obs_end, .decode_step = obs_decode_step,
+                                                .detached = obs_detached});
   mt->model = m;
   return ASINK_OK;
 }

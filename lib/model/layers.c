@@ -110,17 +110,29 @@ void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, 
 
 /* --------------------------------------------------------------------- RoPE */
 
+void asink_rope_angles(float *cs, float *sn, int64_t pos, int D, float theta) {
+  for (int i = 0; i < D / 2; i++) {
+    /* HF: inv_freq = 1 / theta^(2i/D) in float32, then pos * inv_freq in float32 */
+    float inv = 1.f / powf(theta, (float)(2 * i) / (float)D);
+    float ang = (float)pos * inv;
+    cs[i] = cosf(ang);
+    sn[i] = sinf(ang);
+  }
+}
+
 void asink_rope_table(float *tab, int maxT, int D, float theta) {
   int h = D / 2;
   float *cs = tab, *sn = tab + (size_t)maxT * h;
-  for (int p = 0; p < maxT; p++)
-    for (int i = 0; i < h; i++) {
-      /* HF: inv_freq = 1 / theta^(2i/D) in float32, then pos * inv_freq in float32 */
-      float inv = 1.f / powf(theta, (float)(2 * i) / (float)D);
-      float ang = (float)p * inv;
-      cs[(size_t)p * h + i] = cosf(ang);
-      sn[(size_t)p * h + i] = sinf(ang);
-    }
+  for (int p = 0; p < maxT; p++) asink_rope_angles(cs + (size_t)p * h, sn + (size_t)p * h, p, D, theta);
+}
+
+void asink_rope_rows(float *x, size_t rows, int nh, int D, const float *cs, const float *sn,
+                     size_t ld_angles, float sign) {
+  const asink_kernels *kn = asink_kern();
+  for (size_t r = 0; r < rows; r++)
+    for (int hd = 0; hd < nh; hd++)
+      kn->rope_rotate((size_t)(D / 2), x + (r * nh + hd) * D, cs + r * ld_angles,
+                      sn + r * ld_angles, sign);
 }
 
 static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt,

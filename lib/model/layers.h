@@ -33,6 +33,11 @@ void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, 
  * x (N rows of nh heads of D) rotated by pos * theta^(-2i/D); row n has position
  * pos0 + n % T. tab holds cos then sin, (maxT, D/2) each (rope_table). In place. */
 void asink_rope_table(float *tab, int maxT, int D, float theta);
+/* The cos and sin (D/2 each) of position pos, as the table holds them. */
+void asink_rope_angles(float *cs, float *sn, int64_t pos, int D, float theta);
+/* rows of nh heads of D rotated by the angles of row r at cs/sn + r * ld_angles. */
+void asink_rope_rows(float *x, size_t rows, int nh, int D, const float *cs, const float *sn,
+                     size_t ld_angles, float sign);
 void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
 void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
 

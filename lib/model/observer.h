@@ -26,6 +26,10 @@ typedef struct {
   void (*layer)(void *ctx, const asink_layer_view *view);
   /* after the last layer, view->x the last residual */
   void (*end)(void *ctx, const asink_layer_view *view);
+  /* after a decode call of the model (decode.c): share (L x H), the attention on the
+   * cache's sink slots averaged over the call's new positions and sequences; NULL: not
+   * watched */
+  void (*decode_step)(void *ctx, int L, int H, const float *share);
   /* the model no longer calls this observer (replaced, detached, or freed) */
   void (*detached)(void *ctx);
 } asink_observer;

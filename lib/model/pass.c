@@ -11,6 +11,7 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/runtime.h"
+#include "model/block.h"
 
 /* The gradient of a parameter view in this pass's gradient buffer. */
 static float *grad_of(const asink_weights *w, const asink_pass *p, const float *param) {
@@ -118,14 +119,6 @@ void asink_pass_scratch_release(asink_pass_scratch *s) {
 }
 
 /* ------------------------------------------------------------------ norms */
-
-static void norm_fwd(const asink_weights *w, const asink_pass *p, float *y, float *mean,
-                     float *rstd, const float *x, const float *nw, const float *nb, int nt) {
-  if (w->cfg.family == ASINK_FAMILY_GPT2)
-    asink_layernorm_forward(y, mean, rstd, x, nw, nb, p->N, w->C, w->cfg.norm_eps, nt);
-  else
-    asink_rmsnorm_forward(y, rstd, x, nw, p->N, w->C, w->cfg.norm_eps, nt);
-}
 
 static void norm_bwd(const asink_weights *w, const asink_pass *p, float *dx, const float *dy,
                      const float *x, const float *nw, const float *nb, const float *mean,
@@ -238,43 +231,24 @@ static asink_status attn_forward(const asink_weights *w, asink_pass *p, int l, c
   return ASINK_OK;
 }
 
-static void ffn_forward(const asink_weights *w, const asink_pass *p, const asink_layer_weights *y,
-                        asink_acts *a, const float *xf, float *out, int nt) {
-  const int N = p->N, C = w->C, F = w->F;
-  if (w->gated) {
-    asink_linear_forward(a->fg, F, xf, C, &y->gate, N, nt);
-    asink_linear_forward(a->fu, F, xf, C, &y->up, N, nt);
-    asink_act_forward(a->fh, a->fg, a->fu, w->act, (size_t)N * F, nt);
-  } else {
-    asink_linear_forward(a->fg, F, xf, C, &y->up, N, nt);
-    asink_act_forward(a->fh, a->fg, NULL, w->act, (size_t)N * F, nt);
-  }
-  asink_linear_forward(out, C, a->fh, F, &y->down, N, nt);
+/* The training pass's attention sub-block (asink_attend_fn), with the statistics buffers
+ * of an observer. */
+typedef struct {
+  const asink_weights *w;
+  asink_pass *p;
+  float *imp, *ent;
+  int nt;
+} pass_attend;
+
+static asink_status attend(void *ctx, int l, const float *xa, float *out) {
+  pass_attend *c = ctx;
+  return attn_forward(c->w, c->p, l, xa, out, c->imp, c->ent, c->nt);
 }
 
-static asink_status block_forward(const asink_weights *w, asink_pass *p, int l, float *imp,
-                                  float *ent, int nt) {
-  const asink_layer_weights *y = &w->layers[l];
-  asink_acts *a = &p->acts[l];
-  float *x_out = p->acts[l + 1].x_in;
-  const size_t NC = (size_t)p->N * w->C;
-  asink_status st;
-  if (w->cfg.norm == ASINK_NORMPOS_PRE) {
-    norm_fwd(w, p, a->n1, a->mean1, a->rstd1, a->x_in, y->ln1_w, y->ln1_b, nt);
-    if ((st = attn_forward(w, p, l, a->n1, a->x_mid, imp, ent, nt))) return st;
-    asink_residual_add(a->x_mid, a->x_in, NC, nt);
-    norm_fwd(w, p, a->n2, a->mean2, a->rstd2, a->x_mid, y->ln2_w, y->ln2_b, nt);
-    ffn_forward(w, p, y, a, a->n2, x_out, nt);
-    asink_residual_add(x_out, a->x_mid, NC, nt);
-  } else {
-    if ((st = attn_forward(w, p, l, a->x_in, a->n1, imp, ent, nt))) return st;
-    asink_residual_add(a->n1, a->x_in, NC, nt);
-    norm_fwd(w, p, a->x_mid, a->mean1, a->rstd1, a->n1, y->ln1_w, y->ln1_b, nt);
-    ffn_forward(w, p, y, a, a->x_mid, a->n2, nt);
-    asink_residual_add(a->n2, a->x_mid, NC, nt);
-    norm_fwd(w, p, x_out, a->mean2, a->rstd2, a->n2, y->ln2_w, y->ln2_b, nt);
-  }
-  return ASINK_OK;
+static asink_block_acts block_acts(const asink_pass *p, int l) {
+  const asink_acts *a = &p->acts[l];
+  return (asink_block_acts){a->x_in, a->n1, a->mean1, a->rstd1, a->x_mid, a->n2, a->mean2,
+                            a->rstd2, a->fg, a->fu, a->fh, p->acts[l + 1].x_in};
 }
 
 /* --------------------------------------------------------------- forward */
@@ -293,15 +267,18 @@ asink_status asink_pass_forward(const asink_weights *w, asink_pass *p, int B, in
     asink_layer_view v = layer_view(w, p, -1);
     if ((st = p->obs->begin(p->obs->ctx, &v, &imp, &ent))) return st;
   }
-  for (int l = 0; l < w->L; l++)
-    if ((st = block_forward(w, p, l, imp, ent, nt))) return st;
+  pass_attend ctx = {w, p, imp, ent, nt};
+  for (int l = 0; l < w->L; l++) {
+    asink_block_acts a = block_acts(p, l);
+    if ((st = asink_block_forward(w, l, &a, p->N, attend, &ctx, nt))) return st;
+  }
   if (p->obs) {
     asink_layer_view v = layer_view(w, p, w->L);
     p->obs->end(p->obs->ctx, &v);
   }
   const float *last = p->acts[w->L].x_in;
   if (w->cfg.norm == ASINK_NORMPOS_PRE)
-    norm_fwd(w, p, p->xf, p->xf_mean, p->xf_rstd, last, w->lnf_w, w->lnf_b, nt);
+    asink_block_norm(w, p->xf, p->xf_mean, p->xf_rstd, last, w->lnf_w, w->lnf_b, p->N, nt);
   else
     memcpy(p->xf, last, sizeof(float) * (size_t)p->N * C);
   /* the head sees the real tokens only */

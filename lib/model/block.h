@@ -1,0 +1,33 @@
+/* One decoder block's forward, shared by the training passes (pass.c) and decoding
+ * (decode.c): the norms, residuals and FFN are here; the attention sub-block is the
+ * caller's, since it differs (a whole sequence against itself, or new rows against a
+ * cache). */
+#ifndef ASINK_MODEL_BLOCK_H
+#define ASINK_MODEL_BLOCK_H
+
+#include "model/weights.h"
+
+/* A block's buffers, N rows each (x_out may be the next block's x_in). */
+typedef struct {
+  float *x_in;  /* residual stream entering the block (N x C) */
+  float *n1;    /* pre-norm: norm1(x_in); post-norm: x_in + attn (norm1's input) */
+  float *mean1, *rstd1;
+  float *x_mid; /* pre-norm: x_in + attn; post-norm: norm1(n1) */
+  float *n2;    /* pre-norm: norm2(x_mid); post-norm: x_mid + ffn (norm2's input) */
+  float *mean2, *rstd2;
+  float *fg, *fu, *fh; /* FFN gate pre-activation, up, hidden (N x F) */
+  float *x_out;
+} asink_block_acts;
+
+/* out (N x C) = the attention sub-block of layer l on its input rows xa (N x C). */
+typedef asink_status (*asink_attend_fn)(void *ctx, int l, const float *xa, float *out);
+
+/* The family's norm (LayerNorm for gpt2, RMSNorm otherwise) over N rows. */
+void asink_block_norm(const asink_weights *w, float *y, float *mean, float *rstd, const float *x,
+                      const float *nw, const float *nb, int N, int nt);
+
+/* Block l forward, pre- or post-norm as the config says. */
+asink_status asink_block_forward(const asink_weights *w, int l, const asink_block_acts *a, int N,
+                                 asink_attend_fn attend, void *ctx, int nt);
+
+#endif
