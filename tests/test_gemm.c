@@ -108,6 +108,20 @@ START_TEST(packed_inside_parallel_region) {
 }
 END_TEST
 
+/* A few rows against a large B (decoding): the skinny path, every m up to 8 and past it,
+ * both layouts of B, beta 0 (NaN overwritten), 1 and -0.5, 1 and 2 threads. */
+START_TEST(few_rows_against_a_large_matrix) {
+  const float betas[] = {0.f, 1.f, -0.5f};
+  for (int m = 1; m <= 9; m++)
+    for (int tb = 0; tb < 2; tb++)
+      for (int bi = 0; bi < 3; bi++)
+        for (int threads = 1; threads <= 2; threads++) {
+          double e = gemm_error(false, tb, m, 700, 300, 0.7f, betas[bi], m % 2 ? 3 : 0, threads);
+          ck_assert_msg(e < 1e-5, "m=%d tb=%d beta=%g threads=%d: error %g", m, tb, betas[bi], threads, e);
+        }
+}
+END_TEST
+
 START_TEST(alpha_zero_and_k_zero_scale_c) {
   asink_sgemm_force_driver(1);
   float A[4] = {NAN, NAN, NAN, NAN}, B[4] = {1, 2, 3, 4}, C[4] = {1, 2, 3, 4};
@@ -236,6 +250,7 @@ int main(void) {
   tcase_add_test(tc, blis_driver_agrees);
   tcase_add_test(tc, packed_inside_parallel_region);
   tcase_add_test(tc, alpha_zero_and_k_zero_scale_c);
+  tcase_add_test(tc, few_rows_against_a_large_matrix);
   tcase_add_test(tc, band_skips_only_zero_or_unwanted_work);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);

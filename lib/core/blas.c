@@ -311,10 +311,52 @@ static bool use_packed(void) {
 
 bool asink_sgemm_band_skips(void) { return use_packed(); }
 
+/* A few rows of A (decoding: one row per sequence) against a matrix read once, as
+ * dot products of A's rows with B's rows (transb) or as A's entries times B's rows
+ * added to C's rows: a packed GEMM would copy all of B first, tripling the memory
+ * traffic of what is a memory-bound product. Threads split C's columns. */
+enum { SKINNY_M = 8 };
+
+static void skinny_sgemm(bool transb, int m, int n, int k, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+  const asink_kernels *kn = asink_kern();
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    int parts = omp_get_num_threads(), me = omp_get_thread_num();
+    int lo = (int)((long)n * me / parts), hi = (int)((long)n * (me + 1) / parts);
+    if (transb) {
+      for (int j = lo; j < hi; j++) {
+        const float *b = B + (size_t)j * ldb;
+        for (int i = 0; i < m; i++) {
+          float d = alpha * kn->dot((size_t)k, A + (size_t)i * lda, b), *c = C + (size_t)i * ldc + j;
+          *c = beta == 0.f ? d : beta * *c + d;
+        }
+      }
+    } else if (hi > lo) {
+      for (int i = 0; i < m; i++) {
+        float *c = C + (size_t)i * ldc + lo;
+        if (beta == 0.f) memset(c, 0, (size_t)(hi - lo) * sizeof(float));
+        else if (beta != 1.f) kn->scale((size_t)(hi - lo), c, beta);
+      }
+      for (int p = 0; p < k; p++)
+        for (int i = 0; i < m; i++) {
+          float a = alpha * A[(size_t)i * lda + p];
+          if (a != 0.f) kn->axpy((size_t)(hi - lo), a, B + (size_t)p * ldb + lo, C + (size_t)i * ldc + lo);
+        }
+    }
+  }
+}
+
 void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads,
                       const asink_gemm_band *band) {
   if (m <= 0 || n <= 0) return;
+  if (!transa && m <= SKINNY_M && k > 0 && alpha != 0.f) {
+    /* memory-bound: a second thread pays once B is larger than about 256 KiB */
+    if (threads > 1 && ((size_t)n * k < 65536 || omp_in_parallel())) threads = 1;
+    skinny_sgemm(transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+    return;
+  }
   /* Below about 8 MFLOP a second thread costs more in barriers (tens of
    * microseconds, far worse on a loaded machine) than it saves. */
   if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
