@@ -306,10 +306,11 @@ static void resink(group *g, int l, int b) {
   asink_rope_rows(K, (size_t)ns, w->Hkv, w->D, g->rcs, g->rsn, h, 1.f);
 }
 
-/* Kept rows at stream positions < n_sink, which the metric's sink share counts. */
-static int sink_slots(const asink_cache *c, const seq_state *s) {
+/* Of the Tk keys a sequence's new rows see, those at stream positions < n_sink, which
+ * the metric's sink share counts. */
+static int sink_slots(const asink_cache *c, const seq_state *s, int Tk) {
   int64_t n = c->policy == POLICY_WINDOW ? c->n_sink - s->evicted : c->n_sink;
-  if (n > s->held) n = s->held;
+  if (n > Tk) n = Tk;
   return n > 0 ? (int)n : 0;
 }
 
@@ -318,7 +319,7 @@ static void add_share(group *g, int l, int b, int Tk, int nq) {
   const asink_weights *w = g->w;
   const asink_attn *op = w->layers[l].attn;
   const int cols = asink_attn_key_count(op, Tk), voff = cols - Tk;
-  const int ns = sink_slots(g->c, &g->c->seq[b]);
+  const int ns = sink_slots(g->c, &g->c->seq[b], Tk);
   for (int h = 0; h < w->H; h++) {
     double sum = 0.0;
     for (int j = 0; j < ns; j++) {
