@@ -9,6 +9,7 @@ The attention operation of docs/attention.md, selected by a spec string::
     op.importance                           # (B, H, Tk), Tk = T (+1 with kbias)
     dq, dk, dv = op.backward(dout)          # gradients of sum(out * dout)
     op.grads                                # parameter gradients of that backward
+    out = op.forward_at(q, k, v, q_pos, k_pos)  # Tq queries, Tk keys at absolute positions
 
 The shared library is found through ``ATTNSINK_LIB`` (a path to the .so), then the
 project's ``build/`` directory, then the system (see ``attnsink._lib``).
@@ -21,6 +22,15 @@ The decoder language model of DESIGN §6 and its optimizer (see ``attnsink.model
     opt = attnsink.AdamW(m, 1e-3)
     opt.step()                              # returns the gradient norm before clipping
     m.save("ckpt/"); opt.save("ckpt/")
+
+Incremental decoding with a key/value cache (see ``attnsink.model.Cache``)::
+
+    logits = m.decode(tokens, cache="full")            # (B, T) one position at a time -> (B, T, V)
+    out = m.generate(prompt, 32, cache="sink", n_sink=4, window=256, temperature=0.7, seed=1)
+    with m.cache("window", window=256, batch=B) as c:  # or "full" (max_len=), "sink" (n_sink=)
+        logits = c.step(tokens)                        # (B, n) -> (B, n, V)
+    out = op.forward_at(q, k, v, q_pos, k_pos)          # attention at given absolute positions
+    mt = attnsink.Metric(); m.attach_metric(mt)        # mt.sink_share() after decode calls
 
 Errors: a bad spec, bad sizes or bad shapes raise ``ValueError`` (precisely
 :class:`ArgumentError`, a subclass) whose message is the library's
@@ -40,9 +50,9 @@ import numpy as np
 from ._lib import Status, c_float_p, lib, lib_path
 
 __all__ = [
-    "Attention", "Model", "AdamW", "AttnsinkError", "ArgumentError", "FormatError",
-    "StateError", "FileError", "OutOfMemory", "LibraryError", "version", "version_number",
-    "runtime_info", "simd_level", "init",
+    "Attention", "Model", "AdamW", "Cache", "Sampler", "Metric", "AttnsinkError",
+    "ArgumentError", "FormatError", "StateError", "FileError", "OutOfMemory", "LibraryError",
+    "version", "version_number", "runtime_info", "simd_level", "init",
     "set_num_threads", "get_num_threads", "lib_path", "sink_stats", "sink_metric",
 ]
 
@@ -134,6 +144,29 @@ def _ptr(a):
     return a.ctypes.data_as(c_float_p) if a is not None else None
 
 
+def _ptr64(a):
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)) if a is not None else None
+
+
+def _positions(pos, n, label):
+    """None, or pos as an int64 C-contiguous 1-D array of length n (TypeError for a
+    non-integer array, ArgumentError naming the shape otherwise). Whether the positions
+    increase is the library's check."""
+    if pos is None:
+        return None
+    a = np.asarray(pos)
+    if a.dtype.kind not in "iu":
+        raise TypeError("%s must hold integers, not %s" % (label, a.dtype))
+    if a.shape != (n,):
+        raise ArgumentError("%s has shape %s; expected (%d,), one position per %s"
+                            % (label, _shape(a.shape), n,
+                               "query" if label.startswith("q") else "key"))
+    if a.dtype == np.uint64 and n and int(a.max()) > 2**63 - 1:
+        raise ArgumentError("%s holds %d, outside the 64-bit integer range"
+                            % (label, int(a.max())))
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def _c_text(value, what):
     """A str (or UTF-8 bytes) argument as bytes for the C library; TypeError for other
     types, ArgumentError naming it if it holds a NUL (C would silently cut it there)."""
@@ -218,7 +251,8 @@ class _Handle:
         self._free = free if free is not None else lib.asink_attn_free
         self.keep = keep
 
-    def __del__(self):
+    def close(self):
+        """Free the C object now (idempotent); the pointer becomes NULL."""
         ptr = getattr(self, "ptr", None)
         free = getattr(self, "_free", None)
         if ptr is not None and ptr.value and free is not None:
@@ -228,6 +262,9 @@ class _Handle:
                 pass
             self.ptr = ctypes.c_void_p()
         self.keep = None  # only now may what it keeps go
+
+    def __del__(self):
+        self.close()
 
 
 def _view(handle, getter, name, shape):
@@ -366,6 +403,62 @@ class Attention:
         self._importance = imp
         return out
 
+    def forward_at(self, q, k, v, q_pos=None, k_pos=None, importance=False):
+        """Tq queries against Tk keys at given absolute positions (a key/value cache, a chunk
+        of a long sequence): q (B,Tq,H,D), k and v (B,Tk,Hkv,D) -> new float32 (B,Tq,H,D).
+
+        q_pos (Tq,) and k_pos (Tk,) are 1-D integer arrays of absolute positions (0 .. 2**31-1),
+        each strictly increasing and shared by the batch; every mask, ALiBi slope and relative
+        bias of the spec is computed on them (docs/attention.md). k_pos None: keys at
+        0 .. Tk-1; q_pos None: queries at Tk-Tq .. Tk-1 (with k_pos None too, the newest Tq of
+        the keys; needs Tq <= Tk). Give q_pos explicitly when k_pos has gaps.
+        importance=True: op.importance receives (B, H, key_count(Tk)), each key's column sum
+        divided by the number of queries at or after its position.
+
+        Positions that do not increase, or a query that sees no key, raise ValueError
+        (ArgumentError) with the library's message. backward() differentiates this call like
+        a forward: it returns (dq, dk, dv) with the shapes of q, k, v."""
+        self._saved = None
+        self._importance = None
+        q, k, v = _owned_f32(q), _owned_f32(k), _owned_f32(v)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        if q.ndim != 4:
+            raise ArgumentError("q must be 4-D (B, Tq, H=%d, D=%d), got shape %s"
+                                % (H, D, _shape(q.shape)))
+        B, Tq = q.shape[0], q.shape[1]
+        if q.shape[2:] != (H, D):
+            raise ArgumentError("q has shape %s; expected (B, Tq, %d, %d) for n_head=%d, "
+                                "head_dim=%d" % (_shape(q.shape), H, D, H, D))
+        if k.ndim != 4 or k.shape[0] != B or k.shape[2:] != (Hkv, D):
+            raise ArgumentError("k has shape %s; expected (%d, Tk, %d, %d) to match q %s with "
+                                "n_kv_head=%d" % (_shape(k.shape), B, Hkv, D, _shape(q.shape),
+                                                  Hkv))
+        Tk = k.shape[1]
+        if v.shape != k.shape:
+            raise ArgumentError("v has shape %s; expected %s, the shape of k"
+                                % (_shape(v.shape), _shape(k.shape)))
+        if B < 1 or Tq < 1 or Tk < 1:
+            raise ArgumentError("q has shape %s and k %s: B, Tq and Tk must be at least 1"
+                                % (_shape(q.shape), _shape(k.shape)))
+        if B > _INT_MAX or Tq > _INT_MAX or Tk > _INT_MAX:
+            raise ArgumentError("q has shape %s and k %s: sizes must fit in a C int"
+                                % (_shape(q.shape), _shape(k.shape)))
+        qp = _positions(q_pos, Tq, "q_pos")
+        kp = _positions(k_pos, Tk, "k_pos")
+        if qp is None and kp is None and Tq > Tk:
+            raise ArgumentError("q_pos not given: the queries are the newest Tq=%d of the Tk=%d "
+                                "keys, so Tq <= Tk is needed" % (Tq, Tk))
+        out = np.empty((B, Tq, H, D), dtype=np.float32)
+        imp = None
+        if importance:
+            imp = np.empty((B, H, self.key_count(Tk)), dtype=np.float32)
+        _check(lib.asink_attn_forward_at(self._h.ptr, B, Tq, Tk, _ptr64(qp), _ptr64(kp),
+                                         _ptr(q), _ptr(k), _ptr(v), _ptr(out), _ptr(imp)),
+               "asink_attn_forward_at")
+        self._saved = (q, k, v, out.copy())
+        self._importance = imp
+        return out
+
     def backward(self, dout):
         """Gradients of sum(out * dout) for the last forward: returns (dq, dk, dv) with the
         shapes of q, k, v, and fills op.grads with the parameter gradients of this call
@@ -391,8 +484,8 @@ class Attention:
 
 
 # The model and its optimizer live in their own module; it uses the helpers above.
-from .model import AdamW, Model  # noqa: E402
-from .metric import sink_metric, sink_stats  # noqa: E402
+from .model import AdamW, Cache, Model, Sampler  # noqa: E402
+from .metric import Metric, sink_metric, sink_stats  # noqa: E402
 
 Model.sink_stats = lambda self, tokens, eps=0.3, batch=16: sink_stats(self, tokens, eps, batch)
 Model.sink_stats.__doc__ = sink_stats.__doc__

@@ -114,6 +114,9 @@ def _declare(lib):
           c_float_p, c_float_p)
     proto("asink_attn_backward", status, attn_p, c_float_p, c_float_p, c_float_p, c_float_p,
           c_float_p, c_float_p, c_float_p, c_float_p)
+    c_int64_p = ctypes.POINTER(ctypes.c_int64)
+    proto("asink_attn_forward_at", status, attn_p, c_int, c_int, c_int, c_int64_p, c_int64_p,
+          c_float_p, c_float_p, c_float_p, c_float_p, c_float_p)
 
     model_p = c_void_p  # asink_model * (opaque)
     adamw_p = c_void_p  # asink_adamw * (opaque)
@@ -149,6 +152,32 @@ def _declare(lib):
     proto("asink_adamw_lr", ctypes.c_float, adamw_p)
     proto("asink_adamw_save", status, adamw_p, c_char_p)
     proto("asink_adamw_load", status, adamw_p, c_char_p)
+
+    # decoding: caches, incremental decode, sampling, generation
+    cache_p = c_void_p  # asink_cache * (opaque)
+    sampler_p = c_void_p  # asink_sampler * (opaque)
+    metric_p = c_void_p  # asink_metric * (opaque)
+    proto("asink_cache_create", status, ctypes.POINTER(cache_p), model_p, c_char_p, c_int, c_int,
+          c_int, c_int)
+    proto("asink_cache_free", None, cache_p)
+    proto("asink_cache_reset", None, cache_p)
+    proto("asink_cache_set_chunk", status, cache_p, c_int)
+    proto("asink_cache_fed", ctypes.c_int64, cache_p, c_int)
+    proto("asink_cache_held", c_int, cache_p, c_int)
+    proto("asink_cache_batch", c_int, cache_p)
+    proto("asink_cache_bytes", ctypes.c_size_t, cache_p)
+    proto("asink_model_decode", status, model_p, cache_p, c_int, c_int32_p, c_float_p)
+    proto("asink_model_decode_ragged", status, model_p, cache_p, c_int_p, c_int, c_int32_p,
+          c_float_p)
+    proto("asink_sampler_create", status, ctypes.POINTER(sampler_p), ctypes.c_float, c_int,
+          ctypes.c_float, ctypes.c_uint64)
+    proto("asink_sampler_free", None, sampler_p)
+    proto("asink_sampler_pick", status, sampler_p, c_float_p, c_int, c_int32_p)
+    proto("asink_model_generate", status, model_p, cache_p, sampler_p, c_int, c_int32_p, c_int,
+          c_int32_p)
+    # the metric's decoding record (the rest of asink_metric_* is declared in metric.py)
+    proto("asink_metric_decode_steps", c_int, metric_p)
+    proto("asink_metric_sink_share", status, metric_p, c_float_p)
 
 
 lib, lib_path = _load()

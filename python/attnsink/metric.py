@@ -1,6 +1,16 @@
 """Sink statistics (DESIGN §5) through the metric handle: fused into a model's forward
 pass (:func:`sink_stats`, also ``Model.sink_stats``) or computed from attention maps the
-caller supplies (:func:`sink_metric`)."""
+caller supplies (:func:`sink_metric`); attached to a model by hand (:class:`Metric`), which
+also records decoding::
+
+    mt = attnsink.Metric(eps=0.3)
+    m.attach_metric(mt)                 # or mt.attach(m)
+    logits = cache.step(tokens)         # one record per decode call
+    mt.decode_steps                     # records so far
+    mt.sink_share()                     # (steps, L, H): attention on the cache's sink slots
+    mt.stats()                          # the dict of sink_stats, from forward passes
+    mt.reset(); m.attach_metric(None)
+"""
 
 import ctypes
 import json
@@ -8,9 +18,9 @@ import json
 import numpy as np
 
 from ._lib import lib, c_float_p
-from . import _check, _ptr, _shape, ArgumentError, Status
+from . import _check, _ptr, _shape, ArgumentError, StateError, Status
 
-__all__ = ["sink_stats", "sink_metric"]
+__all__ = ["Metric", "sink_stats", "sink_metric"]
 
 _metric_p = ctypes.c_void_p
 _c_int_p = ctypes.POINTER(ctypes.c_int)
@@ -44,21 +54,47 @@ _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [ctypes.c_void_p]
 
 
-class _Metric:
-    """Owns one asink_metric handle."""
+class Metric:
+    """Owns one asink_metric handle: sink statistics accumulated over the passes of the model
+    it is attached to (``model.attach_metric(mt)`` or ``mt.attach(model)``) until reset.
 
-    def __init__(self, eps):
+    ``Metric(eps=0.3)``: eps is the threshold of the Sink metric, in (0, 1).
+
+    Forward passes (forward, loss, eval_loss) add sequences: ``dims()`` and ``stats()`` (the
+    dict of :func:`sink_stats`). Decoding (``Cache.step``, ``Model.decode``,
+    ``Model.generate``) adds one record per decode call: ``decode_steps`` counts them and
+    ``sink_share()`` returns (steps, L, H) float32, the share of attention each layer and head
+    put on the cache's sink slots (positions 0 .. n_sink-1 of the stream; for softmax the
+    attention itself, otherwise the proxy-normalised map), averaged over the call's new
+    positions and sequences."""
+
+    def __init__(self, eps=0.3):
         self.ptr = _metric_p()
         if not isinstance(eps, (int, float, np.floating)) or not 0.0 < float(eps) < 1.0:
             raise ArgumentError("eps=%r must be a number in (0, 1)" % (eps,), Status.ERR_ARG)
         _check(lib.asink_metric_create(ctypes.byref(self.ptr), float(eps)), "asink_metric_create")
+        self.eps = float(eps)
 
     def __del__(self):
         if getattr(self, "ptr", None) is not None and self.ptr.value:
             lib.asink_metric_free(self.ptr)
             self.ptr = _metric_p()
 
+    def __repr__(self):
+        n, layers, heads, T, _ = self.dims()
+        return "<attnsink.Metric eps=%g sequences=%d layers=%d heads=%d T=%d decode_steps=%d>" % (
+            self.eps, n, layers, heads, T, self.decode_steps)
+
+    def attach(self, model):
+        """Attach to model (the same as model.attach_metric(self))."""
+        model.attach_metric(self)
+
+    def reset(self):
+        """Forget every accumulated sequence and decoding record (the attachment is kept)."""
+        lib.asink_metric_reset(self.ptr)
+
     def dims(self):
+        """[sequences, layers, heads, T, Tk] gathered so far (zeros before any)."""
         v = [ctypes.c_int() for _ in range(5)]
         lib.asink_metric_dims(self.ptr, *[ctypes.byref(x) for x in v])
         return [x.value for x in v]
@@ -67,6 +103,50 @@ class _Metric:
         out = np.empty(shape, dtype=np.float32)
         _check(getattr(lib, "asink_metric_" + name)(self.ptr, _ptr(out)), "asink_metric_" + name)
         return out
+
+    def stats(self):
+        """The statistics of the forward passes so far, as the dict of :func:`sink_stats`.
+        StateError before any."""
+        N, L, H, T, Tk = self.dims()
+        return {
+            "importance": self.read("importance", (N, L, H, Tk)),
+            "sink": self.read("sink", (Tk,)),
+            "hidden_norm": self.read("hidden_norm", (L + 1, T)),
+            "key_norm": self.read("key_norm", (L, T)),
+            "value_norm": self.read("value_norm", (L, T)),
+            "qk_cosine": self.read("qk_cosine", (L, H, T)),
+            "qk_norm_product": self.read("qk_norm_product", (L, H, T)),
+            "entropy": self.read("entropy", (L, H)),
+        }
+
+    @property
+    def decode_steps(self):
+        """Decode calls recorded since creation or the last reset (asink_metric_decode_steps)."""
+        return int(lib.asink_metric_decode_steps(self.ptr))
+
+    def sink_share(self):
+        """(steps, L, H) float32 in [0, 1]: per recorded decode call, layer and head, the share
+        of attention on the cache's sink slots (asink_metric_sink_share). StateError if no
+        step was recorded."""
+        steps = self.decode_steps
+        if self._layers_heads is not None:
+            L, H = self._layers_heads
+        else:
+            _, L, H, _, _ = self.dims()
+        if steps > 0 and (L < 1 or H < 1):
+            # the C API has no query for the record's (L, H): they come from attach_metric
+            raise StateError("sink_share: the layer and head counts of the %d recorded steps are "
+                             "unknown; attach the metric with Model.attach_metric" % steps,
+                             Status.ERR_STATE)
+        out = np.empty((max(steps, 0), max(L, 0), max(H, 0)), dtype=np.float32)
+        _check(lib.asink_metric_sink_share(self.ptr, _ptr(out)), "asink_metric_sink_share")
+        return out
+
+    _layers_heads = None  # (L, H) of the model the metric was last attached to
+    _attached_to = None   # weakref to the Model it is attached to (through attach_metric)
+
+
+_Metric = Metric  # the name the tests of the fused statistics use
 
 
 def sink_stats(model, tokens, eps=0.3, batch=16):
@@ -88,7 +168,9 @@ def sink_stats(model, tokens, eps=0.3, batch=16):
                                            part.ctypes.data_as(_c_int32_p), None),
                    "asink_model_forward")
     finally:
-        lib.asink_model_attach_metric(model._h.ptr, None)
+        # give the model back the metric the caller attached, if any
+        prev = getattr(model, "_metric", None)
+        lib.asink_model_attach_metric(model._h.ptr, prev.ptr if prev is not None else None)
     N, L, H, T, Tk = mt.dims()
     return {
         "importance": mt.read("importance", (N, L, H, Tk)),

@@ -11,6 +11,13 @@ asink_adamw_*.
     grads = m.backward()                           # dict HF name -> ndarray (copies)
     m.zero_grad(); m.save(path)
 
+    logits = m.decode(tokens, cache="full")        # (B, T) fed one position at a time -> (B, T, V)
+    out = m.generate(prompt, n_new, cache="sink", n_sink=4, window=256, temperature=0.0)
+    with m.cache("sink", n_sink=4, window=256, batch=B) as c:
+        logits = c.step(tokens)                    # (B, n) new tokens -> (B, n, V)
+        logits = c.step_ragged(tokens, lengths)    # lengths[b] new tokens for sequence b
+        c.fed(0), c.held(0), c.nbytes; c.reset()
+
     opt = attnsink.AdamW(m, lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, clip=1.0)
     opt.schedule("cosine", warmup=100, total_steps=10000, min_lr=0.0)
     norm = opt.step()                              # gradient norm before clipping
@@ -30,14 +37,16 @@ import ctypes
 import json
 import operator
 import os
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
 
-from . import ArgumentError, _Handle, _INT_MAX, _c_ints, _c_text, _check, _decode, _ptr, _shape, _view
+from . import (ArgumentError, StateError, _Handle, _INT_MAX, _c_ints, _c_text, _check, _decode,
+               _ptr, _shape, _view)
 from ._lib import Status, lib
 
-__all__ = ["Model", "AdamW"]
+__all__ = ["Model", "AdamW", "Cache", "Sampler"]
 
 _INT32_MIN = -(2**31)
 _c_int32_p = ctypes.POINTER(ctypes.c_int32)
@@ -51,6 +60,25 @@ class _ModelHandle(_Handle):
 
     def __init__(self):
         super().__init__(lib.asink_model_free)
+
+
+class _CacheHandle(_Handle):
+    """Owns one asink_cache pointer. A cache holds no pointer to its model's data, so it
+    keeps no model alive (the Cache object keeps its Model for step())."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        super().__init__(lib.asink_cache_free)
+
+
+class _SamplerHandle(_Handle):
+    """Owns one asink_sampler pointer."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        super().__init__(lib.asink_sampler_free)
 
 
 class _OptHandle(_Handle):
@@ -108,6 +136,7 @@ class Model:
         if not isinstance(_handle, _ModelHandle) or not _handle.ptr.value:
             raise TypeError("use attnsink.Model.load(path) or attnsink.Model.create(config)")
         self._h = _handle
+        self._metric = None  # the attached Metric, kept alive while the C model points to it
         n_layer, n_head, n_kv, head_dim, hidden, vocab = (ctypes.c_int() for _ in range(6))
         lib.asink_model_dims(_handle.ptr, ctypes.byref(n_layer), ctypes.byref(n_head),
                              ctypes.byref(n_kv), ctypes.byref(head_dim), ctypes.byref(hidden),
@@ -245,6 +274,175 @@ class Model:
         """Zero every accumulated gradient."""
         lib.asink_model_zero_grad(self._h.ptr)
 
+    # -- decoding
+
+    def _attn_options(self):
+        """The options of the model's attention spec as a dict (key -> value text)."""
+        spec = (self.config.get("attnsink") or {}).get("attn") or "softmax"
+        opts = {}
+        for part in spec.split(",")[1:]:
+            if "=" in part:
+                key, val = part.split("=", 1)
+                opts[key.strip()] = val.strip()
+        return opts
+
+    def _prefix(self):
+        """P of a prefix-LM spec (prefix=P), else 0."""
+        try:
+            return int(self._attn_options().get("prefix", "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def max_positions(self):
+        """The config's max_position_embeddings (llama) or n_positions (gpt2): the default
+        max_len of a "full" cache, and the length limit of learned positions."""
+        c = self.config
+        for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+            if c.get(key):
+                return int(c[key])
+        raise ArgumentError("the model's config has no max_position_embeddings / n_positions")
+
+    @property
+    def vocab_size(self):
+        """The vocabulary size (the last dimension of the logits)."""
+        return self._vocab
+
+    def cache(self, policy="sink", n_sink=4, window=256, batch=1, max_len=None, chunk=None):
+        """A fresh key/value cache of this model for `batch` independent sequences
+        (asink_cache_create; see :class:`Cache`).
+
+        policy "full": every position up to max_len (default: the model's max_positions);
+        "window": the `window` most recent positions; "sink": the first `n_sink` plus the
+        `window` most recent (StreamingLLM; 1 <= n_sink < window). n_sink is also what the
+        metric's sink share counts for a "full" cache. chunk: the tokens per sequence one
+        decode call runs through the layers at once (default: the library's 128).
+
+        A bad value (unknown policy, n_sink >= window, ...) raises ValueError naming it; a
+        policy the model cannot decode consistently (window or sink with learned or sinusoidal
+        positions, a prefix longer than the cache, a sink cache of a RoPE model with the MLP
+        kernel) raises LibraryError (a RuntimeError)."""
+        return Cache(self, policy, n_sink=n_sink, window=window, batch=batch, max_len=max_len,
+                     chunk=chunk)
+
+    def decode(self, tokens, cache="full", n_sink=4, window=256):
+        """Logits of every step of incremental decoding: int tokens (B, T), fed as given (no BOS
+        is added) one position at a time through a fresh cache of the policy `cache` ("full",
+        "window" or "sink", with n_sink / window as in :meth:`cache`); returns float32
+        (B, T, vocab), row t the logits after position t.
+
+        For "full" the cache's max_len is T, and the logits equal forward(tokens)'s up to float
+        rounding. With a sink-token model the sink token is position 0 of the stream, as in
+        forward. Exception to one position at a time: a prefix-LM spec (prefix=P) feeds its
+        first P positions in one call (the prefix attends to itself bidirectionally), then one
+        at a time; T < P then raises StateError, since no call can hold the whole prefix.
+        `cache` may also be a :class:`Cache` of this model with B sequences: it is reset first
+        and left open."""
+        tok = _int32_grid(tokens, "tokens")
+        B, T = tok.shape
+        own = not isinstance(cache, Cache)
+        if own:
+            full = isinstance(cache, str) and cache == "full"
+            c = Cache(self, cache, n_sink=n_sink, window=window, batch=B,
+                      max_len=T if full else None)
+        else:
+            c = cache
+            if c.batch != B:
+                raise ArgumentError("tokens has shape %s; the cache holds batch=%d sequences"
+                                    % (_shape(tok.shape), c.batch), Status.ERR_SHAPE)
+            c.reset()
+        try:
+            logits = np.empty((B, T, self._vocab), dtype=np.float32)
+            P = self._prefix()
+            t = 0
+            if P > 0:
+                t = min(P, T)
+                logits[:, :t] = c.step(tok[:, :t])
+            while t < T:
+                logits[:, t:t + 1] = c.step(tok[:, t:t + 1])
+                t += 1
+            return logits
+        finally:
+            if own:
+                c.close()
+
+    def generate(self, prompt, n_new, cache="sink", n_sink=4, window=256, temperature=0.0,
+                 top_k=0, seed=0, top_p=1.0, max_len=None):
+        """Feed int prompt (B, T0) into a fresh cache, then sample n_new tokens per sequence
+        (asink_model_generate); returns int32 (B, T0 + n_new): the prompt followed by them.
+
+        cache: a policy name ("full", "window", "sink"; n_sink and window as in
+        :meth:`cache`; a "full" cache gets max_len, default T0 + n_new) or a :class:`Cache` of
+        this model with B sequences (it is reset first). Sampling: temperature 0 is greedy
+        (the lowest id among equal maxima); otherwise softmax(logits / temperature) restricted
+        to the top_k largest (0: all), then to the smallest set whose probability reaches
+        top_p (1: all), drawn from a generator seeded with seed: the same seed gives the same
+        tokens."""
+        tok = _int32_grid(prompt, "prompt")
+        B, T0 = tok.shape
+        n_new = operator.index(n_new)
+        if not 0 <= n_new <= _INT_MAX - T0:
+            raise ArgumentError("n_new=%d must be in 0 .. %d" % (n_new, _INT_MAX - T0))
+        own = not isinstance(cache, Cache)
+        if own:
+            full = isinstance(cache, str) and cache == "full"
+            if max_len is None and full:
+                max_len = T0 + n_new
+            c = Cache(self, cache, n_sink=n_sink, window=window, batch=B, max_len=max_len)
+        else:
+            c = cache
+            if c.batch != B:
+                raise ArgumentError("prompt has shape %s; the cache holds batch=%d sequences"
+                                    % (_shape(tok.shape), c.batch))
+        try:
+            smp = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+            out = np.empty((B, T0 + n_new), dtype=np.int32)
+            _check(lib.asink_model_generate(self._h.ptr, c._cptr(), smp._h.ptr, T0,
+                                            tok.ctypes.data_as(_c_int32_p), n_new,
+                                            out.ctypes.data_as(_c_int32_p)),
+                   "asink_model_generate")
+            smp.close()
+            return out
+        finally:
+            if own:
+                c.close()
+
+    def attach_metric(self, metric):
+        """Attach an :class:`attnsink.Metric` (asink_model_attach_metric): every forward, loss,
+        eval_loss and decode of this model then adds to it; None detaches. The model keeps
+        the metric alive while attached. ValueError if the metric holds statistics of a model
+        with another layer or head count."""
+        from .metric import Metric
+        if metric is not None and not isinstance(metric, Metric):
+            raise TypeError("attach_metric needs an attnsink.Metric or None, not %s"
+                            % type(metric).__name__)
+        _check(lib.asink_model_attach_metric(self._h.ptr,
+                                             metric.ptr if metric is not None else None),
+               "asink_model_attach_metric")
+        # a model holds one metric and a metric observes one model: the library detached
+        # whatever this model and this metric were attached to before
+        old = self._metric
+        if old is not None and old is not metric:
+            old._attached_to = None
+        if metric is not None:
+            prev = metric._attached_to() if metric._attached_to is not None else None
+            if prev is not None and prev is not self:
+                prev._metric = None
+            metric._layers_heads = (self._dims["n_layer"], self._dims["n_head"])
+            metric._attached_to = weakref.ref(self)
+        self._metric = metric
+
+    def detach_metric(self):
+        """Detach the attached metric (if any) and return it."""
+        metric = self._metric
+        self.attach_metric(None)
+        return metric
+
+    @property
+    def metric(self):
+        """The attached Metric, or None."""
+        return self._metric
+
     # -- files
 
     def save(self, path):
@@ -326,3 +524,257 @@ class AdamW:
         belong to a model with the same parameters: ValueError naming a mismatch."""
         _check(lib.asink_adamw_load(self._h.ptr, _path(path, "optimizer directory")),
                "asink_adamw_load(%r)" % (path,))
+
+
+_POLICIES = ("full", "window", "sink")
+
+
+class Cache:
+    """A key/value cache for incremental decoding of `batch` independent sequences by one
+    model (asink_cache_*). Create it with ``model.cache(...)`` (or ``Cache(model, ...)``).
+
+    Per layer it keeps keys (after RoPE) and values of the positions its policy keeps:
+    "full" every position up to max_len; "window" the `window` most recent; "sink" the first
+    `n_sink` plus the `window` most recent. Inside the cache positions are ranks (the kept
+    positions, oldest first, numbered 0, 1, ...): masks, ALiBi and relative biases see those
+    numbers, RoPE keys keep their rotation and a sink cache re-rotates its sink keys so that
+    their distance to the newest position is their rank distance (include/attnsink.h).
+
+        logits = cache.step(tokens)                 # (B, n) -> (B, n, vocab) float32
+        logits = cache.step_ragged(tokens, lengths) # (B, n_max), lengths (B,) -> (B, n_max, V)
+        cache.fed(b), cache.held(b)                 # positions fed / held for sequence b
+        cache.reset(); cache.nbytes; cache.close()  # or: with model.cache(...) as cache:
+
+    A failed step (a token outside the vocabulary, a step past a full cache's max_len or a
+    learned model's positions, a cache of another model) raises and leaves the cache as it
+    was. The cache keeps its model alive; close() (or the end of a with block) frees the C
+    cache at once, after which every call raises StateError."""
+
+    def __init__(self, model, policy="sink", n_sink=4, window=256, batch=1, max_len=None,
+                 chunk=None):
+        self._h = None
+        if not isinstance(model, Model):
+            raise TypeError("Cache needs an attnsink.Model, not %s" % type(model).__name__)
+        policy_c = _c_text(policy, "cache policy")
+        policy = policy_c.decode("utf-8")
+        if max_len is None:
+            max_len = model.max_positions if policy == "full" else 0
+        n_sink, window, batch, max_len = _c_ints(n_sink=n_sink, window=window, batch=batch,
+                                                 max_len=max_len)
+        h = _CacheHandle()
+        _check(lib.asink_cache_create(ctypes.byref(h.ptr), model._h.ptr, policy_c, batch, n_sink,
+                                      window, max_len),
+               "asink_cache_create(policy=%r, batch=%d, n_sink=%d, window=%d, max_len=%d)"
+               % (policy, batch, n_sink, window, max_len))
+        self._h = h
+        self._model = model
+        self._policy = policy
+        self._n_sink, self._window, self._batch, self._max_len = n_sink, window, batch, max_len
+        self._chunk = None
+        if chunk is not None:
+            self.chunk = chunk
+
+    # -- lifetime
+
+    def _cptr(self):
+        if self._h is None or not self._h.ptr.value:
+            raise StateError("the cache (policy %r) is closed" % getattr(self, "_policy", "?"),
+                             None)
+        return self._h.ptr
+
+    def close(self):
+        """Free the C cache now (idempotent). Later calls raise StateError."""
+        if self._h is not None:
+            self._h.close()
+
+    @property
+    def closed(self):
+        return self._h is None or not self._h.ptr.value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        if self.closed:
+            return "<attnsink.Cache %r (closed)>" % getattr(self, "_policy", "?")
+        extra = {"full": "max_len=%d" % self._max_len, "window": "window=%d" % self._window,
+                 "sink": "n_sink=%d window=%d" % (self._n_sink, self._window)}
+        return "<attnsink.Cache %r %s batch=%d fed=%s bytes=%d>" % (
+            self._policy, extra.get(self._policy, ""), self._batch,
+            list(self.fed()), self.nbytes)
+
+    # -- description
+
+    @property
+    def model(self):
+        """The model this cache belongs to."""
+        return self._model
+
+    @property
+    def policy(self):
+        return self._policy
+
+    @property
+    def n_sink(self):
+        return self._n_sink
+
+    @property
+    def window(self):
+        return self._window
+
+    @property
+    def max_len(self):
+        """max_len of a "full" cache (0 for the other policies)."""
+        return self._max_len
+
+    @property
+    def batch(self):
+        """The number of sequences (asink_cache_batch)."""
+        return int(lib.asink_cache_batch(self._cptr()))
+
+    @property
+    def nbytes(self):
+        """Bytes of keys and values allocated now (asink_cache_bytes)."""
+        return int(lib.asink_cache_bytes(self._cptr()))
+
+    @property
+    def chunk(self):
+        """Tokens per sequence one decode call runs through the layers at once (None: the
+        library's default, 128). Setting it calls asink_cache_set_chunk (1 .. 65536)."""
+        return self._chunk
+
+    @chunk.setter
+    def chunk(self, k):
+        (k,) = _c_ints(chunk=k)
+        _check(lib.asink_cache_set_chunk(self._cptr(), k), "asink_cache_set_chunk(%d)" % k)
+        self._chunk = k
+
+    def _seq(self, fn, b, what):
+        ptr = self._cptr()
+        if b is None:
+            return np.array([fn(ptr, i) for i in range(self._batch)], dtype=np.int64)
+        b = operator.index(b)
+        v = fn(ptr, b) if -_INT_MAX - 1 <= b <= _INT_MAX else -1
+        if v < 0:
+            raise ArgumentError("%s(%d): b=%d is not a sequence of this cache (0 .. %d)"
+                                % (what, b, b, self._batch - 1), Status.ERR_ARG)
+        return int(v)
+
+    def fed(self, b=None):
+        """Positions fed to sequence b so far (b None: an int64 array over the batch)."""
+        return self._seq(lib.asink_cache_fed, b, "fed")
+
+    def held(self, b=None):
+        """Positions sequence b's cache holds now (b None: an int64 array over the batch)."""
+        return self._seq(lib.asink_cache_held, b, "held")
+
+    # -- compute
+
+    def reset(self):
+        """Empty every sequence (memory is kept for reuse)."""
+        lib.asink_cache_reset(self._cptr())
+
+    def _decoder(self, model):
+        if model is None:
+            return self._model
+        if not isinstance(model, Model):
+            raise TypeError("model must be an attnsink.Model, not %s" % type(model).__name__)
+        return model
+
+    def _tokens(self, tokens, label="tokens"):
+        tok = _int32_grid(tokens, label)
+        if tok.shape[0] != self._batch:
+            raise ArgumentError("%s has shape %s; this cache holds batch=%d sequences"
+                                % (label, _shape(tok.shape), self._batch), Status.ERR_SHAPE)
+        return tok
+
+    def step(self, tokens, logits=True, model=None):
+        """Feed n new tokens (B, n) to every sequence (asink_model_decode); returns their logits
+        (B, n, vocab) float32, or None with logits=False (prefill without the head).
+        model: the model to decode with (default: the cache's; the library refuses a cache of
+        another model with ValueError, leaving the cache as it was)."""
+        m = self._decoder(model)
+        tok = self._tokens(tokens)
+        B, n = tok.shape
+        out = np.empty((B, n, m._vocab), dtype=np.float32) if logits else None
+        _check(lib.asink_model_decode(m._h.ptr, self._cptr(), n, tok.ctypes.data_as(_c_int32_p),
+                                      _ptr(out)), "asink_model_decode")
+        return out
+
+    def step_ragged(self, tokens, lengths, logits=True, model=None):
+        """Feed lengths[b] new tokens to sequence b (asink_model_decode_ragged): tokens
+        (B, n_max) int (entries past a sequence's length are ignored), lengths (B,) ints in
+        0 .. n_max; returns (B, n_max, vocab) float32 logits with the rows past a sequence's
+        length set to 0 (or None with logits=False)."""
+        m = self._decoder(model)
+        tok = self._tokens(tokens)
+        B, n_max = tok.shape
+        ln = np.asarray(lengths)
+        if ln.dtype.kind not in "iu":
+            raise TypeError("lengths must hold integers, not %s" % ln.dtype)
+        if ln.shape != (B,):
+            raise ArgumentError("lengths has shape %s; expected (%d,), one per sequence"
+                                % (_shape(ln.shape), B), Status.ERR_SHAPE)
+        bad = np.flatnonzero((ln < 0) | (ln > n_max))
+        if bad.size:
+            i = int(bad[0])
+            raise ArgumentError("lengths[%d] = %d is outside 0 .. n_max=%d"
+                                % (i, int(ln[i]), n_max), Status.ERR_ARG)
+        ln = np.ascontiguousarray(ln, dtype=np.intc)
+        out = np.empty((B, n_max, m._vocab), dtype=np.float32) if logits else None
+        _check(lib.asink_model_decode_ragged(m._h.ptr, self._cptr(),
+                                             ln.ctypes.data_as(ctypes.POINTER(ctypes.c_int)),
+                                             n_max, tok.ctypes.data_as(_c_int32_p), _ptr(out)),
+               "asink_model_decode_ragged")
+        return out
+
+
+class Sampler:
+    """Picks tokens from logits (asink_sampler_*): temperature 0 is greedy (the lowest id
+    among equal maxima); otherwise softmax(logits / temperature) restricted to the top_k
+    largest (0: all), then to the smallest set whose probability reaches top_p (1: all),
+    drawn from a xoshiro256** generator seeded with seed."""
+
+    def __init__(self, temperature=0.0, top_k=0, top_p=1.0, seed=0):
+        self._h = None
+        try:
+            temperature, top_p = float(temperature), float(top_p)
+        except (TypeError, ValueError):
+            raise TypeError("temperature and top_p must be numbers, not %r, %r"
+                            % (temperature, top_p)) from None
+        (top_k,) = _c_ints(top_k=top_k)
+        seed = operator.index(seed)
+        if not 0 <= seed < 2**64:
+            raise ArgumentError("seed=%d must be in 0 .. 2**64-1" % seed)
+        h = _SamplerHandle()
+        _check(lib.asink_sampler_create(ctypes.byref(h.ptr), temperature, top_k, top_p, seed),
+               "asink_sampler_create(temperature=%g, top_k=%d, top_p=%g)"
+               % (temperature, top_k, top_p))
+        self._h = h
+        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
+
+    def close(self):
+        if self._h is not None:
+            self._h.close()
+
+    def pick(self, logits):
+        """A token id for logits (V,) (an int), or int32 ids of shape (...) for logits
+        (..., V), rows taken in C order."""
+        a = np.ascontiguousarray(logits, dtype=np.float32)
+        if a.ndim < 1 or a.shape[-1] < 1:
+            raise ArgumentError("logits has shape %s; expected (..., vocab)" % _shape(a.shape))
+        if self._h is None or not self._h.ptr.value:
+            raise StateError("the sampler is closed", None)
+        V = a.shape[-1]
+        rows = a.reshape(-1, V)
+        out = np.empty(rows.shape[0], dtype=np.int32)
+        tok = ctypes.c_int32()
+        for i in range(rows.shape[0]):
+            _check(lib.asink_sampler_pick(self._h.ptr, _ptr(rows[i]), V, ctypes.byref(tok)),
+                   "asink_sampler_pick")
+            out[i] = tok.value
+        return int(out[0]) if a.ndim == 1 else out.reshape(a.shape[:-1])
