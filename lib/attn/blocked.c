@@ -286,9 +286,13 @@ static head_ctx make_ctx(const asink_attn *op, const asink_attn_state *s, const 
   return c;
 }
 
+/* Threads for a pass: at most one per (sequence, head), and one for a pass smaller than
+ * about half a million multiply-adds (a decode step of a small model), where starting a
+ * second thread costs more than it saves. */
 static int team_size(const asink_attn *op, const asink_attn_state *s) {
   int nt = asink_region_threads();
   int items = s->B * op->H;
+  if ((double)items * s->g.Tq * s->g.Tk * op->D < (double)(1 << 19)) return 1;
   return nt < items ? nt : items;
 }
 
