@@ -475,6 +475,38 @@ static float exp1(const asink_kernels *K, float v, size_t n, size_t pos) {
 
 /* Each special value at every position of rows of 1..40, so it goes through both the
  * vector body and the masked tail. */
+/* dot_rows and axpy_rows of every table against a double-precision reference: row
+ * lengths across the 8/16/32-lane tiles and their tails, strided rows, y accumulated. */
+START_TEST(row_products_match_double_reference) {
+  const asink_kernels *kn = all_tables[_i];
+  const size_t ns[] = {1, 3, 17}, ks[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65, 100};
+  for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+    for (size_t b = 0; b < sizeof ks / sizeof *ks; b++) {
+      size_t n = ns[a], k = ks[b], ld = k + 5;
+      float *M = malloc(n * ld * sizeof(float)), *x = malloc(k * sizeof(float)), *c = malloc(n * sizeof(float));
+      float *y = malloc(n * sizeof(float)), *z = malloc(k * sizeof(float));
+      for (size_t i = 0; i < n * ld; i++) M[i] = (float)(next_u64() % 2001) / 1000.f - 1.f;
+      for (size_t i = 0; i < k; i++) x[i] = (float)(next_u64() % 2001) / 1000.f - 1.f, z[i] = 0.5f;
+      for (size_t i = 0; i < n; i++) c[i] = (float)(next_u64() % 2001) / 1000.f - 1.f;
+      kn->dot_rows(n, k, x, M, ld, y);
+      for (size_t j = 0; j < n; j++) {
+        double want = 0.0;
+        for (size_t p = 0; p < k; p++) want += (double)x[p] * M[j * ld + p];
+        ck_assert_msg(fabs(y[j] - want) <= 1e-5 * (1.0 + fabs(want)), "%s dot_rows n=%zu k=%zu row %zu: %g vs %g",
+                      kn->name, n, k, j, y[j], want);
+      }
+      kn->axpy_rows(n, k, c, M, ld, z);
+      for (size_t p = 0; p < k; p++) {
+        double want = 0.5;
+        for (size_t j = 0; j < n; j++) want += (double)c[j] * M[j * ld + p];
+        ck_assert_msg(fabs(z[p] - want) <= 1e-5 * (1.0 + fabs(want)), "%s axpy_rows n=%zu k=%zu col %zu: %g vs %g",
+                      kn->name, n, k, p, z[p], want);
+      }
+      free(M), free(x), free(c), free(y), free(z);
+    }
+}
+END_TEST
+
 START_TEST(exp_special_values) {
   const asink_kernels *K = all_tables[_i];
   for (size_t n = 1; n <= 40; n++)
@@ -670,6 +702,7 @@ Suite *kernels_suite(void) {
   TCase *tv = tcase_create("exact_values");
   tcase_set_timeout(tv, 300);
   tcase_add_loop_test(tv, exp_special_values, 0, n_all);
+  tcase_add_loop_test(tv, row_products_match_double_reference, 0, n_all);
   tcase_add_loop_test(tv, sigmoid_elu1_special_values, 0, n_all);
   tcase_add_loop_test(tv, max_nan_anywhere_and_empty, 0, n_all);
   tcase_add_loop_test(tv, exp_shift_sum_is_sum_of_outputs, 0, n_all);

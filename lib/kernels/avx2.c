@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "kernels/exp_poly.h"
+#include "kernels/rows256.h"
 
 static inline __m256 exp8(__m256 x) {
   const __m256 magic = _mm256_set1_ps(EXP_MAGIC);
@@ -354,6 +355,8 @@ static const asink_kernels avx2_table = {
     .elu1_bwd = v_elu1_bwd,
     .shift_scale = v_shift_scale,
     .rms_scale = v_rms_scale,
+    .dot_rows = rows256_dot_rows,
+    .axpy_rows = rows256_axpy_rows,
     .rms_bwd_terms = v_rms_bwd_terms,
     .rms_bwd_dx = v_rms_bwd_dx,
     .rope_rotate = v_rope_rotate,

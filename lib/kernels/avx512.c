@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "kernels/exp_poly.h"
+#include "kernels/rows256.h"
 
 static inline __m512 exp16(__m512 x) {
   const __m512 magic = _mm512_set1_ps(EXP_MAGIC);
@@ -425,6 +426,8 @@ static const asink_kernels avx512_table = {
     .shift_scale = v_shift_scale,
     .pack_panel = v_pack_panel,
     .rms_scale = v_rms_scale,
+    .dot_rows = rows256_dot_rows,
+    .axpy_rows = rows256_axpy_rows,
     .rms_bwd_terms = v_rms_bwd_terms,
     .rms_bwd_dx = v_rms_bwd_dx,
     .rope_rotate = v_rope_rotate,

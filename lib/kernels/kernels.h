@@ -89,6 +89,13 @@ typedef struct asink_kernels {
    *   u NULL: dg[i] = dh[i] * d (du unused) */
   void (*silu_bwd)(size_t n, float *dg, float *du, const float *dh, const float *g,
                    const float *u);
+
+  /* Products of a few vectors with a matrix M (rows of length k, stride ld) read once,
+   * for decoding's one-row GEMMs:
+   *   dot_rows:   y[j] = sum_p x[p] M[j ld + p]      for j < n  (n dot products)
+   *   axpy_rows:  y[p] += sum_j a[j] M[j ld + p]     for p < k  (a combination of n rows) */
+  void (*dot_rows)(size_t n, size_t k, const float *x, const float *M, size_t ld, float *y);
+  void (*axpy_rows)(size_t n, size_t k, const float *a, const float *M, size_t ld, float *y);
 } asink_kernels;
 
 /* The tables; asink_kernels_avx2/avx512 are NULL when the build lacks that ISA. */

@@ -134,6 +134,19 @@ static void s_silu_bwd(size_t n, float *dg, float *du, const float *dh, const fl
   }
 }
 
+static void s_dot_rows(size_t n, size_t k, const float *x, const float *M, size_t ld, float *y) {
+  for (size_t j = 0; j < n; j++) {
+    float s = 0.f;
+    for (size_t p = 0; p < k; p++) s += x[p] * M[j * ld + p];
+    y[j] = s;
+  }
+}
+
+static void s_axpy_rows(size_t n, size_t k, const float *a, const float *M, size_t ld, float *y) {
+  for (size_t j = 0; j < n; j++)
+    for (size_t p = 0; p < k; p++) y[p] += a[j] * M[j * ld + p];
+}
+
 const asink_kernels asink_kernels_scalar = {
     .name = "scalar",
     .max = s_max,
@@ -154,6 +167,8 @@ const asink_kernels asink_kernels_scalar = {
     .elu1_bwd = s_elu1_bwd,
     .shift_scale = s_shift_scale,
     .rms_scale = s_rms_scale,
+    .dot_rows = s_dot_rows,
+    .axpy_rows = s_axpy_rows,
     .rms_bwd_terms = s_rms_bwd_terms,
     .rms_bwd_dx = s_rms_bwd_dx,
     .rope_rotate = s_rope_rotate,
