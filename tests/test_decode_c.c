@@ -140,6 +140,19 @@ START_TEST(bad_input_is_refused_and_the_cache_stays_usable) {
   ck_assert_msg(rel_err(got, ref, (size_t)T * V) < 1e-5, "after errors: %g", rel_err(got, ref, (size_t)T * V));
   asink_cache_free(c);
 
+  /* a cache outlives its model, and a model made later (maybe at the same address) is not
+   * taken for it */
+  asink_cache *orphan = NULL;
+  asink_model *gone = model("softmax", "rope", 2, 1);
+  ck_assert_int_eq(asink_cache_create(&orphan, gone, "sink", 1, 2, 8, 0), ASINK_OK);
+  ck_assert_int_eq(asink_model_decode(gone, orphan, 3, tok, NULL), ASINK_OK);
+  asink_model_free(gone);
+  ck_assert_int_eq((int)asink_cache_fed(orphan, 0), 3);
+  asink_model *next = model("softmax", "rope", 2, 1);
+  expect_error(asink_model_decode(next, orphan, 1, tok, NULL), ASINK_ERR_ARG, "another model");
+  asink_cache_free(orphan);
+  asink_model_free(next);
+
   /* a prefix-LM's prefix must come whole */
   asink_model *pre = model("softmax,prefix=4", "rope", 2, 1);
   ck_assert_int_eq(asink_cache_create(&c, pre, "full", 1, 4, 0, T), ASINK_OK);

@@ -24,9 +24,11 @@ typedef struct {
 } flag;
 
 #define O(f) offsetof(cli_opts, f)
-enum { TR = CMD_TRAIN, PR = CMD_PROBE, ST = CMD_STUDY };
+enum { TR = CMD_TRAIN, PR = CMD_PROBE, ST = CMD_STUDY, GE = CMD_GENERATE, SM = CMD_STREAM };
 
-/* study takes the model and training flags too: it is where defaults get tuned. */
+/* study takes the model and training flags too: it is where defaults get tuned.
+ * A name may appear more than once for commands that give it another meaning or
+ * range (--tokens, --seed, --cache); those entries' command sets do not overlap. */
 static const flag flags[] = {
     {"corpus", F_STR, O(corpus), TR | ST, 0, 0, 0, 0, NULL, 0, "text file; bytes are the tokens"},
     {"out", F_STR, O(out), TR | ST, 0, 0, 0, 0, NULL, 0, "output directory"},
@@ -53,40 +55,71 @@ static const flag flags[] = {
     {"seed", F_U64, O(seed), TR | ST, 0, 0, 0, 0, NULL, 0, "initialisation and data-order seed"},
     {"eval-every", F_INT, O(eval_every), TR | ST, 1, 1e9, 0, 0, NULL, 0, "steps between evaluations"},
     {"threads", F_INT, O(threads), TR | PR | ST, 1, 1024, 0, 0, NULL, 0, "threads (default: all cores)"},
+    {"threads", F_INT, O(threads), GE | SM, 1, 1024, 0, 0, NULL, 0,
+     "threads (default: 1 below a million parameters, else all cores)"},
     {"minutes", F_DOUBLE, O(minutes), TR | ST, 0, 1e6, 1, 0, NULL, 0, "wall-clock budget"},
     {"resume", F_SET, O(resume), TR, 0, 0, 0, 0, NULL, 1, "continue the run in --out"},
-    {"text", F_STR, O(text), PR, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},
-    {"token-ids", F_STR, O(token_ids), PR, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated ids"},
+    {"prompt", F_STR, O(prompt), GE, 0, 0, 0, 0, NULL, 0, "prompt text (byte-level models)"},
+    {"prompt-ids", F_STR, O(prompt_ids), GE, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated prompt ids"},
+    {"text", F_STR, O(text), PR | SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},
+    {"token-ids", F_STR, O(token_ids), PR | SM, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated ids"},
     {"tokens", F_INT, O(tokens), PR, 1, 1 << 20, 0, 0, NULL, 0, "tokens per sample"},
+    {"tokens", F_INT, O(tokens), GE, 1, 1 << 30, 0, 0, NULL, 0, "tokens to generate"},
+    {"tokens", F_INT, O(tokens), SM, 2, 1 << 30, 0, 0, NULL, 0, "at most this many tokens of the stream"},
+    {"cache", F_CHOICE, O(cache), GE, 0, 0, 0, 0, "full window sink", 0, "key/value cache policy"},
+    {"cache", F_STR, O(cache), SM, 0, 0, 0, 0, NULL, 0,
+     "cache policies to run in turn, comma-separated: full window sink"},
+    {"n-sink", F_INT, O(n_sink), GE | SM, 1, 1 << 20, 0, 0, NULL, 0, "first positions a sink cache keeps"},
+    {"window", F_INT, O(window), GE | SM, 1, 1 << 30, 0, 0, NULL, 0,
+     "recent positions kept by a window or sink cache (default: 256, within the context)"},
+    {"temperature", F_DOUBLE, O(temperature), GE, 0, 1e6, 0, 0, NULL, 0, "sampling temperature (0: greedy)"},
+    {"top-k", F_INT, O(top_k), GE, 0, 1 << 30, 0, 0, NULL, 0, "sample among the K likeliest ids (0: all)"},
+    {"top-p", F_DOUBLE, O(top_p), GE, 0, 1, 1, 0, NULL, 0, "nucleus: the likeliest ids holding P (1: all)"},
+    {"seed", F_U64, O(seed), GE, 0, 0, 0, 0, NULL, 0, "sampling seed"},
     {"samples", F_INT, O(samples), PR, 1, 1e7, 0, 0, NULL, 0, "samples (windows)"},
     {"eps", F_DOUBLE, O(eps), PR, 0, 1, 1, 1, NULL, 0, "Sink threshold, in (0, 1)"},
-    {"json", F_STR, O(json), PR | ST, 0, 0, 0, 0, NULL, 0, "write results as JSON to this file"},
-    {"plot", F_STR, O(plot), PR, 0, 0, 0, 0, NULL, 0, "write an SVG plot to this file"},
+    {"buckets", F_INT, O(buckets), SM, 1, 10000, 0, 0, NULL, 0, "position buckets of the loss curve"},
+    {"json", F_STR, O(json), PR | ST | SM, 0, 0, 0, 0, NULL, 0, "write results as JSON to this file"},
+    {"plot", F_STR, O(plot), PR | SM, 0, 0, 0, 0, NULL, 0, "write an SVG plot to this file"},
 };
 enum { N_FLAGS = sizeof flags / sizeof flags[0] };
 _Static_assert(N_FLAGS <= 64, "the given-mask has 64 bits");
 
 const char *args_cmd_name(cli_cmd cmd) {
-  return cmd == CMD_TRAIN ? "train" : cmd == CMD_PROBE ? "probe" : "study";
+  switch (cmd) {
+  case CMD_TRAIN: return "train";
+  case CMD_PROBE: return "probe";
+  case CMD_STUDY: return "study";
+  case CMD_GENERATE: return "generate";
+  case CMD_STREAM: return "stream";
+  }
+  return "?";
 }
 
-static const flag *find(const char *name, size_t len, int *index) {
+/* The entry spelled name for one of the commands in cmds, else the first entry of
+ * that name (which the caller then finds is not for its command). */
+static const flag *find(const char *name, size_t len, unsigned cmds, int *index) {
+  const flag *any = NULL;
   for (int i = 0; i < N_FLAGS; i++)
     if (strlen(flags[i].name) == len && !strncmp(flags[i].name, name, len)) {
-      *index = i;
-      return &flags[i];
+      if (flags[i].cmds & cmds) {
+        *index = i;
+        return &flags[i];
+      }
+      if (!any) any = &flags[i], *index = i;
     }
-  return NULL;
+  return any;
 }
 
 void args_mark_given(cli_opts *o, const char *name) {
   int i;
-  if (find(name, strlen(name), &i)) o->given |= 1ull << i;
+  if (find(name, strlen(name), ~0u, &i)) o->given |= 1ull << i;
 }
 
 bool args_flag_given(const cli_opts *o, const char *name) {
-  int i;
-  return find(name, strlen(name), &i) && (o->given >> i & 1);
+  for (int i = 0; i < N_FLAGS; i++)
+    if (!strcmp(flags[i].name, name) && (o->given >> i & 1)) return true;
+  return false;
 }
 
 static void range_text(const flag *f, char *buf, size_t n) {
@@ -166,8 +199,8 @@ int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
     if (strncmp(a, "--", 2) || !a[2]) {
-      /* probe's checkpoint directory is its one positional argument */
-      if (cmd == CMD_PROBE && positional == 0 && a[0] != '-') {
+      /* the checkpoint directory of probe, generate and stream is their one positional argument */
+      if ((cmd & (CMD_PROBE | CMD_GENERATE | CMD_STREAM)) && positional == 0 && a[0] != '-') {
         o->dir = a;
         positional++;
         continue;
@@ -178,7 +211,7 @@ int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o) {
     const char *key = a + 2, *eq = strchr(key, '=');
     size_t klen = eq ? (size_t)(eq - key) : strlen(key);
     int idx;
-    const flag *f = find(key, klen, &idx);
+    const flag *f = find(key, klen, cmd, &idx);
     if (!f || !(f->cmds & cmd)) {
       cli_error("%s: unknown flag --%.*s (see attnsink %s --help)", name, (int)klen, key, name);
       return CLI_INPUT;

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { CMD_TRAIN = 1, CMD_PROBE = 2, CMD_STUDY = 4 } cli_cmd;
+typedef enum { CMD_TRAIN = 1, CMD_PROBE = 2, CMD_STUDY = 4, CMD_GENERATE = 8, CMD_STREAM = 16 } cli_cmd;
 
 /* Everything any subcommand can be told. Strings point into argv, at static
  * defaults, or at copies made when a run's saved settings are read back. */
@@ -26,6 +26,10 @@ typedef struct cli_opts {
   const char *dir, *text, *token_ids, *json, *plot;
   int tokens, samples;
   double eps;
+  /* generate and stream: decoding with a key/value cache */
+  const char *prompt, *prompt_ids, *cache;
+  int n_sink, window /* 0: the default, decided with the model */, top_k, buckets;
+  double temperature, top_p;
   /* which flags the command line set, by flag index (args_flag_given) */
   uint64_t given;
 } cli_opts;

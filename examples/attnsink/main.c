@@ -1,5 +1,6 @@
-/* attnsink: train byte-level models, probe their attention sinks, and run the
- * softmax-versus-sigmoid study, on top of libattnsink's public API. */
+/* attnsink: train byte-level models, probe their attention sinks, run the
+ * softmax-versus-sigmoid study, and decode with a key/value cache (generate,
+ * stream), on top of libattnsink's public API. */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,7 +8,9 @@
 
 #include "args.h"
 #include "errors.h"
+#include "generate.h"
 #include "probe.h"
+#include "stream.h"
 #include "study.h"
 #include "train.h"
 
@@ -16,9 +19,12 @@ static void usage(FILE *f) {
           "usage: attnsink COMMAND [flags]\n"
           "\n"
           "commands:\n"
-          "  train   train a byte-level llama-family model on a text file, with checkpoints\n"
-          "  probe   measure a checkpoint's attention sinks (alpha table, Sink_k, norms)\n"
-          "  study   train softmax and sigmoid attention alike and compare their sinks\n"
+          "  train     train a byte-level llama-family model on a text file, with checkpoints\n"
+          "  probe     measure a checkpoint's attention sinks (alpha table, Sink_k, norms)\n"
+          "  study     train softmax and sigmoid attention alike and compare their sinks\n"
+          "  generate  continue a prompt token by token with a key/value cache (sink, window, full)\n"
+          "  stream    feed a long text through a cache one token at a time: loss per position,\n"
+          "            sink share per layer, speed and memory, for one or more cache policies\n"
           "\n"
           "attnsink COMMAND --help shows the flags of a command; docs/cli.md has the details.\n"
           "Exit status: 0 done (also after Ctrl-C, which saves), 1 failure while working, 2 bad input.\n");
@@ -49,6 +55,25 @@ void cli_usage(cli_cmd cmd, const cli_opts *d) {
         "exactly softmax's steps.\n"
         "The model and training flags of train apply to both runs.\n\nflags:\n");
     break;
+  case CMD_GENERATE:
+    printf(
+        "usage: attnsink generate DIR (--prompt TEXT | --prompt-ids FILE) [flags]\n"
+        "Loads the checkpoint DIR, feeds the prompt (BOS first if the model has one) into a key/value\n"
+        "cache and samples --tokens new ones, printing each as it comes: raw bytes for --prompt,\n"
+        "whitespace-separated ids for --prompt-ids. A summary (speed, cache, sink share per layer)\n"
+        "goes to stderr. --window defaults to %d, or less so the cache fits the model's context.\n"
+        "\nflags:\n",
+        DEFAULT_WINDOW);
+    break;
+  case CMD_STREAM:
+    printf(
+        "usage: attnsink stream DIR (--text FILE | --token-ids FILE) [--cache full,window,sink] [flags]\n"
+        "Feeds the stream (BOS first if the model has one, at most --tokens tokens) through each cache\n"
+        "policy in turn, one token at a time, and reports the loss per position bucket, the sink share\n"
+        "per layer, tokens/s, the cache's bytes and the peak resident memory of each.\n"
+        "--window defaults to %d, or less so the cache fits the model's context.\n\nflags:\n",
+        DEFAULT_WINDOW);
+    break;
   }
   args_print_flags(cmd, d, stdout);
 }
@@ -62,6 +87,8 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
   if (!strcmp(c, "probe")) return cmd_probe(argc - 2, argv + 2);
   if (!strcmp(c, "study")) return cmd_study(argc - 2, argv + 2);
+  if (!strcmp(c, "generate")) return cmd_generate(argc - 2, argv + 2);
+  if (!strcmp(c, "stream")) return cmd_stream(argc - 2, argv + 2);
   if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
     usage(stdout);
     return CLI_OK;
@@ -70,6 +97,6 @@ int main(int argc, char **argv) {
     printf("attnsink (libattnsink %s)\n", asink_version());
     return CLI_OK;
   }
-  cli_error("unknown command '%s' (train, probe or study; see attnsink --help)", c);
+  cli_error("unknown command '%s' (train, probe, study, generate or stream; see attnsink --help)", c);
   return CLI_INPUT;
 }

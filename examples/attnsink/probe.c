@@ -183,12 +183,12 @@ int model_is_byte_level(int vocab, int bos) {
 
 static const cli_opts probe_defaults = {.tokens = 64, .samples = 100, .eps = 0.3};
 
-/* Reads whitespace-separated ids, stopping once `need` are in. -1 after an error line. */
-static int read_token_ids(const char *path, int vocab, size_t need, int32_t **ids, size_t *n) {
+int read_token_ids(const char *cmd, const char *flag, const char *path, int vocab, size_t need, int32_t **ids,
+                   size_t *n) {
   unsigned char *data;
   size_t len;
   if (read_whole_file(path, &data, &len)) {
-    cli_error("probe: --token-ids %s: cannot read: %s", path, strerror(errno));
+    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, strerror(errno));
     return -1;
   }
   size_t cap = 1024, k = 0;
@@ -203,11 +203,11 @@ static int read_token_ids(const char *path, int vocab, size_t need, int32_t **id
     bool sep = !*end || strchr(" \t\n\r\f\v", *end);
     if (end == p || !sep || errno) {
       int w = (int)strcspn(p, " \t\n\r\f\v");
-      cli_error("probe: --token-ids %s: item %zu '%.*s' is not an integer", path, k + 1, w > 40 ? 40 : w, p);
+      cli_error("%s: --%s %s: item %zu '%.*s' is not an integer", cmd, flag, path, k + 1, w > 40 ? 40 : w, p);
       goto bad;
     }
     if (v < 0 || v >= vocab) {
-      cli_error("probe: --token-ids %s: id %lld (item %zu) is outside the model's vocabulary [0, %d)", path,
+      cli_error("%s: --%s %s: id %lld (item %zu) is outside the model's vocabulary [0, %d)", cmd, flag, path,
                 v, k + 1, vocab);
       goto bad;
     }
@@ -289,7 +289,8 @@ int cmd_probe(int argc, char **argv) {
     free(bytes);
   } else {
     int32_t *ids;
-    if (read_token_ids(o.token_ids, vocab, per * (size_t)o.samples, &ids, &have)) goto done;
+    if (read_token_ids("probe", "token-ids", o.token_ids, vocab, per * (size_t)o.samples, &ids, &have))
+      goto done;
     count = cut_windows(ids, have, o.tokens, bos, o.samples, &windows);
     free(ids);
   }

@@ -48,6 +48,11 @@ void model_token_info(const asink_model *m, int *vocab, int *bos);
 /* Byte-level: the 256 bytes, plus at most one BOS id 256. */
 int model_is_byte_level(int vocab, int bos);
 
+/* Reads the whitespace-separated decimal ids of path, each in [0, vocab), stopping once
+ * `need` are in. Messages name "cmd: --flag path". -1 after an error line. */
+int read_token_ids(const char *cmd, const char *flag, const char *path, int vocab, size_t need, int32_t **ids,
+                   size_t *n);
+
 int cmd_probe(int argc, char **argv);
 
 #endif

@@ -39,7 +39,8 @@ typedef struct {
 } seq_state;
 
 struct asink_cache {
-  const asink_model *model; /* identity only: the cache reads nothing through it */
+  uint64_t model_id; /* the model it was made for (asink_model.id): checked, never followed */
+  bool sink_token;   /* the model feeds a learned sink token first */
   policy_kind policy;
   int B, n_sink, window, max_len, chunk;
   int cap;  /* positions kept at most (the sink token's included) */
@@ -145,7 +146,7 @@ asink_status asink_cache_create(asink_cache **out, asink_model *m, const char *p
   if (st) return st;
   asink_cache *c = asink_calloc(1, sizeof *c);
   if (!c) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a cache");
-  c->model = m, c->policy = pol, c->B = batch, c->n_sink = n_sink, c->window = window;
+  c->model_id = m->id, c->sink_token = m->w->cfg.sink_token, c->policy = pol, c->B = batch, c->n_sink = n_sink, c->window = window;
   c->max_len = max_len, c->cap = cap, c->chunk = 128;
   c->L = m->w->L, c->KD = m->w->Hkv * m->w->D;
   c->resink = pol == POLICY_SINK && m->w->cfg.pos == ASINK_POS_ROPE;
@@ -186,7 +187,7 @@ asink_status asink_cache_set_chunk(asink_cache *c, int chunk) {
 }
 
 static int sink_token_rows(const asink_cache *c, int b) {
-  return c->model->w->cfg.sink_token && c->seq[b].pos > 0 ? 1 : 0;
+  return c->sink_token && c->seq[b].pos > 0 ? 1 : 0;
 }
 
 int64_t asink_cache_fed(const asink_cache *c, int b) {
@@ -476,7 +477,7 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
  * still to feed. */
 static int group_rows(const asink_cache *c, int b, int rem, int prefix) {
   const seq_state *s = &c->seq[b];
-  const int extra = c->model->w->cfg.sink_token && s->pos == 0 ? 1 : 0;
+  const int extra = c->sink_token && s->pos == 0 ? 1 : 0;
   int want = rem + extra;
   if (!want) return 0;
   int limit = c->chunk;
@@ -491,7 +492,7 @@ static int group_rows(const asink_cache *c, int b, int rem, int prefix) {
 static asink_status check_call(const asink_model *m, const asink_cache *c, const int *lengths,
                                int n_max, const int32_t *tokens, int prefix) {
   const asink_weights *w = m->w;
-  if (c->model != m)
+  if (c->model_id != m->id)
     return asink_fail(ASINK_ERR_ARG, "asink_model_decode: the cache was made for another model");
   if (n_max < 0 || n_max > (1 << 30)) return asink_fail(ASINK_ERR_ARG, "decode: n=%d must be >= 0", n_max);
   if (n_max && !tokens) return asink_fail(ASINK_ERR_ARG, "decode: tokens is NULL");

@@ -12,8 +12,10 @@
 
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed) {
   *out = NULL;
+  static _Atomic uint64_t next_id = 1;
   asink_model *m = asink_calloc(1, sizeof *m);
   if (!m) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
+  m->id = next_id++;
   asink_status st = asink_weights_create(&m->w, cfg);
   if (st) {
     asink_free(m);

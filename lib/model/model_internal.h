@@ -14,6 +14,7 @@
 #include "model/weights.h"
 
 struct asink_model {
+  uint64_t id; /* unique in the process: what a cache records of its model */
   asink_weights *w;
   float *grad; /* accumulated gradients, laid out as w->block */
   char *config_json;

@@ -105,11 +105,18 @@ asink_status asink_sampler_pick(asink_sampler *s, const float *logits, int vocab
       for (int i = 0; i < n; i++) sum += c[i].p;
     }
   }
+  /* the walk adds the same float values the total was made of; should rounding still
+   * leave u past the end, the last candidate with a nonzero probability is drawn */
+  sum = 0.0;
+  for (int i = 0; i < n; i++) sum += c[i].p;
   double u = (double)(next_u64(s->s) >> 11) * 0x1.0p-53 * sum, acc = 0.0;
-  *token = c[n - 1].id;
+  int last = 0;
+  for (int i = 0; i < n; i++)
+    if (c[i].p > 0.f) last = i;
+  *token = c[last].id;
   for (int i = 0; i < n; i++) {
     acc += c[i].p;
-    if (u < acc) {
+    if (u < acc && c[i].p > 0.f) {
       *token = c[i].id;
       break;
     }
