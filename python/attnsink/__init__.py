@@ -11,8 +11,13 @@ The attention operation of docs/attention.md, selected by a spec string::
     op.grads                                # parameter gradients of that backward
     out = op.forward_at(q, k, v, q_pos, k_pos)  # Tq queries, Tk keys at absolute positions
 
-The shared library is found through ``ATTNSINK_LIB`` (a path to the .so), then the
-project's ``build/`` directory, then the system (see ``attnsink._lib``).
+The shared library is found through ``ATTNSINK_LIB`` (a path to the .so), then the library
+installed beside the package, then the project's ``build/`` directory, then the system (see
+``attnsink._lib`` and docs/python.md). PyTorch users: ``attnsink.torch`` (an nn.Module with
+autograd, and SinkProbe for sink metrics of any torch model's maps).
+
+Every handle class (Attention, Model, AdamW, Cache, Metric, Sampler) has ``close()`` and is
+a context manager.
 
 The decoder language model of DESIGN §6 and its optimizer (see ``attnsink.model``)::
 
@@ -129,15 +134,6 @@ def _f32(x):
     np.ascontiguousarray(x, dtype=np.float32) but a scalar stays 0-d, so that shape errors
     report the shape the caller passed."""
     return np.asarray(x, dtype=np.float32, order="C")
-
-
-def _owned_f32(x):
-    """x as a float32 C-contiguous ndarray that shares no memory with x, so that later
-    changes the caller makes to x cannot alter what backward sees."""
-    a = _f32(x)
-    if isinstance(x, np.ndarray) and np.may_share_memory(a, x):
-        a = a.copy()
-    return a
 
 
 def _ptr(a):
@@ -267,6 +263,44 @@ class _Handle:
         self.close()
 
 
+class _ClosedHandle:
+    """Stands in for the handle of a closed object: any use of ``.ptr`` raises StateError."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what):
+        self.what = what
+
+    @property
+    def ptr(self):
+        raise StateError("the %s is closed" % self.what, Status.ERR_STATE)
+
+    def close(self):
+        pass
+
+
+class _Closable:
+    """close() and the context-manager protocol of every handle class: ``with X(...) as x:``
+    closes x at the end of the block. ``_close()`` does the class's own work."""
+
+    def close(self):
+        """Release the C object now (idempotent); later calls raise StateError."""
+        if not self.closed:
+            self._close()
+
+    @property
+    def closed(self):
+        h = getattr(self, "_h", None)
+        return h is None or isinstance(h, _ClosedHandle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
 def _view(handle, getter, name, shape):
     """A float32 ndarray of the given shape viewing the op's storage for `name`."""
     data = c_float_p()
@@ -283,7 +317,7 @@ def _view(handle, getter, name, shape):
     return np.ctypeslib.as_array(buf).reshape(shape)
 
 
-class Attention:
+class Attention(_Closable):
     """An attention operation selected by a spec string (docs/attention.md, DESIGN §4).
 
     ``Attention(spec, n_head, n_kv_head, head_dim)``: spec is ``base[,key=value...]`` with base
@@ -298,6 +332,10 @@ class Attention:
                   else None. Tk = key_count(T).
       grads       dict name -> ndarray, copies of the parameter gradients of the last backward.
       spec        the canonical spec string (every option spelled out).
+
+    ``close()`` (or the end of a ``with`` block) drops the op: its C memory is freed at once
+    unless arrays of ``params`` are still alive (they keep it until they go); later calls
+    raise StateError.
     """
 
     def __init__(self, spec, n_head, n_kv_head, head_dim):
@@ -333,9 +371,16 @@ class Attention:
         if getattr(self, "_h", None) is not None:
             self._h = None
 
+    def _close(self):
+        self._h = _ClosedHandle("attention op")
+        self._params = {}
+        self._saved = None
+
     def __repr__(self):
         if getattr(self, "_h", None) is None:
             return "<attnsink.Attention (not created)>"
+        if self.closed:
+            return "<attnsink.Attention (closed)>"
         return "<attnsink.Attention %r n_head=%d n_kv_head=%d head_dim=%d>" % (
             self.spec, self.n_head, self.n_kv_head, self.head_dim)
 
@@ -370,11 +415,13 @@ class Attention:
     def forward(self, q, k, v, importance=False):
         """out = attention(q, k, v): q (B,T,H,D), k and v (B,T,Hkv,D) -> new float32
         C-contiguous (B,T,H,D). With importance=True, op.importance receives (B,H,Tk).
-        Keeps float32 copies of q, k, v and out for backward; a failed forward leaves no
-        forward to differentiate."""
+        C-contiguous float32 arrays are passed to the library as they are (no copy); anything
+        else is converted once. backward reads q, k, v and out where they are, as the C API
+        does: leave them unchanged until backward has run (it combines them with statistics
+        of this forward). A failed forward leaves no forward to differentiate."""
         self._saved = None
         self._importance = None
-        q, k, v = _owned_f32(q), _owned_f32(k), _owned_f32(v)
+        q, k, v = _f32(q), _f32(k), _f32(v)
         H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
         if q.ndim != 4:
             raise ArgumentError("q must be 4-D (B, T, H=%d, D=%d), got shape %s"
@@ -399,7 +446,7 @@ class Attention:
             imp = np.empty((B, H, tk), dtype=np.float32)
         _check(lib.asink_attn_forward(self._h.ptr, B, T, _ptr(q), _ptr(k), _ptr(v), _ptr(out),
                                       _ptr(imp)), "asink_attn_forward")
-        self._saved = (q, k, v, out.copy())
+        self._saved = (q, k, v, out)
         self._importance = imp
         return out
 
@@ -420,7 +467,7 @@ class Attention:
         a forward: it returns (dq, dk, dv) with the shapes of q, k, v."""
         self._saved = None
         self._importance = None
-        q, k, v = _owned_f32(q), _owned_f32(k), _owned_f32(v)
+        q, k, v = _f32(q), _f32(k), _f32(v)
         H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
         if q.ndim != 4:
             raise ArgumentError("q must be 4-D (B, Tq, H=%d, D=%d), got shape %s"
@@ -455,7 +502,7 @@ class Attention:
         _check(lib.asink_attn_forward_at(self._h.ptr, B, Tq, Tk, _ptr64(qp), _ptr64(kp),
                                          _ptr(q), _ptr(k), _ptr(v), _ptr(out), _ptr(imp)),
                "asink_attn_forward_at")
-        self._saved = (q, k, v, out.copy())
+        self._saved = (q, k, v, out)
         self._importance = imp
         return out
 

@@ -4,14 +4,21 @@ Lookup order (the first that exists and loads wins):
 
 1. the environment variable ``ATTNSINK_LIB``: a path to the shared object. If it is set
    but cannot be loaded, that is an error (no silent fall-back to another copy);
-2. the project's build directory, ``<repo>/build/libattnsink.so``, found relative to this
-   file (``<repo>/python/attnsink/_lib.py``);
-3. the system: ``ctypes.util.find_library('attnsink')``, then ``libattnsink.so.0``.
+2. the library installed beside the package: ``meson install`` writes ``_paths.py`` next to
+   this file with the library directory relative to the package (so a ``--destdir`` staging
+   or a moved prefix still works); otherwise (``pip install``) the ``lib`` directories of the
+   prefix the package lives in (``<prefix>/lib``, ``<prefix>/lib/<multiarch>``, ``lib64``,
+   found by walking up from this file);
+3. the project's build directory, ``<repo>/build/libattnsink.so``, found relative to this
+   file (``<repo>/python/attnsink/_lib.py``) when the package is used from the source tree;
+4. the system's loader: ``ctypes.util.find_library('attnsink')``, then ``libattnsink.so.0``
+   (``LD_LIBRARY_PATH``, ldconfig's cache).
 """
 
 import ctypes
 import ctypes.util
 import os
+import sysconfig
 
 __all__ = ["lib", "lib_path", "Status", "c_float_p"]
 
@@ -38,6 +45,8 @@ def _candidates():
     if env:
         yield "ATTNSINK_LIB", env, True
     here = os.path.dirname(os.path.abspath(__file__))
+    for path in _installed_beside(here):
+        yield "the library installed beside the package", path, False
     repo = os.path.dirname(os.path.dirname(here))
     build = os.path.join(repo, "build", "libattnsink.so")
     if os.path.exists(build):
@@ -48,11 +57,57 @@ def _candidates():
     yield "the system", "libattnsink.so.0", False
 
 
+def _installed_beside(here):
+    """Existing libattnsink.so.0 files in the library directories of the install prefix."""
+    dirs = []
+    try:
+        from . import _paths  # written by meson install (python/meson.build)
+        dirs.append(os.path.normpath(os.path.join(here, _paths.LIBDIR_FROM_PACKAGE)))
+    except ImportError:
+        pass
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    prefixes = []
+    d = here
+    while True:
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        if os.path.basename(d) in ("lib", "lib64"):
+            prefixes.append(parent)
+        d = parent
+    for prefix in prefixes:
+        for sub in ("lib/" + multiarch if multiarch else None, "lib", "lib64"):
+            if sub:
+                dirs.append(os.path.join(prefix, sub))
+    seen = set()
+    for d in dirs:
+        path = os.path.join(d, "libattnsink.so.0")
+        if d not in seen and os.path.exists(path):
+            seen.add(d)
+            yield path
+
+
+def _loaded_path(name):
+    """The file the loader mapped for `name` (a bare soname when the system's loader found
+    it), from /proc/self/maps; `name` itself if that cannot be told."""
+    if os.path.isabs(name):
+        return name
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                if os.path.basename(path).startswith("libattnsink.so"):
+                    return path
+    except OSError:
+        pass
+    return name
+
+
 def _load():
     tried = []
     for where, name, strict in _candidates():
         try:
-            return ctypes.CDLL(name), name
+            return ctypes.CDLL(name), _loaded_path(name)
         except OSError as e:
             if strict:
                 raise OSError(

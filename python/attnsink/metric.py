@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from ._lib import lib, c_float_p
-from . import _check, _ptr, _shape, ArgumentError, StateError, Status
+from . import _check, _ptr, _shape, ArgumentError, StateError, Status, _Closable
 
 __all__ = ["Metric", "sink_stats", "sink_metric"]
 
@@ -54,7 +54,7 @@ _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [ctypes.c_void_p]
 
 
-class Metric:
+class Metric(_Closable):
     """Owns one asink_metric handle: sink statistics accumulated over the passes of the model
     it is attached to (``model.attach_metric(mt)`` or ``mt.attach(model)``) until reset.
 
@@ -66,21 +66,50 @@ class Metric:
     ``sink_share()`` returns (steps, L, H) float32, the share of attention each layer and head
     put on the cache's sink slots (positions 0 .. n_sink-1 of the stream; for softmax the
     attention itself, otherwise the proxy-normalised map), averaged over the call's new
-    positions and sequences."""
+    positions and sequences.
+
+    ``close()`` (or the end of a ``with`` block) detaches it from its model and frees it;
+    later calls raise StateError."""
 
     def __init__(self, eps=0.3):
-        self.ptr = _metric_p()
+        self._ptr = _metric_p()
         if not isinstance(eps, (int, float, np.floating)) or not 0.0 < float(eps) < 1.0:
             raise ArgumentError("eps=%r must be a number in (0, 1)" % (eps,), Status.ERR_ARG)
-        _check(lib.asink_metric_create(ctypes.byref(self.ptr), float(eps)), "asink_metric_create")
+        _check(lib.asink_metric_create(ctypes.byref(self._ptr), float(eps)), "asink_metric_create")
         self.eps = float(eps)
 
     def __del__(self):
-        if getattr(self, "ptr", None) is not None and self.ptr.value:
-            lib.asink_metric_free(self.ptr)
-            self.ptr = _metric_p()
+        p = getattr(self, "_ptr", None)
+        if p is not None and p.value:
+            lib.asink_metric_free(p)
+            self._ptr = _metric_p()
+
+    @property
+    def closed(self):
+        return getattr(self, "_ptr", None) is None or not self._ptr.value
+
+    @property
+    def ptr(self):
+        """The C handle (StateError once closed)."""
+        p = getattr(self, "_ptr", None)
+        if p is None or not p.value:
+            raise StateError("the metric is closed", Status.ERR_STATE)
+        return p
+
+    @ptr.setter
+    def ptr(self, value):
+        self._ptr = value
+
+    def _close(self):
+        model = self._attached_to() if self._attached_to is not None else None
+        if model is not None and model._metric is self and not model.closed:
+            model.detach_metric()
+        p, self._ptr = self._ptr, _metric_p()
+        lib.asink_metric_free(p)
 
     def __repr__(self):
+        if self.closed:
+            return "<attnsink.Metric (closed)>"
         n, layers, heads, T, _ = self.dims()
         return "<attnsink.Metric eps=%g sequences=%d layers=%d heads=%d T=%d decode_steps=%d>" % (
             self.eps, n, layers, heads, T, self.decode_steps)

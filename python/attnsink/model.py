@@ -42,7 +42,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import (ArgumentError, StateError, _Handle, _INT_MAX, _c_ints, _c_text, _check, _decode,
+from . import (ArgumentError, StateError, _Closable, _ClosedHandle, _Handle, _INT_MAX, _c_ints, _c_text, _check, _decode,
                _ptr, _shape, _view)
 from ._lib import Status, lib
 
@@ -126,10 +126,12 @@ def _int32_grid(x, label):
     return np.ascontiguousarray(a, dtype=np.int32)
 
 
-class Model:
+class Model(_Closable):
     """A decoder language model (llama or gpt2 family with the study's variants).
 
     Create one with :meth:`Model.load` or :meth:`Model.create`, not with the constructor.
+    ``close()`` (or the end of a ``with`` block) detaches its metric and drops the C model:
+    freed at once unless an optimizer still updates it; later calls raise StateError.
     """
 
     def __init__(self, _handle=None):
@@ -188,7 +190,14 @@ class Model:
                "asink_model_create")
         return cls(h)
 
+    def _close(self):
+        if self._metric is not None:
+            self.detach_metric()
+        self._h = _ClosedHandle("model")
+
     def __repr__(self):
+        if self.closed:
+            return "<attnsink.Model (closed)>"
         d = self._dims
         return ("<attnsink.Model %s layers=%d hidden=%d heads=%d/%d vocab=%d params=%d>"
                 % (self.config.get("model_type", "?"), d["n_layer"], d["hidden"], d["n_head"],
@@ -452,10 +461,11 @@ class Model:
                "asink_model_save(%r)" % (path,))
 
 
-class AdamW:
+class AdamW(_Closable):
     """AdamW with decoupled weight decay (as torch.optim.AdamW) on 2-D ".weight" matrices and
     embeddings, global-norm gradient clipping (clip <= 0: off) and a learning-rate schedule.
-    Keeps a reference to its model."""
+    Keeps a reference to its model. ``close()`` (or ``with``) frees the C optimizer and lets
+    the model go; later calls raise StateError."""
 
     def __init__(self, model, lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, clip=1.0):
         self._h = None
@@ -478,9 +488,15 @@ class AdamW:
         self._h = h
         self._model = model
 
+    def _close(self):
+        h, self._h = self._h, _ClosedHandle("optimizer")
+        h.close()
+
     def __repr__(self):
         if self._h is None:
             return "<attnsink.AdamW (not created)>"
+        if self.closed:
+            return "<attnsink.AdamW (closed)>"
         return "<attnsink.AdamW steps=%d lr=%g>" % (self.steps, self.lr)
 
     @property
@@ -733,11 +749,12 @@ class Cache:
         return out
 
 
-class Sampler:
+class Sampler(_Closable):
     """Picks tokens from logits (asink_sampler_*): temperature 0 is greedy (the lowest id
     among equal maxima); otherwise softmax(logits / temperature) restricted to the top_k
     largest (0: all), then to the smallest set whose probability reaches top_p (1: all),
-    drawn from a xoshiro256** generator seeded with seed."""
+    drawn from a xoshiro256** generator seeded with seed. ``close()`` (or ``with``) frees it;
+    later picks raise StateError."""
 
     def __init__(self, temperature=0.0, top_k=0, top_p=1.0, seed=0):
         self._h = None
@@ -757,9 +774,9 @@ class Sampler:
         self._h = h
         self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
 
-    def close(self):
-        if self._h is not None:
-            self._h.close()
+    def _close(self):
+        h, self._h = self._h, _ClosedHandle("sampler")
+        h.close()
 
     def pick(self, logits):
         """A token id for logits (V,) (an int), or int32 ids of shape (...) for logits
@@ -767,7 +784,7 @@ class Sampler:
         a = np.ascontiguousarray(logits, dtype=np.float32)
         if a.ndim < 1 or a.shape[-1] < 1:
             raise ArgumentError("logits has shape %s; expected (..., vocab)" % _shape(a.shape))
-        if self._h is None or not self._h.ptr.value:
+        if self.closed or not self._h.ptr.value:
             raise StateError("the sampler is closed", None)
         V = a.shape[-1]
         rows = a.reshape(-1, V)
