@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         for (int r = 0; r < reps + 1 && nr < 64; r++) {
           double t0 = bench_now();
           asink_attn_forward(a, B, T, q, k, v, o, NULL);
-          if (mode) asink_attn_backward(a, q, k, v, o, dout, dq, dk, dv);
+          if (mode) asink_attn_backward(a, B, T, T, q, k, v, o, dout, dq, dk, dv);
           double dt = bench_now() - t0;
           /* each run is paired with a roof GEMM right after it: their ratio cancels the
            * slow drift of this machine's speed; the median of the ratios is reported */

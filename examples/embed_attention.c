@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
    * Parameter gradients accumulate in the op, so zero them first. */
   for (size_t i = 0; i < nq; i++) dout[i] = 1.f;
   asink_attn_zero_grad(op);
-  check(asink_attn_backward(op, q, k, v, out, dout, dq, dk, dv), "asink_attn_backward");
+  check(asink_attn_backward(op, B, T, T, q, k, v, out, dout, dq, dk, dv), "asink_attn_backward");
   double sq = 0, sk = 0, sv = 0;
   for (size_t i = 0; i < nq; i++) sq += fabs(dq[i]);
   for (size_t i = 0; i < nkv; i++) sk += fabs(dk[i]), sv += fabs(dv[i]);

@@ -13,6 +13,25 @@
  *  - tensors are row-major float32; activations are (B, T, H, D).
  *  - the library never prints, never aborts and never exits.
  *
+ * Threads, per handle (asink_attn, asink_model, asink_cache, asink_sampler, asink_adamw,
+ * asink_metric): one thread at a time per handle, and a handle together with the handles it
+ * refers to (a model with its optimizer, its attached metric, its caches); separate handles
+ * may be used from separate threads at the same time. The library's own threads work
+ * inside each call (asink_set_num_threads). The runtime functions (asink_init, versions,
+ * asink_status_string, asink_last_error, thread count, asink_runtime_info) may be called
+ * from any thread at any time.
+ *
+ * Who frees what: every handle is freed by its asink_*_free (NULL is a no-op), each exactly
+ * once. An optimizer must be freed before its model. A metric and its model may be freed in
+ * either order (freeing one detaches it from the other). A cache keeps no pointer into its
+ * model and may be freed before or after it. Strings the library returns are static or
+ * owned by a handle, except asink_metric_json's, which the caller free()s.
+ *
+ * Stability (docs/abi.md): within major version 1 functions are only added, never changed
+ * or removed; what a future release may still change is declared only when the caller
+ * defines ASINK_EXPERIMENTAL, and a function on its way out is marked ASINK_DEPRECATED (the
+ * compiler warns) for at least one minor release before a new major version removes it.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef ATTNSINK_H
@@ -31,13 +50,28 @@ extern "C" {
 #define ASINK_API
 #endif
 
+/* Marks a declaration that a later major version will remove; msg says what to use. */
+#if defined(__GNUC__) || defined(__clang__)
+#define ASINK_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#else
+#define ASINK_DEPRECATED(msg)
+#endif
+
 /* ===================================================================== version */
 
-#define ASINK_VERSION_MAJOR 0
-#define ASINK_VERSION_MINOR 1
+/* The one place the version is written: meson.build reads these three lines, so the
+ * project, the soname (libattnsink.so.MAJOR) and pkg-config follow them. */
+#define ASINK_VERSION_MAJOR 1
+#define ASINK_VERSION_MINOR 0
 #define ASINK_VERSION_PATCH 0
 #define ASINK_VERSION_NUMBER \
   (ASINK_VERSION_MAJOR * 10000 + ASINK_VERSION_MINOR * 100 + ASINK_VERSION_PATCH)
+#define ASINK_STRINGIFY_(x) #x
+#define ASINK_STRINGIFY(x) ASINK_STRINGIFY_(x)
+/* "MAJOR.MINOR.PATCH" of this header */
+#define ASINK_VERSION_STRING                                                           \
+  ASINK_STRINGIFY(ASINK_VERSION_MAJOR) "." ASINK_STRINGIFY(ASINK_VERSION_MINOR) "." \
+      ASINK_STRINGIFY(ASINK_VERSION_PATCH)
 
 /* The version of the library actually loaded, "MAJOR.MINOR.PATCH". Static string. */
 ASINK_API const char *asink_version(void);
@@ -155,14 +189,14 @@ ASINK_API asink_status asink_attn_forward_at(asink_attn *op, int B, int Tq, int 
                                              const float *q, const float *k, const float *v,
                                              float *out, float *importance);
 
-/* Gradients of sum(out * dout) for the last forward: writes dq, dk, dv (same shapes
- * as q, k, v) and adds the parameter gradients into the op's grad buffers. q, k, v
- * and out must be the buffers (values) of that forward. ASINK_ERR_STATE if there
- * was no forward. */
-ASINK_API asink_status asink_attn_backward(asink_attn *op, const float *q, const float *k,
-                                           const float *v, const float *out,
-                                           const float *dout, float *dq, float *dk,
-                                           float *dv);
+/* Gradients of sum(out * dout) for the last forward: writes dq (B, Tq, H, D), dk and dv
+ * (B, Tk, Hkv, D) and adds the parameter gradients into the op's grad buffers. B, Tq and
+ * Tk are those of that forward (Tq = Tk = T after asink_attn_forward); q, k, v and out
+ * must be its buffers, unchanged. ASINK_ERR_STATE if there was no forward, ASINK_ERR_SHAPE
+ * naming the sizes if they are not the forward's. */
+ASINK_API asink_status asink_attn_backward(asink_attn *op, int B, int Tq, int Tk, const float *q,
+                                           const float *k, const float *v, const float *out,
+                                           const float *dout, float *dq, float *dk, float *dv);
 
 /* ====================================================================== model */
 /*
@@ -380,6 +414,15 @@ ASINK_API asink_status asink_sampler_pick(asink_sampler *s, const float *logits,
 ASINK_API asink_status asink_model_generate(asink_model *m, asink_cache *c, asink_sampler *s,
                                             int T0, const int32_t *prompt, int n_new,
                                             int32_t *out);
+
+/* ================================================================ experimental */
+/*
+ * Declarations here are not promised: any release may change or remove them, and the
+ * ABI test does not cover them. They are visible only to a caller that defines
+ * ASINK_EXPERIMENTAL before including this header. None today.
+ */
+#ifdef ASINK_EXPERIMENTAL
+#endif
 
 #ifdef __cplusplus
 }

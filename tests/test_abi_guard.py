@@ -15,8 +15,8 @@ import tempfile
 
 def decl_block(xml, symbol):
     """(start, end) of the function-decl bound to an ELF symbol."""
-    m = re.search(r"<function-decl [^>]*elf-symbol-id='%s'>.*?</function-decl>\n" % re.escape(symbol),
-                  xml, re.S)
+    m = re.search(r"<function-decl [^>]*elf-symbol-id='%s(@@[^']*)?'>.*?</function-decl>\n"
+                  % re.escape(symbol), xml, re.S)
     assert m, "no function-decl for %s in the reference" % symbol
     return m.start(), m.end()
 

@@ -116,12 +116,15 @@ START_TEST(call_order_and_arguments_are_checked) {
   asink_attn *op;
   ck_assert_int_eq(asink_attn_create(&op, "softmax", 2, 1, 4), ASINK_OK);
   float x[2 * 3 * 2 * 4] = {0}, y[2 * 3 * 2 * 4];
-  ck_assert_int_eq(asink_attn_backward(op, x, x, x, x, x, y, y, y), ASINK_ERR_STATE);
+  ck_assert_int_eq(asink_attn_backward(op, 1, 4, 4, x, x, x, x, x, y, y, y), ASINK_ERR_STATE);
   ck_assert_int_eq(asink_attn_forward(op, 0, 3, x, x, x, y, NULL), ASINK_ERR_SHAPE);
   ck_assert_ptr_nonnull(strstr(asink_last_error(), "B=0"));
   ck_assert_int_eq(asink_attn_forward(op, 2, 3, NULL, x, x, y, NULL), ASINK_ERR_ARG);
   ck_assert_int_eq(asink_attn_forward(op, 2, 3, x, x, x, y, NULL), ASINK_OK);
-  ck_assert_int_eq(asink_attn_backward(op, x, x, x, y, x, y, y, y), ASINK_OK);
+  ck_assert_int_eq(asink_attn_backward(op, 2, 3, 4, x, x, x, y, x, y, y, y), ASINK_ERR_SHAPE);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "Tk=4"));
+  ck_assert_int_eq(asink_attn_backward(op, 1, 3, 3, x, x, x, y, x, y, y, y), ASINK_ERR_SHAPE);
+  ck_assert_int_eq(asink_attn_backward(op, 2, 3, 3, x, x, x, y, x, y, y, y), ASINK_OK);
   asink_attn_free(op);
 }
 END_TEST

@@ -2,7 +2,8 @@
 # install_pkgconfig: stage `meson install` into a scratch DESTDIR, then build a small
 # program the way a user would, `cc prog.c $(pkg-config --cflags --libs attnsink)`,
 # run it against the staged libattnsink.so, and check the shared object itself:
-# soname libattnsink.so.0, only asink_ symbols exported. A static link through
+# soname libattnsink.so.MAJOR, only asink_ symbols exported, each under the symbol version
+# ATTNSINK_MAJOR.0. A static link through
 # `pkg-config --static` checks that the .pc's private libraries are complete.
 #
 # usage: test_install.sh BUILD_ROOT SCRATCH_DIR VERSION
@@ -70,10 +71,10 @@ echo "$out"
 echo "$out" | grep -q "^version $version\$" || fail "output does not name version $version"
 
 # It must have loaded the staged library, not one installed elsewhere.
-loaded=$(LD_LIBRARY_PATH=$libdir ldd "$scratch/prog" | awk '$1 == "libattnsink.so.0" { print $3 }')
+loaded=$(LD_LIBRARY_PATH=$libdir ldd "$scratch/prog" | awk '$1 == "libattnsink.so.1" { print $3 }')
 case "$loaded" in
   "$libdir"/*) echo "loaded: ${loaded#"$dest"}" ;;
-  *) fail "prog resolved libattnsink.so.0 to '$loaded', not the staged $libdir" ;;
+  *) fail "prog resolved libattnsink.so.1 to '$loaded', not the staged $libdir" ;;
 esac
 
 # The header is also valid C++ (extern "C" guard) when a C++ compiler is there.
@@ -84,24 +85,39 @@ if command -v c++ >/dev/null 2>&1; then
     || fail "attnsink.h does not compile as C++"
 fi
 
+# ASINK_DEPRECATED makes the compiler warn where a marked declaration is used.
+printf '#include <attnsink.h>\nASINK_DEPRECATED("use g") int f(void);\nint main(void) { return f(); }\n' \
+  > "$scratch/dep.c"
+# shellcheck disable=SC2086
+if $CC -std=c11 -Werror=deprecated-declarations -c "$scratch/dep.c" -o "$scratch/dep.o" $cflags 2>/dev/null; then
+  fail "ASINK_DEPRECATED did not make the compiler warn"
+fi
+echo "ASINK_DEPRECATED: warns"
+
 # Soname and the symlink chain.
 so=$libdir/libattnsink.so
 [ -L "$so" ] || fail "libattnsink.so (development symlink) missing"
 soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
-[ "$soname" = "libattnsink.so.0" ] || fail "soname is '$soname', expected libattnsink.so.0"
-[ -e "$libdir/libattnsink.so.0" ] || fail "libattnsink.so.0 symlink missing"
+[ "$soname" = "libattnsink.so.${version%%.*}" ] || fail "soname is '$soname', expected libattnsink.so.${version%%.*}"
+[ -e "$libdir/$soname" ] || fail "$soname symlink missing"
 [ -f "$libdir/libattnsink.so.$version" ] || fail "libattnsink.so.$version missing"
 echo "soname: $soname"
 
 # Only asink_ symbols exported (plus the linker's own section markers).
 extra=$(nm -D --defined-only "$so" | awk '{ print $NF }' \
-  | grep -v -e '^asink_' -e '^_init$' -e '^_fini$' -e '^_edata$' -e '^_end$' -e '^__bss_start$' || true)
+  | grep -v -e '^asink_' -e '^ATTNSINK_' -e '^_init$' -e '^_fini$' -e '^_edata$' -e '^_end$' -e '^__bss_start$' || true)
 if [ -n "$extra" ]; then
   echo "exported symbols without the asink_ prefix:"
   echo "$extra"
   fail "non-asink_ symbols exported"
 fi
 echo "exported: $(nm -D --defined-only "$so" | grep -c ' asink_') asink_ symbols, nothing else"
+
+# Every exported function carries the symbol version of the soname (lib/attnsink.map).
+major=${version%%.*}
+unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) != "ATTNSINK_'"$major"'.0" { print $NF }')
+[ -z "$unversioned" ] || fail "functions without the version ATTNSINK_$major.0: $unversioned"
+echo "symbol version: ATTNSINK_$major.0 on every function"
 
 # Static link: libattnsink.a plus the private libraries from the .pc.
 static=$libdir/libattnsink.a

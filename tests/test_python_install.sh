@@ -70,8 +70,8 @@ site=$(dirname "$pkg")
 for f in __init__.py _lib.py metric.py model.py torch.py; do
   [ -f "$pkg/$f" ] || fail "attnsink/$f not installed in ${pkg#"$dest"}"
 done
-lib=$(find "$dest" -name libattnsink.so.0 | head -n 1)
-[ -n "$lib" ] || fail "libattnsink.so.0 not installed"
+lib=$(find "$dest" -name libattnsink.so.1 | head -n 1)
+[ -n "$lib" ] || fail "libattnsink.so.1 not installed"
 libdir=$(dirname "$lib")
 echo "meson install: package ${pkg#"$dest"}, library ${libdir#"$dest"}"
 (cd "$scratch/run" && PYTHONPATH=$site "$python" probe.py "$version" "$pkg" "$libdir") \
@@ -103,7 +103,7 @@ cp -P "$libdir"/libattnsink.so* "$venv/lib/"
 (cd "$scratch/run" && "$venv/bin/python" probe.py "$version" "$vpkg" "$venv/lib") \
   || fail "the pip-installed package did not find the library in its prefix's lib directory"
 # 2c. ATTNSINK_LIB wins
-(cd "$scratch/run" && ATTNSINK_LIB=$libdir/libattnsink.so.0 "$venv/bin/python" probe.py \
+(cd "$scratch/run" && ATTNSINK_LIB=$libdir/libattnsink.so.1 "$venv/bin/python" probe.py \
    "$version" "$vpkg" "$libdir") || fail "ATTNSINK_LIB was not honoured first"
 
 rm -rf "$scratch"

@@ -299,9 +299,14 @@ asink_status asink_attn_forward_at(asink_attn *op, int B, int Tq, int Tk, const 
                                    NULL);
 }
 
-asink_status asink_attn_backward(asink_attn *op, const float *q, const float *k, const float *v,
-                                 const float *out, const float *dout, float *dq, float *dk,
-                                 float *dv) {
+asink_status asink_attn_backward(asink_attn *op, int B, int Tq, int Tk, const float *q,
+                                 const float *k, const float *v, const float *out,
+                                 const float *dout, float *dq, float *dk, float *dv) {
   if (!op) return asink_fail(ASINK_ERR_ARG, "asink_attn_backward: NULL argument");
+  const asink_attn_state *s = op->own;
+  if (s->op == op && (B != s->B || Tq != s->g.Tq || Tk != s->g.Tk))
+    return asink_fail(ASINK_ERR_SHAPE, "asink_attn_backward: B=%d, Tq=%d, Tk=%d, but the last forward "
+                                       "had B=%d, Tq=%d, Tk=%d",
+                      B, Tq, Tk, s->B, s->g.Tq, s->g.Tk);
   return asink_attn_run_backward(op, op->own, op->grads, q, k, v, out, dout, dq, dk, dv);
 }

@@ -522,8 +522,9 @@ class Attention(_Closable):
         dk = np.empty_like(k)
         dv = np.empty_like(v)
         lib.asink_attn_zero_grad(self._h.ptr)
-        _check(lib.asink_attn_backward(self._h.ptr, _ptr(q), _ptr(k), _ptr(v), _ptr(out),
-                                       _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv)),
+        _check(lib.asink_attn_backward(self._h.ptr, q.shape[0], q.shape[1], k.shape[1], _ptr(q),
+                                       _ptr(k), _ptr(v), _ptr(out), _ptr(dout), _ptr(dq),
+                                       _ptr(dk), _ptr(dv)),
                "asink_attn_backward")
         self._grads = {name: _view(self._h, lib.asink_attn_grad, name, shape).copy()
                        for name, shape in self._param_shapes.items()}

@@ -11,7 +11,7 @@ Lookup order (the first that exists and loads wins):
    found by walking up from this file);
 3. the project's build directory, ``<repo>/build/libattnsink.so``, found relative to this
    file (``<repo>/python/attnsink/_lib.py``) when the package is used from the source tree;
-4. the system's loader: ``ctypes.util.find_library('attnsink')``, then ``libattnsink.so.0``
+4. the system's loader: ``ctypes.util.find_library('attnsink')``, then ``libattnsink.so.1``
    (``LD_LIBRARY_PATH``, ldconfig's cache).
 """
 
@@ -54,11 +54,11 @@ def _candidates():
     found = ctypes.util.find_library("attnsink")
     if found:
         yield "the system (find_library)", found, False
-    yield "the system", "libattnsink.so.0", False
+    yield "the system", "libattnsink.so.1", False
 
 
 def _installed_beside(here):
-    """Existing libattnsink.so.0 files in the library directories of the install prefix."""
+    """Existing libattnsink.so.1 files in the library directories of the install prefix."""
     dirs = []
     try:
         from . import _paths  # written by meson install (python/meson.build)
@@ -81,7 +81,7 @@ def _installed_beside(here):
                 dirs.append(os.path.join(prefix, sub))
     seen = set()
     for d in dirs:
-        path = os.path.join(d, "libattnsink.so.0")
+        path = os.path.join(d, "libattnsink.so.1")
         if d not in seen and os.path.exists(path):
             seen.add(d)
             yield path
@@ -103,11 +103,33 @@ def _loaded_path(name):
     return name
 
 
+# The library major version this binding speaks: its soname is libattnsink.so.MAJOR, and a
+# library of another major version is refused by name (its functions may differ).
+MAJOR = 1
+
+
+def _check_major(handle, path):
+    try:
+        fn = handle.asink_version_number
+    except AttributeError:
+        raise OSError("attnsink: %s is not libattnsink (no asink_version_number)" % path) from None
+    fn.restype = ctypes.c_int
+    fn.argtypes = []
+    number = fn()
+    if number // 10000 != MAJOR:
+        raise OSError("attnsink: %s is libattnsink %d.%d.%d; this binding needs major version %d "
+                      "(libattnsink.so.%d)" % (path, number // 10000, number // 100 % 100,
+                                               number % 100, MAJOR, MAJOR))
+
+
 def _load():
     tried = []
     for where, name, strict in _candidates():
         try:
-            return ctypes.CDLL(name), _loaded_path(name)
+            handle = ctypes.CDLL(name)
+            path = _loaded_path(name)
+            _check_major(handle, path)
+            return handle, path
         except OSError as e:
             if strict:
                 raise OSError(
@@ -167,8 +189,8 @@ def _declare(lib):
     proto("asink_attn_zero_grad", None, attn_p)
     proto("asink_attn_forward", status, attn_p, c_int, c_int, c_float_p, c_float_p, c_float_p,
           c_float_p, c_float_p)
-    proto("asink_attn_backward", status, attn_p, c_float_p, c_float_p, c_float_p, c_float_p,
-          c_float_p, c_float_p, c_float_p, c_float_p)
+    proto("asink_attn_backward", status, attn_p, c_int, c_int, c_int, c_float_p, c_float_p,
+          c_float_p, c_float_p, c_float_p, c_float_p, c_float_p, c_float_p)
     c_int64_p = ctypes.POINTER(ctypes.c_int64)
     proto("asink_attn_forward_at", status, attn_p, c_int, c_int, c_int, c_int64_p, c_int64_p,
           c_float_p, c_float_p, c_float_p, c_float_p, c_float_p)

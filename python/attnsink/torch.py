@@ -203,8 +203,9 @@ class _AttentionFunction(torch.autograd.Function):
             dout = dout.to(torch.float32).contiguous()
             dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
             lib.asink_attn_zero_grad(h.ptr)
-            _check(lib.asink_attn_backward(h.ptr, _fptr(q), _fptr(k), _fptr(v), _fptr(out),
-                                           _fptr(dout), _fptr(dq), _fptr(dk), _fptr(dv)),
+            _check(lib.asink_attn_backward(h.ptr, q.shape[0], q.shape[1], k.shape[1], _fptr(q),
+                                           _fptr(k), _fptr(v), _fptr(out), _fptr(dout),
+                                           _fptr(dq), _fptr(dk), _fptr(dv)),
                    "asink_attn_backward")
             grads = []
             for name, shape in info.params:

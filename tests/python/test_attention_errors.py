@@ -304,3 +304,17 @@ def test_lookup_build_dir_second():
     r = _import_in_child(None)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == build
+
+
+def test_binding_refuses_another_major_version():
+    """A libattnsink of another major version is refused by name, not called."""
+    from attnsink import _lib
+
+    class Other:
+        @staticmethod
+        def asink_version_number():
+            return 20003
+
+    with pytest.raises(OSError, match=r"libattnsink 2\.0\.3; this binding needs major version 1"):
+        _lib._check_major(Other(), "/opt/x/libattnsink.so.2")
+    assert attnsink.version_number() // 10000 == _lib.MAJOR
