@@ -3,7 +3,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "attnsink.h"
+
+/* asink_init in a fresh child process with BLIS_ARCH_TYPE=value (the runtime reads it once):
+ * the child exits 0 when init succeeds, 10 + the negated status otherwise, after checking
+ * that the message contains needle; a signal (BLIS aborting) fails the test. */
+static int init_with_blis_arch(const char *value, const char *needle) {
+  pid_t pid = fork();
+  ck_assert(pid >= 0);
+  if (pid == 0) {
+    setenv("BLIS_ARCH_TYPE", value, 1);
+    asink_status st = asink_init();
+    if (st && needle && !strstr(asink_last_error(), needle)) _exit(99);
+    _exit(st ? 10 - st : 0);
+  }
+  int ws = 0;
+  ck_assert(waitpid(pid, &ws, 0) == pid);
+  ck_assert_msg(WIFEXITED(ws), "BLIS_ARCH_TYPE=%s: the process died of signal %d", value,
+                WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+  ck_assert_msg(WEXITSTATUS(ws) != 99, "BLIS_ARCH_TYPE=%s: the message lacks '%s'", value, needle);
+  return WEXITSTATUS(ws);
+}
+
+/* A BLIS_ARCH_TYPE that would make BLIS abort (a sub-configuration this BLIS has no kernels
+ * for, an index out of range) or run kernels this CPU cannot (skx without AVX-512) is refused
+ * with a status; a usable one (generic, index 25 in BLIS 0.9) is taken. */
+START_TEST(bad_blis_arch_type_is_refused_not_aborted) {
+  ck_assert_int_eq(init_with_blis_arch("13", "armsve"), 10 - ASINK_ERR_UNSUPPORTED);
+  ck_assert_int_eq(init_with_blis_arch("2", "knc"), 10 - ASINK_ERR_UNSUPPORTED);
+  ck_assert_int_eq(init_with_blis_arch("99", "BLIS_ARCH_TYPE=99"), 10 - ASINK_ERR_ARG);
+  ck_assert_int_eq(init_with_blis_arch("x", "BLIS_ARCH_TYPE=x"), 10 - ASINK_ERR_ARG);
+  ck_assert_int_eq(init_with_blis_arch("25", NULL), 0);
+}
+END_TEST
 
 START_TEST(version_matches_macros) {
   ck_assert_int_eq(asink_version_number(), ASINK_VERSION_NUMBER);
@@ -52,6 +87,7 @@ Suite *runtime_suite(void) {
   tcase_add_test(tc, status_strings_are_distinct);
   tcase_add_test(tc, runtime_info_names_simd_blis_threads);
   tcase_add_test(tc, thread_count_setter_validates);
+  tcase_add_test(tc, bad_blis_arch_type_is_refused_not_aborted);
   suite_add_tcase(s, tc);
   return s;
 }

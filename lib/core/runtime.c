@@ -83,17 +83,49 @@ static const char *blis_arch_for_cpu(asink_isa isa) {
   return NULL;
 }
 
+/* The sub-configurations BLIS's x86_64 family carries (Debian's build, and upstream's
+ * "x86_64" configuration): a user's BLIS_ARCH_TYPE naming any other makes BLIS abort the
+ * process at its first call, so it is refused here instead. */
+static bool blis_arch_available(const char *name) {
+#if defined(__x86_64__)
+  static const char *const x86_64[] = {"skx",        "knl",         "haswell",  "sandybridge",
+                                       "penryn",     "zen3",        "zen2",     "zen",
+                                       "excavator",  "steamroller", "piledriver", "bulldozer",
+                                       "generic"};
+  for (size_t i = 0; i < sizeof x86_64 / sizeof x86_64[0]; i++)
+    if (!strcmp(name, x86_64[i])) return true;
+  return false;
+#else
+  (void)name;
+  return true;
+#endif
+}
+
 static asink_status choose_blis(void) {
   const char *user = getenv("BLIS_ARCH_TYPE");
   const char *how;
   if (user && *user) {
     char *end;
     long id = strtol(user, &end, 10);
-    if (*end || id < 0 || id >= (long)BLIS_NUM_ARCHS - 1)
+    if (*end || id < 0 || id >= (long)BLIS_NUM_ARCHS)
       return asink_fail(ASINK_ERR_ARG,
                         "BLIS_ARCH_TYPE=%s is not a BLIS sub-configuration index (0..%d); "
                         "BLIS would abort on it",
-                        user, (int)BLIS_NUM_ARCHS - 2);
+                        user, (int)BLIS_NUM_ARCHS - 1);
+    const char *name = bli_arch_string((arch_t)id);
+    if (!blis_arch_available(name))
+      return asink_fail(ASINK_ERR_UNSUPPORTED,
+                        "BLIS_ARCH_TYPE=%s names '%s', for which this BLIS has no kernels; "
+                        "BLIS would abort on it",
+                        user, name);
+    /* kernels for an instruction set this CPU lacks would stop the process at the first GEMM */
+    asink_isa need = !strcmp(name, "skx") || !strcmp(name, "knl") ? ASINK_ISA_AVX512
+                     : !strcmp(name, "haswell") || !strncmp(name, "zen", 3) ? ASINK_ISA_AVX2
+                                                                            : ASINK_ISA_SCALAR;
+    if (need > asink_cpu_best_isa())
+      return asink_fail(ASINK_ERR_UNSUPPORTED,
+                        "BLIS_ARCH_TYPE=%s names '%s', whose kernels need %s, which this CPU lacks",
+                        user, name, need == ASINK_ISA_AVX512 ? "AVX-512" : "AVX2 and FMA");
     how = "BLIS_ARCH_TYPE set by the user";
   } else {
     const char *want = blis_arch_for_cpu(asink_cpu_best_isa());
