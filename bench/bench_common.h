@@ -1,10 +1,12 @@
-/* Shared by the bench programs: wall clock, the same-run sgemm roof, JSON output. */
+/* Shared by the bench programs: wall clock, the same-run sgemm roof, JSON output, the
+ * model shapes of bench_train and bench_decode. */
 #ifndef ASINK_BENCH_COMMON_H
 #define ASINK_BENCH_COMMON_H
 
 #include <blis.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "attnsink.h"
@@ -65,6 +67,54 @@ static inline int bench_init(int threads) {
   }
   fprintf(stderr, "%s\n", asink_runtime_info());
   return asink_get_num_threads();
+}
+
+/* A LLaMA shape of bench_train and bench_decode (bench/torch_train.py's SHAPES is the same
+ * table): layers, heads (= kv heads), width, SwiGLU width, vocab, training length T and
+ * training batch B. */
+typedef struct {
+  const char *name;
+  int L, H, C, F, V, T, B;
+} bench_shape;
+
+/* The study's 60M LLaMA (bench_train's batch from --batch) and the study program's default
+ * tiny shape, by name; NULL for another name. */
+static inline const bench_shape *bench_shape_find(const char *name) {
+  static const bench_shape shapes[] = {
+      {"study60m", 10, 8, 768, 1536, 50432, 256, 8},
+      {"tiny", 4, 4, 128, 256, 256, 128, 32},
+  };
+  for (size_t j = 0; j < sizeof shapes / sizeof *shapes; j++)
+    if (!strcmp(shapes[j].name, name)) return &shapes[j];
+  return NULL;
+}
+
+/* The shape's config.json: RMSNorm eps 1e-5, RoPE theta 10000, untied head, SwiGLU. */
+static inline void bench_config_json(const bench_shape *s, char *buf, size_t n) {
+  snprintf(buf, n,
+           "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], "
+           "\"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
+           "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
+           "\"hidden_act\": \"silu\", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+           "\"max_position_embeddings\": %d, \"tie_word_embeddings\": false}",
+           s->V, s->C, s->F, s->L, s->H, s->H, s->T);
+}
+
+/* Parameters of the matmuls: every 2-D weight but the embedding lookup (+ V*C if tied). */
+static inline double bench_matmul_params(asink_model *m, int V, int C) {
+  double n = 0;
+  int have_head = 0;
+  for (int i = 0; i < asink_model_param_count(m); i++) {
+    const char *name;
+    int ndim;
+    int64_t shp[4];
+    if (asink_model_param_info(m, i, &name, &ndim, shp) != ASINK_OK || ndim != 2) continue;
+    if (strstr(name, "embed_tokens")) continue;
+    if (!strcmp(name, "lm_head.weight")) have_head = 1;
+    n += (double)shp[0] * shp[1];
+  }
+  if (!have_head) n += (double)V * C;
+  return n;
 }
 
 #endif

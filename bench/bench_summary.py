@@ -5,7 +5,8 @@
 
 Attention: the library's time per case beside PyTorch's best of 1 and 2 threads, plain and
 with GLIBC_TUNABLES (DESIGN §7), and the speed-up over each. Training: tokens/s and MFU the
-same way. GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
+same way. Decoding: tokens/s and bandwidth fractions beside each PyTorch variant (malloc,
+BLAS folder). GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
 overhead lines as they are. Standard library only.
 """
 import json
@@ -28,6 +29,14 @@ def fmt(x, spec):
 
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
+
+
+def blas_label(r):
+    """The folder of the BLAS a PyTorch record ran with ("blis-openmp", "openblas-pthread")."""
+    for path in r.get("blas") or []:
+        if "blas.so" in path:
+            return path.rstrip("/").split("/")[-2]
+    return "blas?"
 
 
 def main():
@@ -66,6 +75,32 @@ def main():
                   f"| {fmt(pt, '.1f')} | {fmt(tt, '.1f')} | {fmt(ratio(r['tokens_per_s'], pt), '.1f')} "
                   f"| {fmt(ratio(r['tokens_per_s'], tt), '.1f')} | {fmt(t and t['mfu'], '.2f')} |")
         print()
+
+    lib = {(r["model"], r["B"]): r for r in recs if r["bench"] == "decode"}
+    tor, variants = {}, []
+    for r in recs:
+        if r["bench"] == "torch_decode" and r["threads"] == "best":
+            v = (r["malloc"], blas_label(r))
+            if v not in variants:
+                variants.append(v)
+            tor[v + (r["model"], r["B"])] = r
+    if lib:
+        heads = [f"torch {m} ({b}) tok/s (fraction) | ×" for m, b in variants]
+        print("| model | B | cache | library tok/s | bandwidth fraction | "
+              + " | ".join(heads) + " |")
+        print("|---|---|---|---|---|" + "---|---|" * len(variants))
+        for k, r in lib.items():
+            cells = []
+            for v in variants:
+                t = tor.get(v + k)
+                cells.append(f"{fmt(t and t['tokens_per_s'], '.1f')} "
+                             f"({fmt(t and t['bandwidth_fraction'], '.2f')}) "
+                             f"| {fmt(ratio(r['tokens_per_s'], t and t['tokens_per_s']), '.1f')}")
+            print(f"| {k[0]} | {k[1]} | {r['cache_len']} | {r['tokens_per_s']:.1f} "
+                  f"| {r['bandwidth_fraction']:.2f} | " + " | ".join(cells) + " |")
+        roofs = sorted({r["roof_gbs"] for r in lib.values()})
+        print(f"\nlibrary read roof (threads {next(iter(lib.values()))['threads']}): "
+              f"{', '.join(f'{x:.1f}' for x in roofs)} GB/s\n")
 
     gemm = {}
     for r in recs:

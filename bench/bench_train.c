@@ -21,47 +21,9 @@
 #include "attnsink.h"
 #include "bench_common.h"
 
-typedef struct {
-  const char *name;
-  int L, H, C, F, V, T, B;
-} shape;
-
-/* The study's 60M LLaMA (batch from --batch) and the study program's default tiny shape. */
-static const shape shapes[] = {
-    {"study60m", 10, 8, 768, 1536, 50432, 256, 8},
-    {"tiny", 4, 4, 128, 256, 256, 128, 32},
-};
-
-static void config_json(const shape *s, char *buf, size_t n) {
-  snprintf(buf, n,
-           "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], "
-           "\"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, "
-           "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
-           "\"hidden_act\": \"silu\", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
-           "\"max_position_embeddings\": %d, \"tie_word_embeddings\": false}",
-           s->V, s->C, s->F, s->L, s->H, s->H, s->T);
-}
-
-/* N of the formula above: every 2-D weight but the embedding lookup (+ V*C if tied). */
-static double matmul_params(asink_model *m, int V, int C) {
-  double n = 0;
-  int have_head = 0;
-  for (int i = 0; i < asink_model_param_count(m); i++) {
-    const char *name;
-    int ndim;
-    int64_t shp[4];
-    if (asink_model_param_info(m, i, &name, &ndim, shp) != ASINK_OK || ndim != 2) continue;
-    if (strstr(name, "embed_tokens")) continue;
-    if (!strcmp(name, "lm_head.weight")) have_head = 1;
-    n += (double)shp[0] * shp[1];
-  }
-  if (!have_head) n += (double)V * C;
-  return n;
-}
-
-static int run_model(const shape *s, int threads, int steps, double *roof) {
+static int run_model(const bench_shape *s, int threads, int steps, double *roof) {
   char cfg[1024];
-  config_json(s, cfg, sizeof cfg);
+  bench_config_json(s, cfg, sizeof cfg);
   asink_model *m = NULL;
   asink_adamw *opt = NULL;
   int rc = 1;
@@ -115,7 +77,7 @@ static int run_model(const shape *s, int threads, int steps, double *roof) {
    * of load from other processes would otherwise inflate the MFU. */
   double again = bench_sgemm_roof(threads);
   if (again > *roof) *roof = again;
-  double N = matmul_params(m, s->V, s->C);
+  double N = bench_matmul_params(m, s->V, s->C);
   double fpt = 6.0 * N + 6.0 * s->L * (double)s->T * s->C;
   double tps = (double)nt / sec;
   double mfu = fpt * tps / (*roof * 1e9);
@@ -165,14 +127,12 @@ int main(int argc, char **argv) {
   snprintf(list, sizeof list, "%s", models);
   int rc = 0;
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-    const shape *s = NULL;
-    for (size_t j = 0; j < sizeof shapes / sizeof *shapes; j++)
-      if (!strcmp(shapes[j].name, name)) s = &shapes[j];
+    const bench_shape *s = bench_shape_find(name);
     if (!s) {
       fprintf(stderr, "unknown model '%s' (study60m, tiny)\n", name);
       return 2;
     }
-    shape sh = *s;
+    bench_shape sh = *s;
     if (!strcmp(sh.name, "study60m")) sh.B = batch;
     rc |= run_model(&sh, threads, steps, &roof);
   }

@@ -8,13 +8,17 @@
 #   2. torch_attention.py --threads best, plain and with GLIBC_TUNABLES (DESIGN §7)
 #   3. bench_train, library threads
 #   4. torch_train.py --threads best, plain and tuned
-#   5. bench_gemm, 1 thread and library threads: the library's GEMM driver against BLIS's
-#   6. bench_metric, library threads (when it was built)
+#   5. bench_decode, library threads: cached single-token decoding, batch 1 and 8
+#   6. torch_decode.py --threads best, plain and tuned (and tuned with another BLAS put first
+#      with LD_LIBRARY_PATH when TORCH_BLAS_DIR names its folder, e.g. OpenBLAS's)
+#   7. bench_gemm, 1 thread and library threads: the library's GEMM driver against BLIS's
+#   8. bench_metric, library threads (when it was built)
 # Library-against-PyTorch training ratios are best taken in interleaved rounds:
 # bench/compare_train.py (see docs/performance.md).
 #
 # Environment (defaults are the full measurement; QUICK=1 is a smoke run of a minute or two):
 #   THREADS=2  ATTN_T=256,1024,4096  ATTN_REPS=5  TRAIN_STEPS=5  TRAIN_BATCH=8  MODELS=study60m,tiny
+#   DECODE_BATCH=1,8  DECODE_CACHE=2048  DECODE_STEPS=32  TORCH_BLAS_DIR=(unset)
 #   METRIC_REPS=(bench_metric's default)  PYTHON=/usr/bin/python3
 # Run it on a quiet machine: every figure is a best or a mean of a few repetitions, and the
 # roofs (BLIS sgemm / torch.mm 1024^3) are measured in the same processes.
@@ -27,6 +31,7 @@ tuned='glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184'
 
 if [[ "${QUICK:-0}" == 1 ]]; then
   : "${ATTN_T:=256}" "${ATTN_REPS:=1}" "${TRAIN_STEPS:=1}" "${TRAIN_BATCH:=1}" "${METRIC_REPS:=3}"
+  : "${DECODE_BATCH:=1}" "${DECODE_CACHE:=256}" "${DECODE_STEPS:=4}"
 fi
 threads=${THREADS:-2}
 attn_t=${ATTN_T:-256,1024,4096}
@@ -34,8 +39,11 @@ attn_reps=${ATTN_REPS:-5}
 steps=${TRAIN_STEPS:-5}
 batch=${TRAIN_BATCH:-8}
 models=${MODELS:-study60m,tiny}
+decode_batch=${DECODE_BATCH:-1,8}
+decode_cache=${DECODE_CACHE:-2048}
+decode_steps=${DECODE_STEPS:-32}
 
-for exe in bench_attention bench_train; do
+for exe in bench_attention bench_train bench_decode; do
   if [[ ! -x "$build/bench/$exe" ]]; then
     echo "run_benchmarks.sh: $build/bench/$exe is missing: build first (ninja -C $build)" >&2
     exit 2
@@ -80,6 +88,21 @@ run "torch_train.py --threads best (plain malloc)" \
   "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
 run "torch_train.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
   "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
+
+decode_args=(--models "$models" --batch "$decode_batch" --cache "$decode_cache" --steps "$decode_steps")
+run "bench_decode --threads $threads" \
+  "$build/bench/bench_decode" --threads "$threads" "${decode_args[@]}"
+run "torch_decode.py --threads best (plain malloc)" \
+  "$python" "$here/torch_decode.py" --threads best "${decode_args[@]}"
+run "torch_decode.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
+  "$python" "$here/torch_decode.py" --threads best "${decode_args[@]}"
+if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
+  # Another BLAS for this process only (never the machine's alternatives): e.g. the folder of
+  # OpenBLAS's libblas.so.3 (libopenblas0-pthread: /usr/lib/x86_64-linux-gnu/openblas-pthread).
+  run "torch_decode.py --threads best (tuned malloc, BLAS from $TORCH_BLAS_DIR)" \
+    GLIBC_TUNABLES=$tuned LD_LIBRARY_PATH="$TORCH_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$python" "$here/torch_decode.py" --threads best "${decode_args[@]}"
+fi
 
 if [[ -x "$build/bench/bench_gemm" ]]; then
   run "bench_gemm --threads 1" "$build/bench/bench_gemm" --threads 1

@@ -6,6 +6,7 @@
   kernel (DESIGN §7: then PyTorch stops paying a page fault per 4 KiB every step), else
   "plain". GLIBC_TUNABLES is read by glibc at process start, so it must be set in the
   environment of the python process (run_benchmarks.sh does that);
+- blas_in_use(): the BLAS libraries mapped into the process;
 - run_best(): --threads best runs the script with --threads 1 and --threads 2 in
   subprocesses, prints every line and one more per case with "threads": "best".
 """
@@ -55,6 +56,22 @@ def malloc_mode():
 def common_fields(threads):
     import torch
     return {"threads": threads, "malloc": malloc_mode(), "torch_version": torch.__version__}
+
+
+def blas_in_use():
+    """The BLAS libraries mapped into this process (real paths), e.g. Debian's
+    libblas.so.3 alternative or an OpenBLAS put first with LD_LIBRARY_PATH."""
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and any(k in os.path.basename(parts[5]).lower()
+                                           for k in ("blas", "blis", "mkl")):
+                    libs.add(os.path.realpath(parts[5]))
+    except OSError:
+        return ["unknown"]
+    return sorted(libs) or ["none mapped"]
 
 
 def dump(rec):
