@@ -320,29 +320,38 @@ enum { SKINNY_M = 8 };
 static void skinny_sgemm(bool transb, int m, int n, int k, float alpha, const float *A, int lda,
                          const float *B, int ldb, float beta, float *C, int ldc, int threads) {
   const asink_kernels *kn = asink_kern();
-  enum { STEP = 256 }; /* columns (transb) or rows of B (otherwise) per stack buffer */
+  /* B is walked once, in blocks of rows (about 64 KiB, 32 to 256 rows) that stay in L2
+   * while every row of A uses them: row-outer loops would read B m times, and short
+   * blocks of narrow rows would spend their time entering and leaving the kernels */
+  enum { ROWS = 256 };
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     int parts = omp_get_num_threads(), me = omp_get_thread_num();
     int lo = (int)((long)n * me / parts), hi = (int)((long)n * (me + 1) / parts);
-    float buf[STEP];
-    for (int i = 0; i < m && hi > lo; i++) {
-      const float *a = A + (size_t)i * lda;
-      float *c = C + (size_t)i * ldc;
-      if (transb) { /* C[i][j] = alpha A_i . B_j + beta C[i][j] */
-        for (int j0 = lo; j0 < hi; j0 += STEP) {
-          int nj = hi - j0 < STEP ? hi - j0 : STEP;
-          kn->dot_rows((size_t)nj, (size_t)k, a, B + (size_t)j0 * ldb, (size_t)ldb, buf);
-          for (int j = 0; j < nj; j++)
-            c[j0 + j] = beta == 0.f ? alpha * buf[j] : beta * c[j0 + j] + alpha * buf[j];
+    float buf[ROWS];
+    const int width = transb ? k : hi - lo;
+    const int block = m == 1 ? ROWS : width >= 512 ? 32 : width <= 64 ? ROWS : 16384 / width;
+    if (transb && hi > lo) { /* C[i][j] = alpha A_i . B_j + beta C[i][j] */
+      for (int j0 = lo; j0 < hi; j0 += block) {
+        int nj = hi - j0 < block ? hi - j0 : block;
+        for (int i = 0; i < m; i++) {
+          float *c = C + (size_t)i * ldc + j0;
+          kn->dot_rows((size_t)nj, (size_t)k, A + (size_t)i * lda, B + (size_t)j0 * ldb, (size_t)ldb, buf);
+          for (int j = 0; j < nj; j++) c[j] = beta == 0.f ? alpha * buf[j] : beta * c[j] + alpha * buf[j];
         }
-      } else { /* C[i] = beta C[i] + sum_p (alpha A[i][p]) B_p, over columns [lo, hi) */
-        if (beta == 0.f) memset(c + lo, 0, (size_t)(hi - lo) * sizeof(float));
-        else if (beta != 1.f) kn->scale((size_t)(hi - lo), c + lo, beta);
-        for (int p0 = 0; p0 < k; p0 += STEP) {
-          int np = k - p0 < STEP ? k - p0 : STEP;
-          for (int p = 0; p < np; p++) buf[p] = alpha * a[p0 + p];
-          kn->axpy_rows((size_t)np, (size_t)(hi - lo), buf, B + (size_t)p0 * ldb + lo, (size_t)ldb, c + lo);
+      }
+    } else if (hi > lo) { /* C[i] = beta C[i] + sum_p (alpha A[i][p]) B_p, columns [lo, hi) */
+      for (int i = 0; i < m; i++) {
+        float *c = C + (size_t)i * ldc + lo;
+        if (beta == 0.f) memset(c, 0, (size_t)(hi - lo) * sizeof(float));
+        else if (beta != 1.f) kn->scale((size_t)(hi - lo), c, beta);
+      }
+      for (int p0 = 0; p0 < k; p0 += block) {
+        int np = k - p0 < block ? k - p0 : block;
+        for (int i = 0; i < m; i++) {
+          for (int p = 0; p < np; p++) buf[p] = alpha * A[(size_t)i * lda + p0 + p];
+          kn->axpy_rows((size_t)np, (size_t)(hi - lo), buf, B + (size_t)p0 * ldb + lo, (size_t)ldb,
+                        C + (size_t)i * ldc + lo);
         }
       }
     }

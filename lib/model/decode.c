@@ -18,6 +18,7 @@
  * new positions at a time, the whole prefix of a prefix-LM at once, and one position at a
  * time while its window evicts (a query must not see a key evicted by a later row). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,9 @@
 #include "model/model_internal.h"
 
 typedef enum { POLICY_FULL, POLICY_WINDOW, POLICY_SINK } policy_kind;
+
+/* Rows of logits a group computes in one head product (the GEMM's skinny path). */
+enum { DECODE_HEAD_ROWS = 8 };
 
 typedef struct {
   int64_t pos;     /* positions fed, the sink token's included */
@@ -50,7 +54,8 @@ struct asink_cache {
   float *kv;   /* L x B x 2 x rows x KD */
   float *raw;  /* resink: L x B x n_sink x KD keys before rotation */
   seq_state *seq;
-  asink_attn_state *attn;
+  asink_attn_state **attn; /* one per thread that attends (n_attn) */
+  int n_attn;
   asink_ws work; /* the decode pass's buffers */
 };
 
@@ -81,6 +86,25 @@ static asink_status grow_rows(asink_cache *c, int rows) {
   asink_free(c->kv);
   c->kv = kv;
   c->rows = rows;
+  return ASINK_OK;
+}
+
+/* Attention states for n threads. */
+static asink_status ensure_states(asink_cache *c, int n) {
+  if (n <= c->n_attn) return ASINK_OK;
+  asink_attn_state **a = asink_calloc((size_t)n, sizeof *a);
+  if (!a) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate attention states");
+  for (int i = 0; i < c->n_attn; i++) a[i] = c->attn[i];
+  for (int i = c->n_attn; i < n; i++) {
+    asink_status st = asink_attn_state_create(&a[i]);
+    if (st) {
+      for (int j = c->n_attn; j < i; j++) asink_attn_state_free(a[j]);
+      asink_free(a);
+      return st;
+    }
+  }
+  asink_free(c->attn);
+  c->attn = a, c->n_attn = n;
   return ASINK_OK;
 }
 
@@ -153,7 +177,7 @@ asink_status asink_cache_create(asink_cache **out, asink_model *m, const char *p
   c->seq = asink_calloc((size_t)batch, sizeof *c->seq);
   if (c->resink) c->raw = asink_calloc(asink_mul_size((size_t)c->L * batch * n_sink, (size_t)c->KD), sizeof(float));
   st = !c->seq || (c->resink && !c->raw) ? asink_fail(ASINK_ERR_NOMEM, "cannot allocate a cache")
-                                         : asink_attn_state_create(&c->attn);
+                                         : ASINK_OK;
   /* a window cache's storage is fixed: its kept rows plus as many again, so the region
    * moves back once every `cap` evictions; a full cache grows as positions arrive */
   if (st == ASINK_OK && pol != POLICY_FULL) st = grow_rows(c, 2 * cap);
@@ -170,7 +194,8 @@ void asink_cache_free(asink_cache *c) {
   asink_free(c->kv);
   asink_free(c->raw);
   asink_free(c->seq);
-  asink_attn_state_free(c->attn);
+  for (int i = 0; i < c->n_attn; i++) asink_attn_state_free(c->attn[i]);
+  asink_free(c->attn);
   asink_ws_release(&c->work);
   asink_free(c);
 }
@@ -220,8 +245,11 @@ typedef struct {
   int64_t *pos;       /* R: each row's true stream position */
   float *q, *k, *v, *att, *qa, *qphi, *ka, *kphi, *kraw;
   float *cs, *sn;     /* R x D/2 each: each row's RoPE angles */
-  float *rcs, *rsn;   /* n_sink x D/2: the sink keys' re-rotation angles */
-  float *imp;         /* H x (Tk + 1): one sequence's importance */
+  float *rcs, *rsn;   /* per thread, n_sink x D/2: the sink keys' re-rotation angles */
+  float *imp;         /* per thread, H x (Tk + 1): a sequence's importance */
+  int maxTk;
+  double *seq_share;  /* B x H: each sequence's share sums of the layer */
+  float *xg, *lg;     /* DECODE_HEAD_ROWS rows of head input and of logits */
   double *share;      /* L x H: summed over rows (NULL without an observer) */
   int nt;
 } group;
@@ -267,9 +295,14 @@ static void layout(const asink_weights *w, const asink_cache *c, int R, int maxT
   g->kphi = km ? take(cv, R * KD) : NULL;
   g->cs = take(cv, R * h);
   g->sn = take(cv, R * h);
-  g->rcs = take(cv, (size_t)c->n_sink * h + 1);
-  g->rsn = take(cv, (size_t)c->n_sink * h + 1);
-  g->imp = take(cv, (size_t)w->H * (maxTk + 1));
+  const size_t nt = (size_t)c->n_attn;
+  g->rcs = take(cv, nt * ((size_t)c->n_sink * h + 1));
+  g->rsn = take(cv, nt * ((size_t)c->n_sink * h + 1));
+  g->maxTk = maxTk;
+  g->imp = take(cv, nt * (size_t)w->H * (maxTk + 1));
+  g->seq_share = take(cv, 2 * (size_t)c->B * w->H); /* doubles */
+  g->xg = take(cv, (size_t)DECODE_HEAD_ROWS * C);
+  g->lg = take(cv, (size_t)DECODE_HEAD_ROWS * w->V);
   g->pos = take(cv, 2 * (size_t)R);             /* int64 */
   g->n = take(cv, (size_t)c->B);                /* ints */
   g->row0 = take(cv, (size_t)c->B);
@@ -295,16 +328,17 @@ static void kernel_mlp(const asink_layer_weights *y, const float *x, float *a, f
 }
 
 /* Rows of the sink cache's sink keys, rotated at (rank + evicted). */
-static void resink(group *g, int l, int b) {
+static void resink(group *g, int l, int b, int tid) {
   const asink_cache *c = g->c;
   const asink_weights *w = g->w;
   const seq_state *s = &c->seq[b];
   int ns = s->held < c->n_sink ? s->held : c->n_sink;
-  const size_t h = (size_t)w->D / 2;
+  const size_t h = (size_t)w->D / 2, per = (size_t)c->n_sink * h + 1;
+  float *rcs = g->rcs + tid * per, *rsn = g->rsn + tid * per;
   float *K = region(c, l, b, 0) + (size_t)s->start * c->KD;
   memcpy(K, raw_keys(c, l, b), (size_t)ns * c->KD * sizeof(float));
-  for (int j = 0; j < ns; j++) angles(w, j + s->evicted, g->rcs + j * h, g->rsn + j * h);
-  asink_rope_rows(K, (size_t)ns, w->Hkv, w->D, g->rcs, g->rsn, h, 1.f);
+  for (int j = 0; j < ns; j++) angles(w, j + s->evicted, rcs + j * h, rsn + j * h);
+  asink_rope_rows(K, (size_t)ns, w->Hkv, w->D, rcs, rsn, h, 1.f);
 }
 
 /* Of the Tk keys a sequence's new rows see, those at stream positions < n_sink, which
@@ -315,8 +349,9 @@ static int sink_slots(const asink_cache *c, const seq_state *s, int Tk) {
   return n > 0 ? (int)n : 0;
 }
 
-/* Adds each head's attention on the sink slots, summed over the sequence's nq new rows. */
-static void add_share(group *g, int l, int b, int Tk, int nq) {
+/* Each head's attention on sequence b's sink slots, summed over its nq new rows, from the
+ * importance imp of its attention. */
+static void sequence_share(group *g, int l, int b, int Tk, int nq, const float *imp) {
   const asink_weights *w = g->w;
   const asink_attn *op = w->layers[l].attn;
   const int cols = asink_attn_key_count(op, Tk), voff = cols - Tk;
@@ -325,10 +360,35 @@ static void add_share(group *g, int l, int b, int Tk, int nq) {
     double sum = 0.0;
     for (int j = 0; j < ns; j++) {
       int first = j - (Tk - nq); /* the new rows at or after key j */
-      sum += (double)g->imp[(size_t)h * cols + voff + j] * (first > 0 ? nq - first : nq);
+      sum += (double)imp[(size_t)h * cols + voff + j] * (first > 0 ? nq - first : nq);
     }
-    g->share[(size_t)l * w->H + h] += sum;
+    g->seq_share[(size_t)b * w->H + h] = sum;
   }
+}
+
+/* Sequence b's new rows into its cache regions, and their attention against them. */
+static asink_status attend_sequence(group *g, int l, int b, const float *qin, const float *kin,
+                                    int tid) {
+  asink_cache *c = g->c;
+  const asink_weights *w = g->w;
+  const int nb = g->n[b], r0 = g->row0[b], HD = w->H * w->D, KD = c->KD;
+  seq_state *s = &c->seq[b];
+  float *K = region(c, l, b, 0) + (size_t)s->start * KD, *V = region(c, l, b, 1) + (size_t)s->start * KD;
+  memcpy(K + (size_t)s->held * KD, kin + (size_t)r0 * KD, (size_t)nb * KD * sizeof(float));
+  memcpy(V + (size_t)s->held * KD, g->v + (size_t)r0 * KD, (size_t)nb * KD * sizeof(float));
+  if (c->resink) {
+    for (int i = 0; i < nb; i++)
+      if (g->pos[r0 + i] < c->n_sink)
+        memcpy(raw_keys(c, l, b) + g->pos[r0 + i] * KD, g->kraw + (size_t)(r0 + i) * KD, KD * sizeof(float));
+    if (s->evicted) resink(g, l, b, tid);
+  }
+  const int Tk = s->held + nb;
+  float *imp = g->obs ? g->imp + (size_t)tid * w->H * (g->maxTk + 1) : NULL;
+  asink_status st = asink_attn_run_forward_at(w->layers[l].attn, c->attn[tid], 1, nb, Tk, NULL, NULL,
+                                              qin + (size_t)r0 * HD, K, V, g->att + (size_t)r0 * HD,
+                                              imp, NULL);
+  if (!st && g->obs) sequence_share(g, l, b, Tk, nb, imp);
+  return st;
 }
 
 /* The attention sub-block of the new rows (asink_attend_fn): q, k, v, RoPE at the true
@@ -354,26 +414,34 @@ static asink_status attend(void *ctx, int l, const float *xa, float *out) {
     kernel_mlp(y, g->k, g->ka, g->kphi, (size_t)R * w->Hkv, w->D, nt);
     qin = g->qphi, kin = g->kphi;
   }
-  for (int b = 0; b < c->B; b++) {
-    const int nb = g->n[b], r0 = g->row0[b];
-    if (!nb) continue;
-    seq_state *s = &c->seq[b];
-    float *K = region(c, l, b, 0) + (size_t)s->start * KD, *V = region(c, l, b, 1) + (size_t)s->start * KD;
-    memcpy(K + (size_t)s->held * KD, kin + (size_t)r0 * KD, (size_t)nb * KD * sizeof(float));
-    memcpy(V + (size_t)s->held * KD, g->v + (size_t)r0 * KD, (size_t)nb * KD * sizeof(float));
-    if (c->resink) {
-      for (int i = 0; i < nb; i++)
-        if (g->pos[r0 + i] < c->n_sink)
-          memcpy(raw_keys(c, l, b) + g->pos[r0 + i] * KD, g->kraw + (size_t)(r0 + i) * KD, KD * sizeof(float));
-      if (s->evicted) resink(g, l, b);
+  /* sequences attend one per thread when there are several (each attention then runs on
+   * one thread); a single sequence's attention uses the threads itself */
+  int active = 0;
+  for (int b = 0; b < c->B; b++) active += g->n[b] > 0;
+  const int team = active > 1 && g->nt > 1 ? g->nt : 1; /* n_attn >= nt */
+  asink_status st = ASINK_OK;
+  char msg[256] = "";
+  if (team > 1) {
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+    for (int b = 0; b < c->B; b++) {
+      if (!g->n[b]) continue;
+      asink_status sb = attend_sequence(g, l, b, qin, kin, omp_get_thread_num());
+      if (sb) {
+#pragma omp critical(asink_decode_error)
+        if (!st) st = sb, snprintf(msg, sizeof msg, "%s", asink_last_error());
+      }
     }
-    const int Tk = s->held + nb;
-    asink_status st = asink_attn_run_forward_at(y->attn, c->attn, 1, nb, Tk, NULL, NULL,
-                                                qin + (size_t)r0 * HD, K, V, g->att + (size_t)r0 * HD,
-                                                g->obs ? g->imp : NULL, NULL);
+    if (st) return asink_fail(st, "%s", msg);
+  } else { /* no enclosing region, even an inactive one: the attention's own team is then
+              the runtime's pooled top-level team instead of threads made per call */
+    for (int b = 0; b < c->B && !st; b++)
+      if (g->n[b]) st = attend_sequence(g, l, b, qin, kin, 0);
     if (st) return st;
-    if (g->obs) add_share(g, l, b, Tk, nb);
   }
+  if (g->obs) /* in sequence order, whatever thread ran them */
+    for (int b = 0; b < c->B; b++)
+      if (g->n[b])
+        for (int h = 0; h < w->H; h++) g->share[(size_t)l * w->H + h] += g->seq_share[(size_t)b * w->H + h];
   asink_linear_forward(out, C, g->att, HD, &y->o, R, nt);
   return ASINK_OK;
 }
@@ -456,18 +524,43 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
     asink_block_norm(w, xf, xmean, xrstd, a.x_out, w->lnf_w, w->lnf_b, R, g->nt);
   else
     memcpy(xf, a.x_out, (size_t)R * C * sizeof(float));
+  /* each sequence's rows that want logits: [first, first + cnt) of xf, into out_row */
+  int wanted = 0;
   for (int b = 0; b < c->B; b++) {
     /* no logits for the sink token (the group that began the sequence) */
     const int sink_row = extra && g->n[b] && c->seq[b].pos == g->n[b] ? 1 : 0;
-    int first = g->row0[b] + sink_row, cnt = g->n[b] - sink_row, out_i = done[b];
-    if (last_only) {
+    int cnt = g->n[b] - sink_row;
+    wanted += last_only ? cnt > 0 : cnt;
+  }
+  /* A decode step's few rows go through the head in one product (the head matrix read
+   * once, not once per sequence), gathered and then scattered; a prefill's per sequence. */
+  const bool together = wanted <= DECODE_HEAD_ROWS;
+  int k = 0;
+  for (int b = 0; b < c->B; b++) {
+    const int sink_row = extra && g->n[b] && c->seq[b].pos == g->n[b] ? 1 : 0;
+    int first = g->row0[b] + sink_row, cnt = g->n[b] - sink_row;
+    float *dst = logits + (last_only ? (size_t)b * V : ((size_t)b * n_max + done[b]) * V);
+    if (!cnt) continue;
+    if (last_only) first += cnt - 1, cnt = 1;
+    if (together) {
+      memcpy(g->xg + (size_t)k * C, xf + (size_t)first * C, (size_t)cnt * C * sizeof(float));
+      k += cnt;
+    } else {
+      asink_sgemm(false, true, cnt, V, C, 1.f, xf + (size_t)first * C, C, w->head, C, 0.f, dst, V,
+                  g->nt);
+    }
+  }
+  if (together && k) {
+    asink_sgemm(false, true, k, V, C, 1.f, g->xg, C, w->head, C, 0.f, g->lg, V, g->nt);
+    k = 0;
+    for (int b = 0; b < c->B; b++) {
+      const int sink_row = extra && g->n[b] && c->seq[b].pos == g->n[b] ? 1 : 0;
+      int cnt = g->n[b] - sink_row;
       if (!cnt) continue;
-      first += cnt - 1;
-      asink_sgemm(false, true, 1, V, C, 1.f, xf + (size_t)first * C, C, w->head, C, 0.f,
-                  logits + (size_t)b * V, V, g->nt);
-    } else if (cnt) {
-      asink_sgemm(false, true, cnt, V, C, 1.f, xf + (size_t)first * C, C, w->head, C, 0.f,
-                  logits + ((size_t)b * n_max + out_i) * V, V, g->nt);
+      if (last_only) cnt = 1;
+      float *dst = logits + (last_only ? (size_t)b * V : ((size_t)b * n_max + done[b]) * V);
+      memcpy(dst, g->lg + (size_t)k * V, (size_t)cnt * V * sizeof(float));
+      k += cnt;
     }
   }
   return ASINK_OK;
@@ -545,6 +638,7 @@ static asink_status decode(asink_model *m, asink_cache *c, const int *lengths, i
   const asink_observer *obs = m->obs.ctx && m->obs.decode_step ? &m->obs : NULL;
   group g = {.c = c, .w = w, .obs = obs, .nt = asink_region_threads()};
   double share_rows = 0.0;
+  if (!st) st = ensure_states(c, g.nt);
   if (obs && !(g.share = calloc((size_t)w->L * w->H, sizeof(double)))) st = asink_fail(ASINK_ERR_NOMEM, "decode: out of memory");
   while (!st) {
     int R = 0, maxTk = 0;
