@@ -427,7 +427,7 @@ static asink_status attend(void *ctx, int l, const float *xa, float *out) {
       if (!g->n[b]) continue;
       asink_status sb = attend_sequence(g, l, b, qin, kin, omp_get_thread_num());
       if (sb) {
-#pragma omp critical(asink_decode_error)
+#pragma omp critical
         if (!st) st = sb, snprintf(msg, sizeof msg, "%s", asink_last_error());
       }
     }
