@@ -1,4 +1,4 @@
-/* The cost of an attached metric on the model's forward pass (issue 4: <= 3%).
+/* The cost of an attached metric on the model's forward pass (docs/performance.md).
  *   bench_metric [--threads N] [--reps R]
  * A small llama model (4 layers, width 256, 4 heads of 64, SwiGLU 688, vocab 512) runs its
  * layers (asink_model_forward with logits NULL, as m.sink_stats does) on the same tokens,

@@ -4,7 +4,7 @@
     bench_summary.py build/bench-results.jsonl
 
 Attention: the library's time per case beside PyTorch's best of 1 and 2 threads, plain and
-with GLIBC_TUNABLES (DESIGN §7), and the speed-up over each. Training: tokens/s and MFU the
+with GLIBC_TUNABLES (docs/performance.md), and the speed-up over each. Training: tokens/s and MFU the
 same way. Decoding: tokens/s and bandwidth fractions beside each PyTorch variant (malloc,
 BLAS folder). GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
 overhead lines as they are. Standard library only.

@@ -5,7 +5,7 @@
 #   bench/run_benchmarks.sh [BUILD]            (BUILD: a configured meson build dir, default build)
 #
 #   1. bench_attention, library threads (default 2)
-#   2. torch_attention.py --threads best, plain and with GLIBC_TUNABLES (DESIGN §7)
+#   2. torch_attention.py --threads best, plain and with GLIBC_TUNABLES (docs/performance.md)
 #   3. bench_train, library threads
 #   4. torch_train.py --threads best, plain and tuned
 #   5. bench_decode, library threads: cached single-token decoding, batch 1 and 8

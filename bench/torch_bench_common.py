@@ -3,7 +3,7 @@
 - torch_roof(threads): torch.mm 1024^3 float32 GFLOP/s in the same run, best of 5 after one
   warm-up, the counterpart of bench_sgemm_roof in bench_common.h;
 - malloc_mode(): "tuned" when GLIBC_TUNABLES keeps glibc from returning memory to the
-  kernel (DESIGN §7: then PyTorch stops paying a page fault per 4 KiB every step), else
+  kernel (docs/performance.md: then PyTorch stops paying a page fault per 4 KiB every step), else
   "plain". GLIBC_TUNABLES is read by glibc at process start, so it must be set in the
   environment of the python process (run_benchmarks.sh does that);
 - blas_in_use(): the BLAS libraries mapped into the process;

@@ -126,7 +126,7 @@ ASINK_API int asink_get_num_threads(void);
 
 /* ============================================================ attention-op */
 /*
- * An attention operation selected by a spec string (docs/api.md, DESIGN §4):
+ * An attention operation selected by a spec string (docs/attention.md):
  *   base[,key=value...]   base: softmax sigmoid elu linear elu-kernel
  *   options: norm=none|sum|clamp  scale=F  bias=F  causal=0|1  window=W  prefix=P
  *            alibi=0|1  kbias=shared|head  vbias=shared|head  sink=head|zero  alpha=F
@@ -168,7 +168,7 @@ ASINK_API asink_status asink_attn_grad(asink_attn *op, const char *name, float *
 ASINK_API void asink_attn_zero_grad(asink_attn *op);
 
 /* out = attention(q, k, v). importance, if not NULL, receives (B, H, Tk) with the
- * per-key importance of DESIGN §5 computed in the same pass. Saves row statistics
+ * per-key importance of docs/attention.md computed in the same pass. Saves row statistics
  * for asink_attn_backward. ASINK_ERR_ARG for NULL buffers, ASINK_ERR_SHAPE for
  * B, T < 1. */
 ASINK_API asink_status asink_attn_forward(asink_attn *op, int B, int T, const float *q,
@@ -200,7 +200,7 @@ ASINK_API asink_status asink_attn_backward(asink_attn *op, int B, int Tq, int Tk
 
 /* ====================================================================== model */
 /*
- * A decoder language model (DESIGN §6): family llama or gpt2 with the study's
+ * A decoder language model (docs/api.md, docs/formats.md): family llama or gpt2 with the study's
  * variants, described by an HF-style config.json text (with an "attnsink" object
  * for attention spec, FFN kind, norm position, positions, sink token, BOS id).
  * Parameters carry their HF names ("model.layers.0.self_attn.q_proj.weight",
@@ -285,7 +285,7 @@ ASINK_API asink_status asink_adamw_load(asink_adamw *o, const char *dir);
 
 /* ===================================================================== metric */
 /*
- * Sink statistics (DESIGN §5), accumulated over batches until reset:
+ * Sink statistics (docs/attention.md, docs/api.md), accumulated over batches until reset:
  *  - importance alpha per sequence, layer, head and key position (virtual key of a
  *    kbias spec first), and Sink_k^eps: percent of (sequence, layer, head) triples
  *    with alpha_k > eps;
@@ -312,7 +312,7 @@ ASINK_API asink_status asink_model_attach_metric(asink_model *m, asink_metric *m
 /* Supplied maps: adds N sequences of one layer's attention maps (N, H, Tq, Tk)
  * (Tk = Tq, or Tq + 1 with a virtual key in column 0). normalized != 0: the maps are
  * the attention itself (entries must be >= 0); 0: the proxy |A| / (sum |A| + 1e-8)
- * of DESIGN §5 is applied per row. layer counts from 0; n_layer fixes the layer count
+ * of docs/attention.md is applied per row. layer counts from 0; n_layer fixes the layer count
  * on first use. Sequences are counted when layer n_layer - 1 arrives. */
 ASINK_API asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int N,
                                              int H, int Tq, int Tk, const float *maps,

@@ -1,4 +1,4 @@
-/* The probe: sink statistics of a model on fixed windows (DESIGN §5), gathered
+/* The probe: sink statistics of a model on fixed windows (docs/attention.md), gathered
  * by a metric attached to the model during plain forward passes. Shared by the
  * probe subcommand, the training loop's sink1 and the study's comparison. */
 #ifndef ATTNSINK_CLI_PROBE_H

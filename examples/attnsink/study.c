@@ -189,7 +189,7 @@ static int write_report(const cli_opts *o, const char *command, const study_run 
   }
   fprintf(f,
           "\nSink_1 of softmax minus sigmoid: %.2f percentage points; validation losses %.3f nats apart. "
-          "The issue's bar (at least 10 points apart, losses within 0.1 nats) is %s.\n\n",
+          "The study's headline criterion (Sink_1 at least 10 points apart, validation losses within 0.1 nats) is %s.\n\n",
           dsink, dloss, dsink >= 10 && dloss <= 0.1 ? "**reached**" : "**not reached** at these settings");
   fprintf(f,
           "How the comparison is kept fair: the two runs trained side by side, one process and one "
@@ -198,7 +198,7 @@ static int write_report(const cli_opts *o, const char *command, const study_run 
           " steps. Both started from the same weights (seed %" PRIu64
           ") and saw the same batches in the same "
           "order, so they differ only in the attention operation. α is the importance of the first token "
-          "(DESIGN §5) on the probe: the first %d windows of %d tokens of the validation part%s, ε = %g. "
+          "(docs/attention.md) on the probe: the first %d windows of %d tokens of the validation part%s, ε = %g. "
           "Sigmoid's maps are not normalised, so its α and Sink_1 are measured on the proxy map "
           "|A| / (Σ|A| + 1e-8).\n\n",
           o->minutes * TRAIN_SHARE, o->minutes, r[0].res.steps, o->seed, r[0].ps.N, r[0].ps.T,

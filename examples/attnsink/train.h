@@ -12,7 +12,7 @@
 #include "args.h"
 
 /* The defaults of `train` and `study`, in this one place. They are provisional:
- * STUDY.md's small-scale section explains BOS first and the higher lr and wd. */
+ * docs/results.md explains BOS first and the higher lr and wd. */
 extern const cli_opts train_defaults;
 
 /* Fixed evaluation sets: val_loss over EVAL_WINDOWS windows of the context spread

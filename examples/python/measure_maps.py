@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Sink metrics (DESIGN §5) of a plain PyTorch model's attention maps with
+"""Sink metrics (docs/attention.md) of a plain PyTorch model's attention maps with
 attnsink.torch.SinkProbe: a small byte-level transformer built from nn.MultiheadAttention,
 trained briefly on a text, then measured two ways that must agree:
 

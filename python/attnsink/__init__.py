@@ -19,7 +19,7 @@ autograd, and SinkProbe for sink metrics of any torch model's maps).
 Every handle class (Attention, Model, AdamW, Cache, Metric, Sampler) has ``close()`` and is
 a context manager.
 
-The decoder language model of DESIGN §6 and its optimizer (see ``attnsink.model``)::
+The decoder language model (docs/api.md) and its optimizer (see ``attnsink.model``)::
 
     m = attnsink.Model.load("ckpt/")        # or attnsink.Model.create(config_dict, seed=0)
     loss = m.loss(tokens, targets)          # int (B, T) each; targets -1 are ignored
@@ -318,7 +318,7 @@ def _view(handle, getter, name, shape):
 
 
 class Attention(_Closable):
-    """An attention operation selected by a spec string (docs/attention.md, DESIGN §4).
+    """An attention operation selected by a spec string (docs/attention.md).
 
     ``Attention(spec, n_head, n_kv_head, head_dim)``: spec is ``base[,key=value...]`` with base
     softmax, sigmoid, elu, linear or elu-kernel; n_head must be a multiple of n_kv_head (GQA,

@@ -1,4 +1,4 @@
-"""Sink statistics (DESIGN §5) through the metric handle: fused into a model's forward
+"""Sink statistics (docs/attention.md, docs/api.md) through the metric handle: fused into a model's forward
 pass (:func:`sink_stats`, also ``Model.sink_stats``) or computed from attention maps the
 caller supplies (:func:`sink_metric`); attached to a model by hand (:class:`Metric`), which
 also records decoding::
@@ -217,7 +217,7 @@ def sink_metric(maps, eps=0.3, normalized=True):
     """Importance and Sink_k^eps of attention maps (N, L, H, T, Tk) the caller computed
     (Tk = T, or T+1 with a virtual key in column 0). normalized=True: the maps are the
     attention itself (entries must be >= 0); False: each row is replaced by the proxy
-    |A| / (sum |A| + 1e-8) first (DESIGN §5). Returns {'importance': (N, L, H, Tk),
+    |A| / (sum |A| + 1e-8) first (docs/attention.md). Returns {'importance': (N, L, H, Tk),
     'sink': (Tk,) percent, 'entropy': (L, H)}."""
     a = np.asarray(maps, dtype=np.float32)
     if a.ndim != 5:

@@ -1,4 +1,4 @@
-"""The decoder language model (DESIGN §6) and its AdamW optimizer, over asink_model_* and
+"""The decoder language model (docs/api.md, docs/formats.md) and its AdamW optimizer, over asink_model_* and
 asink_adamw_*.
 
     m = attnsink.Model.load(path)                  # HF-style directory: config.json + model.safetensors

@@ -352,7 +352,7 @@ def _attention_modules(model):
 
 
 class SinkProbe:
-    """Sink statistics (DESIGN §5) of a PyTorch model's attention maps, through the library's
+    """Sink statistics (docs/attention.md, docs/api.md) of a PyTorch model's attention maps, through the library's
     metric (asink_metric_add_maps).
 
     ``SinkProbe(model=None, modules=None, eps=0.3, normalized=True, maps=None, n_layer=None)``
