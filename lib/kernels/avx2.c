@@ -34,18 +34,6 @@ static inline __m256 exp8(__m256 x) {
   return _mm256_blendv_ps(y, _mm256_mul_ps(x, _mm256_set1_ps(INFINITY)), big);
 }
 
-/* Lanes [0, r) set, for 0 < r < 8. */
-static inline __m256i tail_mask(size_t r) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-static inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 static inline float hmax8(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -74,7 +62,7 @@ static float v_max(size_t n, const float *x) {
     m0 = _mm256_max_ps(m0, a);
   }
   if (i < n) {
-    __m256i k = tail_mask(n - i);
+    __m256i k = rows256_mask(n - i);
     __m256 a = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
     m0 = _mm256_max_ps(m0, a);
@@ -97,10 +85,10 @@ static float v_max(size_t n, const float *x) {
   }                                                                            \
   for (; i + 8 <= (n); i += 8) s0 = STEP(s0, i, LOAD);                         \
   if (i < (n)) {                                                               \
-    __m256i k = tail_mask((n) - i);                                            \
+    __m256i k = rows256_mask((n) - i);                                            \
     s1 = STEP(s1, i, TAIL);                                                    \
   }                                                                            \
-  return hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)))
+  return rows256_hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)))
 
 #define LOAD(p) _mm256_loadu_ps(p)
 #define TAIL(p) _mm256_maskload_ps(p, k)
@@ -129,7 +117,7 @@ static float v_dot(size_t n, const float *x, const float *y) { REDUCE4(n, DOT_ST
     }                                                                          \
     if (i < (n)) {                                                             \
       const size_t j = i;                                                      \
-      __m256i k = tail_mask((n) - j);                                          \
+      __m256i k = rows256_mask((n) - j);                                          \
       __m256 v = _mm256_maskload_ps((x) + j, k);                               \
       _mm256_maskstore_ps((x) + j, k, V);                                      \
     }                                                                          \
@@ -139,7 +127,7 @@ static float v_dot(size_t n, const float *x, const float *y) { REDUCE4(n, DOT_ST
  * tail (the test folds away once inlined into MAP). */
 static inline __m256 ld2(const float *p, size_t j, size_t n) {
   if (j + 8 <= n) return _mm256_loadu_ps(p + j);
-  return _mm256_maskload_ps(p + j, tail_mask(n - j));
+  return _mm256_maskload_ps(p + j, rows256_mask(n - j));
 }
 
 static void v_scale(size_t n, float *x, float a) {
@@ -194,7 +182,7 @@ static inline __attribute__((always_inline)) float exp_sum_core(size_t n, float 
     if (xdot) d0 = _mm256_fmadd_ps(e, x0, d0);
   }
   if (i < n) {
-    __m256i k = tail_mask(n - i);
+    __m256i k = rows256_mask(n - i);
     __m256 x0 = _mm256_maskload_ps(x + i, k);
     __m256 e = exp8(_mm256_sub_ps(x0, vs));
     _mm256_maskstore_ps(x + i, k, e);
@@ -202,8 +190,8 @@ static inline __attribute__((always_inline)) float exp_sum_core(size_t n, float 
     s1 = _mm256_add_ps(s1, em);
     if (xdot) d1 = _mm256_fmadd_ps(em, x0, d1);
   }
-  if (xdot) *xdot = hsum8(_mm256_add_ps(d0, d1));
-  return hsum8(_mm256_add_ps(s0, s1));
+  if (xdot) *xdot = rows256_hsum(_mm256_add_ps(d0, d1));
+  return rows256_hsum(_mm256_add_ps(s0, s1));
 }
 
 static float v_exp_shift_sum(size_t n, float *x, float shift) { return exp_sum_core(n, x, shift, NULL); }
@@ -277,7 +265,7 @@ static void v_shift_scale(size_t n, float *dp, float c, float m) {
 
 static inline void st2(float *p, size_t j, size_t n, __m256 v) {
   if (j + 8 <= n) _mm256_storeu_ps(p + j, v);
-  else _mm256_maskstore_ps(p + j, tail_mask(n - j), v);
+  else _mm256_maskstore_ps(p + j, rows256_mask(n - j), v);
 }
 
 static void v_rms_scale(size_t n, float *y, const float *x, const float *w, float r) {

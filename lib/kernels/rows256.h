@@ -1,7 +1,8 @@
-/* Row products over a matrix read once, in 256-bit AVX2+FMA code: the SIMD table's
- * dot_rows and axpy_rows for the AVX2 and AVX-512 files alike (included by both, compiled
- * under each file's flags; D = 16 or 64 head rows fill 256-bit registers as well as
- * 512-bit ones). Sums differ from the scalar table's by rounding order only. */
+/* 256-bit AVX2+FMA helpers (tail masks, horizontal sums) and the row products over a
+ * matrix read once: the SIMD table's dot_rows and axpy_rows for the AVX2 and AVX-512 files
+ * alike (included by both, compiled under each file's flags; head rows of 16 or 64 fill
+ * 256-bit registers as well as 512-bit ones). Sums differ from the scalar table's by
+ * rounding order only. */
 #ifndef ASINK_KERNELS_ROWS256_H
 #define ASINK_KERNELS_ROWS256_H
 
