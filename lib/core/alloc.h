@@ -26,6 +26,20 @@ typedef struct asink_ws {
 asink_status asink_ws_reserve(asink_ws *w, size_t bytes, const char *what);
 void asink_ws_release(asink_ws *w);
 
+/* Buffers carved from one workspace. A layout function runs twice: first with no base, to
+ * count the floats it needs (so no size is written down twice), then on the reserved
+ * workspace, to hand out the pointers, each 64-byte aligned. */
+typedef struct asink_carver {
+  float *base; /* NULL: only count */
+  size_t used; /* floats */
+} asink_carver;
+
+static inline void *asink_take(asink_carver *c, size_t floats) {
+  float *p = c->base ? c->base + c->used : NULL;
+  c->used += (floats + 15) / 16 * 16;
+  return p;
+}
+
 /* a * b, or SIZE_MAX if it overflows (so a following allocation fails cleanly). */
 size_t asink_mul_size(size_t a, size_t b);
 

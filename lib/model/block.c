@@ -9,6 +9,13 @@ void asink_block_norm(const asink_weights *w, float *y, float *mean, float *rstd
     asink_rmsnorm_forward(y, rstd, x, nw, N, w->C, w->cfg.norm_eps, nt);
 }
 
+void asink_block_kernel_mlp(const asink_layer_weights *y, const float *x, float *a, float *phi,
+                            size_t rows, int D, int nt) {
+  asink_linear_forward(a, D, x, D, &y->kmlp1, (int)rows, nt);
+  asink_act_forward(a, a, NULL, ASINK_ACT_RELU, rows * D, nt);
+  asink_linear_forward(phi, D, a, D, &y->kmlp2, (int)rows, nt);
+}
+
 static void ffn_forward(const asink_weights *w, const asink_layer_weights *y,
                         const asink_block_acts *a, const float *xf, float *out, int N, int nt) {
   const int C = w->C, F = w->F;

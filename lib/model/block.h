@@ -26,6 +26,11 @@ typedef asink_status (*asink_attend_fn)(void *ctx, int l, const float *xa, float
 void asink_block_norm(const asink_weights *w, float *y, float *mean, float *rstd, const float *x,
                       const float *nw, const float *nb, int N, int nt);
 
+/* The study's MLP feature map phi(x) = W2 relu(W1 x) ("kernel": "mlp") on rows of head
+ * vectors of D: a = relu(W1 x) is kept for backward. */
+void asink_block_kernel_mlp(const asink_layer_weights *y, const float *x, float *a, float *phi,
+                            size_t rows, int D, int nt);
+
 /* Block l forward, pre- or post-norm as the config says. */
 asink_status asink_block_forward(const asink_weights *w, int l, const asink_block_acts *a, int N,
                                  asink_attend_fn attend, void *ctx, int nt);

@@ -47,7 +47,8 @@ struct asink_cache {
   bool sink_token;   /* the model feeds a learned sink token first */
   policy_kind policy;
   int B, n_sink, window, max_len, chunk;
-  int cap;  /* positions kept at most (the sink token's included) */
+  int cap;    /* positions kept at most (the sink token's included) */
+  int prefix; /* the prefix-LM prefix of the model's attention (0: none) */
   int L, KD;
   bool resink; /* sink keys re-rotated after evictions (RoPE + sink policy) */
   int rows;    /* rows of storage per (layer, sequence, K or V) region */
@@ -118,11 +119,13 @@ static policy_kind parse_policy(const char *p, bool *ok) {
 }
 
 /* What the model's architecture allows the policy. */
-static asink_status check_model(const asink_model *m, policy_kind pol, const char *policy, int cap) {
+static asink_status check_model(const asink_model *m, policy_kind pol, const char *policy, int cap,
+                                int *prefix) {
   const asink_config *cfg = &m->w->cfg;
   asink_spec sp;
   asink_status st = asink_spec_parse(cfg->attn, &sp);
   if (st) return st;
+  *prefix = sp.prefix;
   if (!sp.causal)
     return asink_fail(ASINK_ERR_UNSUPPORTED, "cache: attention '%s' has causal=0: every position attends "
                                              "to later ones, which incremental decoding cannot see",
@@ -166,12 +169,13 @@ asink_status asink_cache_create(asink_cache **out, asink_model *m, const char *p
       return asink_fail(ASINK_ERR_ARG, "cache policy sink: n_sink=%d must be in [1, window=%d)", n_sink, window);
     cap = (pol == POLICY_SINK ? n_sink : 0) + window;
   }
-  asink_status st = check_model(m, pol, policy, cap);
+  int prefix = 0;
+  asink_status st = check_model(m, pol, policy, cap, &prefix);
   if (st) return st;
   asink_cache *c = asink_calloc(1, sizeof *c);
   if (!c) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a cache");
   c->model_id = m->id, c->sink_token = m->w->cfg.sink_token, c->policy = pol, c->B = batch, c->n_sink = n_sink, c->window = window;
-  c->max_len = max_len, c->cap = cap, c->chunk = 128;
+  c->max_len = max_len, c->cap = cap, c->chunk = 128, c->prefix = prefix;
   c->L = m->w->L, c->KD = m->w->Hkv * m->w->D;
   c->resink = pol == POLICY_SINK && m->w->cfg.pos == ASINK_POS_ROPE;
   c->seq = asink_calloc((size_t)batch, sizeof *c->seq);
@@ -254,58 +258,47 @@ typedef struct {
   int nt;
 } group;
 
-typedef struct {
-  float *base;
-  size_t used;
-} carver;
-
-static void *take(carver *cv, size_t floats) {
-  void *p = cv->base ? cv->base + cv->used : NULL;
-  cv->used += (floats + 15) / 16 * 16;
-  return p;
-}
-
 /* The pass's buffers for R rows: block activations, q/k/v, angles, importance. */
-static void layout(const asink_weights *w, const asink_cache *c, int R, int maxTk, carver *cv,
+static void layout(const asink_weights *w, const asink_cache *c, int R, int maxTk, asink_carver *cv,
                    group *g, asink_block_acts *a, float **xf, float **xmean, float **xrstd) {
   const size_t C = w->C, F = w->F, HD = (size_t)w->H * w->D, KD = c->KD, h = (size_t)w->D / 2;
   const bool km = w->cfg.kernel_mlp;
-  a->x_in = a->x_out = take(cv, R * C);
-  a->n1 = take(cv, R * C);
-  a->mean1 = take(cv, R);
-  a->rstd1 = take(cv, R);
-  a->x_mid = take(cv, R * C);
-  a->n2 = take(cv, R * C);
-  a->mean2 = take(cv, R);
-  a->rstd2 = take(cv, R);
-  a->fg = take(cv, R * F);
-  a->fu = take(cv, R * F);
-  a->fh = take(cv, R * F);
-  *xf = take(cv, R * C);
-  *xmean = take(cv, R);
-  *xrstd = take(cv, R);
-  g->q = take(cv, R * HD);
-  g->k = take(cv, R * KD);
-  g->v = take(cv, R * KD);
-  g->att = take(cv, R * HD);
-  g->kraw = c->resink ? take(cv, R * KD) : NULL;
-  g->qa = km ? take(cv, R * HD) : NULL;
-  g->qphi = km ? take(cv, R * HD) : NULL;
-  g->ka = km ? take(cv, R * KD) : NULL;
-  g->kphi = km ? take(cv, R * KD) : NULL;
-  g->cs = take(cv, R * h);
-  g->sn = take(cv, R * h);
+  a->x_in = a->x_out = asink_take(cv, R * C);
+  a->n1 = asink_take(cv, R * C);
+  a->mean1 = asink_take(cv, R);
+  a->rstd1 = asink_take(cv, R);
+  a->x_mid = asink_take(cv, R * C);
+  a->n2 = asink_take(cv, R * C);
+  a->mean2 = asink_take(cv, R);
+  a->rstd2 = asink_take(cv, R);
+  a->fg = asink_take(cv, R * F);
+  a->fu = asink_take(cv, R * F);
+  a->fh = asink_take(cv, R * F);
+  *xf = asink_take(cv, R * C);
+  *xmean = asink_take(cv, R);
+  *xrstd = asink_take(cv, R);
+  g->q = asink_take(cv, R * HD);
+  g->k = asink_take(cv, R * KD);
+  g->v = asink_take(cv, R * KD);
+  g->att = asink_take(cv, R * HD);
+  g->kraw = c->resink ? asink_take(cv, R * KD) : NULL;
+  g->qa = km ? asink_take(cv, R * HD) : NULL;
+  g->qphi = km ? asink_take(cv, R * HD) : NULL;
+  g->ka = km ? asink_take(cv, R * KD) : NULL;
+  g->kphi = km ? asink_take(cv, R * KD) : NULL;
+  g->cs = asink_take(cv, R * h);
+  g->sn = asink_take(cv, R * h);
   const size_t nt = (size_t)c->n_attn;
-  g->rcs = take(cv, nt * ((size_t)c->n_sink * h + 1));
-  g->rsn = take(cv, nt * ((size_t)c->n_sink * h + 1));
+  g->rcs = asink_take(cv, nt * ((size_t)c->n_sink * h + 1));
+  g->rsn = asink_take(cv, nt * ((size_t)c->n_sink * h + 1));
   g->maxTk = maxTk;
-  g->imp = take(cv, nt * (size_t)w->H * (maxTk + 1));
-  g->seq_share = take(cv, 2 * (size_t)c->B * w->H); /* doubles */
-  g->xg = take(cv, (size_t)DECODE_HEAD_ROWS * C);
-  g->lg = take(cv, (size_t)DECODE_HEAD_ROWS * w->V);
-  g->pos = take(cv, 2 * (size_t)R);             /* int64 */
-  g->n = take(cv, (size_t)c->B);                /* ints */
-  g->row0 = take(cv, (size_t)c->B);
+  g->imp = asink_take(cv, nt * (size_t)w->H * (maxTk + 1));
+  g->seq_share = asink_take(cv, 2 * (size_t)c->B * w->H); /* doubles */
+  g->xg = asink_take(cv, (size_t)DECODE_HEAD_ROWS * C);
+  g->lg = asink_take(cv, (size_t)DECODE_HEAD_ROWS * w->V);
+  g->pos = asink_take(cv, 2 * (size_t)R);             /* int64 */
+  g->n = asink_take(cv, (size_t)c->B);                /* ints */
+  g->row0 = asink_take(cv, (size_t)c->B);
 }
 
 static void angles(const asink_weights *w, int64_t pos, float *cs, float *sn) {
@@ -317,14 +310,6 @@ static void angles(const asink_weights *w, int64_t pos, float *cs, float *sn) {
   } else {
     asink_rope_angles(cs, sn, pos, w->D, w->cfg.rope_theta);
   }
-}
-
-/* The study's MLP feature map on rows of head vectors (as the training pass). */
-static void kernel_mlp(const asink_layer_weights *y, const float *x, float *a, float *phi,
-                       size_t rows, int D, int nt) {
-  asink_linear_forward(a, D, x, D, &y->kmlp1, (int)rows, nt);
-  asink_act_forward(a, a, NULL, ASINK_ACT_RELU, rows * D, nt);
-  asink_linear_forward(phi, D, a, D, &y->kmlp2, (int)rows, nt);
 }
 
 /* Rows of the sink cache's sink keys, rotated at (rank + evicted). */
@@ -410,8 +395,8 @@ static asink_status attend(void *ctx, int l, const float *xa, float *out) {
   }
   const float *qin = g->q, *kin = g->k;
   if (w->cfg.kernel_mlp) {
-    kernel_mlp(y, g->q, g->qa, g->qphi, (size_t)R * w->H, w->D, nt);
-    kernel_mlp(y, g->k, g->ka, g->kphi, (size_t)R * w->Hkv, w->D, nt);
+    asink_block_kernel_mlp(y, g->q, g->qa, g->qphi, (size_t)R * w->H, w->D, nt);
+    asink_block_kernel_mlp(y, g->k, g->ka, g->kphi, (size_t)R * w->Hkv, w->D, nt);
     qin = g->qphi, kin = g->kphi;
   }
   /* sequences attend one per thread when there are several (each attention then runs on
@@ -568,7 +553,8 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
 
 /* The rows sequence b contributes to the next group, rem tokens (plus its sink token)
  * still to feed. */
-static int group_rows(const asink_cache *c, int b, int rem, int prefix) {
+static int group_rows(const asink_cache *c, int b, int rem) {
+  const int prefix = c->prefix;
   const seq_state *s = &c->seq[b];
   const int extra = c->sink_token && s->pos == 0 ? 1 : 0;
   int want = rem + extra;
@@ -583,7 +569,8 @@ static int group_rows(const asink_cache *c, int b, int rem, int prefix) {
 }
 
 static asink_status check_call(const asink_model *m, const asink_cache *c, const int *lengths,
-                               int n_max, const int32_t *tokens, int prefix) {
+                               int n_max, const int32_t *tokens) {
+  const int prefix = c->prefix;
   const asink_weights *w = m->w;
   if (c->model_id != m->id)
     return asink_fail(ASINK_ERR_ARG, "asink_model_decode: the cache was made for another model");
@@ -620,9 +607,8 @@ static asink_status decode(asink_model *m, asink_cache *c, const int *lengths, i
                            const int32_t *tokens, float *logits, bool last_only) {
   if (!m || !c) return asink_fail(ASINK_ERR_ARG, "asink_model_decode: NULL %s", !m ? "model" : "cache");
   asink_weights *w = m->w;
-  asink_spec sp;
-  asink_status st = asink_spec_parse(w->cfg.attn, &sp);
-  if (st || (st = check_call(m, c, lengths, n_max, tokens, sp.prefix))) return st;
+  asink_status st = check_call(m, c, lengths, n_max, tokens);
+  if (st) return st;
   int64_t most = 0;
   for (int b = 0; b < c->B; b++) {
     int64_t end = c->seq[b].pos + (lengths ? lengths[b] : n_max) + 1;
@@ -644,19 +630,19 @@ static asink_status decode(asink_model *m, asink_cache *c, const int *lengths, i
     int R = 0, maxTk = 0;
     for (int b = 0; b < c->B; b++) {
       int len = lengths ? lengths[b] : n_max;
-      n[b] = group_rows(c, b, len - done[b], sp.prefix);
+      n[b] = group_rows(c, b, len - done[b]);
       R += n[b];
       if (c->seq[b].held + n[b] > maxTk) maxTk = c->seq[b].held + n[b];
     }
     if (!R) break;
     /* the buffers for R rows: counted, reserved, carved */
-    carver cv = {NULL, 0};
+    asink_carver cv = {NULL, 0};
     asink_block_acts a;
     float *xf, *xm, *xr;
     group sizing = g;
     layout(w, c, R, maxTk, &cv, &sizing, &a, &xf, &xm, &xr);
     if ((st = asink_ws_reserve(&c->work, cv.used * sizeof(float), "decode buffers"))) break;
-    cv = (carver){c->work.ptr, 0};
+    cv = (asink_carver){c->work.ptr, 0};
     layout(w, c, R, maxTk, &cv, &g, &a, &xf, &xm, &xr);
     memcpy(g.n, n, c->B * sizeof(int));
     if ((st = run_group(m, c, &g, &a, xf, xm, xr, tokens, n_max, done, logits, last_only))) break;

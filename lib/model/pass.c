@@ -27,62 +27,48 @@ static asink_linear with_grad(const asink_weights *w, const asink_pass *p, const
 
 /* ---------------------------------------------------------------- buffers */
 
-/* Buffers are carved from one workspace. A layout function runs twice: first with
- * no base to count the floats it needs (so sizes are never written down twice),
- * then on the reserved workspace to hand out the pointers. */
-typedef struct {
-  float *base; /* NULL: only count */
-  size_t used;
-} carver;
-
-static float *take(carver *c, size_t n) {
-  float *p = c->base ? c->base + c->used : NULL;
-  c->used += (n + 15) / 16 * 16; /* keep every buffer 64-byte aligned */
-  return p;
-}
-
-static void layout_acts(const asink_weights *w, asink_pass *p, carver *c, size_t N, size_t Nr) {
+static void layout_acts(const asink_weights *w, asink_pass *p, asink_carver *c, size_t N, size_t Nr) {
   const size_t C = w->C, HD = (size_t)w->H * w->D, KD = (size_t)w->Hkv * w->D, F = w->F;
   const bool km = w->cfg.kernel_mlp;
   for (int l = 0; l < w->L; l++) {
     asink_acts *a = &p->acts[l];
-    a->x_in = take(c, N * C);
-    a->n1 = take(c, N * C);
-    a->mean1 = take(c, N);
-    a->rstd1 = take(c, N);
-    a->q = take(c, N * HD);
-    a->k = take(c, N * KD);
-    a->v = take(c, N * KD);
-    a->att = take(c, N * HD);
-    a->x_mid = take(c, N * C);
-    a->n2 = take(c, N * C);
-    a->mean2 = take(c, N);
-    a->rstd2 = take(c, N);
-    a->fg = take(c, N * F);
-    a->fu = take(c, N * F);
-    a->fh = take(c, N * F);
-    a->qa = km ? take(c, N * HD) : NULL;
-    a->qphi = km ? take(c, N * HD) : NULL;
-    a->ka = km ? take(c, N * KD) : NULL;
-    a->kphi = km ? take(c, N * KD) : NULL;
+    a->x_in = asink_take(c, N * C);
+    a->n1 = asink_take(c, N * C);
+    a->mean1 = asink_take(c, N);
+    a->rstd1 = asink_take(c, N);
+    a->q = asink_take(c, N * HD);
+    a->k = asink_take(c, N * KD);
+    a->v = asink_take(c, N * KD);
+    a->att = asink_take(c, N * HD);
+    a->x_mid = asink_take(c, N * C);
+    a->n2 = asink_take(c, N * C);
+    a->mean2 = asink_take(c, N);
+    a->rstd2 = asink_take(c, N);
+    a->fg = asink_take(c, N * F);
+    a->fu = asink_take(c, N * F);
+    a->fh = asink_take(c, N * F);
+    a->qa = km ? asink_take(c, N * HD) : NULL;
+    a->qphi = km ? asink_take(c, N * HD) : NULL;
+    a->ka = km ? asink_take(c, N * KD) : NULL;
+    a->kphi = km ? asink_take(c, N * KD) : NULL;
   }
-  p->acts[w->L].x_in = take(c, N * C);
-  p->xf = take(c, N * C);
-  p->xf_mean = take(c, N);
-  p->xf_rstd = take(c, N);
-  p->xh = take(c, Nr * C);
-  p->dxh = take(c, Nr * C);
-  p->tok = (int32_t *)take(c, N);
+  p->acts[w->L].x_in = asink_take(c, N * C);
+  p->xf = asink_take(c, N * C);
+  p->xf_mean = asink_take(c, N);
+  p->xf_rstd = asink_take(c, N);
+  p->xh = asink_take(c, Nr * C);
+  p->dxh = asink_take(c, Nr * C);
+  p->tok = (int32_t *)asink_take(c, N);
 }
 
 static asink_status reserve_acts(const asink_weights *w, asink_pass *p, int B, int T) {
   const int Tx = T + (w->cfg.sink_token ? 1 : 0);
   const size_t N = (size_t)B * Tx, Nr = (size_t)B * T;
-  carver c = {NULL, 0};
+  asink_carver c = {NULL, 0};
   layout_acts(w, p, &c, N, Nr);
   asink_status st = asink_ws_reserve(&p->acts_ws, c.used * sizeof(float), "model activations");
   if (st) return st;
-  c = (carver){p->acts_ws.ptr, 0};
+  c = (asink_carver){p->acts_ws.ptr, 0};
   layout_acts(w, p, &c, N, Nr);
   p->B = B, p->T = T, p->Tx = Tx, p->N = (int)N;
   return ASINK_OK;
@@ -170,14 +156,6 @@ static void embed_backward(const asink_weights *w, const asink_pass *p, const fl
 
 /* ------------------------------------------------------------- one block */
 
-/* The study's MLP feature map phi(x) = W2 relu(W1 x) on rows of head vectors. */
-static void kernel_mlp_forward(const asink_layer_weights *y, const float *x, float *a, float *phi,
-                               size_t rows, int D, int nt) {
-  asink_linear_forward(a, D, x, D, &y->kmlp1, (int)rows, nt);
-  asink_act_forward(a, a, NULL, ASINK_ACT_RELU, rows * D, nt);
-  asink_linear_forward(phi, D, a, D, &y->kmlp2, (int)rows, nt);
-}
-
 /* dx = d phi / dx^T dphi, with dW1, dW2 accumulated; tmp holds rows x D floats.
  * relu(h) > 0 iff h > 0, so the stored activation a gives the derivative. */
 static void kernel_mlp_backward(const asink_weights *w, const asink_pass *p,
@@ -216,8 +194,8 @@ static asink_status attn_forward(const asink_weights *w, asink_pass *p, int l, c
   }
   const float *qin = a->q, *kin = a->k;
   if (w->cfg.kernel_mlp) {
-    kernel_mlp_forward(y, a->q, a->qa, a->qphi, (size_t)N * w->H, w->D, nt);
-    kernel_mlp_forward(y, a->k, a->ka, a->kphi, (size_t)N * w->Hkv, w->D, nt);
+    asink_block_kernel_mlp(y, a->q, a->qa, a->qphi, (size_t)N * w->H, w->D, nt);
+    asink_block_kernel_mlp(y, a->k, a->ka, a->kphi, (size_t)N * w->Hkv, w->D, nt);
     qin = a->qphi, kin = a->kphi;
   }
   asink_status st = asink_attn_run_forward(y->attn, p->attn[l], p->B, p->Tx, qin, kin, a->v,
@@ -328,27 +306,27 @@ typedef struct {
   asink_norm_scratch s;
 } bwd_bufs;
 
-static void layout_work(const asink_weights *w, const asink_pass *p, carver *c, bwd_bufs *b) {
+static void layout_work(const asink_weights *w, const asink_pass *p, asink_carver *c, bwd_bufs *b) {
   const size_t N = p->N, C = w->C, HD = (size_t)w->H * w->D, KD = (size_t)w->Hkv * w->D, F = w->F;
   const int nt = asink_region_threads();
-  b->dres = take(c, N * C);
-  b->dtmp = take(c, N * C);
-  b->datt = take(c, N * HD);
-  b->dq = take(c, N * HD);
-  b->dk = take(c, N * KD);
-  b->dv = take(c, N * KD);
-  b->dfh = take(c, N * F);
-  b->dfg = take(c, N * F);
-  b->dfu = take(c, N * F);
-  b->s = (asink_norm_scratch){take(c, (size_t)nt * 2 * C), nt};
+  b->dres = asink_take(c, N * C);
+  b->dtmp = asink_take(c, N * C);
+  b->datt = asink_take(c, N * HD);
+  b->dq = asink_take(c, N * HD);
+  b->dk = asink_take(c, N * KD);
+  b->dv = asink_take(c, N * KD);
+  b->dfh = asink_take(c, N * F);
+  b->dfg = asink_take(c, N * F);
+  b->dfu = asink_take(c, N * F);
+  b->s = (asink_norm_scratch){asink_take(c, (size_t)nt * 2 * C), nt};
 }
 
 static asink_status reserve_work(const asink_weights *w, asink_pass *p, bwd_bufs *b) {
-  carver c = {NULL, 0};
+  asink_carver c = {NULL, 0};
   layout_work(w, p, &c, b);
   asink_status st = asink_ws_reserve(&p->scratch->work, c.used * sizeof(float), "backward buffers");
   if (st) return st;
-  c = (carver){p->scratch->work.ptr, 0};
+  c = (asink_carver){p->scratch->work.ptr, 0};
   layout_work(w, p, &c, b);
   return ASINK_OK;
 }

@@ -1,5 +1,5 @@
-/* Sampling a token from logits: greedy, temperature, top-k, top-p, from a seeded
- * xoshiro256** generator (the same seed, the same tokens). */
+/* Sampling a token from logits: greedy, temperature, top-k, top-p, from the seeded
+ * generator of core/rng.h (the same seed, the same tokens). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,11 +7,12 @@
 #include "attnsink.h"
 #include "core/alloc.h"
 #include "core/error.h"
+#include "core/rng.h"
 
 struct asink_sampler {
   float temperature, top_p;
   int top_k;
-  uint64_t s[4];
+  asink_rng rng;
   asink_ws work; /* vocab (index, probability) pairs */
 };
 
@@ -19,20 +20,6 @@ typedef struct {
   float p;
   int32_t id;
 } cand;
-
-static uint64_t splitmix(uint64_t *x) {
-  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t next_u64(uint64_t *s) { /* xoshiro256** */
-  uint64_t res = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9, t = s[1] << 17;
-  s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t;
-  s[3] = (s[3] << 45) | (s[3] >> 19);
-  return res;
-}
 
 asink_status asink_sampler_create(asink_sampler **out, float temperature, int top_k, float top_p,
                                   uint64_t seed) {
@@ -45,8 +32,7 @@ asink_status asink_sampler_create(asink_sampler **out, float temperature, int to
   asink_sampler *s = asink_calloc(1, sizeof *s);
   if (!s) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a sampler");
   s->temperature = temperature, s->top_k = top_k, s->top_p = top_p;
-  uint64_t x = seed;
-  for (int i = 0; i < 4; i++) s->s[i] = splitmix(&x);
+  s->rng = asink_rng_seed(seed);
   *out = s;
   return ASINK_OK;
 }
@@ -109,7 +95,7 @@ asink_status asink_sampler_pick(asink_sampler *s, const float *logits, int vocab
    * leave u past the end, the last candidate with a nonzero probability is drawn */
   sum = 0.0;
   for (int i = 0; i < n; i++) sum += c[i].p;
-  double u = (double)(next_u64(s->s) >> 11) * 0x1.0p-53 * sum, acc = 0.0;
+  double u = asink_rng_uniform(&s->rng) * sum, acc = 0.0;
   int last = 0;
   for (int i = 0; i < n; i++)
     if (c[i].p > 0.f) last = i;

@@ -11,6 +11,7 @@
 #include "attn/op.h"
 #include "attn/spec.h"
 #include "core/error.h"
+#include "core/rng.h"
 #include "core/runtime.h"
 
 /* ------------------------------------------------------------------ tables */
@@ -249,33 +250,13 @@ asink_param *asink_weights_find(const asink_weights *w, const char *name) {
 
 /* ---------------------------------------------------------- initialisation */
 
-typedef struct {
-  uint64_t s[4];
-} rng_t;
-
-static uint64_t splitmix(uint64_t *x) {
-  uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t rng_next(rng_t *r) { /* xoshiro256** */
-  uint64_t *s = r->s, res = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9, t = s[1] << 17;
-  s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t;
-  s[3] = (s[3] << 45) | (s[3] >> 19);
-  return res;
-}
-
-static double rng_normal(rng_t *r) {
-  double u1 = ((rng_next(r) >> 11) + 1.0) * 0x1.0p-53, u2 = (rng_next(r) >> 11) * 0x1.0p-53;
+static double rng_normal(asink_rng *r) {
+  double u1 = ((asink_rng_next(r) >> 11) + 1.0) * 0x1.0p-53, u2 = asink_rng_uniform(r);
   return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
 void asink_weights_init(asink_weights *w, uint64_t seed) {
-  rng_t r;
-  uint64_t x = seed;
-  for (int i = 0; i < 4; i++) r.s[i] = splitmix(&x);
+  asink_rng r = asink_rng_seed(seed);
   for (int i = 0; i < w->n_params; i++) {
     asink_param *p = &w->params[i];
     for (size_t j = 0; j < p->numel; j++)
