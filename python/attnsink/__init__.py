@@ -317,6 +317,19 @@ def _view(handle, getter, name, shape):
     return np.ctypeslib.as_array(buf).reshape(shape)
 
 
+def _attn_param_shapes(h):
+    """[(name, shape)] of an op's learnable parameters, in the library's order."""
+    out = []
+    for i in range(lib.asink_attn_param_count(h.ptr)):
+        name = ctypes.c_char_p()
+        ndim = ctypes.c_int()
+        shape = (ctypes.c_int64 * 2)()
+        _check(lib.asink_attn_param_info(h.ptr, i, ctypes.byref(name), ctypes.byref(ndim), shape),
+               "asink_attn_param_info")
+        out.append((_decode(name.value), tuple(int(shape[d]) for d in range(ndim.value))))
+    return out
+
+
 class Attention(_Closable):
     """An attention operation selected by a spec string (docs/attention.md).
 
@@ -352,16 +365,8 @@ class Attention(_Closable):
                "asink_attn_create(%r, %d, %d, %d)" % ((spec,) + tuple(sizes)))
         self._h = h
         self.n_head, self.n_kv_head, self.head_dim = sizes
-        self._param_shapes = {}
-        for i in range(lib.asink_attn_param_count(h.ptr)):
-            name = ctypes.c_char_p()
-            ndim = ctypes.c_int()
-            shape = (ctypes.c_int64 * 2)()
-            _check(lib.asink_attn_param_info(h.ptr, i, ctypes.byref(name), ctypes.byref(ndim),
-                                             shape), "asink_attn_param_info")
-            pname = _decode(name.value)
-            pshape = tuple(int(shape[d]) for d in range(ndim.value))
-            self._param_shapes[pname] = pshape
+        self._param_shapes = dict(_attn_param_shapes(h))
+        for pname, pshape in self._param_shapes.items():
             self._params[pname] = _view(h, lib.asink_attn_param, pname, pshape)
 
     def __del__(self):

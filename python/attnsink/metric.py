@@ -13,7 +13,6 @@ also records decoding::
 """
 
 import ctypes
-import json
 
 import numpy as np
 
@@ -200,17 +199,7 @@ def sink_stats(model, tokens, eps=0.3, batch=16):
         # give the model back the metric the caller attached, if any
         prev = getattr(model, "_metric", None)
         lib.asink_model_attach_metric(model._h.ptr, prev.ptr if prev is not None else None)
-    N, L, H, T, Tk = mt.dims()
-    return {
-        "importance": mt.read("importance", (N, L, H, Tk)),
-        "sink": mt.read("sink", (Tk,)),
-        "hidden_norm": mt.read("hidden_norm", (L + 1, T)),
-        "key_norm": mt.read("key_norm", (L, T)),
-        "value_norm": mt.read("value_norm", (L, T)),
-        "qk_cosine": mt.read("qk_cosine", (L, H, T)),
-        "qk_norm_product": mt.read("qk_norm_product", (L, H, T)),
-        "entropy": mt.read("entropy", (L, H)),
-    }
+    return mt.stats()
 
 
 def sink_metric(maps, eps=0.3, normalized=True):

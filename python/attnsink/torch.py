@@ -31,7 +31,6 @@ backward and copied out after it).
 """
 
 import ctypes
-import math
 import operator
 import weakref
 
@@ -39,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import (ArgumentError, Metric, StateError, Status, _Handle, _c_ints, _c_text, _check,
-               _decode, _INT_MAX, _shape)
+from . import (ArgumentError, Metric, StateError, Status, _Handle, _attn_param_shapes, _c_ints,
+               _c_text, _check, _decode, _INT_MAX, _shape)
 from ._lib import c_float_p, lib
 
 __all__ = ["Attention", "attention", "SinkProbe"]
@@ -61,15 +60,7 @@ class _OpInfo:
         h = _new_handle(spec_c, *sizes)
         self.spec = _decode(lib.asink_attn_spec(h.ptr))
         self.n_head, self.n_kv_head, self.head_dim = sizes
-        params = []
-        for i in range(lib.asink_attn_param_count(h.ptr)):
-            name = ctypes.c_char_p()
-            ndim = ctypes.c_int()
-            shape = (ctypes.c_int64 * 2)()
-            _check(lib.asink_attn_param_info(h.ptr, i, ctypes.byref(name), ctypes.byref(ndim),
-                                             shape), "asink_attn_param_info")
-            params.append((_decode(name.value), tuple(int(shape[d]) for d in range(ndim.value))))
-        self.params = tuple(params)
+        self.params = tuple(_attn_param_shapes(h))
         self.virtual = lib.asink_attn_key_count(h.ptr, 1) - 1
         h.close()
 
