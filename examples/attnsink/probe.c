@@ -188,7 +188,7 @@ int read_token_ids(const char *cmd, const char *flag, const char *path, int voca
   unsigned char *data;
   size_t len;
   if (read_whole_file(path, &data, &len)) {
-    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, strerror(errno));
+    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, read_error());
     return -1;
   }
   size_t cap = 1024, k = 0;
@@ -282,7 +282,7 @@ int cmd_probe(int argc, char **argv) {
     }
     unsigned char *bytes;
     if (read_whole_file(o.text, &bytes, &have)) {
-      cli_error("probe: --text %s: cannot read: %s", o.text, strerror(errno));
+      cli_error("probe: --text %s: cannot read: %s", o.text, read_error());
       goto done;
     }
     count = cut_byte_windows(bytes, have, o.tokens, bos, o.samples, &windows);

@@ -373,7 +373,7 @@ int cmd_stream(int argc, char **argv) {
     }
     unsigned char *bytes;
     if (read_whole_file(o->text, &bytes, &have)) {
-      cli_error("stream: --text %s: cannot read: %s", o->text, strerror(errno));
+      cli_error("stream: --text %s: cannot read: %s", o->text, read_error());
       goto done;
     }
     if (j.dm.bos >= 0) j.tok[j.n++] = j.dm.bos, j.added_bos = true;

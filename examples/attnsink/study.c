@@ -51,7 +51,7 @@ static int read_curve(const char *path, curve *c) {
   unsigned char *data;
   size_t n;
   if (read_whole_file(path, &data, &n)) {
-    cli_error("%s: cannot read", path);
+    cli_error("%s: cannot read: %s", path, read_error());
     return -1;
   }
   size_t lines = 0;
