@@ -10,6 +10,7 @@
 #include "corpus.h"
 #include "errors.h"
 #include "files.h"
+#include "trained_length.h"
 
 /* ------------------------------------------------------------ gathering */
 
@@ -302,6 +303,7 @@ int cmd_probe(int argc, char **argv) {
   if (count < o.samples)
     fprintf(stderr, "attnsink: note: %s holds %d windows of %d tokens; probing %d, not %d\n", src, count,
             o.tokens, count, o.samples);
+  note_past_trained_length(m, o.dir, "probe", "tokens", o.tokens);
   int chunk = 4096 / o.tokens > 0 ? 4096 / o.tokens : 1;
   asink_status s = probe_run(m, windows, count, o.tokens, chunk, (float)o.eps, &ps);
   if (s) {

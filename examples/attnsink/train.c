@@ -670,6 +670,16 @@ static int prepare(run *r, json_t **state) {
   return 0;
 }
 
+static void poison_first_weight(asink_model *m) {
+  const char *name;
+  int ndim;
+  int64_t shape[4];
+  float *w;
+  size_t n;
+  if (!asink_model_param_info(m, 0, &name, &ndim, shape) && !asink_model_param(m, name, &w, &n))
+    for (size_t i = 0; i < n; i++) w[i] = NAN;
+}
+
 /* A failed or diverged step ends the run without saving: the weights may be
  * damaged, and the last checkpoint is the last good state. */
 static void step_failed(run *r, const char *why) {
@@ -716,6 +726,9 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   /* the test suite's stand-in for a Ctrl-C at a chosen step */
   const char *ia = getenv("ASINK_TEST_INTERRUPT_AT");
   long long interrupt_at = ia ? atoll(ia) : -1;
+  /* and for a diverging run: NaN written into the first weight after step K */
+  const char *na = getenv("ATTNSINK_TEST_NAN_AT");
+  long long nan_at = na ? atoll(na) : -1;
   if (r.o.resume && r.step >= o->steps)
     line(&r, "%s is already at step %" PRId64 " of %" PRId64 "; nothing to do (raise --steps to go on)",
          o->out, r.step, o->steps);
@@ -745,6 +758,7 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
     r.loss_sum += loss;
     r.loss_count++;
     if (r.step == interrupt_at) raise(SIGINT);
+    if (r.step == nan_at) poison_first_weight(r.m);
     progress(&r, loss);
     if ((r.step % o->eval_every == 0 || r.step == o->steps) && eval_and_save(&r)) goto done;
   }
