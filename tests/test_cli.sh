@@ -5,26 +5,8 @@
 set -u
 
 A=${1:?usage: test_cli.sh PATH/TO/attnsink}
-# the tests run in a scratch directory: make the program's path absolute first
-case $A in /*) ;; *) A=$PWD/$A ;; esac
-if [ ! -x "$A" ]; then
-  echo "test_cli.sh: $A is not an executable program"
-  exit 1
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-# toy models gain nothing from a second thread, and the test machine is shared
-export ASINK_NUM_THREADS=${ASINK_NUM_THREADS:-1}
-unset ASINK_TEST_INTERRUPT_AT ATTNSINK_CORPUS
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2"; }
 # check NAME COMMAND...: the command must succeed
 check() {
   local name=$1
@@ -340,6 +322,9 @@ expect_input_error "train: --out names a file" "" "$A" train --corpus corpus.txt
 expect_input_error "train: --resume without a run" e1 "$A" train --out e1 --resume
 expect_input_error "train: --resume with a changed setting" "" "$A" train --out run --resume --lr 0.1
 expect_input_error "train: existing run without --resume" "" "$A" train "${TOY[@]}" --steps 2 --out run
+mkdir -p foreign/current
+expect_input_error "train: --out whose current is no link" "" "$A" train "${TOY[@]}" --steps 2 --out foreign
+expect_input_error "train: --resume where current is no link" "" "$A" train --out foreign --resume
 expect_input_error "probe: missing checkpoint" probe_e.json "$A" probe nowhere --text corpus.txt --json probe_e.json
 expect_input_error "probe: missing text" probe_e.json "$A" probe run --text nowhere.txt --json probe_e.json
 expect_input_error "probe: non-byte-level model with --text" probe_e.json "$A" probe wide --text corpus.txt --json probe_e.json --plot probe_e.svg

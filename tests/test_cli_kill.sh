@@ -6,20 +6,7 @@
 set -u
 
 A=${1:?usage: test_cli_kill.sh PATH/TO/attnsink}
-case $A in /*) ;; *) A=$PWD/$A ;; esac
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-export ASINK_NUM_THREADS=1
-unset ASINK_TEST_INTERRUPT_AT ATTNSINK_TEST_KILL_AT ATTNSINK_CORPUS
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/test_cli_kill.XXXXXX")
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2"; }
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
 
 for i in $(seq 1 700); do
   echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."

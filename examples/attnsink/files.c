@@ -151,21 +151,28 @@ static int write_all(int fd, const void *data, size_t n) {
   return 0;
 }
 
+void random_suffix(char out[7]) {
+  static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  static uint64_t x;
+  if (!x) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid() << 40;
+  }
+  for (int i = 0; i < 6; i++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    out[i] = letters[(x >> 33) % (sizeof letters - 1)];
+  }
+  out[6] = 0;
+}
+
 /* A fresh name beside path ("path.tmp.XXXXXX"), created with O_EXCL | O_NOFOLLOW:
  * a link or file planted there is never written through, and a taken name is
  * retried with another. */
 static int create_temp(const char *path, char **tmp_out) {
-  static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)tmp_out;
   for (int attempt = 0; attempt < 100; attempt++) {
     char suffix[7];
-    for (int i = 0; i < 6; i++) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      suffix[i] = digits[(x >> 33) % (sizeof digits - 1)];
-    }
-    suffix[6] = 0;
+    random_suffix(suffix);
     char *tmp = xasprintf("%s.tmp.%s", path, suffix);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd >= 0) {
@@ -241,20 +248,21 @@ static char *json_line(const char *path, const json_t *v, size_t flags, size_t *
   return withnl;
 }
 
-int write_json_atomic(const char *path, const json_t *v, size_t flags) {
+static int write_json_by(int (*write)(const char *, const void *, size_t), const char *path, const json_t *v,
+                         size_t flags) {
   size_t n;
   char *text = json_line(path, v, flags, &n);
-  int r = text ? write_file_atomic(path, text, n) : -1;
+  int r = text ? write(path, text, n) : -1;
   free(text);
   return r;
 }
 
+int write_json_atomic(const char *path, const json_t *v, size_t flags) {
+  return write_json_by(write_file_atomic, path, v, flags);
+}
+
 int write_json_new(const char *path, const json_t *v, size_t flags) {
-  size_t n;
-  char *text = json_line(path, v, flags, &n);
-  int r = text ? write_file_new(path, text, n) : -1;
-  free(text);
-  return r;
+  return write_json_by(write_file_new, path, v, flags);
 }
 
 int make_dir(const char *dir, bool *created) {

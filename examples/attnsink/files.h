@@ -69,6 +69,10 @@ void remove_files_in(const char *dir, const char *const *names, bool rmdir_too);
  * before any work. -1 after an error line naming the flag. */
 int check_output_path(const char *cmd, const char *flag, const char *path);
 
+/* Six random letters and digits and a NUL: names no one else has chosen
+ * (temporaries, step directories; not for secrets). */
+void random_suffix(char out[7]);
+
 /* dir + "/" + name, malloc'd. */
 char *path_join(const char *dir, const char *name);
 

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -68,7 +67,10 @@ rundir_kind rundir_find(const char *dir, char **ckpt, bool *partial) {
   *partial = false;
   char *cur = path_join(dir, CURRENT), target[256];
   ssize_t n = readlink(cur, target, sizeof target - 1);
+  struct stat cb;
+  bool foreign = n < 0 && lstat(cur, &cb) == 0;
   free(cur);
+  if (foreign) return RUNDIR_FOREIGN;
   if (n > 0) {
     target[n] = 0;
     char *step = path_join(dir, target);
@@ -143,22 +145,6 @@ void rundir_remove(const char *dir, bool rmdir_too) {
     free(p);
   }
   if (rmdir_too) rmdir(dir);
-}
-
-/* Six letters or digits that make a name nobody else has chosen. */
-static void random_suffix(char out[STEP_SUFFIX + 1]) {
-  static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  static uint64_t x;
-  if (!x) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid() << 40;
-  }
-  for (int i = 0; i < STEP_SUFFIX; i++) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    out[i] = digits[(x >> 33) % (sizeof digits - 1)];
-  }
-  out[STEP_SUFFIX] = 0;
 }
 
 char *rundir_stage(const char *dir, int64_t step) {

@@ -21,6 +21,7 @@ typedef enum {
   RUNDIR_NONE,    /* no checkpoint (maybe what a killed first save left) */
   RUNDIR_CURRENT, /* `current` names a complete checkpoint */
   RUNDIR_FLAT,    /* an older layout: the checkpoint files directly in DIR */
+  RUNDIR_FOREIGN, /* DIR/current is something else than a link: not a run's */
 } rundir_kind;
 
 /* What dir holds; for RUNDIR_CURRENT and RUNDIR_FLAT *ckpt (malloc'd) is the

@@ -439,7 +439,13 @@ static int load_state(run *r, json_t **state_out) {
     return -1;
   }
   bool partial;
-  if (rundir_find(r->o.out, &r->ckpt, &partial) == RUNDIR_NONE) {
+  rundir_kind kind = rundir_find(r->o.out, &r->ckpt, &partial);
+  if (kind == RUNDIR_FOREIGN) {
+    cli_error("--resume: %s/current is not a link to a checkpoint; %s is not a run directory", r->o.out,
+              r->o.out);
+    return -1;
+  }
+  if (kind == RUNDIR_NONE) {
     if (partial)
       cli_error("--resume: %s holds no complete checkpoint (its first save was interrupted); start it "
                 "afresh without --resume",
@@ -661,7 +667,12 @@ static int prepare(run *r, json_t **state) {
     /* what a killed first save left is no run: it is cleaned and started afresh */
     char *ckpt;
     bool partial;
-    if (rundir_find(o->out, &ckpt, &partial) != RUNDIR_NONE) {
+    rundir_kind kind = rundir_find(o->out, &ckpt, &partial);
+    if (kind == RUNDIR_FOREIGN) {
+      cli_error("%s/current exists and is not a run's link to its checkpoint; choose another --out", o->out);
+      return -1;
+    }
+    if (kind != RUNDIR_NONE) {
       cli_error("%s already holds a run; continue it with --resume or choose another --out", o->out);
       free(ckpt);
       return -1;
