@@ -88,5 +88,31 @@ rm -rf k
 "$A" train "${RUN[@]}" --out k >/dev/null 2>again.err && same k ref >same.err 2>&1 && tidy k &&
   ok "a killed first save is cleaned and started afresh" || bad "a killed first save is cleaned and started afresh" again.err
 
+# A run in the flat layout of earlier versions (the files directly in the run
+# directory), killed at each point of the save that converts it, resumes alike.
+ASINK_TEST_INTERRUPT_AT=3 "$A" train "${RUN[@]}" --out flat_src >/dev/null 2>flat.err || bad "interrupted run" flat.err
+mkdir flat && for f in config.json model.safetensors optimizer.safetensors train_state.json metrics.jsonl; do
+  cp -L "flat_src/$f" flat/
+done
+m=0
+while :; do
+  m=$((m + 1))
+  rm -rf k && cp -a flat k
+  { ATTNSINK_TEST_KILL_AT=$m "$A" train --out k --resume >kill.out 2>kill.err; } 2>/dev/null
+  rc=$?
+  [ $rc -eq 0 ] && break
+  if [ $rc -ne 137 ]; then
+    bad "flat kill point $m: exit status $rc, expected 137" kill.err
+    break
+  fi
+  "$A" train --out k --resume >resume.out 2>resume.err || {
+    bad "flat kill point $m: resume" resume.err
+    continue
+  }
+  same k ref >same.err 2>&1 && tidy k && ok "flat kill point $m: converted, bit-identical, tidy" ||
+    bad "flat kill point $m: $(ls -A k | tr '\n' ' ')" same.err
+done
+[ $m -gt 10 ] && ok "$((m - 1)) kill points of the conversion tried" || bad "only $((m - 1)) conversion kill points tried"
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -103,6 +103,57 @@ rundir_kind rundir_find(const char *dir, char **ckpt, bool *partial) {
   return RUNDIR_NONE;
 }
 
+/* Points path at target through a fresh temporary link and one rename. */
+static int replace_link(const char *dir, const char *name, const char *target) {
+  char *path = path_join(dir, name), *tmp = NULL;
+  int rc = -1;
+  for (int attempt = 0; attempt < 100 && !tmp; attempt++) {
+    char suffix[STEP_SUFFIX + 1];
+    random_suffix(suffix);
+    char *t = xasprintf("%s/%s%s.tmp.%s", dir, strcmp(name, CURRENT) ? "" : ".", name, suffix);
+    if (symlink(target, t) == 0) tmp = t;
+    else {
+      free(t);
+      if (errno != EEXIST) break;
+    }
+  }
+  if (!tmp) cli_error("%s: cannot create a link: %s", path, strerror(errno));
+  else if (durable_rename(tmp, path) != 0) {
+    cli_error("%s: cannot switch to %s: %s", path, target, strerror(errno));
+    unlink(tmp);
+  } else rc = 0;
+  free(tmp), free(path);
+  return rc;
+}
+
+/* The top-level links into current/; a regular file there (the flat layout) is
+ * replaced only when flat_too. Returns how many were made, or -1 after an error
+ * line. */
+static int ensure_links(const char *dir, bool flat_too) {
+  int made = 0;
+  for (int i = 0; ckpt_files[i]; i++) {
+    char *p = path_join(dir, ckpt_files[i]), *t = link_target(ckpt_files[i]);
+    struct stat sb;
+    bool regular = lstat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+    bool make = !links_to(p, t) && (flat_too || !regular);
+    int rc = make ? replace_link(dir, ckpt_files[i], t) : 0;
+    free(p), free(t);
+    if (rc) return -1;
+    made += make;
+  }
+  return made;
+}
+
+/* ensure_links(dir, true), then a sync of dir if that changed it. */
+static int links_over_files(const char *dir) {
+  int made = ensure_links(dir, true);
+  if (made > 0 && sync_dir(dir) != 0) {
+    cli_error("%s: cannot sync: %s", dir, strerror(errno));
+    return -1;
+  }
+  return made < 0 ? -1 : 0;
+}
+
 void rundir_remove_step(const char *step_dir) {
   DIR *d = opendir(step_dir);
   for (struct dirent *e; d && (e = readdir(d));)
@@ -111,7 +162,7 @@ void rundir_remove_step(const char *step_dir) {
   rmdir(step_dir); /* fails harmlessly when something else is still there */
 }
 
-void rundir_clean(const char *dir, const char *keep) {
+int rundir_clean(const char *dir, const char *keep) {
   const char *keep_name = keep ? strrchr(keep, '/') : NULL;
   keep_name = keep_name ? keep_name + 1 : keep;
   DIR *d = opendir(dir);
@@ -123,7 +174,9 @@ void rundir_clean(const char *dir, const char *keep) {
     free(p);
   }
   if (d) closedir(d);
-  if (keep) return;
+  /* a conversion from the flat layout killed midway left files where links belong */
+  if (keep && strcmp(keep, dir)) return links_over_files(dir);
+  if (keep) return 0;
   /* no checkpoint to keep: the links and `current` point nowhere */
   char *cur = path_join(dir, CURRENT);
   struct stat sb;
@@ -134,10 +187,11 @@ void rundir_clean(const char *dir, const char *keep) {
     if (links_to(p, t)) unlink(p);
     free(p), free(t);
   }
+  return 0;
 }
 
 void rundir_remove(const char *dir, bool rmdir_too) {
-  rundir_clean(dir, NULL);
+  (void)rundir_clean(dir, NULL);
   /* a flat checkpoint's files too */
   for (int i = 0; ckpt_files[i]; i++) {
     char *p = path_join(dir, ckpt_files[i]);
@@ -164,43 +218,6 @@ char *rundir_stage(const char *dir, int64_t step) {
   return NULL;
 }
 
-/* Points path at target through a fresh temporary link and one rename. */
-static int replace_link(const char *dir, const char *name, const char *target) {
-  char *path = path_join(dir, name), *tmp = NULL;
-  int rc = -1;
-  for (int attempt = 0; attempt < 100 && !tmp; attempt++) {
-    char suffix[STEP_SUFFIX + 1];
-    random_suffix(suffix);
-    char *t = xasprintf("%s/%s%s.tmp.%s", dir, strcmp(name, CURRENT) ? "" : ".", name, suffix);
-    if (symlink(target, t) == 0) tmp = t;
-    else {
-      free(t);
-      if (errno != EEXIST) break;
-    }
-  }
-  if (!tmp) cli_error("%s: cannot create a link: %s", path, strerror(errno));
-  else if (durable_rename(tmp, path) != 0) {
-    cli_error("%s: cannot switch to %s: %s", path, target, strerror(errno));
-    unlink(tmp);
-  } else rc = 0;
-  free(tmp), free(path);
-  return rc;
-}
-
-/* The top-level links into current/; a regular file there (the flat layout) is
- * replaced only when flat_too. */
-static int ensure_links(const char *dir, bool flat_too) {
-  for (int i = 0; ckpt_files[i]; i++) {
-    char *p = path_join(dir, ckpt_files[i]), *t = link_target(ckpt_files[i]);
-    struct stat sb;
-    bool regular = lstat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-    int rc = links_to(p, t) || (regular && !flat_too) ? 0 : replace_link(dir, ckpt_files[i], t);
-    free(p), free(t);
-    if (rc) return -1;
-  }
-  return 0;
-}
-
 int rundir_commit(const char *dir, const char *stage, const char *old, bool *switched) {
   *switched = false;
   const char *name = strrchr(stage, '/');
@@ -210,7 +227,7 @@ int rundir_commit(const char *dir, const char *stage, const char *old, bool *swi
     rundir_remove_step(stage);
     return -1;
   }
-  if (ensure_links(dir, false) || replace_link(dir, CURRENT, name)) {
+  if (ensure_links(dir, false) < 0 || replace_link(dir, CURRENT, name)) {
     rundir_remove_step(stage);
     return -1;
   }
@@ -220,12 +237,8 @@ int rundir_commit(const char *dir, const char *stage, const char *old, bool *swi
     cli_error("%s: cannot sync: %s", dir, strerror(errno));
     return -1;
   }
-  bool flat = old && !strcmp(old, dir);
-  if (flat && ensure_links(dir, true)) return -1;
-  if (flat && sync_dir(dir) != 0) {
-    cli_error("%s: cannot sync: %s", dir, strerror(errno));
-    return -1;
-  }
-  if (old && !flat) rundir_remove_step(old);
+  /* a flat checkpoint's files (or those a killed conversion left) become links now */
+  if (links_over_files(dir)) return -1;
+  if (old && strcmp(old, dir)) rundir_remove_step(old);
   return 0;
 }

@@ -31,8 +31,10 @@ typedef enum {
 rundir_kind rundir_find(const char *dir, char **ckpt, bool *partial);
 
 /* Removes every step directory but keep (NULL: all of them, and the links and
- * `current` with them) and every temporary a killed save can leave. */
-void rundir_clean(const char *dir, const char *keep);
+ * `current` with them) and every temporary a killed save can leave; with keep a
+ * step directory, the top-level names become links again where a killed
+ * conversion from the flat layout left files. -1 after an error line. */
+int rundir_clean(const char *dir, const char *keep);
 
 /* A new, empty step directory for a save at step (malloc'd path). NULL after an
  * error line. */

@@ -720,7 +720,7 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   r.started = true;
   rc = CLI_FAIL;
   /* what a killed save left (step directories current does not name, temporaries) */
-  rundir_clean(r.o.out, r.ckpt);
+  if (rundir_clean(r.o.out, r.ckpt)) goto done;
   if (r.o.resume ? load_metrics(&r) : (r.metrics = xcalloc(1, 1), 0)) goto done;
   const cli_opts *o = &r.o;
   size_t bt = (size_t)r.B * r.T;
