@@ -134,7 +134,7 @@ static int opts_from_json(const json_t *a, const char *src, cli_opts *o) {
     const char *k = keys[i];
     json_t *v = json_object_get(a, k);
     bool optional = !strcmp(k, "corpus") || !strcmp(k, "minutes");
-    if (!v && optional) continue;
+    if ((!v || json_is_null(v)) && optional) continue;
     /* 0 is how the state spells "the default" for these two */
     bool zero_ok = !strcmp(k, "threads") || !strcmp(k, "minutes");
     if (zero_ok && json_is_number(v) && json_number_value(v) == 0) {
