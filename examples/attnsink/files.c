@@ -106,7 +106,7 @@ int read_whole_file(const char *path, unsigned char **data, size_t *n) {
 
 /* ATTNSINK_TEST_KILL_AT=N: the program kills itself (SIGKILL) just before its N-th
  * fsync or rename, so a test can stop a save at every step that matters. */
-void test_kill_point(void) {
+static void test_kill_point(void) {
   static long at = -2, count;
   if (at == -2) {
     const char *e = getenv("ATTNSINK_TEST_KILL_AT");
