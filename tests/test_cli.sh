@@ -13,6 +13,7 @@ if [ ! -x "$A" ]; then
 fi
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
+TESTS=$(cd "$(dirname "$0")" && pwd) # this directory, before the cd into a scratch one
 # toy models gain nothing from a second thread, and the test machine is shared
 export ASINK_NUM_THREADS=${ASINK_NUM_THREADS:-1}
 unset ASINK_TEST_INTERRUPT_AT ATTNSINK_CORPUS
@@ -254,6 +255,14 @@ assert r[0]["steps"] == r[1]["steps"] == 4 and r[0]["tokens"] == r[1]["tokens"] 
 '
 grep -q "sink1.svg" st/report.md && grep -q "alpha_sigmoid.svg" st/report.md && ok "report.md links its plots" ||
   bad "report.md links its plots" st/report.md
+check "report.md points only at files that exist (its plots, the project's docs)" \
+  "$PY" "$TESTS/python/doc_links.py" --root "$TESTS/.." st/report.md
+check "study output: each start line once, both before training" "$PY" -c '
+out = open("study.out").read().splitlines()
+starts = [i for i, l in enumerate(out) if " training in " in l]
+assert len(starts) == 2, out
+assert starts == [0, 1], out
+'
 
 # ---------------------------------------------------------------- bad input
 # A model whose vocabulary is not byte-level: the toy checkpoint with 300 ids.
