@@ -245,7 +245,7 @@ static int write_report(const cli_opts *o, const char *command, const study_run 
           o->minutes * STUDY_TRAIN_SHARE, o->minutes, r[0].res.steps, o->seed, r[0].ps.N, r[0].ps.T,
           o->bos ? ", each starting with the BOS token" : "", (double)PROBE_EPS);
   fprintf(f,
-          "## Plots\n\nSoftmax is blue and sigmoid orange in every plot. A line drawn exactly over another is "
+          "## Plots\n\nSoftmax is blue and sigmoid orange in every plot. A line drawn over another, wholly or in part, is "
           "dashed, and its legend entry says whose line it lies on.\n\n![Sink_1 against steps](sink1.svg)\n\n"
           "Validation loss (solid) is measured at each evaluation; training loss (dashed) is the mean over the "
           "steps since the previous one, left out where that covers under half of --eval-every (the short "

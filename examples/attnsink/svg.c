@@ -111,10 +111,11 @@ static void axis_range(double *lo, double *hi, bool from_zero, double min_span) 
 /* Pixels of an 11-pixel sans-serif label: an estimate good enough to lay out legends. */
 static double text_width(const char *t) { return 6.2 * (double)strlen(t ? t : ""); }
 
-/* The index of an earlier series whose whole line series i covers, or -1: every finite
- * point of that series has a point of i at the same x within a pixel. */
+/* An earlier series that series i, drawn over it, hides: every finite point of it (or, with
+ * *partly set, at least a quarter of them) has a point of i at the same x within a pixel.
+ * Its index, or -1. */
 static int covers(const svg_series *ss, int i, double x0, double x1, double y0, double y1, double pw,
-                  double ph) {
+                  double ph, bool *partly) {
   for (int j = 0; j < i; j++) {
     int matched = 0, points = 0;
     for (int a = 0; a < ss[j].n; a++) {
@@ -129,7 +130,10 @@ static int covers(const svg_series *ss, int i, double x0, double x1, double y0, 
         }
       }
     }
-    if (points > 0 && matched == points) return j;
+    if (points > 0 && 4 * matched >= points) {
+      *partly = matched < points;
+      return j;
+    }
   }
   return -1;
 }
@@ -173,9 +177,10 @@ void svg_line_chart_opts(svg *s, svg_box b, const char *title, const char *xlabe
     ph = b.h - mt - 44 - rows * row_h;
     if (pass == 1) break;
     for (int i = 0; i < ns; i++) {
-      under[i] = covers(ss, i, x0, x1, y0, y1, pw, ph);
+      bool partly = false;
+      under[i] = covers(ss, i, x0, x1, y0, y1, pw, ph, &partly);
       if (under[i] >= 0) {
-        char *n = xasprintf("%s (on %s's line)", names[i], names[under[i]]);
+        char *n = xasprintf("%s (%s %s's line)", names[i], partly ? "in part on" : "on", names[under[i]]);
         free(names[i]);
         names[i] = n;
       }

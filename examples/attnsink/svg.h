@@ -1,8 +1,9 @@
 /* A tiny SVG writer for the program's plots: line charts with axes, ticks and a
  * legend, and heatmaps with a colour scale and cell labels. Plain text out, no
  * dependencies, so the plots open in any browser and can be checked as XML.
- * Legends sit under the chart, never over the data; a line drawn exactly over an
- * earlier one is dashed and says so in the legend, so no curve hides silently. */
+ * Legends sit under the chart, never over the data; a line drawn over an earlier one
+ * (over all its points, or a quarter of them) is dashed and says so in the legend, so no
+ * curve hides silently. */
 #ifndef ATTNSINK_CLI_SVG_H
 #define ATTNSINK_CLI_SVG_H
 
