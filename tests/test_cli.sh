@@ -5,6 +5,7 @@
 set -u
 
 A=${1:?usage: test_cli.sh PATH/TO/attnsink}
+TESTS=$(cd "$(dirname "$0")" && pwd) # this directory, before cli_common.sh moves into a scratch one
 . "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
 
 # check NAME COMMAND...: the command must succeed
@@ -245,6 +246,23 @@ assert r[0]["steps"] == r[1]["steps"] == 4 and r[0]["tokens"] == r[1]["tokens"] 
 '
 grep -q "sink1.svg" st/report.md && grep -q "alpha_sigmoid.svg" st/report.md && ok "report.md links its plots" ||
   bad "report.md links its plots" st/report.md
+check "report.md points only at files that exist (its plots, the project's docs)" \
+  "$PY" "$TESTS/python/doc_links.py" --root "$TESTS/.." st/report.md
+check "study plots: legends outside the data, one colour per run, overlaps noted, percent scale" \
+  "$PY" "$TESTS/python/check_study_plots.py" st 2
+check "report.md: the threads that ran, a reading of Sink_1, no pass/fail criterion" "$PY" -c '
+r = open("st/report.md").read()
+assert "| threads | 1 per run" in r, r
+assert any(s in r for s in ("No first-token sink has formed", "At most a trace", "Softmax has a first-token sink",
+                            "Softmax shows no more")), r
+assert "criterion" not in r and "reached" not in r, r
+'
+check "study output: each start line once, both before training" "$PY" -c '
+out = open("study.out").read().splitlines()
+starts = [i for i, l in enumerate(out) if " training in " in l]
+assert len(starts) == 2, out
+assert starts == [0, 1], out
+'
 
 # ---------------------------------------------------------------- bad input
 # A model whose vocabulary is not byte-level: the toy checkpoint with 300 ids.

@@ -292,7 +292,9 @@ void args_print_flags(cli_cmd cmd, const cli_opts *d, void *file) {
       break;
     case F_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)base); break;
     case F_DOUBLE:
-      if (*(const double *)base != 0.0 || f->min == 0) snprintf(def, sizeof def, "%g", *(const double *)base);
+      /* 0 is shown only where it is a value, not where it means "none" (--minutes) */
+      if (*(const double *)base != 0.0 || (f->min == 0 && !f->min_open))
+        snprintf(def, sizeof def, "%g", *(const double *)base);
       break;
     case F_STR:
     case F_CHOICE:

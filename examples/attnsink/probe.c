@@ -130,7 +130,7 @@ void probe_alpha_heatmap(svg *s, svg_box box, const probe_stats *ps, const char 
   for (int l = 0; l < ps->L; l++)
     for (int h = 0; h < ps->H; h++) v[l * ps->H + h] = probe_alpha0(ps, l, h);
   /* a fixed 0..1 scale: heatmaps of different runs compare by colour */
-  svg_heatmap(s, box, title, ps->L, ps->H, v, "L", "h", 0, 1, "%.2f");
+  svg_heatmap(s, box, title, ps->L, ps->H, v, "layer ", "head ", 0, 1, "%.2f");
   free(v);
 }
 
@@ -144,7 +144,7 @@ static void norm_chart(svg *s, svg_box box, const char *title, const char *ylabe
   for (int r = 0; r < rows; r++) {
     for (int t = 0; t < T; t++) y[(size_t)r * T + t] = v[(size_t)r * T + t];
     names[r] = r + first_label == 0 ? xstrdup("embedding") : xasprintf("layer %d", r + first_label - 1);
-    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T};
+    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T, svg_colour(r + first_label), false};
   }
   svg_line_chart(s, box, title, "position", ylabel, ss, rows);
   for (int r = 0; r < rows; r++) free(names[r]);

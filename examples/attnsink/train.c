@@ -495,7 +495,7 @@ static int load_state(run *r, json_t **state_out) {
     if (changeable(fixed[i][0]) || !args_flag_given(&r->o, fixed[i][0])) continue;
     json_t *a = json_object_get(now, fixed[i][1]), *b = json_object_get(then, fixed[i][1]);
     if (!json_equal(a, b)) {
-      char *bs = json_dumps(b, JSON_ENCODE_ANY);
+      char *bs = json_dumps(b, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)); /* 3e-3, not 0.0030000000000000001 */
       cli_error("--resume: --%s differs from the run in %s (%s); a resumed run keeps its settings",
                 fixed[i][0], r->o.out, bs ? bs : "?");
       free(bs);
