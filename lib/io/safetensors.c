@@ -670,14 +670,19 @@ asink_status asink_st_file_info(const asink_st_file *f, int i, const char **name
 void asink_st_file_load(const asink_st_file *f, int i, float *dst) {
   const st_entry *e = &f->h.e[i];
   const unsigned char *src = f->h.data + e->begin;
-  convert(dst, src, (size_t)e->numel, e->dtype);
-  /* The converted copy is the one kept: the file's pages of this tensor leave the process
-   * (they stay in the page cache), so loading holds the weights once plus one tensor. */
-  if (f->bytes.map) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t lo = ((uintptr_t)src + page - 1) / page * page;
-    uintptr_t hi = ((uintptr_t)src + (e->end - e->begin)) / page * page;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+  const size_t size = (size_t)dtypes[e->dtype].size, chunk = (size_t)1 << 20;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  /* In chunks, each chunk's pages of the file dropped from the process once converted (they
+   * stay in the page cache; touching one again only reads it back): the converted copy is
+   * the one kept, so loading holds the weights once plus a few MB of the file. */
+  for (size_t at = 0; at < e->numel; at += chunk) {
+    size_t n = e->numel - at < chunk ? e->numel - at : chunk;
+    convert(dst + at, src + at * size, n, e->dtype);
+    if (f->bytes.map) {
+      uintptr_t lo = (uintptr_t)(src + at * size) / page * page;
+      uintptr_t hi = (uintptr_t)(src + (at + n) * size) / page * page;
+      if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
   }
 }
 
