@@ -206,7 +206,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
   free(text);
   if (st) return st;
   asink_model *m;
-  if ((st = asink_model_create_from_config(&m, &cfg, 0))) return st;
+  if ((st = asink_model_create_zeroed(&m, &cfg))) return st;
   loader ld = {m, calloc((size_t)m->w->n_params + 1, 1), 0};
   if (!ld.seen) {
     asink_model_free(m);

@@ -11,6 +11,12 @@
 /* ------------------------------------------------------------- lifecycle */
 
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed) {
+  asink_status st = asink_model_create_zeroed(out, cfg);
+  if (!st) asink_weights_init((*out)->w, seed);
+  return st;
+}
+
+asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg) {
   *out = NULL;
   static _Atomic uint64_t next_id = 1;
   asink_model *m = asink_calloc(1, sizeof *m);
@@ -34,7 +40,6 @@ asink_status asink_model_create_from_config(asink_model **out, const asink_confi
     asink_model_free(m);
     return st;
   }
-  asink_weights_init(m->w, seed);
   *out = m;
   return ASINK_OK;
 }
