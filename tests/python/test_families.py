@@ -32,6 +32,7 @@ TOL = 1e-4
 V, C, L, FF, T, B, MAXPOS = 41, 32, 2, 48, 10, 2, 16
 
 torch.set_num_threads(1)
+attnsink.set_num_threads(1)  # tiny models: a team of threads only waits on a busy machine
 
 
 def llama_like(model_type, **extra):
@@ -215,7 +216,8 @@ def test_metric_importance_matches_reference_maps(tmp_path, family):
 
 
 def test_save_and_load_again(tmp_path):
-    for family in FAMILIES:
+    """Each new config writer: the saved model loads as the same family and computes the same."""
+    for family in ("pythia", "opt_post", "qwen2", "mistral", "llama_biases"):
         cfg, params, m = loaded(tmp_path / family, family)
         m.save(tmp_path / (family + "_again"))
         again = attnsink.Model.load(tmp_path / (family + "_again"))

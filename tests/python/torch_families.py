@@ -190,6 +190,17 @@ def forward(cfg, params, tokens):
     return body(cfg, params, x)
 
 
+def _linear(s, name, out, inp, bias):
+    s[name + ".weight"] = (out, inp)
+    if bias:
+        s[name + ".bias"] = (out,)
+
+
+def _layernorm(s, name, C):
+    s[name + ".weight"] = (C,)
+    s[name + ".bias"] = (C,)
+
+
 def param_shapes(cfg):
     """HF name -> shape of every tensor a checkpoint of cfg holds (the tied head excluded)."""
     mt, C, L = cfg["model_type"], cfg["hidden_size"], cfg["num_hidden_layers"]
@@ -201,19 +212,13 @@ def param_shapes(cfg):
         s["gpt_neox.embed_in.weight"] = (V, C)
         for l in range(L):
             pre = "gpt_neox.layers.%d." % l
-            for n in ("input_layernorm", "post_attention_layernorm"):
-                s[pre + n + ".weight"] = (C,)
-                s[pre + n + ".bias"] = (C,)
-            s[pre + "attention.query_key_value.weight"] = (3 * C, C)
-            s[pre + "attention.query_key_value.bias"] = (3 * C,)
-            s[pre + "attention.dense.weight"] = (C, C)
-            s[pre + "attention.dense.bias"] = (C,)
-            s[pre + "mlp.dense_h_to_4h.weight"] = (F_, C)
-            s[pre + "mlp.dense_h_to_4h.bias"] = (F_,)
-            s[pre + "mlp.dense_4h_to_h.weight"] = (C, F_)
-            s[pre + "mlp.dense_4h_to_h.bias"] = (C,)
-        s["gpt_neox.final_layer_norm.weight"] = (C,)
-        s["gpt_neox.final_layer_norm.bias"] = (C,)
+            _layernorm(s, pre + "input_layernorm", C)
+            _layernorm(s, pre + "post_attention_layernorm", C)
+            _linear(s, pre + "attention.query_key_value", 3 * C, C, True)
+            _linear(s, pre + "attention.dense", C, C, True)
+            _linear(s, pre + "mlp.dense_h_to_4h", F_, C, True)
+            _linear(s, pre + "mlp.dense_4h_to_h", C, F_, True)
+        _layernorm(s, "gpt_neox.final_layer_norm", C)
         s["embed_out.weight"] = (V, C)
         return s
     if mt == "opt":
@@ -223,18 +228,13 @@ def param_shapes(cfg):
         for l in range(L):
             pre = "model.decoder.layers.%d." % l
             for n in ("k_proj", "v_proj", "q_proj", "out_proj"):
-                s[pre + "self_attn." + n + ".weight"] = (C, C)
-                s[pre + "self_attn." + n + ".bias"] = (C,)
-            for n in ("self_attn_layer_norm", "final_layer_norm"):
-                s[pre + n + ".weight"] = (C,)
-                s[pre + n + ".bias"] = (C,)
-            s[pre + "fc1.weight"] = (F_, C)
-            s[pre + "fc1.bias"] = (F_,)
-            s[pre + "fc2.weight"] = (C, F_)
-            s[pre + "fc2.bias"] = (C,)
+                _linear(s, pre + "self_attn." + n, C, C, True)
+            _layernorm(s, pre + "self_attn_layer_norm", C)
+            _linear(s, pre + "fc1", F_, C, True)
+            _linear(s, pre + "fc2", C, F_, True)
+            _layernorm(s, pre + "final_layer_norm", C)
         if cfg.get("do_layer_norm_before", True):
-            s["model.decoder.final_layer_norm.weight"] = (C,)
-            s["model.decoder.final_layer_norm.bias"] = (C,)
+            _layernorm(s, "model.decoder.final_layer_norm", C)
         return s
     F_, Hkv = cfg["intermediate_size"], cfg.get("num_key_value_heads", H)
     qkv_bias = mt == "qwen2" or cfg.get("attention_bias", False)
@@ -245,17 +245,12 @@ def param_shapes(cfg):
         pre = "model.layers.%d." % l
         s[pre + "input_layernorm.weight"] = (C,)
         for n, out in (("q_proj", H * D), ("k_proj", Hkv * D), ("v_proj", Hkv * D)):
-            s[pre + "self_attn." + n + ".weight"] = (out, C)
-            if qkv_bias:
-                s[pre + "self_attn." + n + ".bias"] = (out,)
-        s[pre + "self_attn.o_proj.weight"] = (C, H * D)
-        if o_bias:
-            s[pre + "self_attn.o_proj.bias"] = (C,)
+            _linear(s, pre + "self_attn." + n, out, C, qkv_bias)
+        _linear(s, pre + "self_attn.o_proj", C, H * D, o_bias)
         s[pre + "post_attention_layernorm.weight"] = (C,)
-        for n, shape in (("gate_proj", (F_, C)), ("up_proj", (F_, C)), ("down_proj", (C, F_))):
-            s[pre + "mlp." + n + ".weight"] = shape
-            if mlp_bias:
-                s[pre + "mlp." + n + ".bias"] = (shape[0],)
+        _linear(s, pre + "mlp.gate_proj", F_, C, mlp_bias)
+        _linear(s, pre + "mlp.up_proj", F_, C, mlp_bias)
+        _linear(s, pre + "mlp.down_proj", C, F_, mlp_bias)
     s["model.norm.weight"] = (C,)
     if not cfg.get("tie_word_embeddings", False):
         s["lm_head.weight"] = (V, C)
