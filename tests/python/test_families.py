@@ -179,6 +179,16 @@ def test_mistral_window_cache_is_its_sliding_window(tmp_path):
                    ref.detach().numpy()) <= TOL
 
 
+@pytest.mark.parametrize("family", ["pythia", "qwen2"])
+def test_window_cache_is_window_attention(family):
+    """Evicting keys of a partial-rotary (pythia) or biased (qwen2) model: a window cache of W
+    equals the forward of the same model with window=W attention."""
+    cfg = dict(FAMILIES[family], attnsink={"attn": "softmax,window=4"})
+    m = attnsink.Model.create(cfg, seed=7)
+    tok = tokens(8)
+    assert rel_err(m.decode(tok, cache="window", window=4), m.forward(tok)) <= TOL
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_gradients_match_torch(tmp_path, family):
     cfg, params, m = loaded(tmp_path, family)
