@@ -81,9 +81,31 @@ static const char *model_name(const asink_model *m, const char *file_name, char 
 /* Tensors matched to the model's parameters by name and shape, converted into them. */
 typedef struct {
   asink_model *m;
-  char *seen;   /* per parameter */
-  size_t found; /* tensors read, skipped ones included */
+  char *seen; /* per parameter */
 } loader;
+
+/* Whether file f holds a tensor called name. */
+static bool file_has(const asink_st_file *f, const char *name) {
+  for (int i = 0; i < asink_st_file_count(f); i++) {
+    const char *n;
+    asink_st_file_info(f, i, &n, NULL, NULL, NULL);
+    if (!strcmp(n, name)) return true;
+  }
+  return false;
+}
+
+/* Every tensor weight_map lists for this shard is in it. */
+static asink_status check_listed(const asink_st_file *f, const char *path, const json_t *weight_map,
+                                 const char *shard) {
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)weight_map, key, v) {
+    if (!strcmp(json_string_value(v), shard) && !file_has(f, key))
+      return asink_fail(ASINK_ERR_FORMAT, "%s: tensor '%.200s', listed for this shard in the index, is not in it",
+                        path, key);
+  }
+  return ASINK_OK;
+}
 
 /* Every tensor of one file (a shard: listed for it in weight_map) into its parameter. */
 static asink_status load_file(loader *ld, const char *path, const json_t *weight_map, const char *shard) {
@@ -96,7 +118,6 @@ static asink_status load_file(loader *ld, const char *path, const json_t *weight
     int ndim;
     int64_t shape[ASINK_ST_MAX_DIMS];
     asink_st_file_info(f, i, &fname, &ndim, shape, NULL);
-    ld->found++;
     if (weight_map) {
       const json_t *to = json_object_get(weight_map, fname);
       if (!to || strcmp(json_string_value(to), shard)) {
@@ -132,6 +153,7 @@ static asink_status load_file(loader *ld, const char *path, const json_t *weight
     ld->seen[idx] = 1;
     asink_st_file_load(f, i, p->data);
   }
+  if (!st && weight_map) st = check_listed(f, path, weight_map, shard);
   asink_st_close(f);
   return st;
 }
@@ -179,15 +201,6 @@ static asink_status load_sharded(loader *ld, const char *dir, const char *index_
     snprintf(path, sizeof path, "%s/%s", dir, shard);
     st = load_file(ld, path, map, shard);
   }
-  if (!st && ld->found != json_object_size(map)) {
-    /* each shard's tensors are in weight_map for it, so fewer found means a listed one is absent */
-    json_object_foreach(map, key, v) {
-      (void)v;
-      st = asink_fail(ASINK_ERR_FORMAT, "%s: weight_map lists %zu tensors, the shards hold %zu (first listed: '%.200s')",
-                      index_path, json_object_size(map), ld->found, key);
-      break;
-    }
-  }
   json_decref(shards);
   json_decref(root);
   return st;
@@ -207,7 +220,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
   if (st) return st;
   asink_model *m;
   if ((st = asink_model_create_zeroed(&m, &cfg))) return st;
-  loader ld = {m, calloc((size_t)m->w->n_params + 1, 1), 0};
+  loader ld = {m, calloc((size_t)m->w->n_params + 1, 1)};
   if (!ld.seen) {
     asink_model_free(m);
     return asink_fail(ASINK_ERR_NOMEM, "out of memory");
