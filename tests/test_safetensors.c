@@ -634,15 +634,42 @@ START_TEST(open_loads_what_read_reads) {
     for (int d = 0; d < ndim; d++) ck_assert_int_eq(shape[d], want_shape[d]);
     size_t n = (size_t)asink_st_numel(set, j);
     float *got = malloc(n * sizeof(float));
-    asink_st_file_load(f, i, got);
+    ck_assert_int_eq(asink_st_file_load(f, i, got), ASINK_OK);
     /* and again: the dropped pages are read back from the file */
-    if (i == 0) asink_st_file_load(f, i, got);
+    if (i == 0) ck_assert_int_eq(asink_st_file_load(f, i, got), ASINK_OK);
     ck_assert_int_eq(memcmp(got, want, n * sizeof(float)), 0);
     free(got);
   }
   ck_assert_int_eq(asink_st_file_info(f, 3, NULL, NULL, NULL, NULL), ASINK_ERR_ARG);
+  float one;
+  ck_assert_int_eq(asink_st_file_load(f, 3, &one), ASINK_ERR_ARG);
   asink_st_close(f);
   asink_st_free(set);
+
+  /* an integer buffer (HF's U8 causal masks) is laid out and listed, but not converted */
+  const unsigned char mask[] = {1, 0, 1, 1, 0, 0, 0, 0};
+  const float w[2] = {1.5f, -2.f};
+  unsigned char both[16];
+  memcpy(both, mask, 8), memcpy(both + 8, w, 8);
+  size_t mlen;
+  unsigned char *mfile = make_file("{\"attention.bias\":{\"dtype\":\"U8\",\"shape\":[2,4],\"data_offsets\":[0,8]},"
+                                   "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                                   both, 16, &mlen);
+  ck_assert_int_eq(asink_atomic_write_buffer(tmp_path("mask.safetensors"), mfile, mlen), ASINK_OK);
+  ck_assert_int_eq(asink_st_open(tmp_path("mask.safetensors"), &f), ASINK_OK);
+  const char *dtype;
+  ck_assert_int_eq(asink_st_file_info(f, 0, NULL, NULL, NULL, &dtype), ASINK_OK);
+  ck_assert_str_eq(dtype, "U8");
+  float got2[8];
+  ck_assert_int_eq(asink_st_file_load(f, 0, got2), ASINK_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "'attention.bias' has dtype U8"));
+  ck_assert_int_eq(asink_st_file_load(f, 1, got2), ASINK_OK);
+  ck_assert(got2[0] == 1.5f && got2[1] == -2.f);
+  asink_st_close(f);
+  set = NULL;
+  ck_assert_int_eq(asink_st_read(tmp_path("mask.safetensors"), &set), ASINK_ERR_FORMAT); /* converts all */
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "'U8' is not supported"));
+  free(mfile);
 
   /* errors as asink_st_read's, the path first */
   f = (asink_st_file *)tmpdir;

@@ -151,7 +151,7 @@ static asink_status load_file(loader *ld, const char *path, const json_t *weight
       break;
     }
     ld->seen[idx] = 1;
-    asink_st_file_load(f, i, p->data);
+    if ((st = asink_st_file_load(f, i, p->data))) st = asink_fail_context(st, path);
   }
   if (!st && weight_map) st = check_listed(f, path, weight_map, shard);
   asink_st_close(f);

@@ -16,11 +16,14 @@
 /* Names come from untrusted files and may be megabytes long: messages show a prefix. */
 #define NAME_FMT "'%.200s'"
 
-enum { DT_F32, DT_F16, DT_BF16, DT_F64 };
+/* The float dtypes first: the others are laid out (HF checkpoints keep masks as U8 or BOOL
+ * buffers beside the weights) but never converted. */
+enum { DT_F32, DT_F16, DT_BF16, DT_F64, N_FLOAT_DTYPES };
 static const struct {
   const char *name;
   uint64_t size;
-} dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}};
+} dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"BOOL", 1}, {"U8", 1}, {"I8", 1},
+              {"I16", 2}, {"U16", 2}, {"I32", 4}, {"U32", 4}, {"I64", 8}, {"U64", 8}};
 #define N_DTYPES ((int)(sizeof dtypes / sizeof *dtypes))
 
 typedef struct {
@@ -525,6 +528,11 @@ asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
   /* Only now is every size known to lie inside buf, so allocations are bounded by len. */
   for (size_t i = 0; s == ASINK_OK && i < h.n; i++) {
     const st_entry *e = &h.e[i];
+    if (e->dtype >= N_FLOAT_DTYPES) {
+      s = asink_fail(ASINK_ERR_FORMAT, "tensor " NAME_FMT ": dtype '%s' is not supported (F32, F16, BF16, F64)",
+                     e->name, dtypes[e->dtype].name);
+      break;
+    }
     float *f = asink_alloc((size_t)e->numel, sizeof(float));
     if (!f) {
       s = asink_fail(ASINK_ERR_NOMEM, "cannot allocate %llu floats for tensor " NAME_FMT,
@@ -667,8 +675,13 @@ asink_status asink_st_file_info(const asink_st_file *f, int i, const char **name
   return ASINK_OK;
 }
 
-void asink_st_file_load(const asink_st_file *f, int i, float *dst) {
+asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst) {
+  if (!f || i < 0 || (size_t)i >= f->h.n || !dst)
+    return asink_fail(ASINK_ERR_ARG, "asink_st_file_load: tensor %d of %d, or dst NULL", i, asink_st_file_count(f));
   const st_entry *e = &f->h.e[i];
+  if (e->dtype >= N_FLOAT_DTYPES)
+    return asink_fail(ASINK_ERR_FORMAT, "tensor " NAME_FMT " has dtype %s, not a float type (F32, F16, BF16, F64)",
+                      e->name, dtypes[e->dtype].name);
   const unsigned char *src = f->h.data + e->begin;
   const size_t size = (size_t)dtypes[e->dtype].size, chunk = (size_t)1 << 20;
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
@@ -684,6 +697,7 @@ void asink_st_file_load(const asink_st_file *f, int i, float *dst) {
       if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
     }
   }
+  return ASINK_OK;
 }
 
 /* ---- writing ------------------------------------------------------------------ */

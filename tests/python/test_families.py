@@ -26,7 +26,12 @@ import torch
 
 import attnsink
 import torch_families as tf
+import test_model
 from test_model import bf16, rel_err, write_safetensors
+
+# the integer dtypes HF's buffers have, for write_safetensors
+test_model._NP.setdefault("U8", np.dtype("u1"))
+test_model._NP.setdefault("BOOL", np.dtype("?"))
 
 TOL = 1e-4
 V, C, L, FF, T, B, MAXPOS = 41, 32, 2, 48, 10, 2, 16
@@ -253,15 +258,34 @@ def test_opt_files_without_model_prefix_and_with_tied_head(tmp_path):
 
 
 def test_buffers_beside_the_weights_are_skipped(tmp_path):
-    """Older GPT-NeoX and LLaMA checkpoints carry causal masks and RoPE frequencies."""
+    """Older GPT-NeoX and LLaMA checkpoints carry causal masks (U8 or BOOL) and RoPE
+    frequencies beside the weights."""
     cfg = FAMILIES["pythia"]
     params = random_params(cfg, 13)
-    extra = []
+    write_checkpoint(tmp_path, cfg, params, shards=2)
+    mask = np.tril(np.ones((1, 1, MAXPOS, MAXPOS)))
+    buffers = []
     for l in range(L):
-        extra += [("gpt_neox.layers.%d.attention.bias" % l, np.ones((1, 1, MAXPOS, MAXPOS), np.float32)),
-                  ("gpt_neox.layers.%d.attention.masked_bias" % l, np.array(-1e9, np.float32)),
-                  ("gpt_neox.layers.%d.attention.rotary_emb.inv_freq" % l, np.ones(2, np.float32))]
-    write_checkpoint(tmp_path, cfg, params, shards=2, extra=extra)
+        buffers += [("gpt_neox.layers.%d.attention.bias" % l, mask.astype(np.uint8), "U8"),
+                    ("gpt_neox.layers.%d.attention.masked_bias" % l, np.array(-1e9), "F32"),
+                    ("gpt_neox.layers.%d.attention.rotary_emb.inv_freq" % l, np.ones(2), "F32")]
+    # a third shard of buffers only, listed in the index like the others
+    write_safetensors(tmp_path / "model-00003-of-00003.safetensors",
+                      buffers + [("gpt_neox.layers.0.attention.causal", mask.astype(bool), "BOOL")])
+    with open(tmp_path / "model.safetensors.index.json") as f:
+        index = json.load(f)
+    for n, _, _ in buffers:
+        index["weight_map"][n] = "model-00003-of-00003.safetensors"
+    index["weight_map"]["gpt_neox.layers.0.attention.causal"] = "model-00003-of-00003.safetensors"
+    with open(tmp_path / "model.safetensors.index.json", "w") as f:
+        json.dump(index, f)
+    # a BOOL tensor that is not a known buffer is an error naming it
+    with pytest.raises(attnsink.FormatError, match=r"attention\.causal' is not a parameter"):
+        attnsink.Model.load(tmp_path)
+    write_safetensors(tmp_path / "model-00003-of-00003.safetensors", buffers)
+    del index["weight_map"]["gpt_neox.layers.0.attention.causal"]
+    with open(tmp_path / "model.safetensors.index.json", "w") as f:
+        json.dump(index, f)
     m = attnsink.Model.load(tmp_path)
     tok = tokens()
     _, ref, _ = reference(cfg, params, tok)
