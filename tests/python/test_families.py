@@ -194,6 +194,18 @@ def test_window_cache_is_window_attention(family):
     assert rel_err(m.decode(tok, cache="window", window=4), m.forward(tok)) <= TOL
 
 
+def test_pythia_sink_cache_matches_streaming_reference(tmp_path):
+    """A sink cache re-rotates its sink keys after evictions: with partial rotary only their
+    first rotary dims turn (torch_families.neox_sink_stream is the reference)."""
+    cfg, params, m = loaded(tmp_path, "pythia")
+    tok = tokens(10)
+    got = m.decode(tok, cache="sink", n_sink=2, window=4)
+    p = {n: torch.tensor(a, dtype=torch.float64) for n, a in params.items()}
+    for b in range(B):
+        ref = tf.neox_sink_stream(cfg, p, tok[b], n_sink=2, window=4)
+        assert rel_err(got[b], ref.numpy()) <= TOL
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_gradients_match_torch(tmp_path, family):
     cfg, params, m = loaded(tmp_path, family)

@@ -177,6 +177,55 @@ def _opt(cfg, p, x):
     return x @ p["model.decoder.embed_tokens.weight"].T, maps
 
 
+def _rope_at(x, pos, rot, theta):
+    """x (..., D) rotated in its first rot dims at the positions pos (broadcast over x[..., 0])."""
+    inv = 1.0 / (theta ** (torch.arange(0, rot, 2, dtype=torch.float64) / rot))
+    ang = torch.as_tensor(pos, dtype=torch.float64)[..., None] * inv
+    emb = torch.cat([ang, ang], dim=-1)
+    xr, xp = x[..., :rot], x[..., rot:]
+    return torch.cat([xr * torch.cos(emb) + _rotate_half(xr) * torch.sin(emb), xp], dim=-1)
+
+
+def neox_sink_stream(cfg, p, tokens, n_sink, window):
+    """GPT-NeoX decoding one token at a time through a StreamingLLM sink cache: query t sees
+    the first n_sink positions and the last `window`; keys keep the rotation of their position,
+    except the sink keys, re-rotated so that their distance to the query is their distance in
+    the cache (rank). Returns (T, V) logits of one sequence (tokens: T ids)."""
+    C, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    D = C // H
+    rot = int(D * cfg.get("rotary_pct", 0.25))
+    eps, theta = cfg.get("layer_norm_eps", 1e-5), cfg.get("rotary_emb_base", 10000.0)
+    act = _act(cfg.get("hidden_act", "gelu"))
+    raw_k = [[] for _ in range(cfg["num_hidden_layers"])]  # per layer: (H, D) keys before RoPE
+    vals = [[] for _ in range(cfg["num_hidden_layers"])]
+    out = []
+    for t, tok in enumerate(tokens):
+        x = p["gpt_neox.embed_in.weight"][int(tok)]
+        kept = list(range(t + 1)) if t < n_sink + window else \
+            list(range(n_sink)) + list(range(t - window + 1, t + 1))
+        R = len(kept) - 1
+        for l in range(cfg["num_hidden_layers"]):
+            pre = "gpt_neox.layers.%d." % l
+            h = _ln(x, p[pre + "input_layernorm.weight"], p[pre + "input_layernorm.bias"], eps)
+            qkv = _lin(h, p, pre + "attention.query_key_value", True).view(H, 3 * D)
+            raw_k[l].append(qkv[:, D:2 * D])
+            vals[l].append(qkv[:, 2 * D:])
+            q = _rope_at(qkv[:, :D], t, rot, theta)
+            evicted = t >= n_sink + window
+            kpos = [t - (R - r) if evicted and j < n_sink else j for r, j in enumerate(kept)]
+            K = torch.stack([_rope_at(raw_k[l][j], kp, rot, theta) for j, kp in zip(kept, kpos)], 1)
+            V_ = torch.stack([vals[l][j] for j in kept], 1)  # (H, n, D)
+            a = torch.softmax((K @ q[:, :, None])[..., 0] / math.sqrt(D), dim=-1)
+            att = (a[:, None, :] @ V_)[:, 0, :].reshape(C)
+            attn = _lin(att, p, pre + "attention.dense", True)
+            h2 = _ln(x, p[pre + "post_attention_layernorm.weight"], p[pre + "post_attention_layernorm.bias"], eps)
+            mlp = _lin(act(_lin(h2, p, pre + "mlp.dense_h_to_4h", True)), p, pre + "mlp.dense_4h_to_h", True)
+            x = x + attn + mlp
+        x = _ln(x, p["gpt_neox.final_layer_norm.weight"], p["gpt_neox.final_layer_norm.bias"], eps)
+        out.append(x @ p["embed_out.weight"].T)
+    return torch.stack(out)
+
+
 _EMBED = {"llama": "model.embed_tokens.weight", "qwen2": "model.embed_tokens.weight",
           "mistral": "model.embed_tokens.weight", "gpt_neox": "gpt_neox.embed_in.weight",
           "opt": "model.decoder.embed_tokens.weight"}
