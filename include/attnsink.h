@@ -200,8 +200,8 @@ ASINK_API asink_status asink_attn_backward(asink_attn *op, int B, int Tq, int Tk
 
 /* ====================================================================== model */
 /*
- * A decoder language model (docs/api.md, docs/formats.md): family llama or gpt2 with the study's
- * variants, described by an HF-style config.json text (with an "attnsink" object
+ * A decoder language model (docs/api.md, docs/formats.md, docs/models.md): family llama,
+ * mistral, qwen2, gpt2, gpt_neox (Pythia) or opt, with the study's variants, described by an HF-style config.json text (with an "attnsink" object
  * for attention spec, FFN kind, norm position, positions, sink token, BOS id).
  * Parameters carry their HF names ("model.layers.0.self_attn.q_proj.weight",
  * "h.0.attn.c_attn.weight", ...) and HF layouts (GPT-2 Conv1D weights [in, out]).
@@ -216,8 +216,9 @@ typedef struct asink_model asink_model;
  * std sqrt(2/(5 head_dim)); norms 1; biases, sinks, relative biases 0).
  * ASINK_ERR_FORMAT naming the key for a bad config. */
 ASINK_API asink_status asink_model_create(asink_model **m, const char *config_json, uint64_t seed);
-/* Loads an HF-style directory: config.json + model.safetensors (F32/F16/BF16).
- * Missing, extra or misshaped tensors: ASINK_ERR_FORMAT naming the tensor. */
+/* Loads an HF-style directory: config.json + model.safetensors, or the shards that
+ * model.safetensors.index.json lists (F32/F16/BF16, converted to float32 in the model's
+ * memory). Missing, extra or misshaped tensors: ASINK_ERR_FORMAT naming the tensor. */
 ASINK_API asink_status asink_model_load(asink_model **m, const char *dir);
 /* Writes dir/config.json and dir/model.safetensors (F32), each atomically (temp
  * file, fsync, rename); creates dir if needed. A failed save leaves the old files. */
