@@ -18,9 +18,13 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MESON_OPTS ?=
 STUDY_ARGS ?=
 
+# The tokenizer test runs GPT-2's reference encoder (an npm package) with node. Node.js
+# builds that bundle npm conflict with Debian's npm package: ask for it only when missing.
+NPM_PACKAGE := $(if $(shell command -v npm 2>/dev/null),,npm)
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
-                abigail-tools python3-setuptools python3-pip python3-venv
+                abigail-tools python3-setuptools python3-pip python3-venv \
+                libutf8proc-dev nodejs $(NPM_PACKAGE)
 
 CORPUS   := $(BUILD)/corpus/kjv.txt
 ATTNSINK := $(BUILD)/examples/attnsink/attnsink

@@ -113,11 +113,12 @@ if [ -n "$extra" ]; then
 fi
 echo "exported: $(nm -D --defined-only "$so" | grep -c ' asink_') asink_ symbols, nothing else"
 
-# Every exported function carries the symbol version of the soname (lib/attnsink.map).
+# Every exported function carries a symbol version of the soname (lib/attnsink.map):
+# ATTNSINK_MAJOR.0, or the minor release that added it.
 major=${version%%.*}
-unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) != "ATTNSINK_'"$major"'.0" { print $NF }')
-[ -z "$unversioned" ] || fail "functions without the version ATTNSINK_$major.0: $unversioned"
-echo "symbol version: ATTNSINK_$major.0 on every function"
+unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) !~ /^ATTNSINK_'"$major"'\.[0-9]+$/ { print $NF }')
+[ -z "$unversioned" ] || fail "functions without a version ATTNSINK_$major.N: $unversioned"
+echo "symbol version: ATTNSINK_$major.N on every function"
 
 # Static link: libattnsink.a plus the private libraries from the .pc.
 static=$libdir/libattnsink.a

@@ -12,6 +12,7 @@
 #include "probe.h"
 #include "stream.h"
 #include "study.h"
+#include "tokenize.h"
 #include "train.h"
 
 static void usage(FILE *f) {
@@ -25,6 +26,7 @@ static void usage(FILE *f) {
           "  generate  continue a prompt token by token with a key/value cache (sink, window, full)\n"
           "  stream    feed a long text through a cache one token at a time: loss per position,\n"
           "            sink share per layer, speed and memory, for one or more cache policies\n"
+          "  tokenize  print the ids a checkpoint's tokenizer gives a text (what probe --text uses)\n"
           "\n"
           "attnsink COMMAND --help shows the flags of a command; docs/cli.md has the details.\n"
           "Exit status: 0 done (also after Ctrl-C, which saves), 1 failure while working, 2 bad input.\n");
@@ -89,6 +91,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "study")) return cmd_study(argc - 2, argv + 2);
   if (!strcmp(c, "generate")) return cmd_generate(argc - 2, argv + 2);
   if (!strcmp(c, "stream")) return cmd_stream(argc - 2, argv + 2);
+  if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
   if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
     usage(stdout);
     return CLI_OK;
@@ -97,6 +100,6 @@ int main(int argc, char **argv) {
     printf("attnsink (libattnsink %s)\n", asink_version());
     return CLI_OK;
   }
-  cli_error("unknown command '%s' (train, probe, study, generate or stream; see attnsink --help)", c);
+  cli_error("unknown command '%s' (train, probe, study, generate, stream or tokenize; see attnsink --help)", c);
   return CLI_INPUT;
 }
