@@ -23,7 +23,7 @@ STUDY_ARGS ?=
 NPM_PACKAGE := $(if $(shell command -v npm 2>/dev/null),,npm)
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
-                abigail-tools python3-setuptools python3-pip python3-venv \
+                abigail-tools python3-setuptools python3-pip python3-venv python3-sentencepiece \
                 libutf8proc-dev nodejs $(NPM_PACKAGE)
 
 CORPUS   := $(BUILD)/corpus/kjv.txt

@@ -244,3 +244,94 @@ def test_python_argument_errors(tmp_path):
         tok.encode("x")
     with pytest.raises(TypeError, match="Tokenizer.load"):
         attnsink.Tokenizer()
+
+
+# ------------------------------------------------------------ SentencePiece style
+
+def sentencepiece_model(tmp_path):
+    """A small BPE model trained by the sentencepiece library (Debian python3-sentencepiece)
+    the way LLaMA 2's was (byte fallback, no normalisation, spaces kept, a dummy prefix),
+    except that it does not cut the text at spaces or digits before BPE: tokenizer.json's
+    BPE model has no such step either."""
+    import sentencepiece as spm
+    train = tmp_path / "train.txt"
+    train.write_text(ref.kjv_text("gen1:1-gen20:18"), encoding="utf-8")
+    prefix = str(tmp_path / "sp")
+    spm.SentencePieceTrainer.train(
+        input=str(train), model_prefix=prefix, model_type="bpe", vocab_size=800,
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=True, split_digits=False, split_by_whitespace=False,
+        allow_whitespace_only_pieces=True, character_coverage=0.9995, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, minloglevel=2)
+    return spm.SentencePieceProcessor(model_file=prefix + ".model")
+
+
+def sentencepiece_json(sp, path, legacy):
+    """tokenizer.json as HF's converter writes it for LLaMA 2: the merges are every split of
+    every piece into two pieces, ordered by the merged piece's score. legacy: the older
+    Prepend + Replace normaliser; else the Metaspace pre-tokenizer and decoder."""
+    n = sp.get_piece_size()
+    vocab = {sp.id_to_piece(i): i for i in range(n)}
+    merges = []
+    for i in range(n):
+        piece = sp.id_to_piece(i)
+        local = [(piece[:k], piece[k:]) for k in range(1, len(piece))
+                 if piece[:k] in vocab and piece[k:] in vocab]
+        merges += [(sp.get_score(i), l, r) for l, r in sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]]))]
+    merges = [[l, r] for _, l, r in sorted(merges, key=lambda m: -m[0])]
+    special = [{"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
+                "normalized": False, "special": True} for i, c in enumerate(["<unk>", "<s>", "</s>"])]
+    meta = "\u2581"
+    doc = {
+        "version": "1.0", "added_tokens": special,
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": meta},
+            {"type": "Replace", "pattern": {"String": " "}, "content": meta}]} if legacy else None,
+        "pre_tokenizer": None if legacy else {"type": "Metaspace", "replacement": meta,
+                                              "prepend_scheme": "first", "split": False},
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [1],
+                                                                  "tokens": ["<s>"]}}},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": meta}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]} if legacy else
+        {"type": "Metaspace", "replacement": meta, "prepend_scheme": "first", "split": False},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+                  "byte_fallback": True, "ignore_merges": False, "vocab": vocab, "merges": merges},
+    }
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+
+
+@pytest.fixture(scope="module")
+def sp_model(tmp_path_factory):
+    return sentencepiece_model(tmp_path_factory.mktemp("sp"))
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["prepend-normalizer", "metaspace"])
+def test_sentencepiece_style_matches_sentencepiece(sp_model, tmp_path, legacy):
+    d = str(tmp_path / "sp")
+    sentencepiece_json(sp_model, d, legacy)
+    tok = attnsink.Tokenizer.load(d)
+    assert (tok.kind, tok.bos, tok.adds_bos) == ("metaspace", 1, True)
+    texts = [ref.kjv_text("lev1:1-lev4:35"), ref.UNICODE, ref.fuzz_text(3000, seed=5),
+             ref.code_text(10_000), "", " ", "  two spaces first", "x", "\n", "🙂"]
+    for text in texts:
+        want = sp_model.encode(text)
+        got = tok.encode(text).tolist()
+        assert got == want, "%r...: %s" % (text[:40], [sp_model.id_to_piece(i) for i in got[:12]])
+        assert tok.decode(got) == sp_model.decode(want) == text
+    # bytes that are not UTF-8: <0xNN> tokens, which decode back to them
+    bad = b"ab\xff\xc3(\xe2\x82"
+    ids = tok.encode(bad)
+    assert tok.decode_bytes(ids) == bad
+    # an added token splits the text; the legacy normaliser puts U+2581 before every part,
+    # prepend_scheme "first" only before the text's first
+    after = tok.encode("b").tolist() if legacy else [tok.token_id("b")]
+    assert tok.encode("a<s>b").tolist() == tok.encode("a").tolist() + [1] + after
+    assert len(tok.encode(texts[0])) < len(texts[0]) / 2  # the merges do merge
