@@ -12,25 +12,29 @@
 
 START_TEST(classes) {
   ck_assert_int_eq(asink_uclass_of('a'), ASINK_UC_LETTER);
-  ck_assert_int_eq(asink_uclass_of(0x4E2D), ASINK_UC_LETTER);  /* 中 */
-  ck_assert_int_eq(asink_uclass_of(0x02B0), ASINK_UC_LETTER);  /* modifier letter (Lm) */
+  ck_assert_int_eq(asink_uclass_of(0x4E2D), ASINK_UC_LETTER); /* 中 */
+  ck_assert_int_eq(asink_uclass_of(0x02B0), ASINK_UC_LETTER); /* modifier letter (Lm) */
   ck_assert_int_eq(asink_uclass_of('7'), ASINK_UC_NUMBER);
-  ck_assert_int_eq(asink_uclass_of(0x216B), ASINK_UC_NUMBER);  /* Ⅻ (Nl) */
-  ck_assert_int_eq(asink_uclass_of(0x00B2), ASINK_UC_NUMBER);  /* ² (No) */
-  ck_assert_int_eq(asink_uclass_of(0x0661), ASINK_UC_NUMBER);  /* Arabic-Indic 1 (Nd) */
+  ck_assert_int_eq(asink_uclass_of(0x216B), ASINK_UC_NUMBER); /* Ⅻ (Nl) */
+  ck_assert_int_eq(asink_uclass_of(0x00B2), ASINK_UC_NUMBER); /* ² (No) */
+  ck_assert_int_eq(asink_uclass_of(0x0661), ASINK_UC_NUMBER); /* Arabic-Indic 1 (Nd) */
   ck_assert_int_eq(asink_uclass_of(0x0085), ASINK_UC_SPACE);
   ck_assert_int_eq(asink_uclass_of(0x3000), ASINK_UC_SPACE);
-  ck_assert_int_eq(asink_uclass_of(0x200B), ASINK_UC_OTHER);   /* zero width space: not White_Space */
+  ck_assert_int_eq(asink_uclass_of(0x200B), ASINK_UC_OTHER); /* zero width space: not White_Space */
   ck_assert_int_eq(asink_uclass_of(0xFEFF), ASINK_UC_OTHER);
-  ck_assert_int_eq(asink_uclass_of(0x0301), ASINK_UC_OTHER);   /* combining acute (Mn) */
-  ck_assert_int_eq(asink_uclass_of(0x1F642), ASINK_UC_OTHER);  /* 🙂 */
-  ck_assert_int_eq(asink_uclass_of(-1), ASINK_UC_OTHER);       /* an invalid byte */
+  ck_assert_int_eq(asink_uclass_of(0x0301), ASINK_UC_OTHER);  /* combining acute (Mn) */
+  ck_assert_int_eq(asink_uclass_of(0x1F642), ASINK_UC_OTHER); /* 🙂 */
+  ck_assert_int_eq(asink_uclass_of(-1), ASINK_UC_OTHER);      /* an invalid byte */
 }
 END_TEST
 
 START_TEST(invalid_utf8_is_byte_by_byte) {
   /* a stray continuation, a cut 3-byte sequence, an overlong '/', a surrogate, then é */
-  const char s[] = "\x80" "\xe2\x82" "\xc0\xaf" "\xed\xa0\x80" "\xc3\xa9";
+  const char s[] = "\x80"
+                   "\xe2\x82"
+                   "\xc0\xaf"
+                   "\xed\xa0\x80"
+                   "\xc3\xa9";
   asink_uchars u = {0};
   ck_assert_int_eq(asink_uchars_decode(&u, s, sizeof s - 1), ASINK_OK);
   ck_assert_uint_eq(u.n, 9);
@@ -80,8 +84,8 @@ END_TEST
 
 START_TEST(llama3_pieces) {
   check_pieces(ASINK_PRETOK_LLAMA3, "I'M (at) 1234567 \"hi\"\r\n\n  next",
-               (const char *const[]){"I", "'M", " (", "at", ")", " ", "123", "456", "7", " \"", "hi", "\"\r\n\n",
-                                     " ", " next", NULL});
+               (const char *const[]){"I", "'M", " (", "at", ")", " ", "123", "456", "7", " \"", "hi",
+                                     "\"\r\n\n", " ", " next", NULL});
   check_pieces(ASINK_PRETOK_QWEN2, "x 42", (const char *const[]){"x", " ", "4", "2", NULL});
 }
 END_TEST

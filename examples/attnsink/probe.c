@@ -254,7 +254,8 @@ static int probe_bos(const cli_opts *o, int model_bos, const asink_tokenizer *to
     return -2;
   }
   if (bos >= vocab) {
-    cli_error("probe: the BOS id %d of the tokenizer files is outside the model's vocabulary [0, %d)", bos, vocab);
+    cli_error("probe: the BOS id %d of the tokenizer files is outside the model's vocabulary [0, %d)", bos,
+              vocab);
     return -2;
   }
   return bos;
@@ -268,7 +269,8 @@ static int text_windows(const cli_opts *o, const asink_tokenizer *tok, int vocab
     if (tokenize_file("probe", tok, o->text, &ids, have)) return -1;
     for (size_t i = 0; i < *have; i++)
       if (ids[i] >= vocab) {
-        cli_error("probe: --text %s: the tokenizer gave id %d (token %zu), outside the model's vocabulary [0, %d)",
+        cli_error("probe: --text %s: the tokenizer gave id %d (token %zu), outside the model's vocabulary "
+                  "[0, %d)",
                   o->text, ids[i], i + 1, vocab);
         free(ids);
         return -1;
@@ -325,7 +327,8 @@ int cmd_probe(int argc, char **argv) {
   }
   bool repeat = args_flag_given(&o, "repeat-token");
   if (!!o.text + !!o.token_ids + !!o.random_tokens + repeat != 1) {
-    cli_error("probe: give exactly one of --text FILE, --token-ids FILE, --random-tokens and --repeat-token ID");
+    cli_error(
+        "probe: give exactly one of --text FILE, --token-ids FILE, --random-tokens and --repeat-token ID");
     return CLI_INPUT;
   }
   if (check_output_path("probe", "json", o.json) || check_output_path("probe", "plot", o.plot))

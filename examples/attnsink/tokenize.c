@@ -9,11 +9,10 @@
 #include "files.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: attnsink tokenize DIR (--text FILE | --string S)\n"
-          "Encodes the text with the tokenizer files of checkpoint DIR (tokenizer.json, or GPT-2's\n"
-          "encoder.json + vocab.bpe) and prints the ids, whitespace-separated: the ids that\n"
-          "`attnsink probe DIR --text FILE` cuts into windows (it adds BOS to each window itself).\n");
+  fprintf(f, "usage: attnsink tokenize DIR (--text FILE | --string S)\n"
+             "Encodes the text with the tokenizer files of checkpoint DIR (tokenizer.json, or GPT-2's\n"
+             "encoder.json + vocab.bpe) and prints the ids, whitespace-separated: the ids that\n"
+             "`attnsink probe DIR --text FILE` cuts into windows (it adds BOS to each window itself).\n");
 }
 
 int tokenize_file(const char *cmd, const asink_tokenizer *tok, const char *path, int32_t **ids, size_t *n) {
@@ -71,7 +70,8 @@ int cmd_tokenize(int argc, char **argv) {
     }
   }
   if (!dir) {
-    cli_error("tokenize: a checkpoint directory is required: attnsink tokenize DIR (--text FILE | --string S)");
+    cli_error(
+        "tokenize: a checkpoint directory is required: attnsink tokenize DIR (--text FILE | --string S)");
     return CLI_INPUT;
   }
   if (!text == !string) {

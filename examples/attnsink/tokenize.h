@@ -8,8 +8,8 @@
 
 #include <attnsink.h>
 
-/* Loads dir's tokenizer and encodes path's bytes into *ids (malloc'd). Messages name
- * "cmd: ...". -1 after one error line. */
+/* Encodes the bytes of the file at path with tok into *ids (malloc'd, *n of them).
+ * Messages name "cmd: --text path". -1 after one error line. */
 int tokenize_file(const char *cmd, const asink_tokenizer *tok, const char *path, int32_t **ids, size_t *n);
 
 int cmd_tokenize(int argc, char **argv);

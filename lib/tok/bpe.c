@@ -131,25 +131,7 @@ static int32_t merge_of(const asink_bpe *b, int32_t l, int32_t r, int32_t *merge
   return b->pairs[slot].rank;
 }
 
-void asink_bpe_scratch_free(asink_bpe_scratch *sc) {
-  free(sc->next), free(sc->prev), free(sc->heap);
-  memset(sc, 0, sizeof *sc);
-}
-
-static asink_status scratch_grow(asink_bpe_scratch *sc, size_t n) {
-  if (n <= sc->cap) return ASINK_OK;
-  size_t cap = sc->cap ? sc->cap : 64;
-  while (cap < n) cap *= 2;
-  int32_t *next = realloc(sc->next, sizeof *next * cap);
-  if (next) sc->next = next;
-  int32_t *prev = realloc(sc->prev, sizeof *prev * cap);
-  if (prev) sc->prev = prev;
-  uint64_t *heap = realloc(sc->heap, sizeof *heap * 3 * cap); /* n - 1 pairs, then 2 per merge */
-  if (heap) sc->heap = heap;
-  if (!next || !prev || !heap) return asink_fail(ASINK_ERR_NOMEM, "tokenizer: no memory for a piece of %zu symbols", n);
-  sc->cap = cap;
-  return ASINK_OK;
-}
+void asink_bpe_scratch_free(asink_bpe_scratch *sc) { asink_ws_release(&sc->ws); }
 
 /* A binary min-heap of (rank << 32 | position): lowest rank first, then leftmost. */
 static void heap_push(uint64_t *h, size_t *n, uint64_t v) {
@@ -180,10 +162,11 @@ static void push_pair(const asink_bpe *b, const int32_t *ids, uint64_t *h, size_
 asink_status asink_bpe_merge(const asink_bpe *b, int32_t *ids, size_t *n_io, asink_bpe_scratch *sc) {
   size_t n = *n_io;
   if (n < 2 || !b->n_merges) return ASINK_OK;
-  asink_status s = scratch_grow(sc, n);
+  /* the heap holds the n - 1 first pairs, then at most 2 per merge */
+  asink_status s = asink_ws_reserve(&sc->ws, n * (3 * sizeof(uint64_t) + 2 * sizeof(int32_t)), "a BPE piece");
   if (s) return s;
-  int32_t *next = sc->next, *prev = sc->prev;
-  uint64_t *h = sc->heap;
+  uint64_t *h = sc->ws.ptr;
+  int32_t *next = (int32_t *)(h + 3 * n), *prev = next + n;
   size_t nh = 0;
   for (size_t i = 0; i < n; i++) next[i] = i + 1 < n ? (int32_t)i + 1 : -1, prev[i] = (int32_t)i - 1;
   for (size_t i = 0; i + 1 < n; i++) push_pair(b, ids, h, &nh, (int32_t)i, (int32_t)i + 1);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "attnsink.h"
+#include "core/alloc.h"
 
 typedef struct {
   /* id -> token: strings in one arena; strings[id] is NULL for an id nothing names */
@@ -20,7 +21,7 @@ typedef struct {
   struct asink_bpe_pair {
     uint64_t key; /* left << 32 | right; UINT64_MAX: empty */
     int32_t rank, merged;
-  } *pairs;
+  } * pairs;
   size_t n_pair_slots, n_merges;
 } asink_bpe;
 
@@ -48,9 +49,7 @@ asink_status asink_bpe_add_merge(asink_bpe *b, const char *left, size_t left_len
 /* Working memory of asink_bpe_merge, grown as needed; zero-initialise, free with
  * asink_bpe_scratch_free. */
 typedef struct {
-  int32_t *next, *prev;
-  uint64_t *heap;
-  size_t cap;
+  asink_ws ws;
 } asink_bpe_scratch;
 void asink_bpe_scratch_free(asink_bpe_scratch *sc);
 

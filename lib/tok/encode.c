@@ -38,14 +38,14 @@ typedef struct {
     uint64_t hash;
     size_t key_off, ids_off;
     uint32_t key_len, n_ids; /* key_len 0: empty */
-  } *slots;
+  } * slots;
   size_t n_slots, used;
   char *keys;
   size_t keys_n, keys_cap;
   ids_buf ids;
 } piece_cache;
 
-#define CACHE_MAX_PIECE 64     /* longer pieces (whitespace runs, long words) are rare */
+#define CACHE_MAX_PIECE 64 /* longer pieces (whitespace runs, long words) are rare */
 #define CACHE_MAX_ENTRIES (1u << 20)
 
 static struct piece_slot *cache_find(const piece_cache *c, const char *p, size_t len, uint64_t h) {
@@ -64,7 +64,8 @@ static asink_status cache_rehash(piece_cache *c) {
     return asink_fail(ASINK_ERR_NOMEM, "tokenizer: no memory for the piece cache");
   for (size_t i = 0; i < c->n_slots; i++)
     if (c->slots[i].key_len)
-      *cache_find(&bigger, c->keys + c->slots[i].key_off, c->slots[i].key_len, c->slots[i].hash) = c->slots[i];
+      *cache_find(&bigger, c->keys + c->slots[i].key_off, c->slots[i].key_len, c->slots[i].hash) =
+          c->slots[i];
   free(c->slots);
   *c = bigger;
   return ASINK_OK;
@@ -202,8 +203,10 @@ static asink_status metaspace_segment(encoder *e, const char *text, size_t len, 
       last_unk = false;
     } else if (!(last_unk && t->fuse_unk)) {
       if (t->unk < 0)
-        return asink_fail(ASINK_ERR_ARG, "tokenizer %s: byte %zu of the text (U+%04X) has no token and the model "
-                          "has no unk_token", t->files, e->u.off[i], (unsigned)e->u.cp[i]);
+        return asink_fail(ASINK_ERR_ARG,
+                          "tokenizer %s: byte %zu of the text (U+%04X) has no token and the model "
+                          "has no unk_token",
+                          t->files, e->u.off[i], (unsigned)e->u.cp[i]);
       e->sym.v[e->sym.n++] = t->unk, last_unk = true;
     }
   }
@@ -215,6 +218,7 @@ static asink_status metaspace_segment(encoder *e, const char *text, size_t len, 
 static int32_t find_added(const asink_tokenizer *t, const char *text, size_t len, size_t from, size_t *start,
                           size_t *end) {
   for (size_t p = from; p < len; p++) {
+    if (!t->added_first[(unsigned char)text[p]]) continue;
     const asink_added_token *best = NULL;
     for (size_t i = 0; i < t->n_added; i++) {
       const asink_added_token *a = &t->added[i];
@@ -225,13 +229,15 @@ static int32_t find_added(const asink_tokenizer *t, const char *text, size_t len
         int32_t c;
         size_t q = p;
         while (q > 0 && ((unsigned char)text[q - 1] & 0xC0) == 0x80) q--;
-        bool word_before = p > 0 && q > 0 && (text[q - 1] == '_' ||
-                           (asink_utf8_valid_len((const unsigned char *)text + q - 1, p - q + 1, &c) &&
-                            asink_uclass_of(c) >= ASINK_UC_LETTER && asink_uclass_of(c) <= ASINK_UC_NUMBER));
+        bool word_before = p > 0 && q > 0 &&
+                           (text[q - 1] == '_' ||
+                            (asink_utf8_valid_len((const unsigned char *)text + q - 1, p - q + 1, &c) &&
+                             asink_uclass_of(c) >= ASINK_UC_LETTER && asink_uclass_of(c) <= ASINK_UC_NUMBER));
         size_t e = p + a->len;
-        bool word_after = e < len && (text[e] == '_' ||
-                          (asink_utf8_valid_len((const unsigned char *)text + e, len - e, &c) &&
-                           asink_uclass_of(c) >= ASINK_UC_LETTER && asink_uclass_of(c) <= ASINK_UC_NUMBER));
+        bool word_after =
+            e < len && (text[e] == '_' ||
+                        (asink_utf8_valid_len((const unsigned char *)text + e, len - e, &c) &&
+                         asink_uclass_of(c) >= ASINK_UC_LETTER && asink_uclass_of(c) <= ASINK_UC_NUMBER));
         if (word_before || word_after) continue;
       }
       best = a;
@@ -252,7 +258,10 @@ asink_status asink_tokenizer_encode(const asink_tokenizer *t, const char *text, 
                                     size_t *n) {
   if (!t || (!text && len) || !ids || !n)
     return asink_fail(ASINK_ERR_ARG, "asink_tokenizer_encode: %s is NULL",
-                      !t ? "tok" : !ids ? "ids" : !n ? "n" : "text");
+                      !t     ? "tok"
+                      : !ids ? "ids"
+                      : !n   ? "n"
+                             : "text");
   *ids = NULL, *n = 0;
   encoder e = {.t = t};
   asink_status s = reserve_ids(&e.out, 1);
@@ -317,7 +326,10 @@ asink_status asink_tokenizer_decode(const asink_tokenizer *t, const int32_t *ids
                                     size_t *len) {
   if (!t || (!ids && n) || !text || !len)
     return asink_fail(ASINK_ERR_ARG, "asink_tokenizer_decode: %s is NULL",
-                      !t ? "tok" : !text ? "text" : !len ? "len" : "ids");
+                      !t      ? "tok"
+                      : !text ? "text"
+                      : !len  ? "len"
+                              : "ids");
   *text = NULL, *len = 0;
   size_t total = 1;
   for (size_t i = 0; i < n; i++) {
@@ -330,7 +342,8 @@ asink_status asink_tokenizer_decode(const asink_tokenizer *t, const int32_t *ids
   if (!out) return asink_fail(ASINK_ERR_NOMEM, "asink_tokenizer_decode: no memory for %zu bytes", total);
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    k += t->kind == ASINK_TOK_BYTE_LEVEL ? byte_level_token(t, ids[i], out + k) : metaspace_token(t, ids[i], out + k);
+    k += t->kind == ASINK_TOK_BYTE_LEVEL ? byte_level_token(t, ids[i], out + k)
+                                         : metaspace_token(t, ids[i], out + k);
   size_t skip = t->kind == ASINK_TOK_METASPACE && t->strip_first_space && k && out[0] == ' ';
   memmove(out, out + skip, k - skip);
   out[k - skip] = 0;

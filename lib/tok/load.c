@@ -35,7 +35,8 @@ static asink_status read_json(const char *path, json_t **out) {
 /* ------------------------------------------------------------ the vocabulary */
 
 static asink_status read_vocab(asink_tokenizer *t, json_t *vocab, json_t *added, const char *src) {
-  if (!json_is_object(vocab)) return asink_fail(ASINK_ERR_FORMAT, "%s: the vocabulary is not a JSON object", src);
+  if (!json_is_object(vocab))
+    return asink_fail(ASINK_ERR_FORMAT, "%s: the vocabulary is not a JSON object", src);
   long long top = -1;
   const char *key;
   json_t *v;
@@ -61,7 +62,8 @@ static asink_status read_vocab(asink_tokenizer *t, json_t *vocab, json_t *added,
 }
 
 /* "left right" (tokenizers before 0.20, and vocab.bpe) or ["left", "right"]. */
-static asink_status add_merge_text(asink_tokenizer *t, const char *m, size_t len, int32_t rank, const char *src) {
+static asink_status add_merge_text(asink_tokenizer *t, const char *m, size_t len, int32_t rank,
+                                   const char *src) {
   const char *sp = memchr(m, ' ', len);
   if (!sp || sp == m || sp + 1 == m + len || memchr(sp + 1, ' ', (size_t)(m + len - sp - 1)))
     return asink_fail(ASINK_ERR_FORMAT, "%s: merge %d '%.*s' is not two tokens separated by one space", src,
@@ -101,13 +103,15 @@ static asink_status read_added(asink_tokenizer *t, json_t *added, const char *sr
     json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
     if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= t->bpe.n_ids ||
         !json_is_string(content) || !json_string_length(content))
-      return asink_fail(ASINK_ERR_FORMAT, "%s: added_tokens[%zu] needs an integer id in 0..2^30 and a non-empty content",
-                        src, i);
+      return asink_fail(ASINK_ERR_FORMAT,
+                        "%s: added_tokens[%zu] needs an integer id in 0..2^30 and a non-empty content", src,
+                        i);
     asink_added_token *x = &t->added[t->n_added++];
     x->len = json_string_length(content);
     if (!(x->content = malloc(x->len + 1))) return asink_fail(ASINK_ERR_NOMEM, "tokenizer: no memory");
     memcpy(x->content, json_string_value(content), x->len + 1);
     x->id = (int32_t)json_integer_value(id);
+    t->added_first[(unsigned char)x->content[0]] = true;
     x->special = json_is_true(json_object_get(a, "special"));
     x->lstrip = json_is_true(json_object_get(a, "lstrip"));
     x->rstrip = json_is_true(json_object_get(a, "rstrip"));
@@ -138,12 +142,13 @@ static asink_status setup_byte_level(asink_tokenizer *t, const char *src) {
   for (int b = 0; b < 256; b++) {
     int c = byte_char(b);
     char u[3];
-    size_t n = c < 0x80 ? (u[0] = (char)c, 1) : (u[0] = (char)(0xC0 | c >> 6), u[1] = (char)(0x80 | (c & 63)), 2);
+    size_t n =
+        c < 0x80 ? (u[0] = (char)c, 1) : (u[0] = (char)(0xC0 | c >> 6), u[1] = (char)(0x80 | (c & 63)), 2);
     t->char_byte[c] = (int16_t)b;
     t->byte_char[b] = (uint16_t)c;
     if ((t->byte_id[b] = asink_bpe_id(&t->bpe, u, n)) < 0)
-      return asink_fail(ASINK_ERR_FORMAT, "%s: the vocabulary has no token for byte 0x%02X (character U+%04X)",
-                        src, b, c);
+      return asink_fail(ASINK_ERR_FORMAT,
+                        "%s: the vocabulary has no token for byte 0x%02X (character U+%04X)", src, b, c);
   }
   return ASINK_OK;
 }
@@ -161,7 +166,8 @@ static void setup_byte_fallback(asink_tokenizer *t) {
 static const char *type_of(json_t *o) { return json_string_value(json_object_get(o, "type")); }
 
 static asink_status unsupported(const char *src, const char *what, const char *type) {
-  return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: %s '%s' is not supported", src, what, type ? type : "(no type)");
+  return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: %s '%s' is not supported", src, what,
+                    type ? type : "(no type)");
 }
 
 /* The pieces of the metaspace scheme may come from the normaliser (LLaMA 2's legacy
@@ -170,19 +176,25 @@ typedef struct {
   bool byte_level, metaspace, replace_space;
 } scheme;
 
+typedef asink_status (*part_reader)(asink_tokenizer *t, json_t *part, scheme *sc, const char *src);
+
+/* A Sequence: each of its parts (key "normalizers", "pretokenizers", "decoders") in order. */
+static asink_status read_each(part_reader read, asink_tokenizer *t, json_t *seq, const char *key, scheme *sc,
+                              const char *src) {
+  size_t i;
+  json_t *x;
+  json_array_foreach(json_object_get(seq, key), i, x) {
+    asink_status s = read(t, x, sc, src);
+    if (s) return s;
+  }
+  return ASINK_OK;
+}
+
 static asink_status read_normalizer(asink_tokenizer *t, json_t *n, scheme *sc, const char *src) {
   if (!n || json_is_null(n)) return ASINK_OK;
   const char *type = type_of(n);
   if (!type) return unsupported(src, "normalizer", NULL);
-  if (!strcmp(type, "Sequence")) {
-    size_t i;
-    json_t *x;
-    json_array_foreach(json_object_get(n, "normalizers"), i, x) {
-      asink_status s = read_normalizer(t, x, sc, src);
-      if (s) return s;
-    }
-    return ASINK_OK;
-  }
+  if (!strcmp(type, "Sequence")) return read_each(read_normalizer, t, n, "normalizers", sc, src);
   if (!strcmp(type, "NFC")) {
     t->nfc = true;
     return ASINK_OK;
@@ -208,20 +220,13 @@ static asink_status read_pre_tokenizer(asink_tokenizer *t, json_t *p, scheme *sc
   if (!p || json_is_null(p)) return ASINK_OK;
   const char *type = type_of(p);
   if (!type) return unsupported(src, "pre_tokenizer", NULL);
-  if (!strcmp(type, "Sequence")) {
-    size_t i;
-    json_t *x;
-    json_array_foreach(json_object_get(p, "pretokenizers"), i, x) {
-      asink_status s = read_pre_tokenizer(t, x, sc, src);
-      if (s) return s;
-    }
-    return ASINK_OK;
-  }
+  if (!strcmp(type, "Sequence")) return read_each(read_pre_tokenizer, t, p, "pretokenizers", sc, src);
   if (!strcmp(type, "ByteLevel")) {
     json_t *re = json_object_get(p, "use_regex");
     bool use_regex = !re || json_is_true(re);
     if (use_regex && t->pretok != ASINK_PRETOK_NONE)
-      return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: a ByteLevel pre-tokenizer with use_regex after a Split is not supported", src);
+      return asink_fail(ASINK_ERR_UNSUPPORTED,
+                        "%s: a ByteLevel pre-tokenizer with use_regex after a Split is not supported", src);
     if (use_regex) t->pretok = ASINK_PRETOK_GPT2;
     t->prefix_space = json_is_true(json_object_get(p, "add_prefix_space"));
     sc->byte_level = true;
@@ -233,9 +238,11 @@ static asink_status read_pre_tokenizer(asink_tokenizer *t, json_t *p, scheme *sc
     if (!re) return unsupported(src, "Split pre-tokenizer on a plain string, not a regex; pattern", NULL);
     asink_pretok k = asink_pretok_of_pattern(re);
     if (k == ASINK_PRETOK_NONE)
-      return asink_fail(ASINK_ERR_UNSUPPORTED,
-                        "%s: the Split pre-tokenizer's regex \"%s\" is not one this library implements (GPT-2's, "
-                        "LLaMA 3's or Qwen2's)", src, re);
+      return asink_fail(
+          ASINK_ERR_UNSUPPORTED,
+          "%s: the Split pre-tokenizer's regex \"%s\" is not one this library implements (GPT-2's, "
+          "LLaMA 3's or Qwen2's)",
+          src, re);
     if (!behavior || strcmp(behavior, "Isolated") || json_is_true(json_object_get(p, "invert")))
       return unsupported(src, "Split behavior (only Isolated without invert)", behavior);
     if (t->pretok != ASINK_PRETOK_NONE)
@@ -248,32 +255,30 @@ static asink_status read_pre_tokenizer(asink_tokenizer *t, json_t *p, scheme *sc
     const char *scheme_name = json_string_value(json_object_get(p, "prepend_scheme"));
     if (!r || strcmp(r, METASPACE)) return unsupported(src, "Metaspace replacement", r);
     if (json_is_true(json_object_get(p, "split")))
-      return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: a Metaspace pre-tokenizer with split=true is not supported", src);
+      return asink_fail(ASINK_ERR_UNSUPPORTED,
+                        "%s: a Metaspace pre-tokenizer with split=true is not supported", src);
     if (scheme_name && !strcmp(scheme_name, "first")) t->prepend = ASINK_PREPEND_FIRST;
     else if (scheme_name && !strcmp(scheme_name, "never")) t->prepend = ASINK_PREPEND_NEVER;
-    else if (scheme_name && strcmp(scheme_name, "always")) return unsupported(src, "Metaspace prepend_scheme", scheme_name);
-    else if (scheme_name || !json_is_false(json_object_get(p, "add_prefix_space"))) t->prepend = ASINK_PREPEND_ALWAYS;
+    else if (scheme_name && strcmp(scheme_name, "always"))
+      return unsupported(src, "Metaspace prepend_scheme", scheme_name);
+    else if (scheme_name || !json_is_false(json_object_get(p, "add_prefix_space")))
+      t->prepend = ASINK_PREPEND_ALWAYS;
     sc->metaspace = sc->replace_space = true;
     return ASINK_OK;
   }
   return unsupported(src, "pre_tokenizer", type);
 }
 
-static asink_status read_decoder(asink_tokenizer *t, json_t *d, const char *src) {
+static asink_status read_decoder(asink_tokenizer *t, json_t *d, scheme *sc, const char *src) {
   if (!d || json_is_null(d)) return ASINK_OK;
   const char *type = type_of(d);
   if (!type) return unsupported(src, "decoder", NULL);
-  if (!strcmp(type, "Sequence")) {
-    size_t i;
-    json_t *x;
-    json_array_foreach(json_object_get(d, "decoders"), i, x) {
-      asink_status s = read_decoder(t, x, src);
-      if (s) return s;
-    }
-    return ASINK_OK;
-  }
-  if (!strcmp(type, "ByteLevel")) return t->kind == ASINK_TOK_BYTE_LEVEL ? ASINK_OK : unsupported(src, "decoder for this model: ", type);
-  if (t->kind != ASINK_TOK_METASPACE) return unsupported(src, "decoder for a byte-level model:", type);
+  if (!strcmp(type, "Sequence")) return read_each(read_decoder, t, d, "decoders", sc, src);
+  bool byte_level = t->kind == ASINK_TOK_BYTE_LEVEL;
+  if (!strcmp(type, "ByteLevel") ? !byte_level : byte_level)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: decoder '%s' with a %s model is not supported", src, type,
+                      byte_level ? "byte-level" : "metaspace (U+2581)");
+  if (byte_level) return ASINK_OK;
   if (!strcmp(type, "ByteFallback") || !strcmp(type, "Fuse") || !strcmp(type, "Replace")) return ASINK_OK;
   if (!strcmp(type, "Strip")) {
     json_t *start = json_object_get(d, "start");
@@ -303,7 +308,8 @@ static void read_post_processor(asink_tokenizer *t, json_t *p) {
   if (strcmp(type, "TemplateProcessing")) return;
   json_t *first = json_object_get(json_array_get(json_object_get(p, "single"), 0), "SpecialToken");
   const char *name = json_string_value(json_object_get(first, "id"));
-  json_t *ids = json_object_get(json_object_get(json_object_get(p, "special_tokens"), name ? name : ""), "ids");
+  json_t *ids =
+      json_object_get(json_object_get(json_object_get(p, "special_tokens"), name ? name : ""), "ids");
   if (json_array_size(ids) == 1 && json_is_integer(json_array_get(ids, 0))) {
     t->bos = (int32_t)json_integer_value(json_array_get(ids, 0));
     t->adds_bos = true;
@@ -312,18 +318,22 @@ static void read_post_processor(asink_tokenizer *t, json_t *p) {
 
 static asink_status read_model(asink_tokenizer *t, json_t *model, json_t *added, const char *src) {
   const char *type = type_of(model);
-  if (type && strcmp(type, "BPE")) return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: model.type '%s' is not supported (BPE only)", src, type);
+  if (type && strcmp(type, "BPE"))
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: model.type '%s' is not supported (BPE only)", src, type);
   if (!type && !json_object_get(model, "merges"))
     return asink_fail(ASINK_ERR_FORMAT, "%s: model has neither a type nor merges", src);
   const char *keys[] = {"continuing_subword_prefix", "end_of_word_suffix"};
   for (int i = 0; i < 2; i++) {
     const char *v = json_string_value(json_object_get(model, keys[i]));
-    if (v && *v) return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: model.%s '%s' is not supported", src, keys[i], v);
+    if (v && *v)
+      return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: model.%s '%s' is not supported", src, keys[i], v);
   }
   json_t *dropout = json_object_get(model, "dropout");
   if (dropout && !json_is_null(dropout) && json_number_value(dropout) != 0)
-    return asink_fail(ASINK_ERR_UNSUPPORTED, "%s: model.dropout=%g: BPE dropout is a training-time setting, "
-                      "not supported", src, json_number_value(dropout));
+    return asink_fail(ASINK_ERR_UNSUPPORTED,
+                      "%s: model.dropout=%g: BPE dropout is a training-time setting, "
+                      "not supported",
+                      src, json_number_value(dropout));
   asink_status s;
   if ((s = read_vocab(t, json_object_get(model, "vocab"), added, src)) ||
       (s = read_merges(t, json_object_get(model, "merges"), src)) || (s = read_added(t, added, src)))
@@ -333,7 +343,8 @@ static asink_status read_model(asink_tokenizer *t, json_t *model, json_t *added,
   t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
   const char *unk = json_string_value(json_object_get(model, "unk_token"));
   t->unk = unk ? asink_bpe_id(&t->bpe, unk, strlen(unk)) : -1;
-  if (unk && t->unk < 0) return asink_fail(ASINK_ERR_FORMAT, "%s: model.unk_token '%s' is not in the vocabulary", src, unk);
+  if (unk && t->unk < 0)
+    return asink_fail(ASINK_ERR_FORMAT, "%s: model.unk_token '%s' is not in the vocabulary", src, unk);
   return ASINK_OK;
 }
 
@@ -348,12 +359,15 @@ static asink_status read_tokenizer_json(asink_tokenizer *t, const char *path) {
   if (!s) s = read_normalizer(t, json_object_get(j, "normalizer"), &sc, path);
   if (!s) s = read_pre_tokenizer(t, json_object_get(j, "pre_tokenizer"), &sc, path);
   if (!s && sc.byte_level == sc.metaspace)
-    s = asink_fail(ASINK_ERR_UNSUPPORTED,
-                   sc.byte_level ? "%s: both a ByteLevel and a metaspace scheme" :
-                                   "%s: neither a ByteLevel pre-tokenizer nor a metaspace (U+2581) scheme: not supported",
-                   path);
+    s = asink_fail(
+        ASINK_ERR_UNSUPPORTED,
+        sc.byte_level
+            ? "%s: both a ByteLevel and a metaspace scheme"
+            : "%s: neither a ByteLevel pre-tokenizer nor a metaspace (U+2581) scheme: not supported",
+        path);
   if (!s && sc.metaspace && !sc.replace_space)
-    s = asink_fail(ASINK_ERR_UNSUPPORTED, "%s: a U+2581 prefix without spaces replaced by U+2581 is not supported", path);
+    s = asink_fail(ASINK_ERR_UNSUPPORTED,
+                   "%s: a U+2581 prefix without spaces replaced by U+2581 is not supported", path);
   if (!s && sc.metaspace && t->nfc) s = unsupported(path, "normalizer for a metaspace model:", "NFC");
   if (!s) {
     t->kind = sc.byte_level ? ASINK_TOK_BYTE_LEVEL : ASINK_TOK_METASPACE;
@@ -361,8 +375,9 @@ static asink_status read_tokenizer_json(asink_tokenizer *t, const char *path) {
     else setup_byte_fallback(t);
   }
   if (!s && t->kind == ASINK_TOK_METASPACE && !t->byte_fallback && t->unk < 0)
-    s = asink_fail(ASINK_ERR_FORMAT, "%s: a model with neither byte_fallback nor an unk_token cannot encode every text", path);
-  if (!s) s = read_decoder(t, json_object_get(j, "decoder"), path);
+    s = asink_fail(ASINK_ERR_FORMAT,
+                   "%s: a model with neither byte_fallback nor an unk_token cannot encode every text", path);
+  if (!s) s = read_decoder(t, json_object_get(j, "decoder"), &sc, path);
   if (!s) read_post_processor(t, json_object_get(j, "post_processor"));
   json_decref(j);
   return s;
@@ -417,10 +432,12 @@ static asink_status read_bos(asink_tokenizer *t, const char *dir) {
   asink_status s = ASINK_OK;
   if (is_file(path) && !(s = read_json(path, &j))) {
     json_t *b = json_object_get(j, "bos_token");
-    const char *name = json_is_string(b) ? json_string_value(b) : json_string_value(json_object_get(b, "content"));
+    const char *name =
+        json_is_string(b) ? json_string_value(b) : json_string_value(json_object_get(b, "content"));
     if (name) {
       int32_t id = asink_tokenizer_token_id(t, name);
-      if (id < 0) s = asink_fail(ASINK_ERR_FORMAT, "%s: bos_token '%s' is not a token of the vocabulary", path, name);
+      if (id < 0)
+        s = asink_fail(ASINK_ERR_FORMAT, "%s: bos_token '%s' is not a token of the vocabulary", path, name);
       t->bos = id;
     }
     json_t *add = json_object_get(j, "add_bos_token");
@@ -457,7 +474,8 @@ asink_status asink_tokenizer_load(asink_tokenizer **out, const char *dir) {
   if (!out || !dir) return asink_fail(ASINK_ERR_ARG, "asink_tokenizer_load: %s is NULL", out ? "dir" : "tok");
   *out = NULL;
   asink_tokenizer *t = calloc(1, sizeof *t);
-  char *tj = path_in(dir, "tokenizer.json"), *ej = path_in(dir, "encoder.json"), *vb = path_in(dir, "vocab.bpe");
+  char *tj = path_in(dir, "tokenizer.json"), *ej = path_in(dir, "encoder.json"),
+       *vb = path_in(dir, "vocab.bpe");
   if (!t || !tj || !ej || !vb) {
     free(t), free(tj), free(ej), free(vb);
     return asink_fail(ASINK_ERR_NOMEM, "asink_tokenizer_load: no memory");
@@ -472,10 +490,14 @@ asink_status asink_tokenizer_load(asink_tokenizer **out, const char *dir) {
     s = read_tokenizer_json(t, t->files);
   } else if (is_file(ej) && is_file(vb)) {
     t->files = path_in(dir, "{encoder.json,vocab.bpe}");
-    s = t->files ? read_gpt2_files(t, ej, vb) : asink_fail(ASINK_ERR_NOMEM, "asink_tokenizer_load: no memory");
+    s = t->files ? read_gpt2_files(t, ej, vb)
+                 : asink_fail(ASINK_ERR_NOMEM, "asink_tokenizer_load: no memory");
   } else {
-    s = asink_fail(ASINK_ERR_IO, "tokenizer: %s has no tokenizer.json, nor encoder.json with vocab.bpe%s", dir,
-                   is_file(ej) ? " (encoder.json without vocab.bpe)" : is_file(vb) ? " (vocab.bpe without encoder.json)" : "");
+    s = asink_fail(ASINK_ERR_IO, "tokenizer: %s has no tokenizer.json, nor encoder.json with vocab.bpe%s",
+                   dir,
+                   is_file(ej)   ? " (encoder.json without vocab.bpe)"
+                   : is_file(vb) ? " (vocab.bpe without encoder.json)"
+                                 : "");
   }
   free(tj), free(ej), free(vb);
   if (!s) s = read_bos(t, dir);

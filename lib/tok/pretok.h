@@ -17,12 +17,13 @@ typedef enum {
 } asink_pretok;
 
 /* The GPT-2 pattern, as the ByteLevel pre-tokenizer and GPT-2's encoder.py use it. */
-#define ASINK_PATTERN_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define ASINK_PATTERN_LLAMA3                                                                        \
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+#define ASINK_PATTERN_GPT2                                                                                   \
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+#define ASINK_PATTERN_LLAMA3                                                                                 \
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"   \
   "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define ASINK_PATTERN_QWEN2                                                                         \
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+#define ASINK_PATTERN_QWEN2                                                                                  \
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"        \
   "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 /* The matcher of a Split pre-tokenizer's regex, or ASINK_PRETOK_NONE if it is none of the

@@ -28,14 +28,14 @@ struct asink_tokenizer {
   asink_tok_kind kind;
   asink_bpe bpe;
   asink_pretok pretok;
-  bool nfc;              /* NFC normaliser (GPT-NeoX / Pythia) */
-  bool prefix_space;     /* byte level: add_prefix_space */
-  bool ignore_merges;    /* a piece that is a whole token is taken as it is (LLaMA 3) */
+  bool nfc;           /* NFC normaliser (GPT-NeoX / Pythia) */
+  bool prefix_space;  /* byte level: add_prefix_space */
+  bool ignore_merges; /* a piece that is a whole token is taken as it is (LLaMA 3) */
   /* metaspace: U+2581 before each segment (always) or the text's first one (first) */
   enum { ASINK_PREPEND_NEVER, ASINK_PREPEND_FIRST, ASINK_PREPEND_ALWAYS } prepend;
   bool strip_first_space; /* metaspace decoding: drop the space the prepended U+2581 made */
   bool byte_fallback, fuse_unk;
-  int32_t unk;           /* -1: none */
+  int32_t unk; /* -1: none */
   /* byte level: the id of each byte's character; metaspace: the id of <0xNN>, -1 if absent */
   int32_t byte_id[256];
   /* byte level decoding: the byte of each of the 324 characters bytes map to, -1 elsewhere */
@@ -43,6 +43,7 @@ struct asink_tokenizer {
   uint16_t byte_char[256]; /* and back */
   asink_added_token *added;
   size_t n_added;
+  bool added_first[256]; /* the bytes an added token can start with */
   int32_t bos;           /* -1: none known */
   bool adds_bos;         /* the tokenizer's own setting: encode for a model starts with BOS */
   char *files;           /* what was read, for messages: "DIR/tokenizer.json" */

@@ -47,25 +47,15 @@ asink_uclass asink_uclass_of(int32_t c) {
   }
 }
 
-static asink_status grow(asink_uchars *u, size_t need) {
-  if (need <= u->cap) return ASINK_OK;
-  size_t cap = u->cap ? u->cap : 256;
-  while (cap < need) cap *= 2;
-  int32_t *cp = realloc(u->cp, sizeof *cp * cap);
-  if (cp) u->cp = cp;
-  uint8_t *cls = realloc(u->cls, cap);
-  if (cls) u->cls = cls;
-  size_t *off = realloc(u->off, sizeof *off * (cap + 1));
-  if (off) u->off = off;
-  if (!cp || !cls || !off) return asink_fail(ASINK_ERR_NOMEM, "tokenizer: no memory for %zu characters", need);
-  u->cap = cap;
-  return ASINK_OK;
-}
-
 asink_status asink_uchars_decode(asink_uchars *u, const char *text, size_t len) {
   /* at most one character per byte */
-  asink_status s = grow(u, len);
+  size_t cap = len + 1;
+  asink_status s =
+      asink_ws_reserve(&u->ws, cap * (sizeof *u->off + sizeof *u->cp + 1), "the text's characters");
   if (s) return s;
+  u->off = u->ws.ptr;
+  u->cp = (int32_t *)(u->off + cap);
+  u->cls = (uint8_t *)(u->cp + cap);
   const unsigned char *p = (const unsigned char *)text;
   size_t i = 0, n = 0;
   while (i < len) {
@@ -83,7 +73,7 @@ asink_status asink_uchars_decode(asink_uchars *u, const char *text, size_t len) 
 }
 
 void asink_uchars_free(asink_uchars *u) {
-  free(u->cp), free(u->cls), free(u->off);
+  asink_ws_release(&u->ws);
   memset(u, 0, sizeof *u);
 }
 
@@ -112,7 +102,8 @@ asink_status asink_utf8_nfc(const char *text, size_t len, char **out, size_t *ou
       utf8proc_ssize_t m =
           utf8proc_map(p + i, (utf8proc_ssize_t)(j - i), &norm, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
       if (m < 0) s = asink_fail(ASINK_ERR_NOMEM, "tokenizer: NFC failed: %s", utf8proc_errmsg(m));
-      else if (!(s = reserve(&buf, &cap, o + (size_t)m + 1))) memcpy(buf + o, norm, (size_t)m), o += (size_t)m;
+      else if (!(s = reserve(&buf, &cap, o + (size_t)m + 1)))
+        memcpy(buf + o, norm, (size_t)m), o += (size_t)m;
       free(norm);
       i = j;
     }

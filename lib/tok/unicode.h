@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "attnsink.h"
+#include "core/alloc.h"
 
 typedef enum { ASINK_UC_OTHER = 0, ASINK_UC_LETTER, ASINK_UC_NUMBER, ASINK_UC_SPACE } asink_uclass;
 
@@ -22,10 +23,11 @@ asink_uclass asink_uclass_of(int32_t c);
 /* A decoded segment: n characters, character i is bytes [off[i], off[i+1]) of the text,
  * code point cp[i] (-1 for an invalid byte) of class cls[i]. */
 typedef struct {
-  size_t n, cap;
+  size_t n;
   int32_t *cp;
   uint8_t *cls;
   size_t *off;
+  asink_ws ws; /* where the three arrays live */
 } asink_uchars;
 
 /* Decodes text[0, len) into u (its arrays grow as needed; zero-initialise u first). */

@@ -8,10 +8,11 @@
 """
 
 import ctypes
+import os
 
 import numpy as np
 
-from ._lib import lib
+from ._lib import declare, lib, libc
 from . import _check, _ClosedHandle, _Closable, _Handle, ArgumentError, Status
 
 __all__ = ["Tokenizer"]
@@ -36,15 +37,10 @@ def _declare():
         "asink_tokenizer_token_id": (ctypes.c_int32, [_tok_p, ctypes.c_char_p]),
         "asink_tokenizer_token": (ctypes.c_char_p, [_tok_p, ctypes.c_int32]),
     }
-    for name, (res, args) in protos.items():
-        f = getattr(lib, name, None)
-        if f is not None:
-            f.restype, f.argtypes = res, args
+    declare(protos)
 
 
 _declare()
-_libc = ctypes.CDLL(None)
-_libc.free.argtypes = [ctypes.c_void_p]
 
 
 class Tokenizer(_Closable):
@@ -62,7 +58,6 @@ class Tokenizer(_Closable):
     @classmethod
     def load(cls, path):
         """The tokenizer of checkpoint directory ``path`` (str or os.PathLike)."""
-        import os
         self = object.__new__(cls)
         self._h = _Handle(free=lib.asink_tokenizer_free)
         _check(lib.asink_tokenizer_load(ctypes.byref(self._h.ptr), os.fsencode(path)),
@@ -95,7 +90,7 @@ class Tokenizer(_Closable):
             return np.ctypeslib.as_array(ptr, shape=(n.value,)).copy() if n.value \
                 else np.zeros(0, np.int32)
         finally:
-            _libc.free(ptr)
+            libc.free(ptr)
 
     def decode_bytes(self, ids):
         """The bytes of ``ids`` (a sequence or 1-D array of integers)."""
@@ -119,7 +114,7 @@ class Tokenizer(_Closable):
         try:
             return ctypes.string_at(out, n.value)
         finally:
-            _libc.free(out)
+            libc.free(out)
 
     def decode(self, ids):
         """The text of ``ids`` as str; bytes that are not valid UTF-8 (ids that end inside
