@@ -25,7 +25,8 @@
  * once. An optimizer must be freed before its model. A metric and its model may be freed in
  * either order (freeing one detaches it from the other). A cache keeps no pointer into its
  * model and may be freed before or after it. Strings the library returns are static or
- * owned by a handle, except asink_metric_json's, which the caller free()s.
+ * owned by a handle, except asink_metric_json's and the buffers asink_tokenizer_encode and
+ * asink_tokenizer_decode return, which the caller free()s.
  *
  * Stability (docs/abi.md): within major version 1 functions are only added, never changed
  * or removed; what a future release may still change is declared only when the caller

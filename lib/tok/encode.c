@@ -178,6 +178,7 @@ static asink_status byte_level_segment(encoder *e, const char *text, size_t len)
 static asink_status metaspace_segment(encoder *e, const char *text, size_t len, bool at_start) {
   const asink_tokenizer *t = e->t;
   bool prepend = t->prepend == ASINK_PREPEND_ALWAYS || (t->prepend == ASINK_PREPEND_FIRST && at_start);
+  if (t->prepend_unless_there && (text[0] == ' ' || (len >= 3 && !memcmp(text, METASPACE, 3)))) prepend = false;
   asink_status s = tmp_reserve(e, 3 * len + 3);
   if (s) return s;
   size_t k = 0;

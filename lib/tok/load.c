@@ -263,6 +263,7 @@ static asink_status read_pre_tokenizer(asink_tokenizer *t, json_t *p, scheme *sc
       return unsupported(src, "Metaspace prepend_scheme", scheme_name);
     else if (scheme_name || !json_is_false(json_object_get(p, "add_prefix_space")))
       t->prepend = ASINK_PREPEND_ALWAYS;
+    t->prepend_unless_there = true;
     sc->metaspace = sc->replace_space = true;
     return ASINK_OK;
   }

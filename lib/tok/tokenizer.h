@@ -33,6 +33,9 @@ struct asink_tokenizer {
   bool ignore_merges; /* a piece that is a whole token is taken as it is (LLaMA 3) */
   /* metaspace: U+2581 before each segment (always) or the text's first one (first) */
   enum { ASINK_PREPEND_NEVER, ASINK_PREPEND_FIRST, ASINK_PREPEND_ALWAYS } prepend;
+  /* the Metaspace pre-tokenizer adds none to a segment that starts with one (or a space);
+   * the Prepend normaliser always does */
+  bool prepend_unless_there;
   bool strip_first_space; /* metaspace decoding: drop the space the prepended U+2581 made */
   bool byte_fallback, fuse_unk;
   int32_t unk; /* -1: none */
