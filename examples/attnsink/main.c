@@ -44,9 +44,12 @@ void cli_usage(cli_cmd cmd, const cli_opts *d) {
     break;
   case CMD_PROBE:
     printf(
-        "usage: attnsink probe DIR (--text FILE | --token-ids FILE) [flags]\n"
+        "usage: attnsink probe DIR (--text FILE | --token-ids FILE | --random-tokens | --repeat-token ID)\n"
+        "                          [flags]\n"
         "Loads the checkpoint DIR and measures its sinks on consecutive windows from the start\n"
-        "of the stream (each window starts with the model's BOS id if it has one).\n\nflags:\n");
+        "of the stream (--text: encoded by DIR's tokenizer files, or its bytes for a byte-level\n"
+        "model), on random tokens or on one token repeated. Each window starts with BOS if the\n"
+        "model's config names one or its tokenizer adds one (--bos, --no-bos: always, never).\n\nflags:\n");
     break;
   case CMD_STUDY:
     printf(
