@@ -342,3 +342,49 @@ def test_sentencepiece_style_matches_sentencepiece(sp_model, tmp_path, legacy):
     after = tok.encode("b").tolist() if legacy else [tok.token_id("b")]
     assert tok.encode("a<s>b").tolist() == tok.encode("a").tolist() + [1] + after
     assert len(tok.encode(texts[0])) < len(texts[0]) / 2  # the merges do merge
+
+
+# ------------------------------------------------------------ the probe's BOS rule
+
+EXE = os.environ.get("ATTNSINK_EXE") or os.path.join(ref.ROOT, "build", "examples", "attnsink",
+                                                      "attnsink")
+
+
+def test_probe_takes_bos_from_a_tokenizer_that_adds_it(tmp_path):
+    """A LLaMA-3-like checkpoint: its config names no BOS, its tokenizer's post-processor
+    starts every encoding with <|begin_of_text|>, so the probe starts every window with it
+    unless told --no-bos."""
+    d = str(tmp_path / "ckpt")
+    cfg = {"model_type": "llama", "vocab_size": 257, "hidden_size": 16, "intermediate_size": 32,
+           "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+           "rms_norm_eps": 1e-5, "max_position_embeddings": 64}
+    with attnsink.Model.create(cfg, seed=2) as m:
+        m.save(d)
+    byte_level_dir(d, added=[("<|begin_of_text|>", None)], extra={"post_processor": {
+        "type": "TemplateProcessing", "single": [
+            {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}}], "pair": [],
+        "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [256],
+                                                  "tokens": ["<|begin_of_text|>"]}}}})
+    text = tmp_path / "t.txt"
+    text.write_text(ref.UNICODE, encoding="utf-8")
+
+    def probe(*args):
+        out = str(tmp_path / "p.json")
+        r = subprocess.run([EXE, "probe", d, "--tokens", "12", "--samples", "3", "--json", out,
+                            "--threads", "1"] + list(args), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        with open(out) as f:
+            return r.stdout.splitlines()[0], json.load(f)
+
+    head, with_bos = probe("--text", str(text))
+    assert head.endswith("every window starting with BOS id 256")
+    assert probe("--text", str(text), "--bos") == (head, with_bos)
+    head, without = probe("--text", str(text), "--no-bos")
+    assert "BOS" not in head and without["importance"] != with_bos["importance"]
+    # the ids are those `attnsink tokenize` prints, BOS added by the probe alone
+    ids = subprocess.run([EXE, "tokenize", d, "--text", str(text)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "256" not in ids.split()
+    (tmp_path / "ids.txt").write_text(ids)
+    assert probe("--token-ids", str(tmp_path / "ids.txt"))[1] == with_bos
