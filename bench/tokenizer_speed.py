@@ -4,6 +4,10 @@ package gpt-3-encoder 1.1.4 run with node), on the same ~470 KB text the tokeniz
 
     /usr/bin/python3 bench/tokenizer_speed.py        # after `ninja -C build`
     /usr/bin/python3 bench/tokenizer_speed.py FILE   # on FILE (UTF-8) instead
+    /usr/bin/python3 bench/tokenizer_speed.py --sentencepiece FILE
+                     # SentencePiece style: the test's small BPE model (trained by the
+                     # sentencepiece library, converted to tokenizer.json) against
+                     # sentencepiece itself on FILE
 
 Wall time of the encoding alone (loading the vocabulary and starting node not counted); for
 libattnsink the best of 5 runs, for node one run of its encode() over the text in parts (see
@@ -23,7 +27,30 @@ import attnsink  # noqa: E402
 import gpt2_reference as ref  # noqa: E402
 
 
+def sentencepiece(path):
+    import test_tokenizer as tt
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    with tempfile.TemporaryDirectory() as d:
+        import pathlib
+        sp = tt.sentencepiece_model(pathlib.Path(d))
+        tt.sentencepiece_json(sp, os.path.join(d, "tok"), legacy=False)
+        tok = attnsink.Tokenizer.load(os.path.join(d, "tok"))
+        t0 = time.perf_counter()
+        ids = tok.encode(text)
+        ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        want = sp.encode(text)
+        theirs = time.perf_counter() - t0
+    assert ids.tolist() == want, "the ids differ from sentencepiece's"
+    mb = len(text.encode("utf-8")) / 1e6
+    print("%.2f MB, %d ids: libattnsink %.2f MB/s, sentencepiece %.2f MB/s"
+          % (mb, len(ids), mb / ours, mb / theirs))
+
+
 def main():
+    if sys.argv[1:2] == ["--sentencepiece"]:
+        return sentencepiece(sys.argv[2])
     pkg = ref.package_dir()
     if len(sys.argv) > 1:
         with open(sys.argv[1], "rb") as f:
