@@ -178,7 +178,8 @@ static asink_status byte_level_segment(encoder *e, const char *text, size_t len)
 static asink_status metaspace_segment(encoder *e, const char *text, size_t len, bool at_start) {
   const asink_tokenizer *t = e->t;
   bool prepend = t->prepend == ASINK_PREPEND_ALWAYS || (t->prepend == ASINK_PREPEND_FIRST && at_start);
-  if (t->prepend_unless_there && (text[0] == ' ' || (len >= 3 && !memcmp(text, METASPACE, 3)))) prepend = false;
+  if (t->prepend_unless_there && (text[0] == ' ' || (len >= 3 && !memcmp(text, METASPACE, 3))))
+    prepend = false;
   asink_status s = tmp_reserve(e, 3 * len + 3);
   if (s) return s;
   size_t k = 0;
@@ -214,6 +215,16 @@ static asink_status metaspace_segment(encoder *e, const char *text, size_t len, 
   return finish_piece(e, e->tmp, k);
 }
 
+/* Whether the character at text[i, n) is a letter, a digit or '_': what an added token with
+ * single_word must not touch. */
+static bool word_char(const char *text, size_t i, size_t n) {
+  int32_t c;
+  if (text[i] == '_') return true;
+  if (!asink_utf8_valid_len((const unsigned char *)text + i, n - i, &c)) return false;
+  asink_uclass k = asink_uclass_of(c);
+  return k == ASINK_UC_LETTER || k == ASINK_UC_NUMBER;
+}
+
 /* The earliest added token in text[from, len) (the longest one there): its id and bytes
  * [*start, *end), lstrip / rstrip whitespace (ASCII) included. -1 if there is none. */
 static int32_t find_added(const asink_tokenizer *t, const char *text, size_t len, size_t from, size_t *start,
@@ -227,19 +238,9 @@ static int32_t find_added(const asink_tokenizer *t, const char *text, size_t len
           memcmp(a->content, text + p, a->len))
         continue;
       if (a->single_word) {
-        int32_t c;
-        size_t q = p;
-        while (q > 0 && ((unsigned char)text[q - 1] & 0xC0) == 0x80) q--;
-        bool word_before = p > 0 && q > 0 &&
-                           (text[q - 1] == '_' ||
-                            (asink_utf8_valid_len((const unsigned char *)text + q - 1, p - q + 1, &c) &&
-                             asink_uclass_of(c) >= ASINK_UC_LETTER && asink_uclass_of(c) <= ASINK_UC_NUMBER));
-        size_t e = p + a->len;
-        bool word_after =
-            e < len && (text[e] == '_' ||
-                        (asink_utf8_valid_len((const unsigned char *)text + e, len - e, &c) &&
-                         asink_uclass_of(c) >= ASINK_UC_LETTER && asink_uclass_of(c) <= ASINK_UC_NUMBER));
-        if (word_before || word_after) continue;
+        size_t q = p ? p - 1 : 0, e = p + a->len;
+        while (q > 0 && ((unsigned char)text[q] & 0xC0) == 0x80) q--; /* the previous character's start */
+        if ((p > 0 && word_char(text, q, p)) || (e < len && word_char(text, e, len))) continue;
       }
       best = a;
     }

@@ -163,6 +163,8 @@ def test_added_tokens_nfc_and_prefix_space(tmp_path):
     # single_word: <w> inside a word is plain text
     assert tok.encode("a <w> b").tolist() == [vocab["a"], vocab[spell(" ")], w, vocab[spell(" ")], vocab["b"]]
     assert w not in tok.encode("x<w>y").tolist()
+    assert w not in tok.encode("é<w>").tolist() and w not in tok.encode("<w>_").tolist()
+    assert w in tok.encode("!<w>!").tolist() and w in tok.encode("<w>").tolist()
     # add_prefix_space: " café" is one token when the text starts without a space
     d2 = str(tmp_path / "p")
     vocab2 = byte_level_dir(d2, [" café"], pre_tokenizer={
