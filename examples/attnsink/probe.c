@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "files.h"
 #include "tokenize.h"
+#include "trained_length.h"
 
 /* ------------------------------------------------------------ gathering */
 
@@ -130,7 +131,7 @@ void probe_alpha_heatmap(svg *s, svg_box box, const probe_stats *ps, const char 
   for (int l = 0; l < ps->L; l++)
     for (int h = 0; h < ps->H; h++) v[l * ps->H + h] = probe_alpha0(ps, l, h);
   /* a fixed 0..1 scale: heatmaps of different runs compare by colour */
-  svg_heatmap(s, box, title, ps->L, ps->H, v, "L", "h", 0, 1, "%.2f");
+  svg_heatmap(s, box, title, ps->L, ps->H, v, "layer ", "head ", 0, 1, "%.2f");
   free(v);
 }
 
@@ -144,7 +145,7 @@ static void norm_chart(svg *s, svg_box box, const char *title, const char *ylabe
   for (int r = 0; r < rows; r++) {
     for (int t = 0; t < T; t++) y[(size_t)r * T + t] = v[(size_t)r * T + t];
     names[r] = r + first_label == 0 ? xstrdup("embedding") : xasprintf("layer %d", r + first_label - 1);
-    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T};
+    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T, svg_colour(r + first_label), false};
   }
   svg_line_chart(s, box, title, "position", ylabel, ss, rows);
   for (int r = 0; r < rows; r++) free(names[r]);
@@ -188,7 +189,7 @@ int read_token_ids(const char *cmd, const char *flag, const char *path, int voca
   unsigned char *data;
   size_t len;
   if (read_whole_file(path, &data, &len)) {
-    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, strerror(errno));
+    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, read_error());
     return -1;
   }
   size_t cap = 1024, k = 0;
@@ -287,7 +288,7 @@ static int text_windows(const cli_opts *o, const asink_tokenizer *tok, int vocab
   }
   unsigned char *bytes;
   if (read_whole_file(o->text, &bytes, have)) {
-    cli_error("probe: --text %s: cannot read: %s", o->text, strerror(errno));
+    cli_error("probe: --text %s: cannot read: %s", o->text, read_error());
     return -1;
   }
   int count = cut_byte_windows(bytes, *have, o->tokens, bos, o->samples, windows);
@@ -394,6 +395,7 @@ int cmd_probe(int argc, char **argv) {
   if (count < o.samples && !repeat)
     fprintf(stderr, "attnsink: note: %s holds %d windows of %d tokens; probing %d, not %d\n", src, count,
             o.tokens, count, o.samples);
+  note_past_trained_length(m, o.dir, "probe", "tokens", o.tokens);
   int chunk = 4096 / o.tokens > 0 ? 4096 / o.tokens : 1;
   asink_status s = probe_run(m, windows, count, o.tokens, chunk, (float)o.eps, &ps);
   if (s) {

@@ -19,7 +19,7 @@ int tokenize_file(const char *cmd, const asink_tokenizer *tok, const char *path,
   unsigned char *text;
   size_t len;
   if (read_whole_file(path, &text, &len)) {
-    cli_error("%s: --text %s: cannot read: %s", cmd, path, strerror(errno));
+    cli_error("%s: --text %s: cannot read: %s", cmd, path, read_error());
     return -1;
   }
   asink_status s = asink_tokenizer_encode(tok, (const char *)text, len, ids, n);
