@@ -25,9 +25,13 @@ DESTDIR    ?=
 # `meson setup` alone would ignore once the build directory exists). Absolute, as meson wants.
 WANT_PREFIX := $(abspath $(or $(PREFIX),$(patsubst --prefix=%,%,$(filter --prefix=%,$(MESON_OPTS))),$(patsubst -Dprefix=%,%,$(filter -Dprefix=%,$(MESON_OPTS)))))
 
+# The tokenizer test runs GPT-2's reference encoder (an npm package) with node. Node.js
+# builds that bundle npm conflict with Debian's npm package: ask for it only when missing.
+NPM_PACKAGE := $(if $(shell command -v npm 2>/dev/null),,npm)
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
-                abigail-tools python3-setuptools python3-pip python3-venv
+                abigail-tools python3-setuptools python3-pip python3-venv python3-sentencepiece \
+                libutf8proc-dev nodejs $(NPM_PACKAGE)
 
 # reads one option's value from `meson introspect --buildoptions` (JSON on stdin)
 INSTALL_OPT := python3 -c 'import json, sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))'

@@ -3,7 +3,7 @@
 # program the way a user would, `cc prog.c $(pkg-config --cflags --libs attnsink)`,
 # run it against the staged libattnsink.so, and check the shared object itself:
 # soname libattnsink.so.MAJOR, only asink_ symbols exported, each under the symbol version
-# ATTNSINK_MAJOR.0. A static link through
+# ATTNSINK_MAJOR.N (N: the minor release that added it). A static link through
 # `pkg-config --static` checks that the .pc's private libraries are complete. The program
 # attnsink is staged too: its RUNPATH must suit the configured prefix.
 #
@@ -114,11 +114,12 @@ if [ -n "$extra" ]; then
 fi
 echo "exported: $(nm -D --defined-only "$so" | grep -c ' asink_') asink_ symbols, nothing else"
 
-# Every exported function carries the symbol version of the soname (lib/attnsink.map).
+# Every exported function carries a symbol version of the soname (lib/attnsink.map):
+# ATTNSINK_MAJOR.0, or the minor release that added it.
 major=${version%%.*}
-unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) != "ATTNSINK_'"$major"'.0" { print $NF }')
-[ -z "$unversioned" ] || fail "functions without the version ATTNSINK_$major.0: $unversioned"
-echo "symbol version: ATTNSINK_$major.0 on every function"
+unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) !~ /^ATTNSINK_'"$major"'\.[0-9]+$/ { print $NF }')
+[ -z "$unversioned" ] || fail "functions without a version ATTNSINK_$major.N: $unversioned"
+echo "symbol version: ATTNSINK_$major.N on every function"
 
 # Static link: libattnsink.a plus the private libraries from the .pc.
 static=$libdir/libattnsink.a

@@ -28,6 +28,7 @@ typedef struct cli_opts {
   /* probe */
   const char *dir, *text, *token_ids, *json, *plot;
   int tokens, samples;
+  int random_tokens, repeat_token;
   double eps;
   /* generate and stream: decoding with a key/value cache */
   const char *prompt, *prompt_ids, *cache;

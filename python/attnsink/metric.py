@@ -16,7 +16,8 @@ import ctypes
 
 import numpy as np
 
-from ._lib import lib, c_float_p
+from ._lib import c_float_p, declare, lib
+from ._lib import libc as _libc
 from . import _check, _ptr, _shape, ArgumentError, StateError, Status, _Closable
 
 __all__ = ["Metric", "sink_stats", "sink_metric"]
@@ -42,15 +43,10 @@ def _declare():
     for name in ("importance", "sink", "hidden_norm", "key_norm", "value_norm", "qk_cosine",
                  "qk_norm_product", "entropy"):
         protos["asink_metric_" + name] = (st, [_metric_p, c_float_p])
-    for name, (res, args) in protos.items():
-        f = getattr(lib, name, None)
-        if f is not None:
-            f.restype, f.argtypes = res, args
+    declare(protos)
 
 
 _declare()
-_libc = ctypes.CDLL(None)
-_libc.free.argtypes = [ctypes.c_void_p]
 
 
 class Metric(_Closable):
