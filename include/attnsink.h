@@ -347,6 +347,14 @@ ASINK_API int asink_metric_decode_steps(const asink_metric *mt);
 /* (steps, L, H) percent-free shares in [0, 1]. ASINK_ERR_STATE if no step was recorded. */
 ASINK_API asink_status asink_metric_sink_share(const asink_metric *mt, float *out);
 
+/* Window-relative sink (model-only, docs/metrics.md): per sequence, layer and head the
+ * mean over queries of the share of the first key each query sees (key max(0, t - W + 1)
+ * under window=W; key 0 without a window, where it equals the first token's importance),
+ * shape (N, L, H); and the percent of those (sequence, layer, head) triples above eps,
+ * one float. Since 1.1. */
+ASINK_API asink_status asink_metric_window_importance(const asink_metric *mt, float *out);
+ASINK_API asink_status asink_metric_window_sink(const asink_metric *mt, float *out);
+
 /* =================================================================== decoding */
 /*
  * A key/value cache for incremental decoding of B independent sequences by one model

@@ -56,7 +56,9 @@ grep -q "Sink_k" probe.out && ok "probe prints the Sink_k row" || bad "probe pri
 check "probe --json: exactly the documented keys and shapes" "$PY" -c '
 import json
 d = json.load(open("probe.json"))
-assert list(d) == ["tokens", "samples", "eps", "sink", "importance", "hidden_norm", "key_norm", "value_norm"], list(d)
+assert list(d) == ["tokens", "samples", "eps", "sink", "importance", "hidden_norm", "key_norm", "value_norm",
+                   "qk_cosine", "qk_norm", "entropy", "window_alpha", "window_sink", "window_uniform",
+                   "first_alpha_bound"], list(d)
 T, N, L, H = 16, 10, 1, 2
 assert d["tokens"] == T and d["samples"] == N and abs(d["eps"] - 0.3) < 1e-9, d
 def shape(x):
@@ -69,6 +71,36 @@ assert shape(d["importance"]) == [L, H, T], shape(d["importance"])
 assert shape(d["hidden_norm"]) == [L + 1, T] and shape(d["key_norm"]) == [L, T] and shape(d["value_norm"]) == [L, T]
 # the first token of a causal map is seen by every query: its alpha is a mean in [0, 1]
 assert all(0 <= h[0] <= 1 for l in d["importance"] for h in l)
+assert shape(d["qk_cosine"]) == [L, H, T] and shape(d["qk_norm"]) == [L, H, T] and shape(d["entropy"]) == [L, H]
+assert all(-1 - 1e-6 <= c <= 1 + 1e-6 for l in d["qk_cosine"] for h in l for c in h)
+# cos(q_t, k_1) |q_t| |k_1| is the raw score of the first key: the norm product bounds it
+assert all(n >= 0 for l in d["qk_norm"] for h in l for n in h)
+assert all(0 < e <= __import__("math").log(T) for l in d["entropy"] for e in l)
+# without a window every query sees the first token first: the window statistic is its alpha
+assert shape(d["window_alpha"]) == [L, H] and d["first_alpha_bound"] == 1
+assert all(abs(d["window_alpha"][l][h] - d["importance"][l][h][0]) < 1e-5 for l in range(L) for h in range(H))
+assert abs(d["window_sink"] - d["sink"][0]) < 1e-4
+'
+# the same weights under window=4: the first token is seen by 4 of 16 queries, so Sink_1 is 0
+# by construction and the probe says so; the window statistic reads the first key each query sees
+mkdir win4 && cp run/model.safetensors win4/ && "$PY" -c '
+import json
+c = json.load(open("run/config.json")); c["attnsink"]["attn"] = "softmax,window=4"
+json.dump(c, open("win4/config.json", "w"))'
+"$A" probe win4 --text corpus.txt --tokens 16 --samples 10 --eps 0.45 --json win4.json >win4.out 2>win4.err &&
+  grep -q "Sink_1 is 0 by construction here: only 4 of the 16 queries see the first token" win4.out &&
+  grep -q "^window=4: share of the first key each query sees" win4.out &&
+  grep -q "^window sink^0.45: " win4.out && ok "probe of a window=4 model: window sink and the Sink_1 bound" ||
+  bad "probe of a window=4 model" win4.out win4.err
+check "probe --json of a window=4 model: bound, even-head baseline, window statistic in range" "$PY" -c '
+import json
+d = json.load(open("win4.json"))
+assert d["first_alpha_bound"] == 0.25 and d["sink"][0] == 0, d["first_alpha_bound"]
+# (1 + 1/2 + 1/3 + 13/4) / 16: rows 0..2 see 1..3 keys, the other 13 rows four
+assert abs(d["window_uniform"] - (1 + 1/2 + 1/3 + 13/4) / 16) < 1e-6, d["window_uniform"]
+assert all(h[0] <= 0.25 + 1e-6 for l in d["importance"] for h in l)
+assert all(0 < a <= 1 for l in d["window_alpha"] for a in l)
+assert 0 <= d["window_sink"] <= 100
 '
 check "probe --plot: well-formed SVG" "$PY" -c '
 import xml.etree.ElementTree as ET

@@ -15,6 +15,33 @@
 
 /* ------------------------------------------------------------ gathering */
 
+/* From the attention spec in the model's config (docs/attention.md): the window, how many of
+ * the T queries see key 0 (causal with window=W: queries 0 .. W-1, with prefix=P also the P
+ * prefix queries; without causal all), and the mean over queries of 1 / (keys the query sees),
+ * what a head spreading each row evenly gives its first key. */
+static void mask_facts(const asink_model *m, int T, probe_stats *ps) {
+  long causal = 1, win = 0, prefix = 0;
+  json_t *cfg = json_loads(asink_model_config(m), 0, NULL);
+  const char *spec = json_string_value(json_object_get(json_object_get(cfg, "attnsink"), "attn"));
+  for (const char *p = spec; p && *p;) {
+    size_t n = strcspn(p, ",");
+    if (!strncmp(p, "causal=", 7)) causal = strtol(p + 7, NULL, 10);
+    else if (!strncmp(p, "window=", 7)) win = strtol(p + 7, NULL, 10);
+    else if (!strncmp(p, "prefix=", 7)) prefix = strtol(p + 7, NULL, 10);
+    p += n + (p[n] == ',');
+  }
+  json_decref(cfg);
+  long v = !causal || !win ? T : win > prefix ? win : prefix;
+  ps->window = causal ? (int)win : 0;
+  ps->first_viewers = v < T ? (int)v : T;
+  double even = 0.0;
+  for (long t = 0; t < T; t++) {
+    long seen = !causal ? T : t < prefix ? prefix : win && win < t + 1 ? win : t + 1;
+    even += 1.0 / (double)(seen < T ? seen : T);
+  }
+  ps->window_uniform = (float)(even / T);
+}
+
 asink_status probe_run(asink_model *m, const int32_t *windows, int N, int T, int chunk, float eps,
                        probe_stats *ps) {
   memset(ps, 0, sizeof *ps);
@@ -48,14 +75,25 @@ asink_status probe_run(asink_model *m, const int32_t *windows, int N, int T, int
     ps->hidden_norm = xmalloc(sizeof(float) * (size_t)(L + 1) * Tq);
     ps->key_norm = xmalloc(sizeof(float) * (size_t)L * Tq);
     ps->value_norm = xmalloc(sizeof(float) * (size_t)L * Tq);
+    ps->qk_cosine = xmalloc(sizeof(float) * (size_t)L * H * Tq);
+    ps->qk_norm = xmalloc(sizeof(float) * (size_t)L * H * Tq);
+    ps->entropy = xmalloc(sizeof(float) * (size_t)L * H);
+    ps->window_alpha = xcalloc((size_t)L * H, sizeof(float));
+    float *win = xmalloc(sizeof(float) * (size_t)n * L * H);
     if (!(s = asink_metric_importance(mt, imp)) && !(s = asink_metric_sink(mt, ps->sink)) &&
         !(s = asink_metric_hidden_norm(mt, ps->hidden_norm)) &&
-        !(s = asink_metric_key_norm(mt, ps->key_norm)))
-      s = asink_metric_value_norm(mt, ps->value_norm);
-    size_t per_seq = (size_t)L * H * Tk;
-    for (int q = 0; q < n && !s; q++)
+        !(s = asink_metric_key_norm(mt, ps->key_norm)) && !(s = asink_metric_value_norm(mt, ps->value_norm)) &&
+        !(s = asink_metric_qk_cosine(mt, ps->qk_cosine)) &&
+        !(s = asink_metric_qk_norm_product(mt, ps->qk_norm)) && !(s = asink_metric_entropy(mt, ps->entropy)) &&
+        !(s = asink_metric_window_importance(mt, win)))
+      s = asink_metric_window_sink(mt, &ps->window_sink);
+    size_t per_seq = (size_t)L * H * Tk, heads = (size_t)L * H;
+    for (int q = 0; q < n && !s; q++) {
       for (size_t j = 0; j < per_seq; j++) ps->importance[j] += imp[q * per_seq + j] / (float)n;
-    free(imp);
+      for (size_t j = 0; j < heads; j++) ps->window_alpha[j] += win[q * heads + j] / (float)n;
+    }
+    mask_facts(m, Tq, ps);
+    free(imp), free(win);
   }
   asink_metric_free(mt);
   if (s) probe_stats_free(ps);
@@ -64,6 +102,7 @@ asink_status probe_run(asink_model *m, const int32_t *windows, int N, int T, int
 
 void probe_stats_free(probe_stats *ps) {
   free(ps->sink), free(ps->importance), free(ps->hidden_norm), free(ps->key_norm), free(ps->value_norm);
+  free(ps->qk_cosine), free(ps->qk_norm), free(ps->entropy), free(ps->window_alpha);
   memset(ps, 0, sizeof *ps);
 }
 
@@ -72,6 +111,8 @@ double probe_sink1(const probe_stats *ps) { return ps->Tk > 0 ? ps->sink[ps->Tk 
 double probe_alpha0(const probe_stats *ps, int l, int h) {
   return ps->importance[((size_t)l * ps->H + h) * ps->Tk + (ps->Tk - ps->T)];
 }
+
+double probe_first_alpha_bound(const probe_stats *ps) { return ps->T > 0 ? (double)ps->first_viewers / ps->T : NAN; }
 
 /* ------------------------------------------------------------ output */
 
@@ -87,24 +128,39 @@ static json_t *matrix(const float *v, int rows, int cols) {
   return a;
 }
 
-json_t *probe_stats_json(const probe_stats *ps) {
-  json_t *imp = json_array();
-  for (int l = 0; l < ps->L; l++)
-    json_array_append_new(imp, matrix(ps->importance + (size_t)l * ps->H * ps->Tk, ps->H, ps->Tk));
-  return json_pack("{s:i, s:i, s:f, s:o, s:o, s:o, s:o, s:o}", "tokens", ps->T, "samples", ps->N, "eps",
-                   (double)ps->eps, "sink", floats(ps->sink, (size_t)ps->Tk), "importance", imp,
-                   "hidden_norm", matrix(ps->hidden_norm, ps->L + 1, ps->T), "key_norm",
-                   matrix(ps->key_norm, ps->L, ps->T), "value_norm", matrix(ps->value_norm, ps->L, ps->T));
+/* (L, H, n) as nested arrays */
+static json_t *per_head_rows(const float *v, int L, int H, int n) {
+  json_t *a = json_array();
+  for (int l = 0; l < L; l++) json_array_append_new(a, matrix(v + (size_t)l * H * n, H, n));
+  return a;
 }
 
-static void alpha_table(FILE *f, const probe_stats *ps, int col) {
+json_t *probe_stats_json(const probe_stats *ps) {
+  json_t *j = json_pack("{s:i, s:i, s:f, s:o, s:o, s:o, s:o, s:o}", "tokens", ps->T, "samples", ps->N, "eps",
+                   (double)ps->eps, "sink", floats(ps->sink, (size_t)ps->Tk), "importance",
+                   per_head_rows(ps->importance, ps->L, ps->H, ps->Tk), "hidden_norm",
+                   matrix(ps->hidden_norm, ps->L + 1, ps->T), "key_norm", matrix(ps->key_norm, ps->L, ps->T),
+                   "value_norm", matrix(ps->value_norm, ps->L, ps->T));
+  if (!j) return NULL;
+  json_object_set_new(j, "qk_cosine", per_head_rows(ps->qk_cosine, ps->L, ps->H, ps->T));
+  json_object_set_new(j, "qk_norm", per_head_rows(ps->qk_norm, ps->L, ps->H, ps->T));
+  json_object_set_new(j, "entropy", matrix(ps->entropy, ps->L, ps->H));
+  json_object_set_new(j, "window_alpha", matrix(ps->window_alpha, ps->L, ps->H));
+  json_object_set_new(j, "window_sink", json_num(ps->window_sink));
+  json_object_set_new(j, "window_uniform", json_num(ps->window_uniform));
+  json_object_set_new(j, "first_alpha_bound", json_num(probe_first_alpha_bound(ps)));
+  return j;
+}
+
+/* Layers x heads of v[(l * H + h) * stride + col]. */
+static void head_table(FILE *f, const probe_stats *ps, const float *v, int stride, int col) {
   fprintf(f, "      ");
   for (int h = 0; h < ps->H; h++) fprintf(f, "  %6s%d", "h", h);
   fputc('\n', f);
   for (int l = 0; l < ps->L; l++) {
     fprintf(f, "  L%-3d", l);
     for (int h = 0; h < ps->H; h++)
-      fprintf(f, "  %7.3f", ps->importance[((size_t)l * ps->H + h) * ps->Tk + col]);
+      fprintf(f, "  %7.3f", v[((size_t)l * ps->H + h) * stride + col]);
     fputc('\n', f);
   }
 }
@@ -112,10 +168,10 @@ static void alpha_table(FILE *f, const probe_stats *ps, int col) {
 void probe_print(FILE *f, const probe_stats *ps) {
   int off = ps->Tk - ps->T;
   fprintf(f, "alpha of the first token (mean over %d samples of %d tokens), layers x heads:\n", ps->N, ps->T);
-  alpha_table(f, ps, off);
+  head_table(f, ps, ps->importance, ps->Tk, off);
   if (off) {
     fprintf(f, "alpha of the virtual key k*, layers x heads:\n");
-    alpha_table(f, ps, 0);
+    head_table(f, ps, ps->importance, ps->Tk, 0);
   }
   int shown = ps->T < 8 ? ps->T : 8;
   fprintf(f, "Sink_k^%g (%%) of the first positions:\n  k   ", (double)ps->eps);
@@ -124,6 +180,24 @@ void probe_print(FILE *f, const probe_stats *ps) {
   fprintf(f, "\n      ");
   for (int k = 0; k < off + shown; k++) fprintf(f, "  %7.2f", ps->sink[k]);
   fputc('\n', f);
+  if (ps->window) {
+    fprintf(f, "window=%d: share of the first key each query sees (mean over samples), layers x heads:\n",
+            ps->window);
+    head_table(f, ps, ps->window_alpha, 1, 0);
+    fprintf(f, "window sink^%g: %.2f%% of (sample, layer, head) triples above eps\n", (double)ps->eps,
+            (double)ps->window_sink);
+    fprintf(f, "  (a head spreading every row evenly over its keys scores %.3f%s)\n", (double)ps->window_uniform,
+            ps->window_uniform >= ps->eps ? ": at or above eps, so the window sink cannot tell a sink from even "
+                                            "attention here; give a larger --eps"
+                                          : "");
+  }
+  double bound = probe_first_alpha_bound(ps);
+  if (bound <= ps->eps)
+    fprintf(f,
+            "note: Sink_1 is 0 by construction here: only %d of the %d queries see the first token, so its "
+            "alpha is at most %d/%d = %.3f, not above eps = %g. Its 0 is no evidence against a sink%s.\n",
+            ps->first_viewers, ps->T, ps->first_viewers, ps->T, bound, (double)ps->eps,
+            ps->window ? "; the window sink above is the measure that can show one" : "");
 }
 
 void probe_alpha_heatmap(svg *s, svg_box box, const probe_stats *ps, const char *title) {

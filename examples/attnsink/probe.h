@@ -20,6 +20,14 @@ typedef struct {
   float *hidden_norm; /* (L + 1, T) */
   float *key_norm;    /* (L, T) */
   float *value_norm;  /* (L, T) */
+  float *qk_cosine;   /* (L, H, T) cos(q_t, k_1), mean over samples */
+  float *qk_norm;     /* (L, H, T) |q_t| |k_1|, mean over samples */
+  float *entropy;     /* (L, H) nats, mean over rows and samples */
+  float *window_alpha; /* (L, H) share of the first key each query sees, mean over samples */
+  float window_sink;   /* percent of (sample, layer, head) triples with that share > eps */
+  int window;          /* the attention's window=W, 0 without one */
+  int first_viewers;   /* queries that see the first token under the mask */
+  float window_uniform; /* window_alpha of a head that spreads every row evenly over its keys */
 } probe_stats;
 
 /* Runs the N windows (N, T) through m, chunk windows per forward, with a fresh
@@ -34,7 +42,13 @@ double probe_sink1(const probe_stats *ps);
 /* alpha of the first real token in layer l, head h, mean over samples. */
 double probe_alpha0(const probe_stats *ps, int l, int h);
 
-/* {"tokens", "samples", "eps", "sink", "importance", "hidden_norm", "key_norm", "value_norm"} */
+/* Largest alpha the first token can have by construction: first_viewers / T (its shares are
+ * at most 1, divided by T). Sink_1 is 0 whatever the model when this is <= eps. */
+double probe_first_alpha_bound(const probe_stats *ps);
+
+/* {"tokens", "samples", "eps", "sink", "importance", "hidden_norm", "key_norm", "value_norm",
+ *  "qk_cosine", "qk_norm", "entropy", "window_alpha", "window_sink", "window_uniform",
+ *  "first_alpha_bound"} */
 json_t *probe_stats_json(const probe_stats *ps);
 /* The alpha table (layers x heads) and the Sink_k row for the first positions. */
 void probe_print(FILE *f, const probe_stats *ps);

@@ -80,6 +80,10 @@ asink_status asink_attn_state_create(asink_attn_state **out) {
   return *out ? ASINK_OK : asink_fail(ASINK_ERR_NOMEM, "cannot allocate an attention state");
 }
 
+void asink_attn_state_watch_first_key(asink_attn_state *s, float *first_share) {
+  s->first_share = first_share;
+}
+
 void asink_attn_state_free(asink_attn_state *s) {
   if (!s) return;
   asink_ws_release(&s->row_stats);

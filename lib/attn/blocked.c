@@ -137,7 +137,7 @@ static void importance_row(const head_ctx *c, const attn_base *rm, const float *
 }
 
 static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float *stats,
-                         float *imp, float *ent, const scratch *w) {
+                         float *imp, float *ent, float *first, const scratch *w) {
   const asink_attn *op = c->op;
   const asink_kernels *kn = c->kn;
   const attn_geom *g = c->g;
@@ -147,6 +147,7 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
   const bool ent_dot = ent && rm->entropy_from_dot;
   if (imp) memset(imp, 0, sizeof(float) * (size_t)(Tk + voff));
   if (ent) *ent = 0.f;
+  if (first) *first = 0.f;
   for (int q0 = 0; q0 < Tq; q0 += c->bq) {
     int nq = Tq - q0 < c->bq ? Tq - q0 : c->bq, lo, nk;
     block_plan pl;
@@ -164,8 +165,9 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
       float mul = rm->forward_row(c, x, n, w->sv[r], &w->pv[r], st, ent_dot ? &xs : NULL);
       w->mul[r] = mul;
       zero_outside(row, nk, a - lo, n);
-      if (imp || ent) {
+      if (imp || ent || first) {
         float sw = rm->stat_weight(c, x, n, w->pv[r], mul);
+        if (first) *first += sw * fabsf(x[0]); /* x[0]: key a, the first the row sees */
         if (imp && voff) imp[0] += sw * fabsf(w->pv[r]);
         if (imp) importance_row(c, rm, x, n, sw, imp + voff + a);
         if (ent) *ent += rm->row_entropy(c, x, n, w->pv[r], w->sv[r], xs, st, mul, sw);
@@ -180,6 +182,7 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
       if (c->vadd) kn->axpy(D, 1.f, c->vadd, orow);
     }
   }
+  if (first) *first /= (float)Tq;
   if (imp) {
     if (voff) imp[0] /= (float)Tq;
     for (int j = 0; j < Tk; j++) imp[voff + j] /= (float)key_audience(g, j);
@@ -348,7 +351,8 @@ asink_status asink_attn_forward_blocked(const asink_attn *op, asink_attn_state *
       int b = i / H, h = i % H;
       head_ctx c = make_ctx(op, s, q, k, v, b, h);
       forward_head(&c, rm, out + (size_t)b * Tq * c.ldq + (size_t)h * op->D, stats + (size_t)i * Tq * 2,
-                   importance ? importance + (size_t)i * cols : NULL, entropy ? entropy + i : NULL, &w);
+                   importance ? importance + (size_t)i * cols : NULL, entropy ? entropy + i : NULL,
+                   s->first_share ? s->first_share + i : NULL, &w);
     }
   }
   return ASINK_OK;

@@ -17,6 +17,11 @@ typedef struct asink_attn_state asink_attn_state;
 asink_status asink_attn_state_create(asink_attn_state **out);
 void asink_attn_state_free(asink_attn_state *s);
 
+/* The next forwards on s also write first_share (B*H floats, NULL: stop): per (sequence,
+ * head) the mean over query rows of the share (the statistics map of importance) of the
+ * first real key each row sees, the window-relative sink of docs/metrics.md. */
+void asink_attn_state_watch_first_key(asink_attn_state *s, float *first_share);
+
 /* Where a backward adds the op's parameter gradients: one buffer laid out like the
  * op's parameters (asink_attn_param_floats floats, in asink_attn_param_info order). */
 typedef float *asink_attn_grads;

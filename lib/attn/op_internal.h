@@ -64,6 +64,7 @@ struct asink_attn_state {
   asink_ws thread_ws; /* per-thread scratch blocks */
   asink_ws accum;     /* backward: per-thread dk, dv and parameter-gradient accumulators */
   asink_ws buckets;   /* relbias: T5 bucket of each distance 0 .. T-1 */
+  float *first_share; /* asink_attn_state_watch_first_key's buffer, or NULL */
 };
 
 /* The parameter views of an op laid over block (params or a gradient buffer). */

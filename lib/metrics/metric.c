@@ -20,6 +20,7 @@ struct asink_metric {
   bool from_model; /* hidden/key/value norms, cosines exist */
   bool from_maps;  /* sequences came from supplied maps (no activations) */
   float *imp;      /* cap x L x H x Tk */
+  float *win;      /* cap x L x H: share of the first key each query sees, mean over queries */
   double *hid, *kn, *vn, *cos, *qk, *ent;
   /* supplied maps: the batch being assembled layer by layer */
   int pending_n, next_layer;
@@ -46,8 +47,9 @@ asink_status asink_metric_create(asink_metric **out, float eps) {
 
 static void release_sums(asink_metric *mt) {
   asink_free(mt->imp);
+  asink_free(mt->win);
   free(mt->hid);
-  mt->imp = NULL;
+  mt->imp = mt->win = NULL;
   mt->hid = mt->kn = mt->vn = mt->cos = mt->qk = mt->ent = NULL;
 }
 
@@ -97,11 +99,17 @@ static asink_status ensure_seqs(asink_metric *mt, int n) {
   int cap = mt->cap ? mt->cap : 16;
   while (cap < n) cap *= 2;
   size_t per = (size_t)mt->L * mt->H * mt->Tk;
+  size_t per_win = (size_t)mt->L * mt->H;
   float *p = asink_calloc(asink_mul_size(per, (size_t)cap), sizeof(float));
-  if (!p) return asink_fail(ASINK_ERR_NOMEM, "cannot grow the metric to %d sequences", cap);
+  float *w = asink_calloc(asink_mul_size(per_win, (size_t)cap), sizeof(float));
+  if (!p || !w) {
+    asink_free(p), asink_free(w);
+    return asink_fail(ASINK_ERR_NOMEM, "cannot grow the metric to %d sequences", cap);
+  }
   if (mt->imp) memcpy(p, mt->imp, per * (size_t)mt->n_seq * sizeof(float));
-  asink_free(mt->imp);
-  mt->imp = p;
+  if (mt->win) memcpy(w, mt->win, per_win * (size_t)mt->n_seq * sizeof(float));
+  asink_free(mt->imp), asink_free(mt->win);
+  mt->imp = p, mt->win = w;
   mt->cap = cap;
   return ASINK_OK;
 }
@@ -172,7 +180,7 @@ asink_status asink_metric_add_maps(asink_metric *mt, int layer, int n_layer, int
 /* ------------------------------------------------------------------- fused */
 
 static asink_status obs_begin(void *ctx, const asink_layer_view *v, float **importance,
-                              float **entropy) {
+                              float **entropy, float **first_key) {
   asink_metric *mt = ctx;
   if (mt->from_maps)
     return asink_fail(ASINK_ERR_STATE, "the attached metric holds supplied maps' statistics; a model's "
@@ -180,11 +188,13 @@ static asink_status obs_begin(void *ctx, const asink_layer_view *v, float **impo
   const int Tk = v->Tk;
   asink_status st = ensure_shape(mt, v->L, v->H, v->T, Tk);
   if (st == ASINK_OK) st = ensure_seqs(mt, mt->n_seq + v->B);
-  size_t n = (size_t)v->B * v->H * (Tk + 1) + (size_t)v->B * v->Hkv;
+  /* importance | entropy | first key's share | first key's norm per kv head */
+  size_t n = (size_t)v->B * v->H * (Tk + 2) + (size_t)v->B * v->Hkv;
   if (st == ASINK_OK) st = asink_ws_reserve(&mt->stage, n * sizeof(float), "metric staging");
   if (st) return st;
   *importance = mt->stage.ptr;
   *entropy = (float *)mt->stage.ptr + (size_t)v->B * v->H * Tk;
+  *first_key = *entropy + (size_t)v->B * v->H;
   mt->batch_B = v->B;
   return ASINK_OK;
 }
@@ -205,13 +215,14 @@ static void obs_layer(void *ctx, const asink_layer_view *a) {
   const int B = a->B, T = a->T, H = a->H, Hkv = a->Hkv, D = a->D, L = a->L, Tk = mt->Tk;
   const int l = a->layer;
   const int nt = asink_get_num_threads();
-  const float *imp = mt->stage.ptr, *ent = imp + (size_t)B * H * Tk;
-  float *k0norm = (float *)mt->stage.ptr + (size_t)B * H * (Tk + 1);
+  const float *imp = mt->stage.ptr, *ent = imp + (size_t)B * H * Tk, *first = ent + (size_t)B * H;
+  float *k0norm = (float *)mt->stage.ptr + (size_t)B * H * (Tk + 2);
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       memcpy(mt->imp + (((size_t)(mt->n_seq + b) * L + l) * H + h) * Tk, imp + ((size_t)b * H + h) * Tk,
              sizeof(float) * Tk);
       mt->ent[(size_t)l * H + h] += ent[b * H + h] / T;
+      mt->win[((size_t)(mt->n_seq + b) * L + l) * H + h] = first[b * H + h];
     }
   hidden_norms(mt, l, a->x, B, T, a->C, nt);
   for (int b = 0; b < B; b++)
@@ -369,6 +380,21 @@ asink_status asink_metric_entropy(const asink_metric *mt, float *out) {
   return st;
 }
 
+asink_status asink_metric_window_importance(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "window_importance");
+  if (!st) memcpy(out, mt->win, sizeof(float) * (size_t)mt->n_seq * mt->L * mt->H);
+  return st;
+}
+
+asink_status asink_metric_window_sink(const asink_metric *mt, float *out) {
+  asink_status st = ready(mt, out, true, "window_sink");
+  if (st) return st;
+  size_t triples = (size_t)mt->n_seq * mt->L * mt->H, above = 0;
+  for (size_t i = 0; i < triples; i++) above += mt->win[i] > mt->eps;
+  *out = (float)(100.0 * above / triples);
+  return ASINK_OK;
+}
+
 /* ------------------------------------------------------------------- JSON */
 
 typedef struct {
@@ -445,6 +471,8 @@ char *asink_metric_json(const asink_metric *mt) {
       {"value_norm", asink_metric_value_norm, {L, T}, 2, true},
       {"qk_cosine", asink_metric_qk_cosine, {L, H, T}, 3, true},
       {"qk_norm_product", asink_metric_qk_norm_product, {L, H, T}, 3, true},
+      {"window_importance", asink_metric_window_importance, {N, L, H}, 3, true},
+      {"window_sink", asink_metric_window_sink, {0}, 0, true},
   };
   for (size_t i = 0; i < sizeof items / sizeof *items; i++) {
     if (items[i].model_only && !mt->from_model) continue;

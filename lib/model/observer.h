@@ -19,9 +19,10 @@ typedef struct {
 typedef struct {
   void *ctx;
   /* before layer 0 (view->layer = -1, no rows): staging buffers the attention then
-   * fills, importance (B, H, Tk) and entropy (B, H) */
+   * fills, importance (B, H, Tk), entropy (B, H) and the first visible key's share (B, H;
+   * asink_attn_state_watch_first_key) */
   asink_status (*begin)(void *ctx, const asink_layer_view *view, float **importance,
-                        float **entropy);
+                        float **entropy, float **first_key);
   /* after layer l's attention, with that layer's statistics in the staging buffers */
   void (*layer)(void *ctx, const asink_layer_view *view);
   /* after the last layer, view->x the last residual */

@@ -180,9 +180,10 @@ static asink_layer_view layer_view(const asink_weights *w, const asink_pass *p, 
 }
 
 /* Attention sub-block of layer l on input xa: q, k, v, RoPE, attention; out = o(att).
- * An observer gets the ops' importance and entropy, computed in the same pass. */
+ * An observer gets the ops' importance, entropy and first visible key's share, computed in
+ * the same pass. */
 static asink_status attn_forward(const asink_weights *w, asink_pass *p, int l, const float *xa,
-                                 float *out, float *imp, float *ent, int nt) {
+                                 float *out, float *imp, float *ent, float *first, int nt) {
   const asink_layer_weights *y = &w->layers[l];
   asink_acts *a = &p->acts[l];
   const int N = p->N, C = w->C, HD = w->H * w->D;
@@ -197,6 +198,7 @@ static asink_status attn_forward(const asink_weights *w, asink_pass *p, int l, c
     asink_block_kernel_mlp(y, a->k, a->ka, a->kphi, (size_t)N * w->Hkv, w->D, nt);
     qin = a->qphi, kin = a->kphi;
   }
+  asink_attn_state_watch_first_key(p->attn[l], first);
   asink_status st = asink_attn_run_forward(y->attn, p->attn[l], p->B, p->Tx, qin, kin, a->v,
                                            a->att, imp, ent);
   if (st) return st;
@@ -213,13 +215,13 @@ static asink_status attn_forward(const asink_weights *w, asink_pass *p, int l, c
 typedef struct {
   const asink_weights *w;
   asink_pass *p;
-  float *imp, *ent;
+  float *imp, *ent, *first;
   int nt;
 } pass_attend;
 
 static asink_status attend(void *ctx, int l, const float *xa, float *out) {
   pass_attend *c = ctx;
-  return attn_forward(c->w, c->p, l, xa, out, c->imp, c->ent, c->nt);
+  return attn_forward(c->w, c->p, l, xa, out, c->imp, c->ent, c->first, c->nt);
 }
 
 static asink_block_acts block_acts(const asink_pass *p, int l) {
@@ -239,12 +241,12 @@ asink_status asink_pass_forward(const asink_weights *w, asink_pass *p, int B, in
   for (int b = 0; b < B; b++)
     for (int t = 0; t < p->Tx; t++) p->tok[b * p->Tx + t] = (s && t == 0) ? -1 : tokens[b * T + t - s];
   embed_forward(w, p, p->acts[0].x_in);
-  float *imp = NULL, *ent = NULL;
+  float *imp = NULL, *ent = NULL, *first = NULL;
   if (p->obs) {
     asink_layer_view v = layer_view(w, p, -1);
-    if ((st = p->obs->begin(p->obs->ctx, &v, &imp, &ent))) return st;
+    if ((st = p->obs->begin(p->obs->ctx, &v, &imp, &ent, &first))) return st;
   }
-  pass_attend ctx = {w, p, imp, ent, nt};
+  pass_attend ctx = {w, p, imp, ent, first, nt};
   for (int l = 0; l < w->L; l++) {
     asink_block_acts a = block_acts(p, l);
     if ((st = asink_block_forward(w, l, &a, p->N, attend, &ctx, nt))) return st;

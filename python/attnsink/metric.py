@@ -47,6 +47,8 @@ def _declare():
 
 
 _declare()
+declare({"asink_metric_" + name: (ctypes.c_int, [_metric_p, c_float_p])
+         for name in ("window_importance", "window_sink")})
 
 
 class Metric(_Closable):
@@ -165,6 +167,18 @@ class Metric(_Closable):
         out = np.empty((max(steps, 0), max(L, 0), max(H, 0)), dtype=np.float32)
         _check(lib.asink_metric_sink_share(self.ptr, _ptr(out)), "asink_metric_sink_share")
         return out
+
+    def window_importance(self):
+        """(N, L, H) float32: per sequence, layer and head, the mean over queries of the share
+        of the first key each query sees (key max(0, t - W + 1) under window=W; the first
+        token's importance without a window). Needs a model's passes (StateError for supplied
+        maps, or before any). docs/metrics.md, "Window-relative sink"."""
+        N, L, H, _, _ = self.dims()
+        return self.read("window_importance", (N, L, H))
+
+    def window_sink(self):
+        """Percent of (sequence, layer, head) triples whose window_importance is above eps."""
+        return float(self.read("window_sink", (1,))[0])
 
     _layers_heads = None  # (L, H) of the model the metric was last attached to
     _attached_to = None   # weakref to the Model it is attached to (through attach_metric)

@@ -552,3 +552,101 @@ def test_attach_to_model_with_other_layer_count():
     assert mt.dims()[:2] == [2, 3]
     lib.asink_model_attach_metric(m3._h.ptr, None)
     lib.asink_model_attach_metric(m2._h.ptr, None)
+
+
+# ------------------------------------------------------------- window-relative sink
+
+WINDOW_SPECS = {
+    "window3": "softmax,window=3",
+    "window3_kbias": "softmax,window=3,kbias=head,vbias=head",
+    "window4_sigmoid": "sigmoid,window=4",
+    "window3_prefix4": "softmax,window=3,prefix=4",
+}
+
+
+def window_reference(tr, eps):
+    """docs/metrics.md, "Window-relative sink", in numpy: per (n, l, h) the mean over queries t
+    of Â[t, f(t)], f(t) the first real key query t sees (the first True of the visibility row);
+    and the percent of (n, l, h) above eps."""
+    o = tr["o"]
+    maps = np.stack([ly["A"] for ly in tr["layers"]], axis=1)  # (N, L, H, T, Tk)
+    Ahat = stat_map(o, maps)
+    off = Ahat.shape[-1] - T
+    first = visibility(o, T).numpy().argmax(axis=1)  # (T,) first visible real key per query
+    share = Ahat[..., np.arange(T), off + first]     # (N, L, H, T)
+    imp = share.mean(axis=-1)
+    return imp, 100.0 * float((imp > eps).mean()), first
+
+
+def window_case(name):
+    if name not in _CACHE:
+        cfg = llama(WINDOW_SPECS[name])
+        m, params = make(cfg)
+        tok = tokens_for()
+        _CACHE[name] = (cfg, m, params, tok, trace(cfg, params, tok))
+    return _CACHE[name]
+
+
+@pytest.mark.parametrize("name", list(WINDOW_SPECS))
+def test_window_sink_matches_formula(name):
+    cfg, m, params, tok, tr = window_case(name)
+    assert rel_err(m.forward(tok), tr["logits"]) <= TOL  # the traced model is the library's
+    eps = 0.3
+    ref_imp, ref_sink, first = window_reference(tr, eps)
+    # the case is about the window: later queries' first visible key is not key 0
+    assert first[-1] > 0
+    with attnsink.Metric(eps) as mt:
+        m.attach_metric(mt)
+        _forward(m, tok)
+        m.detach_metric()
+        got = mt.window_importance()
+        assert got.shape == (N, L, H) and got.dtype == np.float32
+        assert rel_err(got, ref_imp) <= TOL
+        assert_well_posed(ref_imp, eps)
+        assert abs(mt.window_sink() - ref_sink) < 1e-3
+        # the other statistics are untouched by the window statistic
+        assert_stats_match(_read_all(mt, tr["layers"][0]["A"].shape[-1]), reference_stats(tr, eps), eps,
+                           ALL_KEYS)
+        ptr = ctypes.c_void_p(lib.asink_metric_json(mt.ptr))
+        assert ptr.value
+        js = json.loads(ctypes.string_at(ptr).decode())
+        attnsink.metric._libc.free(ptr)
+        assert abs(js["window_sink"] - ref_sink) < 1e-3
+        assert rel_err(np.array(js["window_importance"]), ref_imp) <= TOL
+
+
+def test_window_sink_nontrivial():
+    """With window=3 the first token's α cannot exceed 3/T, so Sink_1 at eps=0.3 is 0 by
+    construction, while the window-relative statistic does find heads above eps."""
+    tr = window_case("window3")[4]
+    _, ref_sink, _ = window_reference(tr, 0.3)
+    imp = reference_stats(tr, 0.3)["importance"]
+    assert imp[..., 0].max() <= 3.0 / T + 1e-12
+    assert 0 < ref_sink < 100
+
+
+@pytest.mark.parametrize("name", ["softmax", "kvbias", "sigmoid"])
+def test_window_importance_without_window_is_first_token_alpha(name):
+    """Without a window every query's first visible key is key 0: the statistic is α_0."""
+    cfg, m, params, tok, tr = case(name)
+    with attnsink.Metric(0.3) as mt:
+        m.attach_metric(mt)
+        _forward(m, tok)
+        m.detach_metric()
+        off = 1 if tr["o"]["kbias"] else 0
+        imp = mt.read("importance", (N, L, H, T + off))
+        assert rel_err(mt.window_importance(), imp[..., off]) <= 1e-6
+        assert mt.window_sink() == pytest.approx(float(mt.read("sink", (T + off,))[off]), abs=1e-4)
+
+
+def test_window_sink_needs_a_model():
+    """Supplied maps carry no mask: the window statistic is refused, naming itself."""
+    with attnsink.Metric(0.3) as mt:
+        with pytest.raises(StateError, match="window_importance"):
+            mt.window_importance()
+        maps = np.tril(np.ones((3, 3), dtype=np.float32))
+        maps /= maps.sum(axis=1, keepdims=True)
+        st = lib.asink_metric_add_maps(mt.ptr, 0, 1, 1, 1, 3, 3, attnsink._ptr(maps), 1)
+        assert st == Status.OK
+        with pytest.raises(StateError, match="window_sink.*model"):
+            mt.window_sink()
