@@ -191,7 +191,9 @@ def test_probe_on_kjv_text_uses_the_tokenizer(gpt2_ckpt, tmp_path):
     by_text, out = probe(gpt2_ckpt, tmp_path, "text", "--text", str(kjv))
     assert "probe of %s on %s\n" % (gpt2_ckpt, kjv) in out
     assert set(by_text) == {"tokens", "samples", "eps", "sink", "importance", "hidden_norm",
-                            "key_norm", "value_norm"}
+                            "key_norm", "value_norm", "qk_cosine", "qk_norm", "entropy",
+                            "window_alpha", "window_sink", "window_uniform", "first_alpha_bound"}
+    assert by_text["first_alpha_bound"] == 1  # no window: every query sees the first token
     assert (by_text["tokens"], by_text["samples"]) == (24, 6)
     assert np.array(by_text["importance"]).shape == (2, 2, 24)
     # the same windows as the ids `attnsink tokenize` prints
