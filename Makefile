@@ -20,7 +20,8 @@ STUDY_ARGS ?=
 
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
-                abigail-tools python3-setuptools python3-pip python3-venv
+                abigail-tools python3-setuptools python3-pip python3-venv \
+                openmpi-bin libopenmpi-dev
 
 CORPUS   := $(BUILD)/corpus/kjv.txt
 ATTNSINK := $(BUILD)/examples/attnsink/attnsink

@@ -14,6 +14,7 @@
 #include <attnsink.h>
 
 #include "corpus.h"
+#include "distributed.h"
 #include "errors.h"
 #include "files.h"
 #include "probe.h"
@@ -38,6 +39,7 @@ const cli_opts train_defaults = {
     .clip = 1.0,
     .seed = 0,
     .eval_every = 250,
+    .allreduce = "ordered",
 };
 
 /* What a run directory holds; the only names cleanup ever removes. */
@@ -275,12 +277,19 @@ static int save_state(run *r) {
 }
 
 static int checkpoint(run *r) {
+  r->saved = true;
+  if (!dist_root()) return 0; /* rank 0 writes for the job */
+  dist_checkpoint_begin();
   if (asink_model_save(r->m, r->o.out) || asink_adamw_save(r->opt, r->o.out)) {
     cli_error("checkpoint %s: %s", r->o.out, asink_last_error());
+    r->saved = false;
     return -1;
   }
-  if (save_state(r)) return -1;
-  r->saved = true;
+  if (save_state(r)) {
+    r->saved = false;
+    return -1;
+  }
+  dist_checkpoint_end(r->o.out, r->step);
   return 0;
 }
 
@@ -309,6 +318,11 @@ static int evaluate(run *r, double *val_loss, double *sink1) {
 }
 
 static int eval_and_save(run *r) {
+  if (!dist_root()) { /* rank 0 evaluates for the job */
+    r->last_eval = r->step;
+    r->loss_sum = 0, r->loss_count = 0;
+    return checkpoint(r);
+  }
   double vl, s1;
   if (evaluate(r, &vl, &s1)) return -1;
   double tl = r->loss_count ? r->loss_sum / (double)r->loss_count : NAN;
@@ -577,13 +591,18 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   r.tty = isatty(STDOUT_FILENO);
   json_t *state = NULL;
   int rc = CLI_INPUT;
-  if (prepare(&r, &state)) goto done;
-
+  dist_hold_errors();
+  int bad = prepare(&r, &state);
   /* an --out that cannot be a directory is bad input too */
-  if (!r.o.resume && make_dir(r.o.out, &r.dir_created)) goto done;
+  if (!bad && !r.o.resume && dist_root() && make_dir(r.o.out, &r.dir_created)) bad = -1;
+  /* under mpirun: every rank started, with the same settings */
+  if (dist_agree_start(bad, &r.o, r.c.hash, r.m)) {
+    if (r.dir_created) remove_files_in(r.o.out, run_files, true);
+    goto done;
+  }
   r.started = true;
   rc = CLI_FAIL;
-  if (r.o.resume && trim_metrics(r.metrics_path, r.step)) goto done;
+  if (r.o.resume && dist_root() && trim_metrics(r.metrics_path, r.step)) goto done;
   const cli_opts *o = &r.o;
   size_t bt = (size_t)r.B * r.T;
   r.tok = xmalloc(sizeof(int32_t) * bt);
@@ -604,16 +623,24 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
          o->out, r.step, o->steps);
   else if (r.o.resume) line(&r, "resuming %s at step %" PRId64, o->out, r.step);
 
-  while (r.step < o->steps && !g_stop) {
+  /* under mpirun this rank trains windows [b0, b0 + nb) of every global batch */
+  int b0, nb;
+  dist_share(r.B, &b0, &nb);
+  while (r.step < o->steps) {
     double t = elapsed(&r), per = r.step > r.start_step ? t / (double)(r.step - r.start_step) : 0;
-    if (r.limit > 0 && t + per > r.limit) break;
+    /* every rank stops at the same step: the union of their reasons */
+    int stop = dist_stop((g_stop ? DIST_STOP_SIGNAL : 0) | (r.limit > 0 && t + per > r.limit ? DIST_STOP_TIME : 0));
+    if (stop & DIST_STOP_SIGNAL) g_stop = 1;
+    if (stop) break;
     corpus_batch(&r.c, &r.rng, r.B, r.T, r.bos, r.tok, r.tgt);
     float loss;
-    if (asink_model_loss(r.m, r.B, r.T, r.tok, r.tgt, &loss) || asink_model_backward(r.m)) {
+    size_t at = (size_t)b0 * r.T;
+    if (asink_model_loss(r.m, nb, r.T, r.tok + at, r.tgt + at, &loss) || asink_model_backward(r.m)) {
       line(&r, "step %" PRId64 " failed", r.step + 1);
       cli_error("training step %" PRId64 ": %s", r.step + 1, asink_last_error());
       goto done;
     }
+    if (dist_reduce(r.m, o->allreduce, r.B, r.T, r.tgt, &loss)) goto done;
     if (asink_adamw_step(r.opt, NULL)) {
       line(&r, "step %" PRId64 " failed", r.step + 1);
       cli_error("training step %" PRId64 ": %s (the last checkpoint in %s is kept)", r.step + 1,
@@ -649,7 +676,7 @@ done:
   json_decref(state);
   /* a fresh run that failed before its first whole checkpoint takes back what it
    * wrote (a partial save), and the directory if it made it */
-  if (rc != CLI_OK && r.started && !r.o.resume && !r.saved)
+  if (rc != CLI_OK && r.started && !r.o.resume && !r.saved && dist_root())
     remove_files_in(r.o.out, run_files, r.dir_created);
   free_run(&r);
   return rc;
@@ -664,10 +691,11 @@ int cmd_train(int argc, char **argv) {
   }
   if (rc) return rc;
   train_install_signals();
+  if (dist_begin()) return CLI_INPUT;
   train_result res;
   rc = train_run(&o, NULL, &res);
   if (rc == CLI_OK && !res.interrupted)
     printf("done: %" PRId64 " steps, %" PRId64 " tokens, val_loss %.4f, sink1 %.2f%%, checkpoint in %s\n",
            res.steps, res.tokens, res.val_loss, res.sink1, o.out);
-  return rc;
+  return dist_end(rc);
 }
