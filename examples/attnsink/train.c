@@ -600,6 +600,7 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
     if (r.dir_created) remove_files_in(r.o.out, run_files, true);
     goto done;
   }
+  if (r.o.resume) dist_checkpoint_end(r.o.out, r.step); /* the checkpoint a stopped job falls back on */
   r.started = true;
   rc = CLI_FAIL;
   if (r.o.resume && dist_root() && trim_metrics(r.metrics_path, r.step)) goto done;
