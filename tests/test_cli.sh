@@ -17,29 +17,8 @@ PY=/usr/bin/python3
 export ASINK_NUM_THREADS=${ASINK_NUM_THREADS:-1}
 unset ASINK_TEST_INTERRUPT_AT ATTNSINK_CORPUS
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2"; }
-# check NAME COMMAND...: the command must succeed
-check() {
-  local name=$1
-  shift
-  if "$@" >"$W/check.out" 2>&1; then ok "$name"; else bad "$name" "$W/check.out"; fi
-}
-
-# A corpus of about 35 KB: the GPL text when the system has it, else generated.
-if [ -r /usr/share/common-licenses/GPL-3 ]; then
-  cp /usr/share/common-licenses/GPL-3 corpus.txt
-else
-  for i in $(seq 1 700); do
-    echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
-  done >corpus.txt
-fi
+# scratch directory, ok / bad / check, corpus.txt (about 35 KB)
+. "$(dirname "$0")/cli_common.sh" test_cli
 head -c 300 corpus.txt >short.txt
 
 TOY=(--corpus corpus.txt --layers 1 --dim 16 --heads 2 --context 16 --batch 4)

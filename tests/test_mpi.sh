@@ -26,27 +26,8 @@ export ASINK_NUM_THREADS=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 unset ASINK_TEST_INTERRUPT_AT ASINK_TEST_KILL_RANK_AT ATTNSINK_CORPUS
 MPI=(mpirun --oversubscribe)
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/test_mpi.XXXXXX")
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2"; }
-check() {
-  local name=$1
-  shift
-  if "$@" >"$W/check.out" 2>&1; then ok "$name"; else bad "$name" "$W/check.out"; fi
-}
-
-if [ -r /usr/share/common-licenses/GPL-3 ]; then
-  cp /usr/share/common-licenses/GPL-3 corpus.txt
-else
-  for i in $(seq 1 700); do
-    echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
-  done >corpus.txt
-fi
+# scratch directory, ok / bad / check, corpus.txt (about 35 KB)
+. "$(dirname "$0")/cli_common.sh" test_mpi
 sed 's/the/The/' corpus.txt >corpus2.txt
 
 # Two runs agree: every metrics line (step, tokens, train_loss, val_loss, sink1) to relative tol,
