@@ -19,6 +19,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include <limits.h>
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -113,7 +114,7 @@ int main(int argc, char **argv) {
   int steps = 20, B = 8, T = 32, allreduce_only = 0;
   uint64_t seed = 1;
   for (int i = 1; i < argc; i += 2) {
-    if (i + 1 >= argc) usage_error("every option takes a value (see the comment at the top of mpi_trainer.c)");
+    if (i + 1 >= argc) usage_error("every option takes a value (see the top of mpi_trainer.c)");
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--model")) model = v;
     else if (!strcmp(k, "--steps")) steps = atoi(v);
@@ -150,8 +151,10 @@ int main(int argc, char **argv) {
   size_t n;
   check(asink_model_param_block(m, &params, &n), "asink_model_param_block");
   if (rank == 0)
-    printf("%d ranks, %s: %zu parameters (%.1f MB gradient block), global batch %d x %d, %d threads per rank\n",
+    printf("%d ranks, %s: %zu parameters (%.1f MB gradient block), global batch %d x %d, "
+           "%d threads per rank\n",
            size, model, n, n * 4e-6, B, T, asink_get_num_threads());
+  if (n > INT_MAX) usage_error("the gradient block exceeds one MPI_Allreduce's int count: sum it in pieces");
 
   if (allreduce_only) {
     double t = 0, best = 1e30;
@@ -163,11 +166,13 @@ int main(int argc, char **argv) {
       if (s < best) best = s;
     }
     if (rank == 0)
-      printf("allreduce of the gradient block: mean %.1f ms, best %.1f ms over %d (%.2f GB/s algorithm bandwidth)\n",
+      printf("allreduce of the gradient block: mean %.1f ms, best %.1f ms over %d "
+             "(%.2f GB/s algorithm bandwidth)\n",
              1e3 * t / allreduce_only, 1e3 * best, allreduce_only, n * 4e-9 / best);
   } else {
     const int rows = B / size, first = rank * rows;
-    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)B * T), *targets = malloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t *targets = malloc(sizeof(int32_t) * (size_t)B * T);
     if (!tokens || !targets) check(ASINK_ERR_NOMEM, "batch buffers");
     rng = seed;
     double t_compute = 0, t_sum = 0, t_opt = 0;
@@ -192,8 +197,8 @@ int main(int argc, char **argv) {
     if (rank == 0 && steps > 1) {
       int k = steps - 1;
       double all = t_compute + t_sum + t_opt;
-      printf("per step (mean of steps 2..%d): compute %.3f s (loss + backward, slowest rank), gradient sum %.3f s, AdamW %.3f s; "
-             "communicating %.1f%% of the step\n",
+      printf("per step (mean of steps 2..%d): compute %.3f s (loss + backward, slowest rank), "
+             "gradient sum %.3f s, AdamW %.3f s; communicating %.1f%% of the step\n",
              steps, t_compute / k, t_sum / k, t_opt / k, 100.0 * t_sum / all);
     }
     free(tokens);

@@ -123,7 +123,9 @@ static void on_term(int sig) {
   _exit(CLI_FAIL);
 }
 
-void dist_checkpoint_begin(void) { in_checkpoint = 1; }
+void dist_checkpoint_begin(void) {
+  if (job.on) in_checkpoint = 1;
+}
 
 void dist_checkpoint_end(const char *dir, int64_t step) {
   if (!job.on) return;

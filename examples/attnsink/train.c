@@ -277,18 +277,14 @@ static int save_state(run *r) {
 }
 
 static int checkpoint(run *r) {
-  r->saved = true;
-  if (!dist_root()) return 0; /* rank 0 writes for the job */
+  if (!dist_root()) return r->saved = true, 0; /* rank 0 writes for the job */
   dist_checkpoint_begin();
   if (asink_model_save(r->m, r->o.out) || asink_adamw_save(r->opt, r->o.out)) {
     cli_error("checkpoint %s: %s", r->o.out, asink_last_error());
-    r->saved = false;
     return -1;
   }
-  if (save_state(r)) {
-    r->saved = false;
-    return -1;
-  }
+  if (save_state(r)) return -1;
+  r->saved = true;
   dist_checkpoint_end(r->o.out, r->step);
   return 0;
 }
@@ -630,7 +626,8 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   while (r.step < o->steps) {
     double t = elapsed(&r), per = r.step > r.start_step ? t / (double)(r.step - r.start_step) : 0;
     /* every rank stops at the same step: the union of their reasons */
-    int stop = dist_stop((g_stop ? DIST_STOP_SIGNAL : 0) | (r.limit > 0 && t + per > r.limit ? DIST_STOP_TIME : 0));
+    int stop = dist_stop((g_stop ? DIST_STOP_SIGNAL : 0) |
+                         (r.limit > 0 && t + per > r.limit ? DIST_STOP_TIME : 0));
     if (stop & DIST_STOP_SIGNAL) g_stop = 1;
     if (stop) break;
     corpus_batch(&r.c, &r.rng, r.B, r.T, r.bos, r.tok, r.tgt);
