@@ -106,7 +106,7 @@ static void set_stop_msg(const char *dir, int64_t step) {
   else
     n = snprintf(stop_msg, sizeof stop_msg,
                  "attnsink: rank %d of %d: stopped: mpirun ended the job (another rank failed or the job "
-                 "was interrupted); rank 0 names the last checkpoint\n",
+                 "was interrupted); --resume continues from the last checkpoint rank 0 wrote\n",
                  job.rank, job.size);
   stop_len = n > 0 && (size_t)n < sizeof stop_msg ? (size_t)n : strlen(stop_msg);
   sigprocmask(SIG_SETMASK, &old, NULL);
