@@ -85,6 +85,9 @@ bool dist_root(void) { return job.rank == 0; }
 static char stop_msg[1024];
 static size_t stop_len;
 static volatile sig_atomic_t in_checkpoint, term_pending;
+/* non-zero once every rank has failed together and rank 0 has said why: a SIGTERM from
+ * mpirun (which ends the job at the first non-zero exit) then ends this rank silently */
+static volatile sig_atomic_t quiet_exit;
 
 static void set_stop_msg(const char *dir, int64_t step) {
   sigset_t term, old;
@@ -114,6 +117,7 @@ static void set_stop_msg(const char *dir, int64_t step) {
 
 static void on_term(int sig) {
   (void)sig;
+  if (quiet_exit) _exit(quiet_exit);
   if (in_checkpoint) {
     term_pending = 1; /* the files first; mpirun's SIGKILL may still come sooner */
     return;
@@ -328,6 +332,7 @@ int dist_agree_start(int failed, const cli_opts *o, uint64_t corpus_hash, asink_
   free(note), free(lens), free(displs), free(all);
   if (verdict) {
     job.agreed_failure = true;
+    quiet_exit = CLI_INPUT;
     return -1;
   }
   char tag[64];
