@@ -9,7 +9,6 @@
 #include <jansson.h>
 
 #include "errors.h"
-#include "train.h"
 
 int dist_launched_ranks(void) {
   static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
@@ -42,8 +41,9 @@ int dist_rank(void) { return 0; }
 int dist_size(void) { return 1; }
 bool dist_root(void) { return true; }
 void dist_hold_errors(void) {}
-int dist_agree_start(int failed, const cli_opts *o, uint64_t corpus_hash, asink_model *m) {
-  (void)o, (void)corpus_hash, (void)m;
+int dist_agree_start(int failed, const cli_opts *o, const json_t *settings, uint64_t corpus_hash,
+                     asink_model *m) {
+  (void)o, (void)settings, (void)corpus_hash, (void)m;
   return failed ? -1 : 0;
 }
 void dist_share(int B, int *first, int *count) { *first = 0, *count = B; }
@@ -237,13 +237,14 @@ static uint64_t fnv1a64_words(const float *x, size_t n) {
 /* What every rank must have in common, as JSON text (malloc'd): the settings but the thread
  * count and the corpus's path, the corpus's content, the parameters, the reduction; or the
  * errors of a rank that could not start. */
-static char *start_note(int failed, const cli_opts *o, uint64_t corpus_hash, asink_model *m) {
+static char *start_note(int failed, const cli_opts *o, const json_t *settings, uint64_t corpus_hash,
+                        asink_model *m) {
   json_t *j;
   if (failed) {
     j = json_pack("{s:s}", "failed", cli_errors_release());
   } else {
     cli_errors_release();
-    j = train_opts_json(o);
+    j = json_deep_copy(settings);
     json_object_del(j, "threads");
     json_object_del(j, "corpus");
     float *p = NULL;
@@ -307,9 +308,10 @@ static int judge(char **notes, const cli_opts *o) {
   return bad;
 }
 
-int dist_agree_start(int failed, const cli_opts *o, uint64_t corpus_hash, asink_model *m) {
+int dist_agree_start(int failed, const cli_opts *o, const json_t *settings, uint64_t corpus_hash,
+                     asink_model *m) {
   if (!job.on) return failed ? -1 : 0;
-  char *note = start_note(failed, o, corpus_hash, m);
+  char *note = start_note(failed, o, settings, corpus_hash, m);
   int len = (int)strlen(note) + 1, *lens = NULL, *displs = NULL;
   char *all = NULL;
   if (job.rank == 0) lens = xcalloc((size_t)job.size, sizeof(int));

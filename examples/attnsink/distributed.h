@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <attnsink.h>
+#include <jansson.h>
 
 #include "args.h"
 
@@ -39,11 +40,13 @@ bool dist_root(void);
 
 /* Collective, once every rank has prepared (failed != 0: this rank could not). Fails on every
  * rank, with one message from rank 0, if a rank could not start, if the ranks were started
- * with different settings (flags, corpus content, parameters, --allreduce), or if the global
- * batch is not a multiple of the rank count. While it runs, errors of ranks > 0 are held
- * back (dist_hold_errors) so a mistake every rank makes is reported once. */
+ * with different settings (settings: the run's as JSON, train_opts_json; the corpus's
+ * content, the parameters, --allreduce), or if the global batch is not a multiple of the
+ * rank count. Errors of every rank are held back from dist_hold_errors (called before
+ * preparing) to here, so a mistake every rank makes is reported once. */
 void dist_hold_errors(void);
-int dist_agree_start(int failed, const cli_opts *o, uint64_t corpus_hash, asink_model *m);
+int dist_agree_start(int failed, const cli_opts *o, const json_t *settings, uint64_t corpus_hash,
+                     asink_model *m);
 
 /* The windows [*first, *first + *count) of a global batch of B this rank trains. */
 void dist_share(int B, int *first, int *count);

@@ -592,7 +592,10 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   /* an --out that cannot be a directory is bad input too */
   if (!bad && !r.o.resume && dist_root() && make_dir(r.o.out, &r.dir_created)) bad = -1;
   /* under mpirun: every rank started, with the same settings */
-  if (dist_agree_start(bad, &r.o, r.c.hash, r.m)) {
+  json_t *settings = bad ? NULL : train_opts_json(&r.o);
+  bad = dist_agree_start(bad, &r.o, settings, r.c.hash, r.m);
+  json_decref(settings);
+  if (bad) {
     if (r.dir_created) remove_files_in(r.o.out, run_files, true);
     goto done;
   }
