@@ -31,7 +31,7 @@ NPM_PACKAGE := $(if $(shell command -v npm 2>/dev/null),,npm)
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
                 abigail-tools python3-setuptools python3-pip python3-venv python3-sentencepiece \
-                libutf8proc-dev nodejs $(NPM_PACKAGE)
+                libutf8proc-dev nodejs $(NPM_PACKAGE) openmpi-bin libopenmpi-dev
 
 # reads one option's value from `meson introspect --buildoptions` (JSON on stdin)
 INSTALL_OPT := python3 -c 'import json, sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))'

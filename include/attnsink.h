@@ -260,6 +260,29 @@ ASINK_API asink_status asink_model_eval_loss(asink_model *m, int B, int T, const
  * ASINK_ERR_STATE if there was none since the last backward. */
 ASINK_API asink_status asink_model_backward(asink_model *m);
 
+/* ================================================ parameter and gradient blocks (1.1) */
+/*
+ * The model keeps every parameter in one contiguous float block and every gradient in a
+ * second block laid out the same way: parameter i of asink_model_param_info occupies
+ * elements [offset_i, offset_i + numel_i) of both, row-major in its HF shape, the parameters
+ * following each other in index order with no gaps, so offset_0 = 0 and the blocks hold the
+ * sum of all numel_i floats. A data-parallel trainer sums (or averages) the gradient block
+ * over its workers with one reduction (MPI_Allreduce, torch.distributed, NCCL, ...) between
+ * asink_model_backward and asink_adamw_step (docs/api.md "Data-parallel training").
+ * Pointers stay valid while the model lives; the blocks are never reallocated.
+ * Added in version 1.1 (symbol version ATTNSINK_1.1).
+ */
+
+/* The gradient block: *data (writing changes the gradients) and its element count *numel
+ * (may be NULL). ASINK_ERR_ARG for NULL m or data. */
+ASINK_API asink_status asink_model_grad_block(asink_model *m, float **data, size_t *numel);
+/* The parameter block, the same way (writing changes the weights). */
+ASINK_API asink_status asink_model_param_block(asink_model *m, float **data, size_t *numel);
+/* Where parameter i lies in both blocks: *offset in floats from the start, *numel its
+ * element count (either may be NULL). ASINK_ERR_ARG naming i if it is not 0 .. count-1. */
+ASINK_API asink_status asink_model_param_offset(const asink_model *m, int i, size_t *offset,
+                                                size_t *numel);
+
 /* ================================================================== AdamW */
 /*
  * Decoupled weight decay (as torch.optim.AdamW), applied to 2-D ".weight" matrices

@@ -114,11 +114,13 @@ if [ -n "$extra" ]; then
 fi
 echo "exported: $(nm -D --defined-only "$so" | grep -c ' asink_') asink_ symbols, nothing else"
 
-# Every exported function carries a symbol version of the soname (lib/attnsink.map):
-# ATTNSINK_MAJOR.0, or the minor release that added it.
+# Every exported function carries a symbol version of the soname's major (lib/attnsink.map:
+# ATTNSINK_MAJOR.0, and ATTNSINK_MAJOR.N for later additions), and the 1.1 additions their own.
 major=${version%%.*}
 unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) !~ /^ATTNSINK_'"$major"'\.[0-9]+$/ { print $NF }')
 [ -z "$unversioned" ] || fail "functions without a version ATTNSINK_$major.N: $unversioned"
+[ "$(objdump -T "$so" | awk '$NF == "asink_model_grad_block" { print $(NF-1) }')" = "ATTNSINK_$major.1" ] ||
+  fail "asink_model_grad_block is not under ATTNSINK_$major.1"
 echo "symbol version: ATTNSINK_$major.N on every function"
 
 # Static link: libattnsink.a plus the private libraries from the .pc.

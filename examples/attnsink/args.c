@@ -59,6 +59,8 @@ static const flag flags[] = {
      "threads (default: 1 below a million parameters, else all cores)"},
     {"minutes", F_DOUBLE, O(minutes), TR | ST, 0, 1e6, 1, 0, NULL, 0, "wall-clock budget"},
     {"resume", F_SET, O(resume), TR, 0, 0, 0, 0, NULL, 1, "continue the run in --out"},
+    {"allreduce", F_CHOICE, O(allreduce), TR, 0, 0, 0, 0, "ordered mpi", 0,
+     "under mpirun: gradient sum in rank order, or MPI_Allreduce's order"},
     {"prompt", F_STR, O(prompt), GE, 0, 0, 0, 0, NULL, 0, "prompt text (byte-level models)"},
     {"prompt-ids", F_STR, O(prompt_ids), GE, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated prompt ids"},
     {"text", F_STR, O(text), SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},

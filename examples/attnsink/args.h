@@ -25,6 +25,7 @@ typedef struct cli_opts {
   double lr, wd, clip, minutes /* 0: no time limit */;
   uint64_t seed;
   int resume;
+  const char *allreduce; /* under mpirun: how ranks sum gradients (distributed.h) */
   /* probe */
   const char *dir, *text, *token_ids, *json, *plot;
   int tokens, samples;

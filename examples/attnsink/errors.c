@@ -1,9 +1,16 @@
 #include "errors.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static bool holding;
+static char held[4096];
+static char tag[64];
+
+void cli_errors_tag(const char *t) { snprintf(tag, sizeof tag, "%s", t ? t : ""); }
 
 void cli_error(const char *fmt, ...) {
   char buf[2048];
@@ -13,7 +20,22 @@ void cli_error(const char *fmt, ...) {
   va_end(ap);
   for (char *p = buf; *p; p++)
     if (*p == '\n' || *p == '\r') *p = ' ';
-  fprintf(stderr, "attnsink: %s\n", buf);
+  if (holding) {
+    size_t used = strlen(held);
+    snprintf(held + used, sizeof held - used, "%s%s", used ? "; " : "", buf);
+    return;
+  }
+  fprintf(stderr, "attnsink: %s%s\n", tag, buf);
+}
+
+void cli_errors_hold(void) {
+  holding = true;
+  held[0] = 0;
+}
+
+const char *cli_errors_release(void) {
+  holding = false;
+  return held;
 }
 
 static void *check(void *p) {

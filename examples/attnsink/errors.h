@@ -16,6 +16,15 @@ enum {
  * message become spaces so every error stays one line. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A tag every later error line carries after "attnsink: " (a rank's "rank 1 of 4: "). */
+void cli_errors_tag(const char *tag);
+
+/* While held, error lines are kept instead of printed (a rank of a data-parallel job holds
+ * its own until the ranks have compared notes, so an error every rank makes shows once).
+ * cli_errors_release stops holding and returns what was kept ("" if nothing; static). */
+void cli_errors_hold(void);
+const char *cli_errors_release(void);
+
 /* malloc/calloc/strdup that end the program (status 1) on exhaustion: the
  * program's buffers are small next to the model's, so there is nothing to save. */
 void *xmalloc(size_t n);

@@ -7,6 +7,7 @@
 #include <attnsink.h>
 
 #include "args.h"
+#include "distributed.h"
 #include "errors.h"
 #include "generate.h"
 #include "probe.h"
@@ -93,6 +94,11 @@ int main(int argc, char **argv) {
     return CLI_INPUT;
   }
   const char *c = argv[1];
+  /* mpirun -np N would start N copies writing the same files */
+  if (strcmp(c, "train") && c[0] != '-' && dist_launched_ranks() > 1) {
+    cli_error("only `attnsink train` runs across MPI ranks; run `attnsink %s` as one process", c);
+    return CLI_INPUT;
+  }
   if (!strcmp(c, "train")) return cmd_train(argc - 2, argv + 2);
   if (!strcmp(c, "probe")) return cmd_probe(argc - 2, argv + 2);
   if (!strcmp(c, "study")) return cmd_study(argc - 2, argv + 2);

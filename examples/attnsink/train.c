@@ -14,6 +14,7 @@
 #include <attnsink.h>
 
 #include "corpus.h"
+#include "distributed.h"
 #include "errors.h"
 #include "files.h"
 #include "probe.h"
@@ -39,6 +40,7 @@ const cli_opts train_defaults = {
     .clip = 1.0,
     .seed = 0,
     .eval_every = 250,
+    .allreduce = "ordered",
 };
 
 void train_remove_run(const char *dir) { rundir_remove(dir, true); }
@@ -287,6 +289,8 @@ static int save_state(run *r, const char *path) {
 /* Saves into a new step directory and switches the run to it (rundir.h): a kill
  * at any instant leaves either the previous checkpoint or this one, whole. */
 static int checkpoint(run *r) {
+  if (!dist_root()) return r->saved = true, 0; /* rank 0 writes for the job */
+  dist_checkpoint_begin();
   char *stage = rundir_stage(r->o.out, r->step);
   if (!stage) return -1;
   char *state = path_join(stage, "train_state.json"), *metrics = path_join(stage, "metrics.jsonl");
@@ -306,6 +310,7 @@ static int checkpoint(run *r) {
   if (switched) {
     free(r->ckpt);
     r->ckpt = stage, r->ckpt_step = r->step, r->saved = true;
+    dist_checkpoint_end(r->o.out, r->step);
   } else {
     free(stage);
   }
@@ -337,6 +342,11 @@ static int evaluate(run *r, double *val_loss, double *sink1) {
 }
 
 static int eval_and_save(run *r) {
+  if (!dist_root()) { /* rank 0 evaluates for the job */
+    r->last_eval = r->step;
+    r->loss_sum = 0, r->loss_count = 0;
+    return checkpoint(r);
+  }
   double vl, s1;
   if (evaluate(r, &vl, &s1)) return -1;
   double tl = r->loss_count ? r->loss_sum / (double)r->loss_count : NAN;
@@ -713,14 +723,23 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   r.tty = isatty(STDOUT_FILENO);
   json_t *state = NULL;
   int rc = CLI_INPUT;
-  if (prepare(&r, &state)) goto done;
-
+  dist_hold_errors();
+  int bad = prepare(&r, &state);
   /* an --out that cannot be a directory is bad input too */
-  if (!r.o.resume && make_dir(r.o.out, &r.dir_created)) goto done;
+  if (!bad && !r.o.resume && dist_root() && make_dir(r.o.out, &r.dir_created)) bad = -1;
+  /* under mpirun: every rank started, with the same settings */
+  json_t *settings = bad ? NULL : train_opts_json(&r.o);
+  bad = dist_agree_start(bad, &r.o, settings, r.c.hash, r.m);
+  json_decref(settings);
+  if (bad) {
+    if (r.dir_created) rundir_remove(r.o.out, true);
+    goto done;
+  }
+  if (r.o.resume) dist_checkpoint_end(r.o.out, r.step); /* the checkpoint a stopped job falls back on */
   r.started = true;
   rc = CLI_FAIL;
   /* what a killed save left (step directories current does not name, temporaries) */
-  if (rundir_clean(r.o.out, r.ckpt)) goto done;
+  if (dist_root() && rundir_clean(r.o.out, r.ckpt)) goto done;
   if (r.o.resume ? load_metrics(&r) : (r.metrics = xcalloc(1, 1), 0)) goto done;
   const cli_opts *o = &r.o;
   size_t bt = (size_t)r.B * r.T;
@@ -745,22 +764,33 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
          o->out, r.step, o->steps);
   else if (r.o.resume) line(&r, "resuming %s at step %" PRId64, o->out, r.step);
 
-  while (r.step < o->steps && !g_stop) {
+  /* under mpirun this rank trains windows [b0, b0 + nb) of every global batch */
+  int b0, nb;
+  dist_share(r.B, &b0, &nb);
+  while (r.step < o->steps) {
     double t = elapsed(&r), per = r.step > r.start_step ? t / (double)(r.step - r.start_step) : 0;
-    if (r.limit > 0 && t + per > r.limit) break;
+    /* every rank stops at the same step: the union of their reasons */
+    int stop = dist_stop((g_stop ? DIST_STOP_SIGNAL : 0) |
+                         (r.limit > 0 && t + per > r.limit ? DIST_STOP_TIME : 0));
+    if (stop & DIST_STOP_SIGNAL) g_stop = 1;
+    if (stop) break;
     corpus_batch(&r.c, &r.rng, r.B, r.T, r.bos, r.tok, r.tgt);
     float loss;
-    if (asink_model_loss(r.m, r.B, r.T, r.tok, r.tgt, &loss)) {
+    size_t at = (size_t)b0 * r.T;
+    if (asink_model_loss(r.m, nb, r.T, r.tok + at, r.tgt + at, &loss) || asink_model_backward(r.m)) {
       step_failed(&r, asink_last_error());
       goto done;
     }
+    /* under mpirun: the gradients and the loss summed over the ranks, so every rank
+     * sees the same loss below and they stop together */
+    if (dist_reduce(r.m, o->allreduce, r.B, r.T, r.tgt, &loss)) goto done;
     if (!isfinite(loss)) {
       char why[64];
       snprintf(why, sizeof why, "the loss is %s: training diverged", isnan(loss) ? "NaN" : "infinite");
       step_failed(&r, why);
       goto done;
     }
-    if (asink_model_backward(r.m) || asink_adamw_step(r.opt, NULL)) {
+    if (asink_adamw_step(r.opt, NULL)) {
       step_failed(&r, asink_last_error());
       goto done;
     }
@@ -794,7 +824,7 @@ done:
   json_decref(state);
   /* a fresh run that failed before its first whole checkpoint takes back what it
    * wrote (a partial save), and the directory if it made it */
-  if (rc != CLI_OK && r.started && !r.o.resume && !r.saved) rundir_remove(r.o.out, r.dir_created);
+  if (rc != CLI_OK && r.started && !r.o.resume && !r.saved && dist_root()) rundir_remove(r.o.out, r.dir_created);
   free_run(&r);
   return rc;
 }
@@ -808,10 +838,11 @@ int cmd_train(int argc, char **argv) {
   }
   if (rc) return rc;
   train_install_signals();
+  if (dist_begin()) return CLI_INPUT;
   train_result res;
   rc = train_run(&o, NULL, &res);
   if (rc == CLI_OK && !res.interrupted)
     printf("done: %" PRId64 " steps, %" PRId64 " tokens, val_loss %.4f, sink1 %.2f%%, checkpoint in %s\n",
            res.steps, res.tokens, res.val_loss, res.sink1, o.out);
-  return rc;
+  return dist_end(rc);
 }

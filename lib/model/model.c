@@ -127,6 +127,32 @@ void asink_model_zero_grad(asink_model *m) {
   if (m) memset(m->grad, 0, m->w->n_block * sizeof(float));
 }
 
+/* ------------------------------------------------------- the blocks (1.1) */
+
+asink_status asink_model_grad_block(asink_model *m, float **data, size_t *numel) {
+  if (!m || !data) return asink_fail(ASINK_ERR_ARG, "asink_model_grad_block: NULL argument");
+  *data = m->grad;
+  if (numel) *numel = m->w->n_block;
+  return ASINK_OK;
+}
+
+asink_status asink_model_param_block(asink_model *m, float **data, size_t *numel) {
+  if (!m || !data) return asink_fail(ASINK_ERR_ARG, "asink_model_param_block: NULL argument");
+  *data = m->w->block;
+  if (numel) *numel = m->w->n_block;
+  return ASINK_OK;
+}
+
+asink_status asink_model_param_offset(const asink_model *m, int i, size_t *offset, size_t *numel) {
+  if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_param_offset: model is NULL");
+  if (i < 0 || i >= m->w->n_params)
+    return asink_fail(ASINK_ERR_ARG, "parameter index %d out of range (the model has %d)", i,
+                      m->w->n_params);
+  if (offset) *offset = m->w->params[i].offset;
+  if (numel) *numel = m->w->params[i].numel;
+  return ASINK_OK;
+}
+
 /* ----------------------------------------------------------------- passes */
 
 static asink_status check_tokens(const asink_model *m, int B, int T, const int32_t *tokens) {

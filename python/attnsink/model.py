@@ -9,6 +9,7 @@ asink_adamw_*.
     logits = m.forward(tokens)                     # int (B, T) -> float32 (B, T, V)
     loss = m.loss(tokens, targets)                 # float; targets -1 are ignored
     grads = m.backward()                           # dict HF name -> ndarray (copies)
+    g = m.grad_block(); p = m.param_block()        # every gradient / parameter: one float32 view
     m.zero_grad(); m.save(path)
 
     logits = m.decode(tokens, cache="full")        # (B, T) fed one position at a time -> (B, T, V)
@@ -124,6 +125,29 @@ def _int32_grid(x, label):
             raise ArgumentError("%s[%d, %d] = %d is outside the 32-bit integer range"
                                 % ((label,) + where + (bad,)))
     return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _block_functions():
+    """asink_model_grad_block, _param_block and _param_offset (library 1.1), typed on first use.
+    A 1.0 library lacks them: OSError naming the function."""
+    fns = getattr(_block_functions, "fns", None)
+    if fns is None:
+        out = ctypes.POINTER(ctypes.POINTER(ctypes.c_float)), ctypes.POINTER(ctypes.c_size_t)
+        fns = {}
+        for key, name, args in (("grad", "asink_model_grad_block", out),
+                                ("param", "asink_model_param_block", out),
+                                ("offset", "asink_model_param_offset",
+                                 (ctypes.c_int, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)))):
+            try:
+                fn = getattr(lib, name)
+            except AttributeError:
+                raise OSError("the loaded libattnsink %s has no %s (added in 1.1)"
+                              % (_decode(lib.asink_version()), name)) from None
+            fn.restype = ctypes.c_int
+            fn.argtypes = (ctypes.c_void_p,) + tuple(args)
+            fns[key] = fn
+        _block_functions.fns = fns
+    return fns
 
 
 class Model(_Closable):
@@ -284,6 +308,40 @@ class Model(_Closable):
     def zero_grad(self):
         """Zero every accumulated gradient."""
         lib.asink_model_zero_grad(self._h.ptr)
+
+    # -- the parameter and gradient blocks (data-parallel training, docs/python.md)
+
+    def _block(self, which):
+        fn = _block_functions()[which]
+        data, numel = ctypes.POINTER(ctypes.c_float)(), ctypes.c_size_t()
+        _check(fn(self._h.ptr, ctypes.byref(data), ctypes.byref(numel)), fn.__name__)
+        buf = (ctypes.c_float * numel.value).from_address(ctypes.cast(data, ctypes.c_void_p).value)
+        buf._attnsink_handle = self._h  # keeps the model (and so this memory) alive
+        return np.ctypeslib.as_array(buf)
+
+    def grad_block(self):
+        """Every gradient as one float32 ndarray (n,), a view of the model's own storage: writing
+        it changes the gradients. Parameters follow each other in the order of parameters(),
+        each row-major, with no gaps (block_offsets() says where each lies). Sum it over workers
+        (torch.distributed.all_reduce, mpi4py's Allreduce) between backward() and the
+        optimizer's step()."""
+        return self._block("grad")
+
+    def param_block(self):
+        """Every parameter as one float32 ndarray (n,) viewing the model's storage, laid out as
+        grad_block(): writing it changes the weights."""
+        return self._block("param")
+
+    def block_offsets(self):
+        """dict HF name -> (offset, numel): where each parameter lies in grad_block() and
+        param_block(), in the library's order."""
+        fn = _block_functions()["offset"]
+        out = {}
+        for i, name in enumerate(self._shapes):
+            off, n = ctypes.c_size_t(), ctypes.c_size_t()
+            _check(fn(self._h.ptr, i, ctypes.byref(off), ctypes.byref(n)), "asink_model_param_offset")
+            out[name] = (off.value, n.value)
+        return out
 
     # -- decoding
 
