@@ -151,6 +151,10 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
   int ti = tid / J->tn, tj = tid % J->tn;
   size_t mpanels = (J->M + MR - 1) / MR;
   size_t m0 = mpanels * ti / J->tm * MR, m1 = min_sz(J->M, mpanels * (ti + 1) / J->tm * MR);
+  /* With one row range (tm = 1) each thread packs exactly the B panels it computes on, so
+   * no thread waits for another: on a loaded machine every barrier can wait out a time
+   * slice of a descheduled thread (bench_gemm's tiny shapes at 2 threads lost 2-3x). */
+  const bool shared_b = nt > 1 && J->tm > 1;
   for (size_t jc = 0; jc < J->N; jc += G.nc) {
     size_t nc = min_sz(G.nc, J->N - jc), npanels = (nc + NR - 1) / NR;
     size_t jp0 = npanels * tj / J->tn, jp1 = npanels * (tj + 1) / J->tn;
@@ -159,7 +163,7 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
       size_t psa = round16(MR * kc), psb = round16(NR * kc);
       pack_rows(J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
                 npanels * (tid + 1) / nt, NULL);
-      if (nt > 1) {
+      if (shared_b) {
 #pragma omp barrier
       }
       const asink_gemm_band *band = J->band;
@@ -193,7 +197,7 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
           }
         }
       }
-      if (nt > 1) {
+      if (shared_b) {
 #pragma omp barrier
       }
     }
