@@ -12,7 +12,8 @@
  * chosen with the rest of the SIMD table, from CPUID. An OpenMP team splits rows and
  * column panels. A band (asink_gemm_band) lets the attention skip the micro-tiles its
  * masks zero. At the scalar level (a CPU without AVX2, or ASINK_SIMD=scalar), where
- * BLIS's own kernels beat portable C, or with ASINK_GEMM=blis, bli_sgemm_ex runs. */
+ * BLIS has kernels written for the CPUs it knows and the table only portable C, or with
+ * ASINK_GEMM=blis, bli_sgemm_ex runs. */
 #include "core/blas.h"
 
 #include <blis.h>
@@ -160,7 +161,10 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
     size_t jp0 = npanels * tj / J->tn, jp1 = npanels * (tj + 1) / J->tn;
     for (size_t pc = 0; pc < J->K; pc += G.kc) {
       size_t kc = min_sz(G.kc, J->K - pc);
-      size_t psa = round16(MR * kc), psb = round16(NR * kc);
+      /* B's panel stride is that of the longest k block, so each thread's panels stay
+       * where they were when a shorter last block comes (without barriers, the other
+       * thread may still be reading its own panels of the block before) */
+      size_t psa = round16(MR * kc), psb = round16(NR * min_sz(G.kc, J->K));
       pack_rows(J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
                 npanels * (tid + 1) / nt, NULL);
       if (shared_b) {

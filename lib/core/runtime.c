@@ -161,7 +161,7 @@ static void init_once(void) {
   asink_status s = threads_from_env();
   if (s == ASINK_OK) s = settings_from_env();
   if (s == ASINK_OK) s = choose_simd();
-  /* portable C loses to BLIS's own kernels, whatever CPU BLIS detects */
+  /* without SIMD kernels of our own, BLIS's (hand-written for the CPUs it knows) run */
   if (s == ASINK_OK && settings.gemm == ASINK_GEMM_AUTO)
     settings.gemm = kern == &asink_kernels_scalar ? ASINK_GEMM_BLIS : ASINK_GEMM_PACKED;
   if (s == ASINK_OK) s = choose_blis();
