@@ -264,59 +264,109 @@ START_TEST(pack_panel_matches_reference) {
 }
 END_TEST
 
-/* Each table's micro-kernel on its own: every tile size up to mr x nr, k from 0 to past
- * an unrolled step, beta 0 over NaN, 1 and -0.5, alpha 1 and 0.3, C with padding whose
- * entries (and the rows and columns past the tile) must be left alone. */
+typedef void (*ukr_fn)(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
+                       size_t n, float alpha, float beta);
+
+/* A micro-kernel on its own: every tile size up to MR x NR, k from 0 to past an unrolled
+ * step, beta 0 over NaN, 1 and -0.5, alpha 1 and 0.3, C with padding whose entries (and
+ * the rows and columns past the tile) must be left alone. */
+static void check_micro_kernel(const char *name, ukr_fn ukr, size_t MR, size_t NR) {
+  const size_t ks[] = {0, 1, 3, 4, 5, 17, 64}, ldc = NR + 3;
+  const float betas[] = {0.f, 1.f, -0.5f}, alphas[] = {1.f, 0.3f};
+  for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+    size_t k = ks[ki];
+    float *a = rand_matrix(MR * k + 1), *b = rand_matrix(NR * k + 1);
+    for (size_t m = 1; m <= MR; m++)
+      for (size_t n = 1; n <= NR; n++)
+        for (int bi = 0; bi < 3; bi++) {
+          float alpha = alphas[(m + n) % 2], beta = betas[bi];
+          float *c = rand_matrix((MR + 1) * ldc), *c0 = malloc(sizeof(float) * (MR + 1) * ldc);
+          if (beta == 0.f) c[0] = NAN;
+          memcpy(c0, c, sizeof(float) * (MR + 1) * ldc);
+          ukr(k, a, b, c, ldc, m, n, alpha, beta);
+          for (size_t i = 0; i <= MR; i++)
+            for (size_t j = 0; j < ldc; j++) {
+              float got = c[i * ldc + j];
+              if (i >= m || j >= n) {
+                ck_assert_msg(memcmp(&got, &c0[i * ldc + j], sizeof got) == 0,
+                              "%s k=%zu m=%zu n=%zu: C[%zu][%zu] outside the tile changed",
+                              name, k, m, n, i, j);
+                continue;
+              }
+              double s = 0.0, mag = 1.0;
+              for (size_t p = 0; p < k; p++) {
+                s += (double)a[p * MR + i] * b[p * NR + j];
+                mag += fabs((double)a[p * MR + i] * b[p * NR + j]);
+              }
+              double old = beta == 0.f ? 0.0 : beta * (double)c0[i * ldc + j]; /* NaN or not */
+              double want = alpha * s + old;
+              /* the bound of a float sum of k + 2 terms */
+              double tol = (double)(k + 3) * 1.2e-7 * (mag + fabs(old) + 1.0);
+              ck_assert_msg(fabs(got - want) <= tol,
+                            "%s k=%zu m=%zu n=%zu alpha=%g beta=%g: C[%zu][%zu] = %g, want %g",
+                            name, k, m, n, alpha, beta, i, j, got, want);
+            }
+          free(c), free(c0);
+        }
+    free(a), free(b);
+  }
+}
+
 START_TEST(micro_kernel_matches_reference) {
   const asink_kernels *tables[3];
   int nt = runnable_tables(tables);
-  const size_t ks[] = {0, 1, 3, 4, 5, 17, 64};
-  const float betas[] = {0.f, 1.f, -0.5f}, alphas[] = {1.f, 0.3f};
   for (int t = 0; t < nt; t++) {
     const asink_kernels *K = tables[t];
-    const size_t MR = K->gemm.mr, NR = K->gemm.nr, ldc = NR + 3;
-    ck_assert(K->gemm.ukr && MR >= 1 && NR >= 1 && K->gemm.mc % MR == 0 && K->gemm.nc % NR == 0 &&
-              K->gemm.kc >= 1);
-    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
-      size_t k = ks[ki];
-      float *a = rand_matrix(MR * k + 1), *b = rand_matrix(NR * k + 1);
-      for (size_t m = 1; m <= MR; m++)
-        for (size_t n = 1; n <= NR; n++)
-          for (int bi = 0; bi < 3; bi++) {
-            float alpha = alphas[(m + n) % 2], beta = betas[bi];
-            float *c = rand_matrix((MR + 1) * ldc), *c0 = malloc(sizeof(float) * (MR + 1) * ldc);
-            if (beta == 0.f) c[0] = NAN;
-            memcpy(c0, c, sizeof(float) * (MR + 1) * ldc);
-            K->gemm.ukr(k, a, b, c, ldc, m, n, alpha, beta);
-            for (size_t i = 0; i <= MR; i++)
-              for (size_t j = 0; j < ldc; j++) {
-                float got = c[i * ldc + j];
-                if (i >= m || j >= n) {
-                  ck_assert_msg(memcmp(&got, &c0[i * ldc + j], sizeof got) == 0,
-                                "%s k=%zu m=%zu n=%zu: C[%zu][%zu] outside the tile changed",
-                                K->name, k, m, n, i, j);
-                  continue;
-                }
-                double s = 0.0, mag = 1.0;
-                for (size_t p = 0; p < k; p++) {
-                  s += (double)a[p * MR + i] * b[p * NR + j];
-                  mag += fabs((double)a[p * MR + i] * b[p * NR + j]);
-                }
-                double old = beta == 0.f ? 0.0 : beta * (double)c0[i * ldc + j]; /* NaN or not */
-                double want = alpha * s + old;
-                /* the bound of a float sum of k + 2 terms */
-                double tol = (double)(k + 3) * 1.2e-7 * (mag + fabs(old) + 1.0);
-                ck_assert_msg(fabs(got - want) <= tol,
-                              "%s k=%zu m=%zu n=%zu alpha=%g beta=%g: C[%zu][%zu] = %g, want %g",
-                              K->name, k, m, n, alpha, beta, i, j, got, want);
-              }
-            free(c), free(c0);
-          }
-      free(a), free(b);
-    }
+    ck_assert(K->gemm.ukr && K->gemm.mr >= 1 && K->gemm.nr >= 1 && K->gemm.mc % K->gemm.mr == 0 &&
+              K->gemm.nc % K->gemm.nr == 0 && K->gemm.kc >= 1);
+    check_micro_kernel(K->name, K->gemm.ukr, K->gemm.mr, K->gemm.nr);
   }
 }
 END_TEST
+
+/* The AVX-512 table's micro-kernel is gemm_ukr.h at 16 floats a vector (6 x 32 tiles). Built
+ * here from pairs of AVX2 vectors, the same source runs its 32-wide tile, edges included, on
+ * CPUs without AVX-512, which cannot run that table itself. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+typedef struct {
+  __m256 lo, hi;
+} pair256;
+static inline pair256 pair_load(const float *p) {
+  return (pair256){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+static inline void pair_store(float *p, pair256 x) {
+  _mm256_storeu_ps(p, x.lo);
+  _mm256_storeu_ps(p + 8, x.hi);
+}
+static inline pair256 pair_set1(float x) { return (pair256){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+static inline pair256 pair_fma(pair256 a, pair256 b, pair256 c) {
+  return (pair256){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+static inline pair256 pair_mul(pair256 a, pair256 b) {
+  return (pair256){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
+}
+#define GEMM_V pair256
+#define GEMM_VL 16
+#define GEMM_LOAD(p) pair_load(p)
+#define GEMM_STORE(p, x) pair_store(p, x)
+#define GEMM_BCAST(p) pair_set1(*(p))
+#define GEMM_SET1(x) pair_set1(x)
+#define GEMM_FMA(a, b, c) pair_fma(a, b, c)
+#define GEMM_MUL(a, b) pair_mul(a, b)
+#define GEMM_ZERO() pair_set1(0.f)
+#include "kernels/gemm_ukr.h"
+#pragma GCC pop_options
+
+START_TEST(wide_micro_kernel_source_matches_reference) {
+  if (asink_cpu_best_isa() < ASINK_ISA_AVX2) return;
+  check_micro_kernel("gemm_ukr.h at 16 lanes", gemm_ukr, GEMM_MR, GEMM_NR);
+  ck_assert_int_eq(GEMM_NR, 32);
+}
+END_TEST
+#endif
 
 /* The driver the default picks for the level in use: the library's kernels wherever the
  * table has SIMD, BLIS at the scalar level, as asink_runtime_info() reports. */
@@ -347,6 +397,9 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, pack_panel_matches_reference);
   tcase_add_test(tc, micro_kernel_matches_reference);
+#if defined(__x86_64__) && defined(__GNUC__)
+  tcase_add_test(tc, wide_micro_kernel_source_matches_reference);
+#endif
   tcase_add_test(tc, default_driver_follows_the_level);
   tcase_add_test(tc, packed_one_thread);
   tcase_add_test(tc, packed_two_threads);
