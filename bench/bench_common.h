@@ -18,8 +18,8 @@ static inline double bench_now(void) {
 }
 
 /* BLIS sgemm 1024^3 GFLOP/s with `threads` threads, best of 5: the roof every
- * "fast" claim is measured against in the same run. Call asink_init() first so
- * BLIS runs the kernels the library chose. */
+ * "fast" claim is measured against in the same run. BLIS runs the kernels of its own
+ * CPU detection (or of the user's BLIS_ARCH_TYPE): asink_runtime_info() names them. */
 static inline double bench_sgemm_roof(int threads) {
   const int n = 1024;
   float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),

@@ -3,10 +3,12 @@
  *   bench_gemm [--threads N] [--reps R]
  *
  * One JSON line per (shape, driver): bench, shape, m, n, k, transa, transb, driver
- * ("packed": core/blas.c's packing around BLIS's micro-kernel; "blis": bli_sgemm_ex),
+ * ("packed": core/blas.c's loops around the SIMD table's packing and micro-kernel;
+ * "blis": bli_sgemm_ex, with the kernels of BLIS's own CPU detection or BLIS_ARCH_TYPE),
  * seconds (best of R), gflops, and paired_roof_fraction: the median over the R runs
  * of (run rate / the rate of a BLIS 1024^3 sgemm run right after it), which cancels
- * this machine's drift. */
+ * this machine's drift. The two drivers take turns run by run, and the packed line adds
+ * speedup_vs_blis: the median over the R pairs of (BLIS's time / the packed time). */
 #include <string.h>
 
 #include "bench_common.h"
@@ -46,7 +48,8 @@ int main(int argc, char **argv) {
   threads = asink_get_num_threads();
   fprintf(stderr, "%s\n", asink_runtime_info());
   float *ra = calloc(1024 * 1024, 4), *rb = calloc(1024 * 1024, 4), *rc = calloc(1024 * 1024, 4);
-  double *ratio = malloc(sizeof(double) * reps);
+  double *ratio[2] = {malloc(sizeof(double) * reps), malloc(sizeof(double) * reps)};
+  double *speedup = malloc(sizeof(double) * reps);
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     const gemm_shape *g = &shapes[s];
     size_t na = (size_t)g->m * g->k, nb = (size_t)g->k * g->n, nc = (size_t)g->m * g->n;
@@ -54,29 +57,35 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < na; i++) A[i] = (float)(i % 17) * 0.01f;
     for (size_t i = 0; i < nb; i++) B[i] = (float)(i % 11) * 0.01f;
     int lda = g->ta ? g->m : g->k, ldb = g->tb ? g->k : g->n;
-    for (int driver = 1; driver >= 0; driver--) {
-      asink_sgemm_force_driver(driver);
-      double best = 1e30, flops = 2.0 * g->m * g->n * g->k;
-      for (int r = -1; r < reps; r++) {
+    double flops = 2.0 * g->m * g->n * g->k, best[2] = {1e30, 1e30}, dt[2];
+    for (int r = -1; r < reps; r++) {
+      for (int driver = 1; driver >= 0; driver--) {
+        asink_sgemm_force_driver(driver);
         double t0 = bench_now();
         asink_sgemm(g->ta, g->tb, g->m, g->n, g->k, 1.f, A, lda, B, ldb, 0.f, C, g->n, threads);
-        double dt = bench_now() - t0;
+        dt[driver] = bench_now() - t0;
         double roof_dt = bench_sgemm_once(threads, ra, rb, rc);
         if (r < 0) continue; /* first touches */
-        if (dt < best) best = dt;
-        ratio[r] = (flops / dt) / (2.0 * 1024 * 1024 * 1024 / roof_dt);
+        if (dt[driver] < best[driver]) best[driver] = dt[driver];
+        ratio[driver][r] = (flops / dt[driver]) / (2.0 * 1024 * 1024 * 1024 / roof_dt);
       }
-      qsort(ratio, reps, sizeof *ratio, bench_cmp_double);
+      if (r >= 0) speedup[r] = dt[0] / dt[1];
+    }
+    qsort(speedup, reps, sizeof *speedup, bench_cmp_double);
+    for (int driver = 1; driver >= 0; driver--) {
+      qsort(ratio[driver], reps, sizeof *ratio[driver], bench_cmp_double);
       printf("{\"bench\": \"gemm\", \"shape\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, "
              "\"transa\": %d, \"transb\": %d, \"threads\": %d, \"driver\": \"%s\", "
-             "\"seconds\": %.6f, \"gflops\": %.2f, \"paired_roof_fraction\": %.3f}\n",
-             g->name, g->m, g->n, g->k, g->ta, g->tb, threads, driver ? "packed" : "blis", best,
-             flops / best / 1e9, ratio[reps / 2]);
+             "\"seconds\": %.6f, \"gflops\": %.2f, \"paired_roof_fraction\": %.3f",
+             g->name, g->m, g->n, g->k, g->ta, g->tb, threads, driver ? "packed" : "blis",
+             best[driver], flops / best[driver] / 1e9, ratio[driver][reps / 2]);
+      if (driver) printf(", \"speedup_vs_blis\": %.3f", speedup[reps / 2]);
+      printf("}\n");
       fflush(stdout);
     }
     asink_sgemm_force_driver(-1);
     free(A), free(B), free(C);
   }
-  free(ra), free(rb), free(rc), free(ratio);
+  free(ra), free(rb), free(rc), free(ratio[0]), free(ratio[1]), free(speedup);
   return 0;
 }

@@ -4,10 +4,11 @@
  * values stay those of real use: scores in [-20, 0] for exp, [-8, 8] for sigmoid and
  * elu); the copy's own time, measured alone, is subtracted. Times are the best of 5
  * batches, in ns per element; speedup is against the scalar table in the same run.
- * Then, for tables with a GEMM pack kernel, pack_panel on a 4096 x 128 row-major
- * operand (2 MiB, about an L2): read across rows into 12-wide panels
- * ("pack_transposed"), read straight into 32-wide panels 16 rows at a time
- * ("pack_straight"), beside a memcpy of the same bytes; ns per float, best of 5. */
+ * Then each table's GEMM pack kernel on a 4096 x 128 row-major operand (2 MiB, about
+ * an L2): read across rows into panels as wide as the micro-kernel's rows (mr, the
+ * activations' way: "pack_transposed"), read straight into panels as wide as its
+ * columns (nr) 16 rows at a time ("pack_straight"), beside a memcpy of the same
+ * bytes; ns per float, best of 5. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@ static void bench_packs(const asink_kernels *const *tables, int nt) {
   const char *cases[3] = {"memcpy", "pack_transposed", "pack_straight"};
   for (int t = 0; t < nt; t++) {
     const asink_kernels *K = tables[t];
-    if (!K->pack_panel) continue;
+    const int mr = (int)K->gemm.mr, nr = (int)K->gemm.nr;
     for (int c = 0; c < 3; c++) {
       double best = 1e30;
       for (int b = 0; b < 5; b++) {
@@ -79,20 +80,21 @@ static void bench_packs(const asink_kernels *const *tables, int nt) {
         for (int it = 0; it < REPS; it++) {
           if (c == 0) memcpy(dst, src, sizeof(float) * R * C);
           else if (c == 1)
-            for (int r = 0; r < R; r += 12)
-              K->pack_panel(dst + (size_t)r * C, src + (size_t)r * C, 12, R - r < 12 ? R - r : 12,
-                            C, C, 1);
+            for (int r = 0; r < R; r += mr)
+              K->pack_panel(dst + (size_t)r * C, src + (size_t)r * C, (size_t)mr,
+                            (size_t)(R - r < mr ? R - r : mr), C, C, 1);
           else
             for (int p = 0; p < R; p += 16)
-              for (int q = 0; q < C / 32; q++)
-                K->pack_panel(dst + (size_t)q * 32 * R + (size_t)p * 32, src + (size_t)p * C + q * 32,
-                              32, 32, 16, 1, C);
+              for (int q = 0; q < C / nr; q++)
+                K->pack_panel(dst + (size_t)q * nr * R + (size_t)p * nr, src + (size_t)p * C + q * nr,
+                              (size_t)nr, (size_t)nr, 16, 1, C);
         }
         double ns = (bench_now() - t0) / REPS / ((double)R * C) * 1e9;
         if (ns < best) best = ns;
       }
-      printf("{\"case\":\"%s\",\"table\":\"%s\",\"rows\":%d,\"cols\":%d,\"ns_per_float\":%.4f}\n",
-             cases[c], K->name, R, C, best);
+      printf("{\"case\":\"%s\",\"table\":\"%s\",\"rows\":%d,\"cols\":%d,\"panel\":%d,"
+             "\"ns_per_float\":%.4f}\n",
+             cases[c], K->name, R, C, c == 1 ? mr : c == 2 ? nr : 0, best);
       fflush(stdout);
     }
   }

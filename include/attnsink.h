@@ -103,16 +103,20 @@ ASINK_API const char *asink_last_error(void);
 
 /* ===================================================================== runtime */
 
-/* Initialises the runtime explicitly: picks the SIMD kernels from CPUID (or
- * ASINK_SIMD=scalar|avx2|avx512) and the BLIS kernel set (setting BLIS_ARCH_TYPE
- * for this CPU unless the user set it) before BLIS first runs. Every other entry
- * point does this lazily; call it early if your program uses BLIS itself.
- * Returns ASINK_ERR_UNSUPPORTED if ASINK_SIMD names a level this CPU lacks,
- * ASINK_ERR_ARG if it names no level. Idempotent and thread-safe. */
+/* Initialises the runtime explicitly: picks the SIMD kernels, GEMM micro-kernel
+ * included, from CPUID (or ASINK_SIMD=scalar|avx2|avx512) and the GEMM driver
+ * (ASINK_GEMM=auto|packed|blis). Every other entry point does this lazily.
+ * Environment variables are read once, here, and never written: the library does not
+ * set BLIS_ARCH_TYPE, so a host's own BLIS keeps its settings. A BLIS_ARCH_TYPE the
+ * user set is checked, because BLIS aborts on one it cannot run.
+ * Returns ASINK_ERR_UNSUPPORTED if ASINK_SIMD names a level this CPU lacks, or
+ * BLIS_ARCH_TYPE a kernel set this BLIS or CPU cannot run; ASINK_ERR_ARG if ASINK_SIMD
+ * names no level, ASINK_GEMM no driver or BLIS_ARCH_TYPE no index (the message names
+ * the value). Idempotent and thread-safe. */
 ASINK_API asink_status asink_init(void);
 
-/* One line describing the runtime: version, SIMD level, BLIS kernel set and how it
- * was chosen, thread count. Static storage; valid until the next call. */
+/* One line describing the runtime: version, SIMD level, GEMM kernel, BLIS's own kernel
+ * set and how it was chosen, thread count. Static storage; valid until the next call. */
 ASINK_API const char *asink_runtime_info(void);
 
 /* The SIMD level in use: "scalar", "avx2" or "avx512". */

@@ -1,10 +1,15 @@
-/* The library's GEMM driver (core/blas.c: own packing, BLIS micro-kernel) against a
- * double-precision reference and against BLIS's own driver: every transpose pair,
- * edge sizes around the micro-tile and cache blocks, padded leading dimensions,
- * alpha/beta cases, 1 and 2 threads, and called from inside a parallel region. */
+/* The library's GEMM driver (core/blas.c: the SIMD table's packing and micro-kernel)
+ * against a double-precision reference and against BLIS's own driver: every transpose
+ * pair, edge sizes around the micro-tile and cache blocks, padded leading dimensions,
+ * alpha/beta cases, 1, 2 and 3 threads, and called from inside a parallel region; and
+ * each table's micro-kernel and pack kernel on their own. The driver runs the table
+ * the runtime chose: meson runs this file once per level (ASINK_SIMD=scalar, avx2,
+ * avx512; a level this CPU lacks is skipped). */
 #include <check.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,10 +68,15 @@ static double gemm_error(bool ta, bool tb, int m, int n, int k, float alpha, flo
   return err / scale;
 }
 
+/* Edges of every table's tiles (4 x 8, 6 x 16, 6 x 32: one short, exact, one over) and
+ * cache blocks (mc 128/144/384, kc 192/256, nc 2048/3072/4080), odd sizes throughout. */
 static const int sizes[][3] = {
     {1, 1, 1},     {1, 13, 7},     {13, 1, 7},    {31, 11, 5},    {32, 12, 64},
     {33, 13, 65},  {64, 24, 128},  {100, 37, 17}, {257, 129, 64}, {96, 500, 385},
     {481, 50, 30}, {130, 3100, 9}, {12, 32, 800}, {384, 384, 384},
+    {5, 15, 3},    {6, 16, 4},     {7, 17, 5},    {11, 31, 191},  {12, 32, 192},
+    {13, 33, 193}, {143, 47, 255}, {145, 49, 257}, {289, 95, 513}, {9, 4081, 3},
+    {29, 2049, 2}, {385, 63, 11},
 };
 
 static void run_all(int driver, int threads) {
@@ -209,41 +219,188 @@ START_TEST(band_skips_only_zero_or_unwanted_work) {
 }
 END_TEST
 
+/* The tables this build has and this CPU runs (another would stop on SIGILL). */
+static int runnable_tables(const asink_kernels *out[3]) {
+  int n = 0;
+  out[n++] = &asink_kernels_scalar;
+  if (asink_kernels_avx2_table && asink_cpu_best_isa() >= ASINK_ISA_AVX2)
+    out[n++] = asink_kernels_avx2_table;
+  if (asink_kernels_avx512_table && asink_cpu_best_isa() >= ASINK_ISA_AVX512)
+    out[n++] = asink_kernels_avx512_table;
+  return n;
+}
+
 static void pack_reference(float *dst, const float *src, size_t W, size_t w, size_t k,
                            size_t s_r, size_t s_p) {
   for (size_t p = 0; p < k; p++)
     for (size_t r = 0; r < W; r++) dst[p * W + r] = r < w ? src[r * s_r + p * s_p] : 0.f;
 }
 
+/* Every width up to 40 (the kernels' mr and nr among them), full and partial panels,
+ * k across whole and partial 8- and 16-blocks, both strides; the canary after the
+ * panel must survive (a panel abuts the next, which another thread may be packing). */
 START_TEST(pack_panel_matches_reference) {
-  const asink_kernels *tables[] = {asink_kernels_avx2_table, asink_kernels_avx512_table};
-  const asink_isa isa[] = {ASINK_ISA_AVX2, ASINK_ISA_AVX512};
-  for (int t = 0; t < 2; t++) {
-    /* a table this CPU cannot run is not tried (SIGILL) */
-    if (!tables[t] || !tables[t]->pack_panel || isa[t] > asink_cpu_best_isa()) continue;
+  const asink_kernels *tables[3];
+  int nt = runnable_tables(tables);
+  for (int t = 0; t < nt; t++)
     for (size_t W = 1; W <= 40; W += (W < 18 ? 1 : 7))
-      for (size_t w = 0; w <= W; w += (W > 8 ? 3 : 1))
+      for (size_t w = 0; w <= W; w += W <= 8 ? 1 : w + 3 < W || w == W ? 3 : W - w)
         for (size_t k = 1; k <= 37; k += 9)
-          for (int trans = 0; trans < 2; trans++) {
-            size_t ld = 41, s_r = trans ? ld : 1, s_p = trans ? 1 : ld;
-            float *src = rand_matrix(ld * 41), got[40 * 40], want[40 * 40];
+          for (int trans = 0; trans < 3; trans++) {
+            /* straight, transposed, and neither stride 1 (not a row-major operand) */
+            size_t ld = 41, s_r = trans == 0 ? 1 : ld, s_p = trans == 0 ? ld : trans == 1 ? 1 : 2;
+            float *src = rand_matrix(ld * 82), got[40 * 40 + 1], want[40 * 40];
             memset(got, 0x7f, sizeof got);
             tables[t]->pack_panel(got, src, W, w, k, s_r, s_p);
             pack_reference(want, src, W, w, k, s_r, s_p);
             ck_assert_msg(!memcmp(got, want, W * k * sizeof(float)),
                           "%s W=%zu w=%zu k=%zu trans=%d", tables[t]->name, W, w, k, trans);
+            uint32_t canary;
+            memcpy(&canary, got + W * k, sizeof canary);
+            ck_assert_msg(canary == 0x7f7f7f7fu, "%s W=%zu w=%zu k=%zu trans=%d: wrote past the panel",
+                          tables[t]->name, W, w, k, trans);
             free(src);
           }
+}
+END_TEST
+
+typedef void (*ukr_fn)(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
+                       size_t n, float alpha, float beta);
+
+/* A micro-kernel on its own: every tile size up to MR x NR, k from 0 to past an unrolled
+ * step, beta 0 over NaN, 1 and -0.5, alpha 1 and 0.3, C with padding whose entries (and
+ * the rows and columns past the tile) must be left alone. */
+static void check_micro_kernel(const char *name, ukr_fn ukr, size_t MR, size_t NR) {
+  const size_t ks[] = {0, 1, 3, 4, 5, 17, 64}, ldc = NR + 3;
+  const float betas[] = {0.f, 1.f, -0.5f}, alphas[] = {1.f, 0.3f};
+  for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+    size_t k = ks[ki];
+    float *a = rand_matrix(MR * k + 1), *b = rand_matrix(NR * k + 1);
+    for (size_t m = 1; m <= MR; m++)
+      for (size_t n = 1; n <= NR; n++)
+        for (int bi = 0; bi < 3; bi++) {
+          float alpha = alphas[(m + n) % 2], beta = betas[bi];
+          float *c = rand_matrix((MR + 1) * ldc), *c0 = malloc(sizeof(float) * (MR + 1) * ldc);
+          if (beta == 0.f) c[0] = NAN;
+          memcpy(c0, c, sizeof(float) * (MR + 1) * ldc);
+          ukr(k, a, b, c, ldc, m, n, alpha, beta);
+          for (size_t i = 0; i <= MR; i++)
+            for (size_t j = 0; j < ldc; j++) {
+              float got = c[i * ldc + j];
+              if (i >= m || j >= n) {
+                ck_assert_msg(memcmp(&got, &c0[i * ldc + j], sizeof got) == 0,
+                              "%s k=%zu m=%zu n=%zu: C[%zu][%zu] outside the tile changed",
+                              name, k, m, n, i, j);
+                continue;
+              }
+              double s = 0.0, mag = 1.0;
+              for (size_t p = 0; p < k; p++) {
+                s += (double)a[p * MR + i] * b[p * NR + j];
+                mag += fabs((double)a[p * MR + i] * b[p * NR + j]);
+              }
+              double old = beta == 0.f ? 0.0 : beta * (double)c0[i * ldc + j]; /* NaN or not */
+              double want = alpha * s + old;
+              /* the bound of a float sum of k + 2 terms */
+              double tol = (double)(k + 3) * 1.2e-7 * (mag + fabs(old) + 1.0);
+              ck_assert_msg(fabs(got - want) <= tol,
+                            "%s k=%zu m=%zu n=%zu alpha=%g beta=%g: C[%zu][%zu] = %g, want %g",
+                            name, k, m, n, alpha, beta, i, j, got, want);
+            }
+          free(c), free(c0);
+        }
+    free(a), free(b);
+  }
+}
+
+START_TEST(micro_kernel_matches_reference) {
+  const asink_kernels *tables[3];
+  int nt = runnable_tables(tables);
+  for (int t = 0; t < nt; t++) {
+    const asink_kernels *K = tables[t];
+    ck_assert(K->gemm.ukr && K->gemm.mr >= 1 && K->gemm.nr >= 1 && K->gemm.mc % K->gemm.mr == 0 &&
+              K->gemm.nc % K->gemm.nr == 0 && K->gemm.kc >= 1);
+    check_micro_kernel(K->name, K->gemm.ukr, K->gemm.mr, K->gemm.nr);
   }
 }
 END_TEST
 
+/* The AVX-512 table's micro-kernel is gemm_ukr.h at 16 floats a vector (6 x 32 tiles). Built
+ * here from pairs of AVX2 vectors, the same source runs its 32-wide tile, edges included, on
+ * CPUs without AVX-512, which cannot run that table itself. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+typedef struct {
+  __m256 lo, hi;
+} pair256;
+static inline pair256 pair_load(const float *p) {
+  return (pair256){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+static inline void pair_store(float *p, pair256 x) {
+  _mm256_storeu_ps(p, x.lo);
+  _mm256_storeu_ps(p + 8, x.hi);
+}
+static inline pair256 pair_set1(float x) { return (pair256){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+static inline pair256 pair_fma(pair256 a, pair256 b, pair256 c) {
+  return (pair256){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+static inline pair256 pair_mul(pair256 a, pair256 b) {
+  return (pair256){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
+}
+#define GEMM_V pair256
+#define GEMM_VL 16
+#define GEMM_LOAD(p) pair_load(p)
+#define GEMM_STORE(p, x) pair_store(p, x)
+#define GEMM_BCAST(p) pair_set1(*(p))
+#define GEMM_SET1(x) pair_set1(x)
+#define GEMM_FMA(a, b, c) pair_fma(a, b, c)
+#define GEMM_MUL(a, b) pair_mul(a, b)
+#define GEMM_ZERO() pair_set1(0.f)
+#include "kernels/gemm_ukr.h"
+#pragma GCC pop_options
+
+START_TEST(wide_micro_kernel_source_matches_reference) {
+  if (asink_cpu_best_isa() < ASINK_ISA_AVX2) return;
+  check_micro_kernel("gemm_ukr.h at 16 lanes", gemm_ukr, GEMM_MR, GEMM_NR);
+  ck_assert_int_eq(GEMM_NR, 32);
+}
+END_TEST
+#endif
+
+/* The driver the default picks for the level in use: the library's kernels wherever the
+ * table has SIMD, BLIS at the scalar level, as asink_runtime_info() reports. */
+START_TEST(default_driver_follows_the_level) {
+  bool scalar = !strcmp(asink_simd_level(), "scalar");
+  const char *env = getenv("ASINK_GEMM");
+  if (env && *env && strcmp(env, "auto")) return; /* the user chose */
+  ck_assert_int_eq(asink_sgemm_band_skips(), !scalar);
+  ck_assert_int_eq(asink_get_settings()->gemm, scalar ? ASINK_GEMM_BLIS : ASINK_GEMM_PACKED);
+  ck_assert_ptr_nonnull(strstr(asink_runtime_info(), scalar ? "gemm=blis" : "gemm="));
+  if (!scalar) ck_assert_ptr_nonnull(strstr(asink_runtime_info(), asink_simd_level()));
+}
+END_TEST
+
 int main(void) {
-  asink_init();
+  asink_status st = asink_init();
+  if (st == ASINK_ERR_UNSUPPORTED) { /* ASINK_SIMD names a level this CPU (or build) lacks */
+    printf("skipped: %s\n", asink_last_error());
+    return 77;
+  }
+  if (st != ASINK_OK) {
+    printf("asink_init: %s\n", asink_last_error());
+    return 1;
+  }
+  printf("%s\n", asink_runtime_info());
   Suite *s = suite_create("gemm");
   TCase *tc = tcase_create("gemm");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, pack_panel_matches_reference);
+  tcase_add_test(tc, micro_kernel_matches_reference);
+#if defined(__x86_64__) && defined(__GNUC__)
+  tcase_add_test(tc, wide_micro_kernel_source_matches_reference);
+#endif
+  tcase_add_test(tc, default_driver_follows_the_level);
   tcase_add_test(tc, packed_one_thread);
   tcase_add_test(tc, packed_two_threads);
   tcase_add_test(tc, packed_three_threads);

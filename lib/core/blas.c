@@ -1,16 +1,19 @@
-/* Row-major sgemm on BLIS's micro-kernel with the library's own packing and loops.
+/* Row-major sgemm: the five loops of BLIS's gemm, with the library's packing and
+ * micro-kernel (the SIMD table's pack_panel and gemm, kernels.h).
  *
- * Why not bli_sgemm_ex alone: Debian's BLIS 0.9 packs with reference code. Every
- * row-major GEMM whose left operand is read across its rows (activations x weights,
- * the attention's q.kT) goes through a scalar gather pack, and the straight packs
- * through a 256-bit copy loop; on the tiny training model this was 22% of the time
- * and the spinning barrier of BLIS's thread team another 5% (perf, 2 threads). Here
- * the panels are packed by the SIMD table's pack_panel (16x16 register transposes)
- * and BLIS's own micro-kernel, block sizes and preferences (queried from its
- * context, so any sub-configuration works) do the arithmetic: the five loops of
- * BLIS's gemm, with an OpenMP team that splits rows and column panels. A band
- * (asink_gemm_band) lets the attention skip the micro-tiles its masks zero.
- * Without a SIMD pack kernel, or with ASINK_GEMM=blis, bli_sgemm_ex runs instead. */
+ * Why not bli_sgemm_ex: Debian's BLIS 0.9 packs with reference code. Every row-major
+ * GEMM whose left operand is read across its rows (activations x weights, the
+ * attention's q.kT) goes through a scalar gather pack, and the straight packs through
+ * a 256-bit copy loop; on the tiny training model this was 22% of the time and the
+ * spinning barrier of BLIS's thread team another 5% (perf, 2 threads). And BLIS picks
+ * its micro-kernel from its own CPU detection, which on CPUs newer than it knows falls
+ * back to slower kernels, and which only BLIS_ARCH_TYPE, an environment variable,
+ * overrides: a library must not write its host's environment. The table's kernels are
+ * chosen with the rest of the SIMD table, from CPUID. An OpenMP team splits rows and
+ * column panels. A band (asink_gemm_band) lets the attention skip the micro-tiles its
+ * masks zero. At the scalar level (a CPU without AVX2, or ASINK_SIMD=scalar), where
+ * BLIS has kernels written for the CPUs it knows and the table only portable C, or with
+ * ASINK_GEMM=blis, bli_sgemm_ex runs. */
 #include "core/blas.h"
 
 #include <blis.h>
@@ -23,30 +26,22 @@
 #include "core/runtime.h"
 #include "kernels/kernels.h"
 
-typedef void (*ukr_fn)(dim_t m, dim_t n, dim_t k, float *alpha, float *a, float *b, float *beta,
-                       float *c, inc_t rs_c, inc_t cs_c, auxinfo_t *data, cntx_t *cntx);
-
 static struct {
-  cntx_t *cntx;
-  ukr_fn ukr;
+  void (*ukr)(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m, size_t n,
+              float alpha, float beta);
+  void (*pack)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+               size_t s_p);
   size_t mr, nr, mc, kc, nc;
-  bool prefers_cols;
-  bool packed; /* our driver is usable and chosen */
+  bool packed; /* the default: our driver, not bli_sgemm_ex */
 } G;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static _Atomic int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 BLIS, 1 packed */
 
 static void gemm_init(void) {
-  G.cntx = bli_gks_query_cntx();
-  G.ukr = (ukr_fn)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, G.cntx);
-  G.mr = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, G.cntx);
-  G.nr = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, G.cntx);
-  G.mc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, G.cntx);
-  G.kc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, G.cntx);
-  G.nc = (size_t)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NC, G.cntx);
-  G.prefers_cols = bli_cntx_l3_nat_ukr_prefers_cols_dt(BLIS_FLOAT, BLIS_GEMM_UKR, G.cntx);
-  bool sane = G.ukr && G.mr > 0 && G.nr > 0 && G.mc >= G.mr && G.kc > 0 && G.nc >= G.nr;
-  G.packed = sane && asink_kern()->pack_panel && !asink_get_settings()->gemm_blis;
+  const asink_kernels *kn = asink_kern();
+  G.ukr = kn->gemm.ukr, G.pack = kn->pack_panel;
+  G.mr = kn->gemm.mr, G.nr = kn->gemm.nr, G.mc = kn->gemm.mc, G.kc = kn->gemm.kc, G.nc = kn->gemm.nc;
+  G.packed = asink_get_settings()->gemm == ASINK_GEMM_PACKED;
 }
 
 void asink_sgemm_force_driver(int driver) { forced_driver = driver; }
@@ -104,47 +99,33 @@ typedef struct {
   size_t s_r, s_p;
 } operand;
 
-/* The problem in micro-kernel terms: C(i, j) at c[i*rs_c + j*cs_c] += A(i, :) . B(j, :). */
+/* The problem in micro-kernel terms: C(i, j) at c[i*ldc + j] += A(i, :) . B(j, :). */
 typedef struct {
   size_t M, N, K;
   operand A, B;
   float *c;
-  size_t rs_c, cs_c;
+  size_t ldc;
   float alpha, beta;
   float *bpack; /* shared packed B panel block, KC x NC */
   int tm, tn;   /* thread grid: tm row ranges x tn column-panel ranges */
   const asink_gemm_band *band; /* NULL: every product */
 } gemm_job;
 
-/* The row-major C rows and columns of the micro-tile at kernel rows [i, i+mr) and
- * kernel columns [j, j+nr). */
-static void tile_c_ranges(size_t i, size_t mr, size_t j, size_t nr, int *r0, int *r1, int *c0,
-                          int *c1) {
-  if (G.prefers_cols) { /* kernel rows are C columns */
-    *r0 = (int)j, *r1 = (int)(j + nr - 1), *c0 = (int)i, *c1 = (int)(i + mr - 1);
-  } else {
-    *r0 = (int)i, *r1 = (int)(i + mr - 1), *c0 = (int)j, *c1 = (int)(j + nr - 1);
-  }
-}
-
-/* C = beta * C over an mr x nr tile with strides rs, cs (beta 0 writes zeros, NaN
+/* C = beta * C over an mr x nr tile with row stride ldc (beta 0 writes zeros, NaN
  * included): a tile whose band holds no product, or a whole C when k = 0. */
-static void scale_tile(float *c, size_t rs, size_t cs, size_t mr, size_t nr, float beta) {
+static void scale_tile(float *c, size_t ldc, size_t mr, size_t nr, float beta) {
   if (beta == 1.f) return;
   for (size_t i = 0; i < mr; i++)
-    for (size_t j = 0; j < nr; j++) c[i * rs + j * cs] = beta == 0.f ? 0.f : beta * c[i * rs + j * cs];
+    for (size_t j = 0; j < nr; j++) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
 }
 
 /* Packs panels [q0, q1) of rows [r0, r0 + rows) x k [p0, p0 + kc) into dst (panel q at
  * dst + q * panel). An operand read straight (s_r == 1) is swept 16 of its rows at a
  * time across every panel, so each source line is fetched once and in order. With
- * a band whose k ranges follow these rows (the kernel's B operand when it prefers
- * columns: its rows are C's rows), each panel is packed only over its k range: the
- * micro-kernel never reads the rest. */
+ * a band (whose k ranges follow C's rows: the rows of the kernel's A operand), each
+ * panel is packed only over its k range: the micro-kernel never reads the rest. */
 static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size_t p0, size_t kc,
                       size_t W, size_t panel, size_t q0, size_t q1, const asink_gemm_band *band) {
-  void (*pack)(float *, const float *, size_t, size_t, size_t, size_t, size_t) =
-      asink_kern()->pack_panel;
   size_t pstep = o->s_r == 1 ? 16 : kc;
   for (size_t q = q0; band && q < q1; q++) {
     size_t r = q * W, w = min_sz(W, rows - r);
@@ -153,15 +134,15 @@ static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size
     size_t a = (size_t)k0 > p0 ? (size_t)k0 - p0 : 0;
     size_t b = (size_t)k1 < p0 + kc ? ((size_t)k1 > p0 ? (size_t)k1 - p0 : 0) : kc;
     for (size_t p = a; p < b; p += pstep)
-      pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
+      G.pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
            min_sz(pstep, b - p), o->s_r, o->s_p);
   }
   for (size_t p = 0; !band && p < kc; p += pstep) {
     size_t kp = min_sz(pstep, kc - p);
     for (size_t q = q0; q < q1; q++) {
       size_t r = q * W;
-      pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
-           min_sz(W, rows - r), kp, o->s_r, o->s_p);
+      G.pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
+             min_sz(W, rows - r), kp, o->s_r, o->s_p);
     }
   }
 }
@@ -171,40 +152,43 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
   int ti = tid / J->tn, tj = tid % J->tn;
   size_t mpanels = (J->M + MR - 1) / MR;
   size_t m0 = mpanels * ti / J->tm * MR, m1 = min_sz(J->M, mpanels * (ti + 1) / J->tm * MR);
-  auxinfo_t aux;
-  memset(&aux, 0, sizeof aux);
+  /* With one row range (tm = 1) each thread packs exactly the B panels it computes on, so
+   * no thread waits for another: on a loaded machine every barrier can wait out a time
+   * slice of a descheduled thread (bench_gemm's tiny shapes at 2 threads lost 2-3x). */
+  const bool shared_b = nt > 1 && J->tm > 1;
   for (size_t jc = 0; jc < J->N; jc += G.nc) {
     size_t nc = min_sz(G.nc, J->N - jc), npanels = (nc + NR - 1) / NR;
     size_t jp0 = npanels * tj / J->tn, jp1 = npanels * (tj + 1) / J->tn;
     for (size_t pc = 0; pc < J->K; pc += G.kc) {
       size_t kc = min_sz(G.kc, J->K - pc);
-      size_t psa = round16(MR * kc), psb = round16(NR * kc);
-      const asink_gemm_band *bband =
-          J->band && J->band->krange && G.prefers_cols ? J->band : NULL;
+      /* B's panel stride is that of the longest k block, so each thread's panels stay
+       * where they were when a shorter last block comes (without barriers, the other
+       * thread may still be reading its own panels of the block before) */
+      size_t psa = round16(MR * kc), psb = round16(NR * min_sz(G.kc, J->K));
       pack_rows(J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
-                npanels * (tid + 1) / nt, bband);
-      if (nt > 1) {
+                npanels * (tid + 1) / nt, NULL);
+      if (shared_b) {
 #pragma omp barrier
       }
-      float alpha = J->alpha;
       const asink_gemm_band *band = J->band;
+      const asink_gemm_band *aband = band && band->krange ? band : NULL;
       for (size_t ic = m0; ic < m1; ic += G.mc) {
         size_t mc = min_sz(G.mc, m1 - ic);
-        pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, NULL);
+        pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, aband);
         for (size_t jp = jp0; jp < jp1; jp++) {
           float *b = J->bpack + jp * psb;
           size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
           for (size_t ir = 0; ir < mc; ir += MR) {
-            float *a = apack + ir / MR * psa, *c = J->c + (ic + ir) * J->rs_c + j * J->cs_c;
+            float *a = apack + ir / MR * psa, *c = J->c + (ic + ir) * J->ldc + j;
             size_t mr = min_sz(MR, mc - ir), ka = 0, kb = kc;
             float beta = pc == 0 ? J->beta : 1.f;
             if (band) {
-              int r0, r1, c0, c1, k0 = 0, k1 = (int)J->K;
-              tile_c_ranges(ic + ir, mr, j, nr, &r0, &r1, &c0, &c1);
-              if (band->wanted && !band->wanted(band->ctx, r0, r1, c0, c1)) continue;
+              int r0 = (int)(ic + ir), r1 = (int)(ic + ir + mr - 1), k0 = 0, k1 = (int)J->K;
+              if (band->wanted && !band->wanted(band->ctx, r0, r1, (int)j, (int)(j + nr - 1)))
+                continue;
               if (band->krange) band->krange(band->ctx, r0, r1, &k0, &k1);
               if (k0 >= k1) { /* no product at all: C = beta C, once */
-                if (pc == 0) scale_tile(c, J->rs_c, J->cs_c, mr, nr, J->beta);
+                if (pc == 0) scale_tile(c, J->ldc, mr, nr, J->beta);
                 continue;
               }
               /* beta belongs to the first k block holding part of the range */
@@ -213,14 +197,11 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
               ka = (size_t)k0 > pc ? (size_t)k0 - pc : 0;
               kb = (size_t)k1 < pc + kc ? (size_t)k1 - pc : kc;
             }
-            bool last = ir + MR >= mc;
-            bli_auxinfo_set_next_ab(last ? apack : a + psa, last ? b + psb : b, &aux);
-            G.ukr((dim_t)mr, (dim_t)nr, (dim_t)(kb - ka), &alpha, a + ka * MR, b + ka * NR, &beta,
-                  c, (inc_t)J->rs_c, (inc_t)J->cs_c, &aux, G.cntx);
+            G.ukr(kb - ka, a + ka * MR, b + ka * NR, c, J->ldc, mr, nr, J->alpha, beta);
           }
         }
       }
-      if (nt > 1) {
+      if (shared_b) {
 #pragma omp barrier
       }
     }
@@ -252,12 +233,8 @@ static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float al
                          int ldc, int threads, const asink_gemm_band *band) {
   operand opA = {A, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u};
   operand opB = {B, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb};
-  gemm_job J = {.K = (size_t)k, .c = C, .alpha = alpha, .beta = beta, .band = band};
-  if (G.prefers_cols) { /* C^T = op(B)^T op(A)^T, C^T column-stored = C row-stored */
-    J.M = (size_t)n, J.N = (size_t)m, J.A = opB, J.B = opA, J.rs_c = 1, J.cs_c = (size_t)ldc;
-  } else {
-    J.M = (size_t)m, J.N = (size_t)n, J.A = opA, J.B = opB, J.rs_c = (size_t)ldc, J.cs_c = 1;
-  }
+  gemm_job J = {.M = (size_t)m, .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C,
+                .ldc = (size_t)ldc, .alpha = alpha, .beta = beta, .band = band};
   choose_grid(&J, threads);
   size_t kc = min_sz(G.kc, J.K);
   size_t bfloats = (min_sz(G.nc, J.N) + G.nr - 1) / G.nr * round16(G.nr * kc);
@@ -306,7 +283,7 @@ static void blis_sgemm(bool transa, bool transb, int m, int n, int k, float alph
 
 static bool use_packed(void) {
   pthread_once(&g_once, gemm_init);
-  return forced_driver >= 0 ? forced_driver == 1 && G.ukr && asink_kern()->pack_panel : G.packed;
+  return forced_driver >= 0 ? forced_driver == 1 : G.packed;
 }
 
 bool asink_sgemm_band_skips(void) { return use_packed(); }
@@ -373,7 +350,7 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
   if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
   bool packed = use_packed();
   if (packed && (k <= 0 || alpha == 0.f)) {
-    scale_tile(C, (size_t)ldc, 1, (size_t)m, (size_t)n, beta);
+    scale_tile(C, (size_t)ldc, (size_t)m, (size_t)n, beta);
     return;
   }
   if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,

@@ -1,6 +1,7 @@
-/* The library's one door to BLIS: row-major sgemm with explicit strides and an
- * explicit thread count, so calls inside our parallel regions stay single-threaded
- * and large projection GEMMs use every thread (docs/performance.md). */
+/* The library's one GEMM: row-major sgemm with explicit strides and an explicit
+ * thread count, so calls inside our parallel regions stay single-threaded and large
+ * projection GEMMs use every thread (docs/performance.md). It runs the SIMD table's
+ * micro-kernel and packing, or BLIS's bli_sgemm_ex (the scalar level, ASINK_GEMM=blis). */
 #ifndef ASINK_CORE_BLAS_H
 #define ASINK_CORE_BLAS_H
 
@@ -17,7 +18,7 @@ void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, con
  *   krange: the k over which rows r0..r1 of C can have nonzero products; NULL: all.
  *   wanted: false when no entry of C rows r0..r1 x columns c0..c1 is needed; such
  *           entries may then be left unwritten. NULL: all wanted.
- * Work is skipped per micro-tile of the BLIS kernel; outside the band the result is
+ * Work is skipped per micro-tile of the kernel; outside the band the result is
  * what the full product would give only where the skipped products are zero. */
 typedef struct asink_gemm_band {
   void (*krange)(const void *ctx, int r0, int r1, int *k0, int *k1);
@@ -32,8 +33,9 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
                       const asink_gemm_band *band);
 bool asink_sgemm_band_skips(void);
 
-/* Tests and benchmarks: 1 = the library's packed driver, 0 = BLIS's bli_sgemm_ex,
- * -1 = the default (packed where the SIMD table packs, unless ASINK_GEMM=blis). */
+/* Tests and benchmarks: 1 = the library's packed driver (with the SIMD table in use,
+ * scalar included), 0 = BLIS's bli_sgemm_ex, -1 = the default (ASINK_GEMM; auto:
+ * packed unless the SIMD level is scalar). */
 void asink_sgemm_force_driver(int driver);
 
 #endif

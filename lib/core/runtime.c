@@ -1,10 +1,12 @@
-/* One-time start-up: SIMD table from CPUID, BLIS kernel set, thread count.
+/* One-time start-up: SIMD table from CPUID, GEMM driver, thread count, settings.
  *
- * BLIS 0.9 (Debian 12) picks its sub-configuration from CPUID on first use and,
- * on CPUs newer than it knows, falls back to slower kernels ('haswell' when it
- * cannot count AVX-512 FMA units, 'generic' on some AMD parts). It reads
- * BLIS_ARCH_TYPE once, so we set it before BLIS first runs, by name lookup (the
- * enum's order differs between BLIS versions), and never when the user set it. */
+ * The library never writes the process environment (setenv is unsafe while other
+ * threads read it, and BLIS_ARCH_TYPE would change the host's own BLIS): its GEMMs
+ * run the SIMD table's micro-kernel, chosen from CPUID like the rest of the table, so
+ * BLIS's own choice of kernels (from its CPU detection, which falls back to slower
+ * kernels on CPUs newer than it knows) matters only where BLIS runs (the scalar level,
+ * ASINK_GEMM=blis). A BLIS_ARCH_TYPE the user set is validated, because BLIS aborts
+ * the process on one it cannot run. */
 #include "core/runtime.h"
 
 #include <blis.h>
@@ -26,7 +28,7 @@ static char init_error[512];
 static const asink_kernels *kern = &asink_kernels_scalar;
 static _Atomic int num_threads = 1;
 static char blis_choice[160];
-static asink_settings settings = {256, true, false};
+static asink_settings settings = {256, true, ASINK_GEMM_AUTO};
 
 asink_isa asink_cpu_best_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -66,21 +68,6 @@ static asink_status choose_simd(void) {
                       want);
   kern = t;
   return ASINK_OK;
-}
-
-static int blis_arch_index(const char *name) {
-  for (int id = 0; id < (int)BLIS_NUM_ARCHS; id++)
-    if (!strcmp(bli_arch_string((arch_t)id), name)) return id;
-  return -1;
-}
-
-static const char *blis_arch_for_cpu(asink_isa isa) {
-  if (isa == ASINK_ISA_AVX512) return "skx";
-  if (isa == ASINK_ISA_AVX2) {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") ? "zen3" : "haswell";
-  }
-  return NULL;
 }
 
 /* The sub-configurations BLIS's x86_64 family carries (Debian's build, and upstream's
@@ -128,16 +115,7 @@ static asink_status choose_blis(void) {
                         user, name, need == ASINK_ISA_AVX512 ? "AVX-512" : "AVX2 and FMA");
     how = "BLIS_ARCH_TYPE set by the user";
   } else {
-    const char *want = blis_arch_for_cpu(asink_cpu_best_isa());
-    int id = want ? blis_arch_index(want) : -1;
-    if (id >= 0) {
-      char buf[16];
-      snprintf(buf, sizeof buf, "%d", id);
-      setenv("BLIS_ARCH_TYPE", buf, 0);
-      how = "chosen by libattnsink from CPUID";
-    } else {
-      how = "BLIS's own detection";
-    }
+    how = "BLIS's own detection";
   }
   bli_init();
   arch_t got = bli_arch_query_id();
@@ -172,7 +150,10 @@ static asink_status settings_from_env(void) {
   s = getenv("ASINK_REPLICAS");
   settings.slices = !(s && !strcmp(s, "0"));
   s = getenv("ASINK_GEMM");
-  settings.gemm_blis = s && !strcmp(s, "blis");
+  if (!s || !*s || !strcmp(s, "auto")) settings.gemm = ASINK_GEMM_AUTO;
+  else if (!strcmp(s, "blis")) settings.gemm = ASINK_GEMM_BLIS;
+  else if (!strcmp(s, "packed")) settings.gemm = ASINK_GEMM_PACKED;
+  else return asink_fail(ASINK_ERR_ARG, "ASINK_GEMM=%s: expected auto, packed or blis", s);
   return ASINK_OK;
 }
 
@@ -180,6 +161,9 @@ static void init_once(void) {
   asink_status s = threads_from_env();
   if (s == ASINK_OK) s = settings_from_env();
   if (s == ASINK_OK) s = choose_simd();
+  /* without SIMD kernels of our own, BLIS's (hand-written for the CPUs it knows) run */
+  if (s == ASINK_OK && settings.gemm == ASINK_GEMM_AUTO)
+    settings.gemm = kern == &asink_kernels_scalar ? ASINK_GEMM_BLIS : ASINK_GEMM_PACKED;
   if (s == ASINK_OK) s = choose_blis();
   init_status = s;
   if (s != ASINK_OK) snprintf(init_error, sizeof init_error, "%s", asink_last_error());
@@ -228,8 +212,12 @@ const char *asink_runtime_info(void) {
              init_error);
     return info_line;
   }
-  snprintf(info_line, sizeof info_line, "libattnsink %s simd=%s blis=%s blis_version=%s threads=%d",
-           asink_version(), kern->name, blis_choice, bli_info_get_version_str(), num_threads);
+  char gemm[32] = "blis";
+  if (settings.gemm == ASINK_GEMM_PACKED)
+    snprintf(gemm, sizeof gemm, "%s-%zux%zu", kern->name, kern->gemm.mr, kern->gemm.nr);
+  snprintf(info_line, sizeof info_line,
+           "libattnsink %s simd=%s gemm=%s blis=%s blis_version=%s threads=%d", asink_version(),
+           kern->name, gemm, blis_choice, bli_info_get_version_str(), num_threads);
   return info_line;
 }
 

@@ -22,10 +22,17 @@ int asink_region_threads(void);
 
 /* Settings from the environment, read once by asink_init (docs/api.md); the passes
  * read them here, never from getenv. */
+/* ASINK_GEMM: which driver runs GEMMs (core/blas.c). */
+typedef enum {
+  ASINK_GEMM_AUTO = 0, /* unset or "auto": the library's kernels, BLIS at the scalar level */
+  ASINK_GEMM_BLIS,     /* "blis": bli_sgemm_ex, BLIS's kernels from its own CPU detection */
+  ASINK_GEMM_PACKED,   /* "packed": the library's kernels, the scalar ones included */
+} asink_gemm_driver;
+
 typedef struct {
   int slice_tokens; /* ASINK_SLICE_TOKENS: tokens per batch slice of a small model (256) */
   bool slices;      /* ASINK_REPLICAS=0 turns batch slices off */
-  bool gemm_blis;   /* ASINK_GEMM=blis: GEMMs through bli_sgemm_ex */
+  asink_gemm_driver gemm; /* never AUTO once initialised: resolved from the SIMD level */
 } asink_settings;
 
 const asink_settings *asink_get_settings(void);

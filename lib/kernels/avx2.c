@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "kernels/exp_poly.h"
 #include "kernels/rows256.h"
@@ -323,6 +324,123 @@ static void v_silu_bwd(size_t n, float *dg, float *du, const float *dh, const fl
     MAP(n, dg, _mm256_mul_ps(ld2(dh, j, n), silu_d8(v, ld2(g, j, n))));
 }
 
+/* The first n lanes of x to d[0, n), 0 <= n <= 8, writing nothing past them (a
+ * panel's last row abuts memory another thread may be packing). */
+static inline void store_first(float *d, __m256 x, size_t n) {
+  if (n == 8) {
+    _mm256_storeu_ps(d, x);
+    return;
+  }
+  __m128 h = _mm256_castps256_ps128(x);
+  if (n >= 4) {
+    _mm_storeu_ps(d, h);
+    d += 4, n -= 4;
+    h = _mm256_extractf128_ps(x, 1);
+  }
+  if (n >= 2) {
+    _mm_storel_pi((__m64 *)d, h);
+    d += 2, n -= 2;
+    h = _mm_movehl_ps(h, h);
+  }
+  if (n) _mm_store_ss(d, h);
+}
+
+/* x[0, n) with zeros past it, 0 <= n <= 8. */
+static inline __m256 load_first(const float *s, size_t n) {
+  if (n >= 8) return _mm256_loadu_ps(s);
+  return n ? _mm256_maskload_ps(s, rows256_mask(n)) : _mm256_setzero_ps();
+}
+
+/* In-register 8x8 transpose: on return x[q] lane r holds what x[r] lane q held. */
+static inline void transpose8(__m256 x[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);     /* 0 of each 64-bit pair */
+    t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]); /* 1 */
+  }
+  for (int h = 0; h < 2; h++) { /* rows 4h .. 4h+3, per 128-bit lane */
+    u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; c++) {
+    x[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    x[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+/* Rows [0, n) of src (stride s_r) over k [0, 8 floor(k / 8)) to dst, transposed 8 x 8,
+ * n a constant at each call (6 or 8) so the loads and stores are straight-line code.
+ * Returns the k reached. */
+static inline __attribute__((always_inline)) size_t pack_blocks(float *dst, const float *src,
+                                                                 size_t W, size_t k, size_t s_r,
+                                                                 size_t n) {
+  size_t p = 0;
+  for (; p + 8 <= k; p += 8) {
+    __m256 x[8];
+    for (size_t r = 0; r < 8; r++) x[r] = r < n ? _mm256_loadu_ps(src + r * s_r + p) : _mm256_setzero_ps();
+    transpose8(x);
+    for (size_t q = 0; q < 8; q++) store_first(dst + (p + q) * W, x[q], n);
+  }
+  return p;
+}
+
+/* An operand read across its rows (activations, or weights stored n x k) is turned 8 x 8
+ * in registers; BLIS 0.9's reference packing gathers it one float at a time. */
+static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                         size_t s_p) {
+  if (s_r == 1 && w == W && W % 8 == 0) { /* whole vectors along src's lines: copies */
+    for (size_t p = 0; p < k; p++)
+      for (size_t g = 0; g < W; g += 8) {
+        if (g % 16 == 0) _mm_prefetch((const char *)(src + (p + 16) * s_p + g), _MM_HINT_T0);
+        _mm256_storeu_ps(dst + p * W + g, _mm256_loadu_ps(src + p * s_p + g));
+      }
+    return;
+  }
+  if (s_r == 1 && w == W && W == 6) { /* the micro-kernel's a panel: 4 + 2 floats */
+    for (size_t p = 0; p < k; p++) memcpy(dst + p * 6, src + p * s_p, 6 * sizeof(float));
+    return;
+  }
+  if (s_r == 1) { /* the same with partial vectors */
+    for (size_t p = 0; p < k; p++)
+      for (size_t g = 0; g < W; g += 8)
+        store_first(dst + p * W + g, load_first(src + p * s_p + g, w > g ? w - g : 0),
+                    W - g < 8 ? W - g : 8);
+    return;
+  }
+  if (s_p != 1) { /* neither stride is 1: not a row-major operand */
+    asink_kernels_scalar.pack_panel(dst, src, W, w, k, s_r, s_p);
+    return;
+  }
+  for (size_t g = 0; g < W; g += 8) {
+    size_t rows = w > g ? (w - g < 8 ? w - g : 8) : 0, out = W - g < 8 ? W - g : 8;
+    size_t p = 0;
+    __m256 x[8];
+    /* whole blocks of k, the widths of the micro-kernel's panels spelt out (6: a's) */
+    if (rows == 8 && out == 8) p = pack_blocks(dst + g, src + g * s_r, W, k, s_r, 8);
+    else if (rows == 6 && out == 6) p = pack_blocks(dst + g, src + g * s_r, W, k, s_r, 6);
+    for (; p < k; p += 8) {
+      size_t kp = k - p < 8 ? k - p : 8;
+      for (size_t r = 0; r < 8; r++)
+        x[r] = r < rows ? load_first(src + (g + r) * s_r + p, kp) : _mm256_setzero_ps();
+      transpose8(x);
+      for (size_t q = 0; q < kp; q++) store_first(dst + (p + q) * W + g, x[q], out);
+    }
+  }
+}
+
+#define GEMM_V __m256
+#define GEMM_VL 8
+#define GEMM_LOAD(p) _mm256_loadu_ps(p)
+#define GEMM_STORE(p, x) _mm256_storeu_ps(p, x)
+#define GEMM_BCAST(p) _mm256_broadcast_ss(p)
+#define GEMM_SET1(x) _mm256_set1_ps(x)
+#define GEMM_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define GEMM_MUL(a, b) _mm256_mul_ps(a, b)
+#define GEMM_ZERO() _mm256_setzero_ps()
+#include "kernels/gemm_ukr.h"
+
 static const asink_kernels avx2_table = {
     .name = "avx2",
     .max = v_max,
@@ -342,6 +460,10 @@ static const asink_kernels avx2_table = {
     .sigmoid_bwd = v_sigmoid_bwd,
     .elu1_bwd = v_elu1_bwd,
     .shift_scale = v_shift_scale,
+    .pack_panel = v_pack_panel,
+    /* 6 x 16 tiles; kc x nr of b = 16 KiB in L1, mc x kc of a = 144 KiB in L2 (BLIS's zen3
+     * blocking) */
+    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 144, 256, 4080},
     .rms_scale = v_rms_scale,
     .dot_rows = rows256_dot_rows,
     .axpy_rows = rows256_axpy_rows,

@@ -385,9 +385,8 @@ static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
       }
     return;
   }
-  if (s_p != 1) { /* neither stride is 1: not a row-major operand; plain copy */
-    for (size_t p = 0; p < k; p++)
-      for (size_t r = 0; r < W; r++) dst[p * W + r] = r < w ? src[r * s_r + p * s_p] : 0.f;
+  if (s_p != 1) { /* neither stride is 1: not a row-major operand */
+    asink_kernels_scalar.pack_panel(dst, src, W, w, k, s_r, s_p);
     return;
   }
   for (size_t g = 0; g < W; g += 16) {
@@ -404,6 +403,17 @@ static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
     }
   }
 }
+
+#define GEMM_V __m512
+#define GEMM_VL 16
+#define GEMM_LOAD(p) _mm512_loadu_ps(p)
+#define GEMM_STORE(p, x) _mm512_storeu_ps(p, x)
+#define GEMM_BCAST(p) _mm512_set1_ps(*(p))
+#define GEMM_SET1(x) _mm512_set1_ps(x)
+#define GEMM_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define GEMM_MUL(a, b) _mm512_mul_ps(a, b)
+#define GEMM_ZERO() _mm512_setzero_ps()
+#include "kernels/gemm_ukr.h"
 
 static const asink_kernels avx512_table = {
     .name = "avx512",
@@ -425,6 +435,8 @@ static const asink_kernels avx512_table = {
     .elu1_bwd = v_elu1_bwd,
     .shift_scale = v_shift_scale,
     .pack_panel = v_pack_panel,
+    /* 6 x 32 tiles; kc x nr of b = 24 KiB in L1, mc x kc of a = 288 KiB in L2 */
+    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 384, 192, 3072},
     .rms_scale = v_rms_scale,
     .dot_rows = rows256_dot_rows,
     .axpy_rows = rows256_axpy_rows,

@@ -58,14 +58,25 @@ typedef struct asink_kernels {
   void (*elu1_bwd)(size_t n, float *dp, const float *a, float c, float m);
   void (*shift_scale)(size_t n, float *dp, float c, float m);
 
-  /* Packs one micro-panel for a GEMM micro-kernel (core/blas.c):
+  /* Packs one micro-panel for the GEMM micro-kernel below (core/blas.c):
    *   dst[p * W + r] = src[r * s_r + p * s_p]   for r < w, p < k,
    *   dst[p * W + r] = 0                        for w <= r < W.
    * One of s_r, s_p is 1 (a row-major matrix read straight or transposed); dst
-   * needs no alignment. NULL in tables whose ISA has no fast transpose: GEMMs
-   * then go through BLIS's own packing. */
+   * needs no alignment, and nothing outside dst[0, W k) is written. */
   void (*pack_panel)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
                      size_t s_p);
+
+  /* The GEMM micro-kernel and its block sizes (core/blas.c runs the loops around it):
+   *   C[i ldc + j] = alpha sum_{p<k} a[p mr + i] b[p nr + j] + beta C[i ldc + j]
+   * for i < m <= mr, j < n <= nr; a and b are panels from pack_panel with W = mr and
+   * W = nr (zero-padded, so a partial tile costs a full one). beta 0 overwrites C,
+   * NaN included; k may be 0. kc x nr floats of b are meant to stay in L1 while the
+   * mc x kc block of a stays in L2. */
+  struct {
+    void (*ukr)(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
+                size_t n, float alpha, float beta);
+    size_t mr, nr, mc, kc, nc;
+  } gemm;
 
   /* Row loops of the model's layers (model/layers.c). Each is evaluated in the
    * order written, left to right, with no FMA contraction, so every table gives the

@@ -147,6 +147,26 @@ static void s_axpy_rows(size_t n, size_t k, const float *a, const float *M, size
     for (size_t p = 0; p < k; p++) y[p] += a[j] * M[j * ld + p];
 }
 
+static void s_pack_panel(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                         size_t s_p) {
+  for (size_t p = 0; p < k; p++)
+    for (size_t r = 0; r < W; r++) dst[p * W + r] = r < w ? src[r * s_r + p * s_p] : 0.f;
+}
+
+/* The reference micro-kernel: a 4 x 8 tile, each entry summed in k order. */
+enum { S_MR = 4, S_NR = 8 };
+
+static void s_gemm_ukr(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
+                       size_t n, float alpha, float beta) {
+  float acc[S_MR][S_NR] = {{0.f}};
+  for (size_t p = 0; p < k; p++)
+    for (size_t i = 0; i < S_MR; i++)
+      for (size_t j = 0; j < S_NR; j++) acc[i][j] += a[p * S_MR + i] * b[p * S_NR + j];
+  for (size_t i = 0; i < m; i++)
+    for (size_t j = 0; j < n; j++)
+      c[i * ldc + j] = beta == 0.f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
+
 const asink_kernels asink_kernels_scalar = {
     .name = "scalar",
     .max = s_max,
@@ -166,6 +186,8 @@ const asink_kernels asink_kernels_scalar = {
     .sigmoid_bwd = s_sigmoid_bwd,
     .elu1_bwd = s_elu1_bwd,
     .shift_scale = s_shift_scale,
+    .pack_panel = s_pack_panel,
+    .gemm = {s_gemm_ukr, S_MR, S_NR, 128, 256, 2048},
     .rms_scale = s_rms_scale,
     .dot_rows = s_dot_rows,
     .axpy_rows = s_axpy_rows,

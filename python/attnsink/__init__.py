@@ -200,14 +200,15 @@ def version_number():
 
 
 def init():
-    """Initialise the runtime now (SIMD level, BLIS kernel set). Every other entry point does
-    this lazily; raises if ASINK_SIMD names an unknown level or one this CPU lacks."""
+    """Initialise the runtime now (SIMD level, GEMM driver). Every other entry point does
+    this lazily; raises if ASINK_SIMD names an unknown level or one this CPU lacks, or
+    ASINK_GEMM or BLIS_ARCH_TYPE a bad value."""
     _check(lib.asink_init(), "asink_init")
 
 
 def runtime_info():
-    """One line describing the runtime: version, simd=, blis= (kernel set and how it was
-    chosen), threads=."""
+    """One line describing the runtime: version, simd=, gemm= (the GEMM micro-kernel, or
+    blis), blis= (BLIS's own kernel set and how it was chosen), threads=."""
     return _decode(lib.asink_runtime_info())
 
 

@@ -250,7 +250,7 @@ def test_any_array_like_input():
 
 def test_runtime_info_and_threads():
     info = attnsink.runtime_info()
-    for key in ("simd=", "blis=", "threads="):
+    for key in ("simd=", "gemm=", "blis=", "threads="):
         assert key in info, info
     assert attnsink.version().count(".") == 2
     n = attnsink.get_num_threads()
