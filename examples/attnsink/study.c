@@ -330,27 +330,7 @@ static int write_study_json(const char *path, const study_run *r) {
 
 /* The final probe of one run, from its checkpoint, as the training loop measured it. */
 static int probe_checkpoint(const cli_opts *o, const corpus *c, study_run *r) {
-  asink_model *m;
-  if (asink_model_load(&m, r->dir)) {
-    cli_error("study: %s", asink_last_error());
-    return -1;
-  }
-  int T = o->context < PROBE_TOKENS ? o->context : PROBE_TOKENS, bos = o->bos ? BOS_ID : -1;
-  int32_t *w;
-  int n = cut_byte_windows(c->data + c->n_train, c->n - c->n_train, T, bos, PROBE_WINDOWS, &w);
-  asink_status s = probe_run(m, w, n, T, o->batch, PROBE_EPS, &r->ps);
-  free(w);
-  asink_model_free(m);
-  if (s) {
-    cli_error("study: probe of %s: %s", r->dir, asink_last_error());
-    return -1;
-  }
-  json_t *j = probe_stats_json(&r->ps);
-  char *path = path_join(r->dir, "probe.json");
-  int rc = write_json_atomic(path, j, JSON_INDENT(1) | JSON_REAL_PRECISION(7));
-  free(path);
-  json_decref(j);
-  return rc;
+  return train_probe_checkpoint(o, c, r->dir, &r->ps);
 }
 
 /* Trains both runs at once, each in its own process on one thread: on two cores,
@@ -438,7 +418,7 @@ int cmd_study(int argc, char **argv) {
     return CLI_OK;
   }
   if (rc) return rc;
-  o.given = 0;
+  o.given = (cli_flag_set){{0, 0}};
   /* every input check before the first file is written */
   if (!(o.corpus = train_corpus_path(&o))) return CLI_INPUT;
   corpus c;
