@@ -18,6 +18,7 @@
 #include "errors.h"
 #include "files.h"
 #include "probe.h"
+#include "runcurve.h"
 #include "svg.h"
 #include "train.h"
 
@@ -29,68 +30,17 @@ static const char *const study_files[] = {"report.md",         "sink1.svg",     
                                           "alpha_softmax.svg", "alpha_sigmoid.svg", NULL};
 
 typedef struct {
-  int n;
-  double *step, *train, *val, *sink;
-} curve;
-
-typedef struct {
   char *dir;
   train_result res;
   probe_stats ps;
-  curve c;
+  run_curve c;
 } study_run;
-
-static double num(const json_t *v) { return json_is_number(v) ? json_number_value(v) : NAN; }
-
-static int read_curve(const char *path, curve *c) {
-  memset(c, 0, sizeof *c);
-  unsigned char *data;
-  size_t n;
-  if (read_whole_file(path, &data, &n)) {
-    cli_error("%s: cannot read: %s", path, read_error());
-    return -1;
-  }
-  size_t lines = 0;
-  for (size_t i = 0; i < n; i++) lines += data[i] == '\n';
-  c->step = xcalloc(lines + 1, sizeof(double));
-  c->train = xcalloc(lines + 1, sizeof(double));
-  c->val = xcalloc(lines + 1, sizeof(double));
-  c->sink = xcalloc(lines + 1, sizeof(double));
-  for (char *p = (char *)data; *p;) {
-    char *nl = strchr(p, '\n');
-    size_t len = nl ? (size_t)(nl - p) : strlen(p);
-    json_t *j = json_loadb(p, len, 0, NULL);
-    if (j) {
-      c->step[c->n] = num(json_object_get(j, "step"));
-      c->train[c->n] = num(json_object_get(j, "train_loss"));
-      c->val[c->n] = num(json_object_get(j, "val_loss"));
-      c->sink[c->n] = num(json_object_get(j, "sink1"));
-      c->n++;
-      json_decref(j);
-    }
-    p += len + (nl ? 1 : 0);
-  }
-  free(data);
-  return 0;
-}
-
-static void free_curve(curve *c) { free(c->step), free(c->train), free(c->val), free(c->sink); }
-
-static int write_svg(const char *dir, const char *name, svg *s) {
-  size_t n;
-  char *text = svg_finish(s, &n);
-  char *path = path_join(dir, name);
-  int rc = write_file_atomic(path, text, n);
-  free(path);
-  free(text);
-  return rc;
-}
 
 /* The training losses worth plotting: each is the mean over the steps since the previous
  * evaluation, and the extra evaluations at the end of a run (the time budget's stop, the
  * catch-up to the other run's count) cover only a few steps, a noisy mean that would draw
  * a hook at the right edge. Those covering under half an interval are left out. */
-static int plotted_train(const curve *c, int eval_every, double *x, double *y) {
+static int plotted_train(const run_curve *c, int eval_every, double *x, double *y) {
   int n = 0;
   for (int k = 0; k < c->n; k++) {
     double covered = c->step[k] - (k ? c->step[k - 1] : 0);
@@ -115,7 +65,7 @@ static int write_plots(const char *dir, const cli_opts *o, study_run *r) {
   svg_line_chart_opts(s, box, title, "optimizer step", "Sink_1 (% of window, layer, head triples)", ss, N_RUNS,
                       &sink_axes);
   free(title);
-  if (write_svg(dir, "sink1.svg", s)) return -1;
+  if (write_svg_file(dir, "sink1.svg", s)) return -1;
   for (int i = 0; i < N_RUNS; i++) {
     tx[i] = xcalloc((size_t)r[i].c.n + 1, sizeof(double));
     ty[i] = xcalloc((size_t)r[i].c.n + 1, sizeof(double));
@@ -130,7 +80,7 @@ static int write_plots(const char *dir, const cli_opts *o, study_run *r) {
   svg_line_chart_opts(s, box, "loss", "optimizer step", "loss (nats per byte)", ss, 2 * N_RUNS, &loss_axes);
   for (int i = 0; i < 2 * N_RUNS; i++) free(names[i]);
   for (int i = 0; i < N_RUNS; i++) free(tx[i]), free(ty[i]);
-  if (write_svg(dir, "loss.svg", s)) return -1;
+  if (write_svg_file(dir, "loss.svg", s)) return -1;
   for (int i = 0; i < N_RUNS; i++) {
     double h = fmax(260, 80 + 36.0 * r[i].ps.L);
     s = svg_new(480, h);
@@ -139,7 +89,7 @@ static int write_plots(const char *dir, const cli_opts *o, study_run *r) {
     probe_alpha_heatmap(s, (svg_box){0, 0, 480, h}, &r[i].ps, title);
     free(title);
     char *name = xasprintf("alpha_%s.svg", specs[i]);
-    int rc = write_svg(dir, name, s);
+    int rc = write_svg_file(dir, name, s);
     free(name);
     if (rc) return -1;
   }
@@ -481,7 +431,7 @@ int cmd_study(int argc, char **argv) {
   rc = CLI_FAIL;
   for (int i = 0; i < N_RUNS; i++) {
     char *mpath = path_join(runs[i].dir, "metrics.jsonl");
-    int bad = read_curve(mpath, &runs[i].c);
+    int bad = run_curve_read(mpath, &runs[i].c);
     free(mpath);
     if (bad) goto done;
   }
@@ -495,7 +445,7 @@ int cmd_study(int argc, char **argv) {
 done:
   for (int i = 0; i < N_RUNS; i++) {
     probe_stats_free(&runs[i].ps);
-    free_curve(&runs[i].c);
+    run_curve_free(&runs[i].c);
     free(runs[i].dir);
   }
   if (rc == CLI_INPUT && created) remove_files_in(o.out, study_files, true);

@@ -851,6 +851,25 @@ static int prepare(run *r, json_t **state) {
   return 0;
 }
 
+/* The test hook ATTNSINK_TEST_BATCHES=FILE: appends one JSON line of n windows (tokens
+ * and targets) to FILE, so a test can see what the model is trained and evaluated on. */
+static void dump_windows(const char *file, const char *what, int64_t step, int n, int T, const int32_t *tok,
+                         const int32_t *tgt) {
+  FILE *f = fopen(file, "a");
+  if (!f) return;
+  fprintf(f, "{\"what\": \"%s\", \"step\": %" PRId64 ", \"tokens\": [", what, step);
+  for (int pass = 0; pass < 2; pass++) {
+    const int32_t *v = pass ? tgt : tok;
+    for (int i = 0; i < n; i++) {
+      fputs(i ? ", [" : "[", f);
+      for (int t = 0; t < T; t++) fprintf(f, t ? ", %d" : "%d", v[(size_t)i * T + t]);
+      fputc(']', f);
+    }
+    fputs(pass ? "]}\n" : "], \"targets\": [", f);
+  }
+  fclose(f);
+}
+
 static void poison_first_weight(asink_model *m) {
   const char *name;
   int ndim;
@@ -909,6 +928,8 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   /* and for a diverging run: NaN written into the first weight after step K */
   const char *na = getenv("ATTNSINK_TEST_NAN_AT");
   long long nan_at = na ? atoll(na) : -1;
+  const char *dump = getenv("ATTNSINK_TEST_BATCHES");
+  if (dump) dump_windows(dump, "validation", r.step, r.n_val, r.T, r.val_tok, r.val_tgt);
   if (r.o.resume && r.step >= o->steps)
     line(&r, "%s is already at step %" PRId64 " of %" PRId64 "; nothing to do (raise --steps to go on)",
          o->out, r.step, o->steps);
@@ -919,6 +940,7 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
     if (r.limit > 0 && t + per > r.limit) break;
     corpus_batch(&r.c, &r.rng, r.B, r.T, r.bos, r.tok, r.tgt);
     window_form_apply(&r.form, r.B, r.T, r.tok, r.tgt, (uint64_t)r.step * (uint64_t)r.B);
+    if (dump) dump_windows(dump, "training", r.step, r.B, r.T, r.tok, r.tgt);
     float loss;
     if (asink_model_loss(r.m, r.B, r.T, r.tok, r.tgt, &loss)) {
       step_failed(&r, asink_last_error());
