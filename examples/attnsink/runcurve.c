@@ -1,6 +1,7 @@
 #include "runcurve.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,4 +59,21 @@ int write_svg_file(const char *dir, const char *name, svg *s) {
   free(path);
   free(text);
   return rc;
+}
+
+/* "lr 1e-3 seed 1" -> "lr_1e-3_seed_1": a directory name from a run's name. malloc'd. */
+char *run_dir_name(const char *name) {
+  char *s = xmalloc(strlen(name) + 2), *q = s;
+  for (const char *p = name; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    bool keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                ch == '.' || ch == '+';
+    if (ch == '-' && (q == s || q[-1] == '_')) continue; /* "--wd 0.5" -> "wd_0.5" */
+    if (keep) *q++ = (char)ch;
+    else if (q > s && q[-1] != '_') *q++ = '_';
+  }
+  while (q > s && q[-1] == '_') q--;
+  if (q == s || (s[0] == '.' && (q - s == 1 || (q - s == 2 && s[1] == '.')))) *q++ = 'r'; /* never "", ".", ".." */
+  *q = 0;
+  return s;
 }

@@ -106,22 +106,6 @@ static int set_all(const char *plan, const char *where, const json_t *obj, const
   return 0;
 }
 
-/* "lr 1e-3 seed 1" -> "lr_1e-3_seed_1": a directory name from a run's name. malloc'd. */
-static char *slug(const char *name) {
-  char *s = xmalloc(strlen(name) + 2), *q = s;
-  for (const char *p = name; *p; p++) {
-    unsigned char ch = (unsigned char)*p;
-    bool keep = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                ch == '.' || ch == '+';
-    if (keep) *q++ = (char)ch;
-    else if (q > s && q[-1] != '_') *q++ = '_';
-  }
-  while (q > s && q[-1] == '_') q--;
-  if (q == s || (s[0] == '.' && (q - s == 1 || (q - s == 2 && s[1] == '.')))) *q++ = 'r'; /* never "", ".", ".." */
-  *q = 0;
-  return s;
-}
-
 static void add_run(sweep *sw, const cli_opts *o, const char *group, const char *name, const json_t *study,
                     const char *out) {
   sw->runs = realloc(sw->runs, sizeof *sw->runs * (size_t)(sw->n + 1));
@@ -130,7 +114,7 @@ static void add_run(sweep *sw, const cli_opts *o, const char *group, const char 
   memset(r, 0, sizeof *r);
   r->o = *o;
   r->group = xstrdup(group), r->name = xstrdup(name), r->study = study;
-  char *sl = slug(name);
+  char *sl = run_dir_name(name);
   r->dir = path_join(out, sl);
   free(sl);
 }
@@ -317,14 +301,13 @@ static int check_runs(sweep *sw, corpus *c) {
     free(cfg);
     asink_model_free(m);
     if (s) {
-      cli_error("%s", asink_last_error());
-      goto bad;
+      cli_error("sweep: %s: run \"%s\": %s", sw->path, r->name, asink_last_error());
+      return -1;
     }
     if (run_progress(r)) return -1;
     continue;
   bad:
-    cli_error("sweep: run \"%s\" of %s has the error above", r->name, sw->path);
-    return -1;
+    return -1; /* the check named the setting and its value */
   }
   return 0;
 }
