@@ -68,6 +68,16 @@ for b in map(json.loads, open("nobos.batches")):
     for t, g in zip(b["tokens"], b["targets"]):
         assert t[0] == 10 and g[0] == t[1] and -1 not in g, (t, g)
 '
+train_with bosfixed --no-bos --first-token fixed:256@2 && ok "train --no-bos --first-token fixed:256@2" ||
+  bad "train --no-bos --first-token fixed:256@2" bosfixed.err
+check "fixed:256@2 without BOS: the vocabulary keeps id 256, no BOS named, 256 only at position 2" "$PY" -c '
+import json
+cfg = json.load(open("bosfixed/config.json"))
+assert cfg["vocab_size"] == 257 and cfg["attnsink"]["bos"] is None, cfg
+for b in map(json.loads, open("bosfixed.batches")):
+    for t in b["tokens"]:
+        assert t[1] == 256 and t[0] != 256 and 256 not in t[2:], t
+'
 train_with random --first-token random && ok "train --first-token random" || bad "train --first-token random" random.err
 check "random: the first token of each window a random byte, the rest the same windows" "$PY" -c '
 import json
@@ -168,7 +178,7 @@ s = json.load(open(p)); s[\"args\"][\"schedule\"] = \"wavy\"; json.dump(s, open(
 " && { "'"$A"'" train --out edited --resume --steps 8 2>e.err; test $? -eq 2 && grep -q schedule e.err; }' "$PY"
 
 expect_input_error "train: --first-token fixed at BOS's place" e1 "$A" train "${TOY[@]}" --out e1 --first-token fixed:3@1
-expect_input_error "train: --first-token fixed id past the vocabulary" e1 "$A" train "${TOY[@]}" --out e1 --no-bos --first-token fixed:256@2
+expect_input_error "train: --first-token fixed id past the vocabulary" e1 "$A" train "${TOY[@]}" --out e1 --first-token fixed:257@2
 expect_input_error "train: --first-token fixed past the context" e1 "$A" train "${TOY[@]}" --out e1 --first-token fixed:5@17
 expect_input_error "train: --first-token nonsense" e1 "$A" train "${TOY[@]}" --out e1 --first-token sometimes
 expect_input_error "train: --prefix against prefix= in --attn" e1 "$A" train "${TOY[@]}" --out e1 --attn softmax,prefix=4 --prefix 3
@@ -267,6 +277,14 @@ expect_input_error "sweep: a bad spec, before anything is written" p_spec "$A" s
 printf '{"runs": [' >p_json.json
 expect_input_error "sweep: not JSON" p_json "$A" sweep p_json.json
 expect_input_error "sweep: no plan" "" "$A" sweep --jobs 2
+
+# every plan of examples/plans checks out (settings, specs, corpus sizes) on a 2 MB corpus
+for i in $(seq 60); do cat corpus.txt; done >big.txt
+for p in "$TESTS"/../examples/plans/*.json; do
+  "$A" sweep "$p" --corpus big.txt --out dry --dry-run >dry.out 2>&1 && [ ! -e dry ] &&
+    [ "$(grep -c ' to train$' dry.out)" -ge 2 ] && ok "sweep --dry-run $(basename "$p")" ||
+    bad "sweep --dry-run $(basename "$p")" dry.out
+done
 
 # ---------------------------------------------------------------- study --compare
 "$A" study "${TOY[@]}" --steps 4 --eval-every 2 --minutes 2 --out cmp --json cmp.json \

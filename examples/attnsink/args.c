@@ -76,6 +76,8 @@ static const flag flags[] = {
     {"compare", F_STR, O(compare), ST, 0, 0, 0, 0, NULL, 0,
      "runs to compare: \"SPEC [flags]; SPEC [flags]; ...\" (default: softmax; sigmoid)"},
     {"jobs", F_INT, O(jobs), SW, 1, 1024, 0, 0, NULL, 0, "runs at once (default: the cores)"},
+    {"dry-run", F_SET, O(dry_run), SW, 0, 0, 0, 0, NULL, 1,
+     "check the plan and list its runs and what is left to train; write nothing"},
     {"prompt", F_STR, O(prompt), GE, 0, 0, 0, 0, NULL, 0, "prompt text (byte-level models)"},
     {"prompt-ids", F_STR, O(prompt_ids), GE, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated prompt ids"},
     {"text", F_STR, O(text), SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},

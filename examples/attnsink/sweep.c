@@ -608,6 +608,17 @@ int cmd_sweep(int argc, char **argv) {
     cli_error("sweep: --threads: %s", asink_last_error());
     goto done;
   }
+  if (o.dry_run) {
+    for (int i = 0; i < sw.n; i++) {
+      const sweep_run *r = &sw.runs[i];
+      printf("%-40s %s  %s\n", r->name, r->dir,
+             r->done >= r->o.steps ? "finished"
+             : r->done         ? "stopped, to continue"
+                               : "to train");
+    }
+    rc = CLI_OK;
+    goto done;
+  }
   if (make_dir(out, &created)) goto done;
   command = xasprintf("attnsink sweep %s", plan);
   int jobs = o.jobs ? o.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);

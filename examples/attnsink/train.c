@@ -114,7 +114,8 @@ int train_check_factors(cli_opts *o, window_form *f) {
     cli_error("--prefix %d: must be at most --context %d", o->prefix, o->context);
     return -1;
   }
-  int vocab = o->bos ? BOS_ID + 1 : 256;
+  /* BOS's id may be the fixed token of a run without BOS: the vocabulary then keeps it */
+  int vocab = BOS_ID + 1;
   const char *ft = o->first_token;
   if (!strcmp(ft, "random")) {
     f->random_first = true;
@@ -131,9 +132,8 @@ int train_check_factors(cli_opts *o, window_form *f) {
       cli_error("--first-token %s: expected fixed:ID@POS with decimal ID and POS (fixed:256@2)", ft);
       return -1;
     }
-    if (id >= vocab) {
-      cli_error("--first-token %s: ID %ld must be below the vocabulary, %d%s", ft, id, vocab,
-                o->bos ? "" : " (without BOS)");
+    if (id < 0 || id >= vocab) {
+      cli_error("--first-token %s: ID %ld must be in 0..%d (a byte, or BOS's id %d)", ft, id, vocab - 1, BOS_ID);
       return -1;
     }
     if (pos < 1 || pos > o->context) {
@@ -171,6 +171,14 @@ int train_check_factors(cli_opts *o, window_form *f) {
   return 0;
 }
 
+/* The vocabulary: the 256 bytes, and BOS's id when a window can hold it (BOS first, or
+ * BOS's id as a fixed token of --first-token). */
+static int vocab_size(const cli_opts *o) {
+  const char *ft = o->first_token;
+  bool fixed_bos = ft && !strncmp(ft, "fixed:", 6) && atol(ft + 6) == BOS_ID;
+  return o->bos || fixed_bos ? BOS_ID + 1 : 256;
+}
+
 char *train_config_json(const cli_opts *o) {
   char *spec = train_attn_spec(o);
   json_t *as = json_pack("{s:s, s:s, s:s, s:s}", "attn", spec, "ffn", o->ffn, "norm_position",
@@ -181,7 +189,7 @@ char *train_config_json(const cli_opts *o) {
   if (o->sink_token) json_object_set_new(as, "sink_token", json_true());
   json_t *root =
       json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:o}", "architectures",
-                "LlamaForCausalLM", "model_type", "llama", "vocab_size", o->bos ? BOS_ID + 1 : 256,
+                "LlamaForCausalLM", "model_type", "llama", "vocab_size", vocab_size(o),
                 "hidden_size", o->dim, "intermediate_size", train_ffn_dim(o), "num_hidden_layers", o->layers,
                 "num_attention_heads", o->heads, "num_key_value_heads", train_kv_heads(o),
                 "max_position_embeddings", o->context, "rms_norm_eps", RMS_NORM_EPS, "rope_theta", ROPE_THETA,
