@@ -263,6 +263,23 @@ rc=$?
   ok "sweep continued: every run resumed, the same weights as the sweep that never stopped" ||
   bad "sweep continued" sweep4.out
 
+# a sink token is position 0 of the probe: Sink_* is its Sink, Sink_1 the first text token's
+printf '{"settings": {"corpus": "corpus.txt", "layers": 1, "dim": 16, "heads": 2, "context": 16, "batch": 4, "steps": 2},
+ "runs": [{"name": "token", "sink_token": true}]}' >p_tok.json
+"$A" sweep p_tok.json >tok.out 2>tok.err
+check "sweep of a sink-token run: Sink_* the token's, Sink_1 the first text token's" "$PY" -c '
+import json
+r = json.load(open("p_tok/results.json"))["runs"][0]
+p = json.load(open("p_tok/token/probe.json"))
+assert r["other_sink_name"] == "Sink_*" and r["other_sink"] == p["sink"][0] and r["sink1"] == p["sink"][1], (r, p["sink"][:2])
+'
+# a run that fails does not stop the others; no results then, status 1
+ATTNSINK_TEST_NAN_AT=1 "$A" sweep plan.json --out sw_nan --jobs 2 >nan.out 2>nan.err
+rc=$?
+[ $rc -eq 1 ] && [ "$(grep -c ' training in ' nan.out)" -eq 6 ] && [ "$(grep -c 'failed (status 1)' nan.err)" -eq 6 ] &&
+  [ ! -e sw_nan/results.json ] && ok "sweep: failing runs, every run tried, status 1, no results" ||
+  bad "sweep: failing runs (rc=$rc)" nan.err
+
 printf '{"runs": [{"name": "a"}], "seedz": [1]}' >p_key.json
 expect_input_error "sweep: unknown plan key" p_key "$A" sweep p_key.json
 printf '{"settings": {"corpus": "corpus.txt"}, "runs": [{"name": "a", "lr": "fast"}]}' >p_lr.json

@@ -328,12 +328,14 @@ static pid_t launch(sweep_run *r) {
   _exit(rc);
 }
 
-/* Trains every unfinished run, jobs at once. CLI_OK, or the worst status of a run. */
+/* Trains every unfinished run, jobs at once; a failed run does not stop the others.
+ * CLI_OK, or the worst status of a run. */
 static int train_all(sweep *sw, int jobs) {
   pid_t *pid = xcalloc((size_t)sw->n, sizeof(pid_t));
   int running = 0, next = 0, rc = CLI_OK;
+  bool stop = false; /* no more processes can be made */
   for (;;) {
-    while (running < jobs && next < sw->n && !train_interrupted()) {
+    while (running < jobs && next < sw->n && !stop && !train_interrupted()) {
       sweep_run *r = &sw->runs[next++];
       if (r->done >= r->o.steps) {
         printf("[%s] finished before (%" PRId64 " steps in %s): skipped\n", r->name, r->done, r->dir);
@@ -342,7 +344,7 @@ static int train_all(sweep *sw, int jobs) {
       pid[next - 1] = launch(r);
       if (pid[next - 1] < 0) {
         cli_error("sweep: fork: %s", strerror(errno));
-        rc = CLI_FAIL;
+        rc = CLI_FAIL, stop = true;
         break;
       }
       printf("[%s] %s in %s (process %d, one thread)\n", r->name, r->done ? "resuming" : "training", r->dir,
@@ -369,7 +371,6 @@ static int train_all(sweep *sw, int jobs) {
         pid[i] = 0;
       }
     running--;
-    if (rc == CLI_FAIL && !running) break;
   }
   free(pid);
   return rc;
@@ -408,11 +409,18 @@ static int write_plots(const char *out, const sweep *sw) {
   return rc;
 }
 
-/* What the probe says of a run besides Sink_1: the virtual key's Sink (kbias), or the
- * Sink at a fixed token's position. NAN, and *what NULL, when neither applies. */
+/* The probe's column of the first text token: after a virtual key (kbias), and after a
+ * learnable sink token, which the metric counts as position 0. */
+static int first_text_column(const sweep_run *r) { return (r->ps.Tk - r->ps.T) + (r->o.sink_token ? 1 : 0); }
+
+static double sink1_of(const sweep_run *r) { return r->ps.sink[first_text_column(r)]; }
+
+/* What the probe says of a run besides Sink_1: the Sink of a virtual key (kbias) or of a
+ * learnable sink token, or the Sink at a fixed token's position. NAN, and *what "", when
+ * none applies. */
 static double other_sink(const sweep_run *r, char *what, size_t n) {
   const probe_stats *ps = &r->ps;
-  if (ps->Tk > ps->T) {
+  if (ps->Tk > ps->T || r->o.sink_token) {
     snprintf(what, n, "Sink_*");
     return ps->sink[0];
   }
@@ -426,9 +434,11 @@ static double other_sink(const sweep_run *r, char *what, size_t n) {
   return NAN;
 }
 
-static double mean_alpha0(const probe_stats *ps, int l) {
+/* α of the first text token in layer l, mean over heads. */
+static double mean_alpha0(const sweep_run *r, int l) {
+  const probe_stats *ps = &r->ps;
   double s = 0;
-  for (int h = 0; h < ps->H; h++) s += probe_alpha0(ps, l, h);
+  for (int h = 0; h < ps->H; h++) s += ps->importance[((size_t)l * ps->H + h) * ps->Tk + first_text_column(r)];
   return s / ps->H;
 }
 
@@ -436,12 +446,12 @@ static json_t *run_json(const sweep_run *r) {
   char what[32];
   double other = other_sink(r, what, sizeof what);
   json_t *alpha = json_array();
-  for (int l = 0; l < r->ps.L; l++) json_array_append_new(alpha, json_num(mean_alpha0(&r->ps, l)));
+  for (int l = 0; l < r->ps.L; l++) json_array_append_new(alpha, json_num(mean_alpha0(r, l)));
   double vl = r->c.n ? r->c.val[r->c.n - 1] : NAN;
   return json_pack("{s:s, s:s, s:I, s:s, s:I, s:I, s:o, s:o, s:o, s:s?, s:o, s:o, s:O?, s:o}", "name", r->name,
                    "group", r->group, "seed", (json_int_t)r->o.seed, "dir", r->dir, "steps", (json_int_t)r->done,
                    "tokens", (json_int_t)r->tokens, "seconds", json_num(r->seconds), "val_loss", json_num(vl),
-                   "sink1", json_num(probe_sink1(&r->ps)), "other_sink_name", *what ? what : NULL,
+                   "sink1", json_num(sink1_of(r)), "other_sink_name", *what ? what : NULL,
                    "other_sink", json_num(other), "alpha0", alpha, "study", r->study, "settings",
                    train_opts_json(&r->o));
 }
@@ -463,7 +473,7 @@ static int group_all(const sweep *sw, group_stats *g) {
     while (k < ng && strcmp(g[k].group, r->group)) k++;
     if (k == ng) g[ng++] = (group_stats){r->group, 0, 0, INFINITY, -INFINITY, 0, 0, r->study};
     char what[32];
-    double s = probe_sink1(&r->ps), o = other_sink(r, what, sizeof what);
+    double s = sink1_of(r), o = other_sink(r, what, sizeof what);
     g[k].n++;
     g[k].s_mean += s, g[k].vl_mean += r->c.n ? r->c.val[r->c.n - 1] : NAN, g[k].o_mean += o;
     g[k].s_min = fmin(g[k].s_min, s), g[k].s_max = fmax(g[k].s_max, s);
@@ -502,8 +512,8 @@ static int write_results(const char *out, const sweep *sw, const char *command) 
   fprintf(f,
           "Each run trained in its own process on one thread. Sink_1 (%%) is measured on the probe (the first "
           "%d windows of %d tokens of the validation part, ε = %g) of the final checkpoint; α of position 0 is "
-          "the mean over heads per layer; the other sink is Sink_* of a learnable extra key or the Sink at a "
-          "fixed token's position.\n\n",
+          "the mean over heads per layer, both of the first text token; the other sink is Sink_* of a learnable "
+          "extra key or sink token, or the Sink at a fixed token's position.\n\n",
           sw->runs[0].ps.N, sw->runs[0].ps.T, (double)PROBE_EPS);
   fprintf(f, "| run | steps | tokens | val loss | Sink_1 (%%) | other sink (%%) | α of position 0 by layer | "
              "study |\n|---|---|---|---|---|---|---|---|\n");
@@ -517,8 +527,8 @@ static int write_results(const char *out, const sweep *sw, const char *command) 
     if (r->tokens >= 100000) snprintf(tokens, sizeof tokens, "%.1fM", r->tokens / 1e6);
     else snprintf(tokens, sizeof tokens, "%" PRId64, r->tokens);
     fprintf(f, "| %s | %" PRId64 " | %s | %.4f | %.2f | %s |", r->name, r->done, tokens,
-            r->c.n ? r->c.val[r->c.n - 1] : NAN, probe_sink1(&r->ps), other);
-    for (int l = 0; l < r->ps.L; l++) fprintf(f, " %.3f", mean_alpha0(&r->ps, l));
+            r->c.n ? r->c.val[r->c.n - 1] : NAN, sink1_of(r), other);
+    for (int l = 0; l < r->ps.L; l++) fprintf(f, " %.3f", mean_alpha0(r, l));
     fprintf(f, " | %s |\n", st);
     free(st);
   }
