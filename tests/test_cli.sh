@@ -15,14 +15,7 @@ check() {
   if "$@" >"$W/check.out" 2>&1; then ok "$name"; else bad "$name" "$W/check.out"; fi
 }
 
-# A corpus of about 35 KB: the GPL text when the system has it, else generated.
-if [ -r /usr/share/common-licenses/GPL-3 ]; then
-  cp /usr/share/common-licenses/GPL-3 corpus.txt
-else
-  for i in $(seq 1 700); do
-    echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
-  done >corpus.txt
-fi
+toy_corpus
 head -c 300 corpus.txt >short.txt
 
 TOY=(--corpus corpus.txt --layers 1 --dim 16 --heads 2 --context 16 --batch 4)

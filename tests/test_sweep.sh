@@ -29,13 +29,7 @@ expect_input_error() {
   else ok "$name"; fi
 }
 
-if [ -r /usr/share/common-licenses/GPL-3 ]; then
-  cp /usr/share/common-licenses/GPL-3 corpus.txt
-else
-  for i in $(seq 1 700); do
-    echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
-  done >corpus.txt
-fi
+toy_corpus
 TOY=(--corpus corpus.txt --layers 1 --dim 16 --heads 2 --context 16 --batch 4)
 
 # train_with NAME FLAGS...: a 4-step run in NAME, its windows in NAME.batches

@@ -532,22 +532,10 @@ int cmd_study(int argc, char **argv) {
   char *command = shell_words(argc, argv);
   if (parse_runs(o.compare, &o, &sr)) goto done;
   for (int i = 0; i < sr.n; i++) {
-    cli_opts a = sr.r[i].o;
-    window_form f;
-    int bos = a.bos ? BOS_ID : -1;
-    if (corpus_check(&c, a.context, bos) || train_check_factors(&a, &f) ||
-        corpus_limit_training(&c, (size_t)a.train_bytes, a.context, bos))
-      goto done;
-    c.train_limit = 0;
-    char *cfg = train_config_json(&a);
-    asink_model *m = NULL;
-    asink_status s = asink_model_create(&m, cfg, a.seed);
-    free(cfg);
-    asink_model_free(m);
-    if (s) {
-      cli_error("study: %s%s%s", sr.headline ? "" : sr.r[i].name, sr.headline ? "" : ": ", asink_last_error());
-      goto done;
-    }
+    char *who = sr.headline ? xstrdup("study: ") : xasprintf("study: %s: ", sr.r[i].name);
+    int bad = train_check_settings(&sr.r[i].o, &c, who);
+    free(who);
+    if (bad) goto done;
   }
   if (check_output_path("study", "json", o.json)) goto done;
   if (o.threads && asink_set_num_threads(o.threads)) {

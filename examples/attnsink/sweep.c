@@ -288,26 +288,11 @@ static int run_progress(sweep_run *r) {
 static int check_runs(sweep *sw, corpus *c) {
   for (int i = 0; i < sw->n; i++) {
     sweep_run *r = &sw->runs[i];
-    cli_opts a = r->o;
-    window_form f;
-    int bos = a.bos ? BOS_ID : -1;
-    if (corpus_check(c, a.context, bos) || train_check_factors(&a, &f) ||
-        corpus_limit_training(c, (size_t)a.train_bytes, a.context, bos))
-      goto bad;
-    c->train_limit = 0;
-    char *cfg = train_config_json(&a);
-    asink_model *m = NULL;
-    asink_status s = asink_model_create(&m, cfg, a.seed);
-    free(cfg);
-    asink_model_free(m);
-    if (s) {
-      cli_error("sweep: %s: run \"%s\": %s", sw->path, r->name, asink_last_error());
-      return -1;
-    }
+    char *who = xasprintf("sweep: %s: run \"%s\": ", sw->path, r->name);
+    int bad = train_check_settings(&r->o, c, who);
+    free(who);
+    if (bad) return -1;
     if (run_progress(r)) return -1;
-    continue;
-  bad:
-    return -1; /* the check named the setting and its value */
   }
   return 0;
 }

@@ -179,6 +179,26 @@ static int vocab_size(const cli_opts *o) {
   return o->bos || fixed_bos ? BOS_ID + 1 : 256;
 }
 
+int train_check_settings(const cli_opts *o, corpus *c, const char *who) {
+  cli_opts a = *o;
+  window_form f;
+  int bos = a.bos ? BOS_ID : -1;
+  if (corpus_check(c, a.context, bos) || train_check_factors(&a, &f) ||
+      corpus_limit_training(c, (size_t)a.train_bytes, a.context, bos))
+    return -1;
+  c->train_limit = 0;
+  char *cfg = train_config_json(&a);
+  asink_model *m = NULL;
+  asink_status s = asink_model_create(&m, cfg, a.seed);
+  free(cfg);
+  asink_model_free(m);
+  if (s) {
+    cli_error("%s%s", who, asink_last_error());
+    return -1;
+  }
+  return 0;
+}
+
 char *train_config_json(const cli_opts *o) {
   char *spec = train_attn_spec(o);
   json_t *as = json_pack("{s:s, s:s, s:s, s:s}", "attn", spec, "ffn", o->ffn, "norm_position",

@@ -56,6 +56,11 @@ char *train_attn_spec(const cli_opts *o);
  * error line. */
 int train_check_factors(cli_opts *o, window_form *f);
 
+/* Checks o as a fresh `train` would before it writes anything: c against the context, the
+ * factors, --train-bytes, and the model config (the spec, the kernel). -1 after one error
+ * line; a library message is prefixed with who ("study: "). */
+int train_check_settings(const cli_opts *o, corpus *c, const char *who);
+
 /* Probes the checkpoint in dir on the training loop's probe windows of c (formed as o's
  * training windows are) into ps, and writes dir/probe.json. -1 after one error line. */
 int train_probe_checkpoint(const cli_opts *o, const corpus *c, const char *dir, probe_stats *ps);
