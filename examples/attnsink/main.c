@@ -62,6 +62,7 @@ void cli_usage(cli_cmd cmd, const cli_opts *d) {
         "(--steps, if given, caps them); the run with fewer steps then resumes to the other's\n"
         "count. Probes both, prints the comparison and writes DIR/report.md with plots.\n"
         "The model and training flags of train apply to both runs; --threads sets the probe's.\n"
+        "--compare \"SPEC [flags]; SPEC [flags]; ...\" trains those runs instead (up to 8).\n"
         "On an idle 2-core machine the default 12 minutes (about 23M tokens) go past the point\n"
         "where softmax grows a first-token sink; shorter runs (--minutes 2) end before it.\n\nflags:\n",
         STUDY_TRAIN_SHARE * 100);
