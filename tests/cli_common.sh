@@ -19,6 +19,17 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/$(basename "$0" .sh).XXXXXX")
 trap 'rm -rf "$W"' EXIT
 cd "$W" || exit 1
 
+# toy_corpus: corpus.txt of about 35 KB, the GPL text when the system has it, else generated
+toy_corpus() {
+  if [ -r /usr/share/common-licenses/GPL-3 ]; then
+    cp /usr/share/common-licenses/GPL-3 corpus.txt
+  else
+    for i in $(seq 1 700); do
+      echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
+    done >corpus.txt
+  fi
+}
+
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
@@ -30,10 +41,4 @@ check() {
   if "$@" >"$W/check.out" 2>&1; then ok "$name"; else bad "$name" "$W/check.out"; fi
 }
 
-if [ -r /usr/share/common-licenses/GPL-3 ]; then
-  cp /usr/share/common-licenses/GPL-3 corpus.txt
-else
-  for i in $(seq 1 700); do
-    echo "Line $i: the sink is where attention goes when nothing else needs it, $((i * 7919 % 1000))."
-  done >corpus.txt
-fi
+toy_corpus

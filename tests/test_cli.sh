@@ -23,7 +23,7 @@ check "metrics.jsonl: 2 lines with exactly the documented keys" "$PY" -c '
 import json, sys
 lines = open("run/metrics.jsonl").read().splitlines()
 assert len(lines) == 2, lines
-keys = ["step", "tokens", "train_loss", "val_loss", "sink1", "seconds"]
+keys = ["step", "tokens", "train_loss", "val_loss", "sink1", "seconds", "lr"]
 for l, step in zip(lines, (3, 6)):
     d = json.loads(l)
     assert list(d) == keys, list(d)
@@ -257,8 +257,9 @@ d = json.load(open("st.json"))
 assert list(d) == ["runs"], list(d)
 r = d["runs"]
 assert [x["attn"] for x in r] == ["softmax", "sigmoid"], r
+assert [x["name"] for x in r] == ["softmax", "sigmoid"] and [x["dir"] for x in r] == ["softmax", "sigmoid"], r
 for x in r:
-    assert list(x) == ["attn", "val_loss", "sink1", "steps", "tokens"], list(x)
+    assert list(x) == ["name", "dir", "attn", "val_loss", "sink1", "steps", "tokens"], list(x)
 assert r[0]["steps"] == r[1]["steps"] == 4 and r[0]["tokens"] == r[1]["tokens"] == 4 * 4 * 16, r
 '
 grep -q "sink1.svg" st/report.md && grep -q "alpha_sigmoid.svg" st/report.md && ok "report.md links its plots" ||

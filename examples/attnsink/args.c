@@ -24,14 +24,14 @@ typedef struct {
 } flag;
 
 #define O(f) offsetof(cli_opts, f)
-enum { TR = CMD_TRAIN, PR = CMD_PROBE, ST = CMD_STUDY, GE = CMD_GENERATE, SM = CMD_STREAM };
+enum { TR = CMD_TRAIN, PR = CMD_PROBE, ST = CMD_STUDY, GE = CMD_GENERATE, SM = CMD_STREAM, SW = CMD_SWEEP };
 
 /* study takes the model and training flags too: it is where defaults get tuned.
  * A name may appear more than once for commands that give it another meaning or
  * range (--tokens, --seed, --cache); those entries' command sets do not overlap. */
 static const flag flags[] = {
-    {"corpus", F_STR, O(corpus), TR | ST, 0, 0, 0, 0, NULL, 0, "text file; bytes are the tokens"},
-    {"out", F_STR, O(out), TR | ST, 0, 0, 0, 0, NULL, 0, "output directory"},
+    {"corpus", F_STR, O(corpus), TR | ST | SW, 0, 0, 0, 0, NULL, 0, "text file; bytes are the tokens"},
+    {"out", F_STR, O(out), TR | ST | SW, 0, 0, 0, 0, NULL, 0, "output directory"},
     {"attn", F_STR, O(attn), TR, 0, 0, 0, 0, NULL, 0, "attention spec (docs/attention.md)"},
     {"layers", F_INT, O(layers), TR | ST, 1, 1024, 0, 0, NULL, 0, "decoder layers"},
     {"dim", F_INT, O(dim), TR | ST, 1, 65536, 0, 0, NULL, 0, "model width"},
@@ -54,13 +54,32 @@ static const flag flags[] = {
     {"clip", F_DOUBLE, O(clip), TR | ST, 0, 1e9, 0, 0, NULL, 0, "gradient norm clip (0: off)"},
     {"seed", F_U64, O(seed), TR | ST, 0, 0, 0, 0, NULL, 0, "initialisation and data-order seed"},
     {"eval-every", F_INT, O(eval_every), TR | ST, 1, 1e9, 0, 0, NULL, 0, "steps between evaluations"},
-    {"threads", F_INT, O(threads), TR | PR | ST, 1, 1024, 0, 0, NULL, 0, "threads (default: all cores)"},
+    {"threads", F_INT, O(threads), TR | PR | ST | SW, 1, 1024, 0, 0, NULL, 0, "threads (default: all cores)"},
     {"threads", F_INT, O(threads), GE | SM, 1, 1024, 0, 0, NULL, 0,
      "threads (default: 1 below a million parameters, else all cores)"},
     {"minutes", F_DOUBLE, O(minutes), TR | ST, 0, 1e6, 1, 0, NULL, 0, "wall-clock budget"},
     {"resume", F_SET, O(resume), TR, 0, 0, 0, 0, NULL, 1, "continue the run in --out"},
     {"allreduce", F_CHOICE, O(allreduce), TR, 0, 0, 0, 0, "ordered mpi", 0,
      "under mpirun: gradient sum in rank order, or MPI_Allreduce's order"},
+    {"prefix", F_INT, O(prefix), TR | ST, 1, 1 << 20, 0, 0, NULL, 0,
+     "prefix LM: the first P positions see each other and the first P-1 targets are not trained on"},
+    {"kernel", F_CHOICE, O(kernel), TR | ST, 0, 0, 0, 0, "none mlp", 0,
+     "feature map of --attn linear (mlp: the learnable MLP kernel)"},
+    {"sink-token", F_SET, O(sink_token), TR | ST, 0, 0, 0, 0, NULL, 1, "a learnable sink token before every window"},
+    {"schedule", F_CHOICE, O(schedule), TR | ST, 0, 0, 0, 0, "constant cosine", 0,
+     "learning rate after the warm-up"},
+    {"min-lr", F_DOUBLE, O(min_lr), TR | ST, 0, 1e3, 0, 0, NULL, 0, "the floor a cosine schedule ends at"},
+    {"decay-steps", F_I64, O(decay_steps), TR | ST, 1, 2147483647, 0, 0, NULL, 0,
+     "step a cosine schedule reaches its floor (default: --steps)"},
+    {"first-token", F_STR, O(first_token), TR | ST, 0, 0, 0, 0, NULL, 0,
+     "text, random (a random byte first), or fixed:ID@POS (ID inserted at position POS, from 1)"},
+    {"train-bytes", F_I64, O(train_bytes), TR | ST, 1, 1e15, 0, 0, NULL, 0,
+     "train on the first N bytes of the training part only (default: all)"},
+    {"compare", F_STR, O(compare), ST, 0, 0, 0, 0, NULL, 0,
+     "runs to compare: \"SPEC [flags]; SPEC [flags]; ...\" (default: softmax; sigmoid)"},
+    {"jobs", F_INT, O(jobs), SW, 1, 1024, 0, 0, NULL, 0, "runs at once (default: the cores)"},
+    {"dry-run", F_SET, O(dry_run), SW, 0, 0, 0, 0, NULL, 1,
+     "check the plan and list its runs and what is left to train; write nothing"},
     {"prompt", F_STR, O(prompt), GE, 0, 0, 0, 0, NULL, 0, "prompt text (byte-level models)"},
     {"prompt-ids", F_STR, O(prompt_ids), GE, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated prompt ids"},
     {"text", F_STR, O(text), SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},
@@ -94,7 +113,10 @@ static const flag flags[] = {
     {"plot", F_STR, O(plot), PR | SM, 0, 0, 0, 0, NULL, 0, "write an SVG plot to this file"},
 };
 enum { N_FLAGS = sizeof flags / sizeof flags[0] };
-_Static_assert(N_FLAGS <= 64, "the given-mask has 64 bits");
+_Static_assert(N_FLAGS <= 128, "the given-mask has 128 bits");
+
+static void mark(cli_opts *o, int i) { o->given.bits[i / 64] |= 1ull << (i % 64); }
+static bool marked(const cli_opts *o, int i) { return o->given.bits[i / 64] >> (i % 64) & 1; }
 
 const char *args_cmd_name(cli_cmd cmd) {
   switch (cmd) {
@@ -103,6 +125,7 @@ const char *args_cmd_name(cli_cmd cmd) {
   case CMD_STUDY: return "study";
   case CMD_GENERATE: return "generate";
   case CMD_STREAM: return "stream";
+  case CMD_SWEEP: return "sweep";
   }
   return "?";
 }
@@ -124,12 +147,12 @@ static const flag *find(const char *name, size_t len, unsigned cmds, int *index)
 
 void args_mark_given(cli_opts *o, const char *name) {
   int i;
-  if (find(name, strlen(name), ~0u, &i)) o->given |= 1ull << i;
+  if (find(name, strlen(name), ~0u, &i)) mark(o, i);
 }
 
 bool args_flag_given(const cli_opts *o, const char *name) {
   for (int i = 0; i < N_FLAGS; i++)
-    if (!strcmp(flags[i].name, name) && (o->given >> i & 1)) return true;
+    if (!strcmp(flags[i].name, name) && marked(o, i)) return true;
   return false;
 }
 
@@ -282,7 +305,7 @@ int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o) {
       int r = set_value(cmd, f, v, o);
       if (r) return r;
     }
-    o->given |= 1ull << idx;
+    mark(o, idx);
   }
   return 0;
 }

@@ -9,7 +9,12 @@
 
 #include <jansson.h>
 
-typedef enum { CMD_TRAIN = 1, CMD_PROBE = 2, CMD_STUDY = 4, CMD_GENERATE = 8, CMD_STREAM = 16 } cli_cmd;
+typedef enum { CMD_TRAIN = 1, CMD_PROBE = 2, CMD_STUDY = 4, CMD_GENERATE = 8, CMD_STREAM = 16, CMD_SWEEP = 32 } cli_cmd;
+
+/* One bit per entry of the flag table. */
+typedef struct {
+  uint64_t bits[2];
+} cli_flag_set;
 
 /* Everything any subcommand can be told. Strings point into argv, at static
  * defaults, or at copies made when a run's saved settings are read back. */
@@ -26,6 +31,16 @@ typedef struct cli_opts {
   uint64_t seed;
   int resume;
   const char *allreduce; /* under mpirun: how ranks sum gradients (distributed.h) */
+  /* the study's factors (docs/cli.md): a prefix LM's prefix (0: none), the linear kernel's
+   * feature map, a learnable sink token, the learning-rate schedule, what the windows'
+   * first tokens are, and how much of the training part is used (0: all) */
+  int prefix, sink_token;
+  const char *kernel, *schedule, *first_token;
+  double min_lr;
+  int64_t decay_steps /* 0: --steps */, train_bytes;
+  /* study: the runs to compare; sweep: runs at once */
+  const char *compare;
+  int jobs, dry_run;
   /* probe */
   const char *dir, *text, *token_ids, *json, *plot;
   int tokens, samples;
@@ -36,7 +51,7 @@ typedef struct cli_opts {
   int n_sink, window /* 0: the default, decided with the model */, top_k, buckets;
   double temperature, top_p;
   /* which flags the command line set, by flag index (args_flag_given) */
-  uint64_t given;
+  cli_flag_set given;
 } cli_opts;
 
 /* Parses argv (after the subcommand name) into o, which holds the defaults on

@@ -108,7 +108,7 @@ static void fill_window(const unsigned char *bytes, int T, int bos, int32_t *tok
 }
 
 void corpus_batch(const corpus *c, cli_rng *r, int B, int T, int bos, int32_t *tokens, int32_t *targets) {
-  size_t span = c->n_train - corpus_window_bytes(T, bos) + 1;
+  size_t span = (c->train_limit ? c->train_limit : c->n_train) - corpus_window_bytes(T, bos) + 1;
   for (int b = 0; b < B; b++) {
     size_t at = (size_t)rng_below(r, span);
     fill_window(c->data + at, T, bos, tokens + (size_t)b * T, targets + (size_t)b * T);
@@ -156,4 +156,44 @@ int cut_byte_windows(const unsigned char *bytes, size_t n, int T, int bos, int m
   int count = cut_windows(ids, use, T, bos, max, out);
   free(ids);
   return count;
+}
+
+int corpus_limit_training(corpus *c, size_t n, int T, int bos) {
+  size_t need = corpus_window_bytes(T, bos);
+  if (n && (n > c->n_train || n < need)) {
+    cli_error("--train-bytes %zu: must be between one window (%zu bytes) and the training part of %s "
+              "(%zu bytes, 95%% of the file)",
+              n, need, c->path, c->n_train);
+    return -1;
+  }
+  c->train_limit = n;
+  return 0;
+}
+
+bool window_form_active(const window_form *f) { return f->fixed_pos > 0 || f->random_first || f->prefix > 1; }
+
+void window_form_apply(const window_form *f, int n, int T, int32_t *tokens, int32_t *targets, uint64_t first) {
+  int p = f->fixed_pos - 1; /* the 0-based index of the fixed token */
+  for (int i = 0; i < n; i++) {
+    int32_t *tok = tokens + (size_t)i * T, *tgt = targets ? targets + (size_t)i * T : NULL;
+    if (p >= 0 && p < T) {
+      /* the sequence tok[0], tgt[0], ..., tgt[T-1] with fixed_id inserted at index p */
+      int32_t first_tok = tok[0];
+      memmove(tok + p + 1, tok + p, sizeof(int32_t) * (size_t)(T - p - 1));
+      tok[p] = f->fixed_id;
+      if (tgt && p > 0) {
+        memmove(tgt + p, tgt + p - 1, sizeof(int32_t) * (size_t)(T - p));
+        tgt[p - 1] = -1; /* predicting the fixed token is no text to learn */
+      } else if (tgt) {
+        memmove(tgt + 1, tgt, sizeof(int32_t) * (size_t)(T - 1));
+        tgt[0] = first_tok;
+      }
+    }
+    if (f->random_first) {
+      uint64_t x = f->seed ^ (first + (uint64_t)i) * 0xd1342543de82ef95ull;
+      tok[0] = (int32_t)(splitmix(&x) & 0xff);
+    }
+    if (tgt)
+      for (int t = 0; t < f->prefix - 1 && t < T; t++) tgt[t] = -1;
+  }
 }

@@ -14,6 +14,7 @@ typedef struct {
   const unsigned char *data; /* the file mapped read-only */
   size_t n, n_train;         /* validation: data + n_train, n - n_train bytes */
   uint64_t hash;             /* FNV-1a of the bytes: a resumed run checks it sees the same text */
+  size_t train_limit;        /* > 0: training windows come from the first train_limit bytes only */
   bool mapped;
 } corpus;
 
@@ -43,7 +44,7 @@ uint64_t rng_next(cli_rng *r);
 uint64_t rng_below(cli_rng *r, uint64_t n);
 
 /* Fills tokens and targets (B, T) with B windows at random positions of the
- * training part. bos < 0: no BOS. */
+ * training part (its first train_limit bytes, if set). bos < 0: no BOS. */
 void corpus_batch(const corpus *c, cli_rng *r, int B, int T, int bos, int32_t *tokens, int32_t *targets);
 
 /* Up to max windows of T tokens evenly spread over the validation part, with
@@ -57,5 +58,29 @@ int cut_windows(const int32_t *ids, size_t n, int T, int bos, int max, int32_t *
 
 /* The same from bytes. */
 int cut_byte_windows(const unsigned char *bytes, size_t n, int T, int bos, int max, int32_t **out);
+
+/* Sets c->train_limit to n bytes (0: the whole training part). -1 after one error line
+ * when n is more than the training part or less than one window. */
+int corpus_limit_training(corpus *c, size_t n, int T, int bos);
+
+/* What the windows hold besides the text: the study's data factors. A window is cut
+ * as above, then changed in this order. */
+typedef struct {
+  int fixed_id, fixed_pos; /* fixed_pos >= 1: fixed_id is inserted at position fixed_pos
+                            * (counted from 1, as Sink_k is), the text moving one place on;
+                            * the target that would predict it is ignored */
+  bool random_first;       /* the first token becomes a byte drawn from (seed, window index) */
+  uint64_t seed;
+  int prefix; /* > 0: the targets of the first prefix - 1 positions are ignored (a prefix LM's
+               * prefix sees them) */
+} window_form;
+
+/* Whether f changes anything. */
+bool window_form_active(const window_form *f);
+
+/* Applies f to n windows (n, T) of tokens and targets (targets may be NULL: probe
+ * windows). Ignored targets are -1. first is the index of the first window in its
+ * stream (training windows count on across steps), which decides the random bytes. */
+void window_form_apply(const window_form *f, int n, int T, int32_t *tokens, int32_t *targets, uint64_t first);
 
 #endif

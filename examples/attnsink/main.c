@@ -13,6 +13,7 @@
 #include "probe.h"
 #include "stream.h"
 #include "study.h"
+#include "sweep.h"
 #include "tokenize.h"
 #include "train.h"
 
@@ -23,7 +24,9 @@ static void usage(FILE *f) {
           "commands:\n"
           "  train     train a byte-level llama-family model on a text file, with checkpoints\n"
           "  probe     measure a checkpoint's attention sinks (alpha table, Sink_k, norms)\n"
-          "  study     train softmax and sigmoid attention alike and compare their sinks\n"
+          "  study     train softmax and sigmoid attention alike (or any runs, --compare) and compare\n"
+          "            their sinks\n"
+          "  sweep     train a plan of runs (PLAN.json), one process each, and tabulate and plot them\n"
           "  generate  continue a prompt token by token with a key/value cache (sink, window, full)\n"
           "  stream    feed a long text through a cache one token at a time: loss per position,\n"
           "            sink share per layer, speed and memory, for one or more cache policies\n"
@@ -60,6 +63,7 @@ void cli_usage(cli_cmd cmd, const cli_opts *d) {
         "(--steps, if given, caps them); the run with fewer steps then resumes to the other's\n"
         "count. Probes both, prints the comparison and writes DIR/report.md with plots.\n"
         "The model and training flags of train apply to both runs; --threads sets the probe's.\n"
+        "--compare \"SPEC [flags]; SPEC [flags]; ...\" trains those runs instead (up to 8).\n"
         "On an idle 2-core machine the default 12 minutes (about 23M tokens) go past the point\n"
         "where softmax grows a first-token sink; shorter runs (--minutes 2) end before it.\n\nflags:\n",
         STUDY_TRAIN_SHARE * 100);
@@ -83,6 +87,14 @@ void cli_usage(cli_cmd cmd, const cli_opts *d) {
         "--window defaults to %d, or less so the cache fits the model's context.\n\nflags:\n",
         DEFAULT_WINDOW);
     break;
+  case CMD_SWEEP:
+    printf(
+        "usage: attnsink sweep PLAN.json [--out DIR] [--jobs N] [--corpus FILE]\n"
+        "Trains every run of the plan (docs/cli.md describes its format), each in its own process on\n"
+        "one thread, --jobs at once; a run finished before is skipped, a stopped one continues. Then\n"
+        "probes each and writes DIR/results.json, DIR/results.md, DIR/sink1.svg and DIR/loss.svg.\n"
+        "DIR defaults to the plan's name without .json. --threads sets the probes' threads.\n\nflags:\n");
+    break;
   }
   args_print_flags(cmd, d, stdout);
 }
@@ -104,6 +116,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "study")) return cmd_study(argc - 2, argv + 2);
   if (!strcmp(c, "generate")) return cmd_generate(argc - 2, argv + 2);
   if (!strcmp(c, "stream")) return cmd_stream(argc - 2, argv + 2);
+  if (!strcmp(c, "sweep")) return cmd_sweep(argc - 2, argv + 2);
   if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
   if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
     usage(stdout);
@@ -113,6 +126,6 @@ int main(int argc, char **argv) {
     printf("attnsink (libattnsink %s)\n", asink_version());
     return CLI_OK;
   }
-  cli_error("unknown command '%s' (train, probe, study, generate, stream or tokenize; see attnsink --help)", c);
+  cli_error("unknown command '%s' (train, probe, study, sweep, generate, stream or tokenize; see attnsink --help)", c);
   return CLI_INPUT;
 }

@@ -41,6 +41,9 @@ const cli_opts train_defaults = {
     .seed = 0,
     .eval_every = 250,
     .allreduce = "ordered",
+    .kernel = "none",
+    .schedule = "constant",
+    .first_token = "text",
 };
 
 void train_remove_run(const char *dir) { rundir_remove(dir, true); }
@@ -79,13 +82,136 @@ int train_ffn_dim(const cli_opts *o) { return o->ffn_dim > 0 ? o->ffn_dim : 2 * 
 
 int train_kv_heads(const cli_opts *o) { return o->kv_heads > 0 ? o->kv_heads : o->heads; }
 
+/* The value of option key in spec ("prefix=8" in "softmax,prefix=8"), or -1 if absent;
+ * -2 if it is there but no integer (the spec's parser then names it). */
+static long spec_option(const char *spec, const char *key) {
+  size_t klen = strlen(key);
+  for (const char *p = strchr(spec, ','); p; p = strchr(p + 1, ',')) {
+    const char *q = p + 1;
+    while (*q == ' ' || *q == '\t') q++;
+    if (strncmp(q, key, klen) || q[klen] != '=') continue;
+    char *end;
+    errno = 0;
+    long v = strtol(q + klen + 1, &end, 10);
+    while (*end == ' ' || *end == '\t') end++;
+    return (*end && *end != ',') || errno || end == q + klen + 1 ? -2 : v;
+  }
+  return -1;
+}
+
+char *train_attn_spec(const cli_opts *o) {
+  if (o->prefix > 0 && spec_option(o->attn, "prefix") < 0) return xasprintf("%s,prefix=%d", o->attn, o->prefix);
+  return xstrdup(o->attn);
+}
+
+int train_check_factors(cli_opts *o, window_form *f) {
+  memset(f, 0, sizeof *f);
+  long in_spec = spec_option(o->attn, "prefix");
+  if (in_spec >= 1 && o->prefix == 0) o->prefix = (int)in_spec; /* derived: the targets follow the mask */
+  else if (in_spec >= 1 && in_spec != o->prefix) {
+    cli_error("--prefix %d differs from prefix=%ld in --attn %s; give one of them", o->prefix, in_spec, o->attn);
+    return -1;
+  }
+  if (o->prefix > o->context) {
+    cli_error("--prefix %d: must be at most --context %d", o->prefix, o->context);
+    return -1;
+  }
+  /* BOS's id may be the fixed token of a run without BOS: the vocabulary then keeps it */
+  int vocab = BOS_ID + 1;
+  const char *ft = o->first_token;
+  if (!strcmp(ft, "random")) {
+    f->random_first = true;
+  } else if (!strncmp(ft, "fixed:", 6)) {
+    char *end;
+    errno = 0;
+    long id = strtol(ft + 6, &end, 10), pos = -1;
+    if (end != ft + 6 && *end == '@' && end[1] >= '0' && end[1] <= '9') {
+      char *e2;
+      pos = strtol(end + 1, &e2, 10);
+      if (*e2 || errno) pos = -1;
+    }
+    if (pos < 0 || ft[6] < '0' || ft[6] > '9') {
+      cli_error("--first-token %s: expected fixed:ID@POS with decimal ID and POS (fixed:256@2)", ft);
+      return -1;
+    }
+    if (id < 0 || id >= vocab) {
+      cli_error("--first-token %s: ID %ld must be in 0..%d (a byte, or BOS's id %d)", ft, id, vocab - 1, BOS_ID);
+      return -1;
+    }
+    if (pos < 1 || pos > o->context) {
+      cli_error("--first-token %s: POS %ld must be in 1..%d (the context; positions count from 1)", ft, pos,
+                o->context);
+      return -1;
+    }
+    if (pos == 1 && o->bos) {
+      cli_error("--first-token %s: position 1 holds BOS; use POS >= 2, or --no-bos to put ID first", ft);
+      return -1;
+    }
+    f->fixed_id = (int)id, f->fixed_pos = (int)pos;
+  } else if (strcmp(ft, "text")) {
+    cli_error("--first-token %s: expected text, random or fixed:ID@POS", ft);
+    return -1;
+  }
+  if (strcmp(o->kernel, "none") && strcmp(o->kernel, "mlp")) {
+    cli_error("--kernel %s: expected none or mlp", o->kernel);
+    return -1;
+  }
+  if (!strcmp(o->schedule, "cosine")) {
+    int64_t total = o->decay_steps ? o->decay_steps : o->steps;
+    if (total > INT_MAX || total <= o->warmup) {
+      cli_error("--schedule cosine: it decays until --decay-steps (default --steps), which must be above "
+                "--warmup %d and at most %d; got %" PRId64,
+                o->warmup, INT_MAX, total);
+      return -1;
+    }
+    o->decay_steps = total; /* resolved, so a resumed run with more --steps keeps its schedule */
+  } else if (strcmp(o->schedule, "constant")) {
+    cli_error("--schedule %s: expected constant or cosine", o->schedule);
+    return -1;
+  }
+  f->seed = o->seed, f->prefix = o->prefix;
+  return 0;
+}
+
+/* The vocabulary: the 256 bytes, and BOS's id when a window can hold it (BOS first, or
+ * BOS's id as a fixed token of --first-token). */
+static int vocab_size(const cli_opts *o) {
+  const char *ft = o->first_token;
+  bool fixed_bos = ft && !strncmp(ft, "fixed:", 6) && atol(ft + 6) == BOS_ID;
+  return o->bos || fixed_bos ? BOS_ID + 1 : 256;
+}
+
+int train_check_settings(const cli_opts *o, corpus *c, const char *who) {
+  cli_opts a = *o;
+  window_form f;
+  int bos = a.bos ? BOS_ID : -1;
+  if (corpus_check(c, a.context, bos) || train_check_factors(&a, &f) ||
+      corpus_limit_training(c, (size_t)a.train_bytes, a.context, bos))
+    return -1;
+  c->train_limit = 0;
+  char *cfg = train_config_json(&a);
+  asink_model *m = NULL;
+  asink_status s = asink_model_create(&m, cfg, a.seed);
+  free(cfg);
+  asink_model_free(m);
+  if (s) {
+    cli_error("%s%s", who, asink_last_error());
+    return -1;
+  }
+  return 0;
+}
+
 char *train_config_json(const cli_opts *o) {
-  json_t *as = json_pack("{s:s, s:s, s:s, s:s}", "attn", o->attn, "ffn", o->ffn, "norm_position",
+  char *spec = train_attn_spec(o);
+  json_t *as = json_pack("{s:s, s:s, s:s, s:s}", "attn", spec, "ffn", o->ffn, "norm_position",
                          o->norm_position, "positions", o->positions);
+  free(spec);
   json_object_set_new(as, "bos", o->bos ? json_integer(BOS_ID) : json_null());
+  if (o->kernel && !strcmp(o->kernel, "mlp")) json_object_set_new(as, "kernel", json_string("mlp"));
+  if (o->sink_token) json_object_set_new(as, "sink_token", json_true());
   json_t *root =
       json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:s, s:o}", "architectures",
-                "LlamaForCausalLM", "model_type", "llama", "vocab_size", o->bos ? BOS_ID + 1 : 256,
+                "LlamaForCausalLM", "model_type", "llama", "vocab_size", vocab_size(o),
                 "hidden_size", o->dim, "intermediate_size", train_ffn_dim(o), "num_hidden_layers", o->layers,
                 "num_attention_heads", o->heads, "num_key_value_heads", train_kv_heads(o),
                 "max_position_embeddings", o->context, "rms_norm_eps", RMS_NORM_EPS, "rope_theta", ROPE_THETA,
@@ -104,7 +230,7 @@ json_t *train_opts_json(const cli_opts *o) {
   char seed[32];
   snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
   /* seed as a string: a JSON integer is signed 64-bit in jansson */
-  return json_pack(
+  json_t *j = json_pack(
       "{s:s?, s:s, s:i, s:i, s:i, s:i, s:s, s:i, s:s, s:s, s:i, s:b, s:i, s:I, s:f, s:i,"
       " s:f, s:f, s:s, s:i, s:i, s:f}",
       "corpus", o->corpus, "attn", o->attn, "layers", o->layers, "dim", o->dim, "heads", o->heads, "kv_heads",
@@ -112,6 +238,14 @@ json_t *train_opts_json(const cli_opts *o) {
       "positions", o->positions, "context", o->context, "bos", o->bos, "batch", o->batch, "steps",
       (json_int_t)o->steps, "lr", o->lr, "warmup", o->warmup, "wd", o->wd, "clip", o->clip, "seed", seed,
       "eval_every", o->eval_every, "threads", o->threads, "minutes", o->minutes);
+  /* the study's factors; 0 stands for "off" / "the default" as on the command line */
+  json_object_update_new(
+      j, json_pack("{s:i, s:s, s:b, s:s, s:f, s:I, s:s, s:I}", "prefix", o->prefix, "kernel",
+                   o->kernel ? o->kernel : "none", "sink_token", o->sink_token, "schedule",
+                   o->schedule ? o->schedule : "constant", "min_lr", o->min_lr, "decay_steps",
+                   (json_int_t)o->decay_steps, "first_token", o->first_token ? o->first_token : "text",
+                   "train_bytes", (json_int_t)o->train_bytes));
+  return j;
 }
 
 /* A JSON value for a message, cut short if long. */
@@ -124,10 +258,13 @@ static void json_brief(const json_t *v, char *buf, size_t n) {
 /* Reads back what train_opts_json wrote, each value checked as its flag would
  * be; o's strings then point into a. -1 after an error line naming the key. */
 static int opts_from_json(const json_t *a, const char *src, cli_opts *o) {
-  static const char *const keys[] = {"corpus", "attn",     "layers",        "dim",       "heads",   "kv_heads",
-                                     "ffn",    "ffn_dim",  "norm_position", "positions", "context", "bos",
-                                     "batch",  "steps",    "lr",            "warmup",    "wd",      "clip",
-                                     "seed",   "eval_every", "threads",     "minutes",   NULL};
+  static const char *const keys[] = {"corpus",  "attn",       "layers",      "dim",         "heads",
+                                     "kv_heads", "ffn",       "ffn_dim",     "norm_position", "positions",
+                                     "context", "bos",        "batch",       "steps",       "lr",
+                                     "warmup",  "wd",         "clip",        "seed",        "eval_every",
+                                     "threads", "minutes",    "prefix",      "kernel",      "sink_token",
+                                     "schedule", "min_lr",    "decay_steps", "first_token", "train_bytes",
+                                     NULL};
   if (!json_is_object(a)) {
     cli_error("%s: args must be an object of the run's settings", src);
     return -1;
@@ -135,13 +272,19 @@ static int opts_from_json(const json_t *a, const char *src, cli_opts *o) {
   for (int i = 0; keys[i]; i++) {
     const char *k = keys[i];
     json_t *v = json_object_get(a, k);
-    bool optional = !strcmp(k, "corpus") || !strcmp(k, "minutes");
+    /* the study's factors (from "prefix" on) are absent from a run saved before they existed */
+    bool optional = !strcmp(k, "corpus") || !strcmp(k, "minutes") || i >= 22;
     if ((!v || json_is_null(v)) && optional) continue;
-    /* 0 is how the state spells "the default" for these two */
-    bool zero_ok = !strcmp(k, "threads") || !strcmp(k, "minutes");
-    if (zero_ok && json_is_number(v) && json_number_value(v) == 0) {
-      if (k[0] == 't') o->threads = 0;
-      else o->minutes = 0;
+    /* 0 is how the state spells "the default" (or "off") for these */
+    static const char *const zero_keys[] = {"threads", "minutes", "prefix", "decay_steps", "train_bytes"};
+    size_t z = 0;
+    while (z < 5 && strcmp(k, zero_keys[z])) z++;
+    if (z < 5 && json_is_number(v) && json_number_value(v) == 0) {
+      if (z == 0) o->threads = 0;
+      else if (z == 1) o->minutes = 0;
+      else if (z == 2) o->prefix = 0;
+      else if (z == 3) o->decay_steps = 0;
+      else o->train_bytes = 0;
       continue;
     }
     char why[200], val[80];
@@ -181,6 +324,47 @@ const char *train_corpus_path(const cli_opts *o) {
 
 /* ------------------------------------------------------------------ the run */
 
+/* The window streams of window_form_apply's random bytes: training windows count from 0,
+ * the validation and probe windows have their own fixed ranges. */
+#define VAL_STREAM (1ull << 62)
+#define PROBE_STREAM (1ull << 63)
+
+/* The probe windows of the training loop and the study: the start of the validation
+ * part, formed as the training windows are. Returns the count; *T their length. */
+static int probe_windows(const cli_opts *o, const corpus *c, const window_form *f, int32_t **w, int *T) {
+  *T = o->context < PROBE_TOKENS ? o->context : PROBE_TOKENS;
+  int n = cut_byte_windows(c->data + c->n_train, c->n - c->n_train, *T, o->bos ? BOS_ID : -1, PROBE_WINDOWS, w);
+  window_form_apply(f, n, *T, *w, NULL, PROBE_STREAM);
+  return n;
+}
+
+int train_probe_checkpoint(const cli_opts *o, const corpus *c, const char *dir, probe_stats *ps) {
+  cli_opts a = *o;
+  window_form f;
+  if (train_check_factors(&a, &f)) return -1;
+  asink_model *m;
+  if (asink_model_load(&m, dir)) {
+    cli_error("%s", asink_last_error());
+    return -1;
+  }
+  int32_t *w;
+  int T, n = probe_windows(&a, c, &f, &w, &T);
+  asink_status s = probe_run(m, w, n, T, o->batch, PROBE_EPS, ps);
+  free(w);
+  asink_model_free(m);
+  if (s) {
+    cli_error("probe of %s: %s", dir, asink_last_error());
+    return -1;
+  }
+  json_t *j = probe_stats_json(ps);
+  char *path = path_join(dir, "probe.json");
+  int rc = write_json_atomic(path, j, JSON_INDENT(1) | JSON_REAL_PRECISION(7));
+  free(path);
+  json_decref(j);
+  if (rc) probe_stats_free(ps);
+  return rc;
+}
+
 typedef struct {
   cli_opts o;
   const char *label;
@@ -192,6 +376,7 @@ typedef struct {
   int32_t *val_tok, *val_tgt, *probe;
   int n_val, n_probe, probe_T;
   cli_rng rng;
+  window_form form;
   int64_t step, tokens, last_eval, start_step;
   double seconds_before, t0, loss_sum, limit;
   int64_t loss_count;
@@ -351,9 +536,10 @@ static int eval_and_save(run *r) {
   if (evaluate(r, &vl, &s1)) return -1;
   double tl = r->loss_count ? r->loss_sum / (double)r->loss_count : NAN;
   double secs = r->seconds_before + elapsed(r);
-  json_t *j = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o}", "step", (json_int_t)r->step, "tokens",
+  json_t *j = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o}", "step", (json_int_t)r->step, "tokens",
                         (json_int_t)r->tokens, "train_loss", json_num(tl), "val_loss", json_num(vl), "sink1",
-                        json_num(s1), "seconds", json_num(round(secs * 1000) / 1000));
+                        json_num(s1), "seconds", json_num(round(secs * 1000) / 1000), "lr",
+                        json_num(asink_adamw_lr(r->opt)));
   char *text = j ? json_dumps(j, JSON_INDENT(0) | JSON_REAL_PRECISION(7)) : NULL;
   json_decref(j);
   if (!text) {
@@ -499,7 +685,15 @@ static int load_state(run *r, json_t **state_out) {
                                          {"warmup", "warmup"},
                                          {"wd", "wd"},
                                          {"clip", "clip"},
-                                         {"seed", "seed"}};
+                                         {"seed", "seed"},
+                                         {"prefix", "prefix"},
+                                         {"kernel", "kernel"},
+                                         {"sink-token", "sink_token"},
+                                         {"schedule", "schedule"},
+                                         {"min-lr", "min_lr"},
+                                         {"decay-steps", "decay_steps"},
+                                         {"first-token", "first_token"},
+                                         {"train-bytes", "train_bytes"}};
   json_t *now = train_opts_json(&r->o), *then = train_opts_json(&saved);
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     if (changeable(fixed[i][0]) || !args_flag_given(&r->o, fixed[i][0])) continue;
@@ -630,7 +824,9 @@ static int prepare(run *r, json_t **state) {
   o->corpus = cpath; /* the state names the text actually used */
   r->bos = o->bos ? BOS_ID : -1;
   r->T = o->context, r->B = o->batch;
-  if (corpus_check(&r->c, r->T, r->bos)) return -1;
+  if (corpus_check(&r->c, r->T, r->bos) || train_check_factors(o, &r->form) ||
+      corpus_limit_training(&r->c, (size_t)o->train_bytes, r->T, r->bos))
+    return -1;
   if (o->threads && asink_set_num_threads(o->threads)) {
     cli_error("--threads: %s", asink_last_error());
     return -1;
@@ -645,7 +841,9 @@ static int prepare(run *r, json_t **state) {
     asink_attn *op = NULL;
     int kv = train_kv_heads(o), hd = o->heads > 0 && o->dim % o->heads == 0 ? o->dim / o->heads : 0;
     if (hd > 0 && o->heads % kv == 0) {
-      asink_status s = asink_attn_create(&op, o->attn, o->heads, kv, hd);
+      char *spec = train_attn_spec(o);
+      asink_status s = asink_attn_create(&op, spec, o->heads, kv, hd);
+      free(spec);
       if (s == ASINK_ERR_SPEC) {
         cli_error("--attn: %s", asink_last_error());
         return -1;
@@ -662,7 +860,7 @@ static int prepare(run *r, json_t **state) {
   }
   if (asink_adamw_create(&r->opt, r->m, (float)o->lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, (float)o->wd,
                          (float)o->clip) ||
-      asink_adamw_schedule(r->opt, "constant", o->warmup, 0, 0.f)) {
+      asink_adamw_schedule(r->opt, o->schedule, o->warmup, (int)o->decay_steps, (float)o->min_lr)) {
     cli_error("optimizer: %s", asink_last_error());
     return -1;
   }
@@ -689,6 +887,25 @@ static int prepare(run *r, json_t **state) {
     }
   }
   return 0;
+}
+
+/* The test hook ATTNSINK_TEST_BATCHES=FILE: appends one JSON line of n windows (tokens
+ * and targets) to FILE, so a test can see what the model is trained and evaluated on. */
+static void dump_windows(const char *file, const char *what, int64_t step, int n, int T, const int32_t *tok,
+                         const int32_t *tgt) {
+  FILE *f = fopen(file, "a");
+  if (!f) return;
+  fprintf(f, "{\"what\": \"%s\", \"step\": %" PRId64 ", \"tokens\": [", what, step);
+  for (int pass = 0; pass < 2; pass++) {
+    const int32_t *v = pass ? tgt : tok;
+    for (int i = 0; i < n; i++) {
+      fputs(i ? ", [" : "[", f);
+      for (int t = 0; t < T; t++) fprintf(f, t ? ", %d" : "%d", v[(size_t)i * T + t]);
+      fputc(']', f);
+    }
+    fputs(pass ? "]}\n" : "], \"targets\": [", f);
+  }
+  fclose(f);
 }
 
 static void poison_first_weight(asink_model *m) {
@@ -746,9 +963,8 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   r.tok = xmalloc(sizeof(int32_t) * bt);
   r.tgt = xmalloc(sizeof(int32_t) * bt);
   r.n_val = corpus_val_windows(&r.c, r.T, r.bos, EVAL_WINDOWS, &r.val_tok, &r.val_tgt);
-  r.probe_T = r.T < PROBE_TOKENS ? r.T : PROBE_TOKENS;
-  r.n_probe = cut_byte_windows(r.c.data + r.c.n_train, r.c.n - r.c.n_train, r.probe_T, r.bos, PROBE_WINDOWS,
-                               &r.probe);
+  window_form_apply(&r.form, r.n_val, r.T, r.val_tok, r.val_tgt, VAL_STREAM);
+  r.n_probe = probe_windows(o, &r.c, &r.form, &r.probe, &r.probe_T);
   r.limit = o->minutes > 0 ? o->minutes * 60 : 0;
   r.start_step = r.step;
   r.t0 = now_seconds();
@@ -759,6 +975,8 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   /* and for a diverging run: NaN written into the first weight after step K */
   const char *na = getenv("ATTNSINK_TEST_NAN_AT");
   long long nan_at = na ? atoll(na) : -1;
+  const char *dump = getenv("ATTNSINK_TEST_BATCHES");
+  if (dump) dump_windows(dump, "validation", r.step, r.n_val, r.T, r.val_tok, r.val_tgt);
   if (r.o.resume && r.step >= o->steps)
     line(&r, "%s is already at step %" PRId64 " of %" PRId64 "; nothing to do (raise --steps to go on)",
          o->out, r.step, o->steps);
@@ -775,6 +993,8 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
     if (stop & DIST_STOP_SIGNAL) g_stop = 1;
     if (stop) break;
     corpus_batch(&r.c, &r.rng, r.B, r.T, r.bos, r.tok, r.tgt);
+    window_form_apply(&r.form, r.B, r.T, r.tok, r.tgt, (uint64_t)r.step * (uint64_t)r.B);
+    if (dump) dump_windows(dump, "training", r.step, r.B, r.T, r.tok, r.tgt);
     float loss;
     size_t at = (size_t)b0 * r.T;
     if (asink_model_loss(r.m, nb, r.T, r.tok + at, r.tgt + at, &loss) || asink_model_backward(r.m)) {

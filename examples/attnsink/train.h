@@ -10,6 +10,8 @@
 #include <jansson.h>
 
 #include "args.h"
+#include "corpus.h"
+#include "probe.h"
 
 /* The defaults of `train` and `study`, in this one place. They are provisional:
  * docs/results.md explains BOS first and the higher lr and wd. */
@@ -44,6 +46,24 @@ int train_run(const cli_opts *o, const char *label, train_result *res);
 
 /* The model's config.json text for o (llama family, byte-level). malloc'd. */
 char *train_config_json(const cli_opts *o);
+
+/* The attention spec the model gets: --attn, with prefix=P added for --prefix P. malloc'd. */
+char *train_attn_spec(const cli_opts *o);
+
+/* Checks the study's factors in o (--prefix against a prefix= in --attn, which it is
+ * derived from when absent; --first-token; --kernel; --schedule, resolving the cosine's
+ * length into o->decay_steps) and fills f with what the windows get. -1 after one
+ * error line. */
+int train_check_factors(cli_opts *o, window_form *f);
+
+/* Checks o as a fresh `train` would before it writes anything: c against the context, the
+ * factors, --train-bytes, and the model config (the spec, the kernel). -1 after one error
+ * line; a library message is prefixed with who ("study: "). */
+int train_check_settings(const cli_opts *o, corpus *c, const char *who);
+
+/* Probes the checkpoint in dir on the training loop's probe windows of c (formed as o's
+ * training windows are) into ps, and writes dir/probe.json. -1 after one error line. */
+int train_probe_checkpoint(const cli_opts *o, const corpus *c, const char *dir, probe_stats *ps);
 
 /* The FFN width o implies (ffn_dim, or 2 x dim when 0). */
 int train_ffn_dim(const cli_opts *o);
