@@ -8,6 +8,8 @@ testlog.json holds one JSON object per meson test ('name', 'result', 'stdout').
     F + E failed and C - F - E passed;
   - pytest tests: the summary line ("3 passed, 1 failed, 2 errors in 0.41s") counts
     passed (+ xpassed) and failed + errors; skipped, xfailed and deselected count nothing;
+  - the shell tests' own last line "N passed, N failed" (tests/cli_common.sh's tallies)
+    counts as it says;
   - any other test counts one, passed or failed by its 'result'.
 A test meson marks as failing whose output shows no failure counts one more failure.
 If MAKE_STATUS is non-zero and nothing counted failed, one failure is added for it.
@@ -26,6 +28,7 @@ CHECK_RE = re.compile(r"\d+%: Checks: (\d+), Failures: (\d+), Errors: (\d+)")
 PYTEST_LINE_RE = re.compile(
     r"^=*\s*((?:\d+ [a-z]+(?:, )?)+) in \d+(?:\.\d+)?s\b.*$", re.MULTILINE)
 PYTEST_ITEM_RE = re.compile(r"(\d+) ([a-z]+)")
+SHELL_LINE_RE = re.compile(r"^(\d+) passed, (\d+) failed$", re.MULTILINE)
 OK_RESULTS = {"OK", "EXPECTEDFAIL"}
 NEUTRAL_RESULTS = {"SKIP"}
 
@@ -58,6 +61,13 @@ def count_test(test):
         if not meson_ok and result not in NEUTRAL_RESULTS and failed == 0:
             failed += 1
         return passed, failed, "pytest"
+
+    shell = SHELL_LINE_RE.findall(text)
+    if shell:
+        passed, failed = int(shell[-1][0]), int(shell[-1][1])
+        if not meson_ok and result not in NEUTRAL_RESULTS and failed == 0:
+            failed += 1
+        return passed, failed, "shell"
 
     if result in NEUTRAL_RESULTS:
         return 0, 0, "skipped"
