@@ -24,7 +24,7 @@ static asink_status read_text(const char *path, char **out) {
         fclose(f);
         return asink_fail(ASINK_ERR_FORMAT, "%s: larger than 64 MiB, not a config file", path);
       }
-      char *nb = realloc(buf, cap);
+      char *nb = asink_realloc(buf, cap, 1);
       if (!nb) {
         free(buf);
         fclose(f);
@@ -82,7 +82,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
     return st;
   }
   /* every tensor must be a parameter of the right shape; every parameter present */
-  char *seen = calloc((size_t)m->w->n_params + 1, 1);
+  char *seen = asink_calloc((size_t)m->w->n_params + 1, 1);
   if (!seen) {
     asink_st_free(ts);
     asink_model_free(m);

@@ -130,7 +130,7 @@ static void convert(float *dst, const unsigned char *src, size_t n, int dtype) {
 
 asink_status asink_st_create(asink_tensors **out) {
   if (!out) return asink_fail(ASINK_ERR_ARG, "asink_st_create: out is NULL");
-  *out = calloc(1, sizeof **out);
+  *out = asink_calloc(1, sizeof **out);
   if (!*out) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a tensor set");
   return ASINK_OK;
 }
@@ -191,7 +191,7 @@ static int grow(void **arr, int *cap, int need, size_t elem) {
     if (c > (1 << 29)) return 0;
     c *= 2;
   }
-  void *p = realloc(*arr, asink_mul_size((size_t)c, elem));
+  void *p = asink_realloc(*arr, (size_t)c, elem);
   if (!p) return 0;
   *arr = p;
   *cap = c;
@@ -214,7 +214,7 @@ static asink_status append(asink_tensors *set, const char *name, int dtype, int 
     asink_free(data);
     return asink_fail(ASINK_ERR_NOMEM, "cannot grow tensor set to %d tensors", set->n + 1);
   }
-  char *copy = strdup(name);
+  char *copy = asink_strdup(name);
   if (!copy) {
     asink_free(data);
     return asink_fail(ASINK_ERR_NOMEM, "cannot copy tensor name " NAME_FMT, name);
@@ -276,7 +276,7 @@ const char *asink_st_meta_get(const asink_tensors *set, const char *key) {
 /* Adds a key known to be new (the parser's JSON has no duplicates): no lookup, so a
  * header with many keys parses in linear time. */
 static asink_status meta_append(asink_tensors *set, const char *key, const char *value) {
-  char *k = strdup(key), *v = strdup(value);
+  char *k = asink_strdup(key), *v = asink_strdup(value);
   if (!k || !v || !grow((void **)&set->meta, &set->cap_meta, set->n_meta + 1, sizeof *set->meta)) {
     free(k);
     free(v);
@@ -295,7 +295,7 @@ asink_status asink_st_meta_set(asink_tensors *set, const char *key, const char *
     return asink_fail(ASINK_ERR_ARG, "metadata value of " NAME_FMT " is not valid UTF-8", key);
   for (int i = 0; i < set->n_meta; i++)
     if (strcmp(set->meta[i].key, key) == 0) {
-      char *v = strdup(value);
+      char *v = asink_strdup(value);
       if (!v) return asink_fail(ASINK_ERR_NOMEM, "cannot copy metadata value of " NAME_FMT, key);
       free(set->meta[i].val);
       set->meta[i].val = v;
@@ -466,7 +466,7 @@ asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
   size_t n = 0;
   asink_status s = asink_st_create(&set);
   if (s == ASINK_OK) {
-    entries = malloc(asink_mul_size(json_object_size(root) + 1, sizeof *entries));
+    entries = asink_alloc(json_object_size(root) + 1, sizeof *entries);
     if (!entries) s = asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu header entries", json_object_size(root));
   }
   const char *key;
@@ -548,7 +548,7 @@ asink_status asink_st_read(const char *path, asink_tensors **out) {
     if (map == MAP_FAILED) {
       /* Some file systems cannot map: read the whole file instead. */
       map = NULL;
-      heap = malloc(len);
+      heap = asink_alloc(len, 1);
       if (!heap) {
         close(fd);
         return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu bytes to read '%s'", len, path);
@@ -648,7 +648,7 @@ fail:
 
 asink_status asink_st_write(const asink_tensors *set, const char *path) {
   if (!set || !path) return asink_fail(ASINK_ERR_ARG, "asink_st_write: set or path is NULL");
-  const st_tensor **order = malloc(asink_mul_size((size_t)set->n + 1, sizeof *order));
+  const st_tensor **order = asink_alloc((size_t)set->n + 1, sizeof *order);
   if (!order) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate write order for '%s'", path);
   for (int i = 0; i < set->n; i++) order[i] = &set->t[i];
   qsort(order, (size_t)set->n, sizeof *order, cmp_name);

@@ -1,6 +1,7 @@
 /* The model handle: weights (weights.c), the gradients they accumulate, and the public
  * entry points, which check their arguments and run the passes (pass.c) on the whole
  * batch or on batch slices (slices.c). Files are in lib/io/checkpoint.c. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -178,6 +179,9 @@ static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tok
     st = asink_pass_loss(m->w, &m->pass, B, T, tokens, targets, count, keep, false, &total);
   if (st) return st;
   *loss = count ? (float)(total / count) : 0.f;
+  if (!isfinite(*loss)) /* have_loss stays false (prepare): no backward of it */
+    return asink_fail(ASINK_ERR_NONFINITE, "loss is %g (B=%d, T=%d): nothing kept for backward",
+                      *loss, B, T);
   m->have_loss = keep;
   return ASINK_OK;
 }
