@@ -5,7 +5,7 @@
 #   make deps     install what is missing (Debian/apt), quiet when everything is there
 #   make build    configure once (meson setup) and build (ninja)
 #   make corpus   extract the KJV Bible once into $(BUILD)/corpus/kjv.txt
-#   make install  meson install (prefix chosen at setup: MESON_OPTS=--prefix=...)
+#   make install  meson install; PREFIX=DIR installs under DIR, DESTDIR=DIR stages the install
 #   make abi      refresh abi/libattnsink.abi, the reference of the abi test
 #   make clean    remove the build directory
 #   make hardening  the CI stages after check: ASan+UBSan build, valgrind, short fuzz runs
@@ -13,22 +13,38 @@
 #
 # Variables: BUILD (build directory, default build), JOBS (ninja jobs, default: online
 # cores), MESON_OPTS (extra `meson setup` options, used only when configuring),
-# STUDY_ARGS (extra arguments to `attnsink study`).
+# STUDY_ARGS (extra arguments to `attnsink study`), PREFIX (install prefix: `make install`
+# sets it on the build directory, which keeps it), DESTDIR (stage the install under it).
 
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MESON_OPTS ?=
 STUDY_ARGS ?=
+PREFIX     ?=
+DESTDIR    ?=
 
+# The prefix asked for: PREFIX, else a --prefix=DIR or -Dprefix=DIR in MESON_OPTS (which
+# `meson setup` alone would ignore once the build directory exists). Absolute, as meson wants.
+WANT_PREFIX := $(abspath $(or $(PREFIX),$(patsubst --prefix=%,%,$(filter --prefix=%,$(MESON_OPTS))),$(patsubst -Dprefix=%,%,$(filter -Dprefix=%,$(MESON_OPTS)))))
+
+# The tokenizer test runs GPT-2's reference encoder (an npm package) with node. Node.js
+# builds that bundle npm conflict with Debian's npm package: ask for it only when missing.
+NPM_PACKAGE := $(if $(shell command -v npm 2>/dev/null),,npm)
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
-                abigail-tools python3-setuptools python3-pip python3-venv \
-                clang libclang-rt-14-dev valgrind
+                abigail-tools python3-setuptools python3-pip python3-venv python3-sentencepiece \
+                libutf8proc-dev nodejs $(NPM_PACKAGE) clang libclang-rt-14-dev valgrind
+
+# reads one option's value from `meson introspect --buildoptions` (JSON on stdin)
+INSTALL_OPT := python3 -c 'import json, sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))'
+
+# the site-packages directory the Python package went to, from `meson introspect --installed`
+INSTALLED_PYTHON := python3 -c 'import json, os, sys; print(next((os.path.dirname(os.path.dirname(p)) for p in json.load(sys.stdin).values() if p.endswith("/attnsink/_paths.py")), ""))'
 
 CORPUS   := $(BUILD)/corpus/kjv.txt
 ATTNSINK := $(BUILD)/examples/attnsink/attnsink
 
-.PHONY: all deps build check study corpus install clean abi hardening fuzz
+.PHONY: all deps configure build check study corpus install clean abi hardening fuzz
 # Prerequisites run in the order written (deps before build before tests).
 .NOTPARALLEL:
 
@@ -56,14 +72,16 @@ deps:
 	fi
 
 # Configure only if $(BUILD) is not configured yet (a half-made one is reconfigured).
-build:
+configure:
 	@if [ ! -f "$(BUILD)/build.ninja" ]; then \
 	  if [ -f "$(BUILD)/meson-private/coredata.dat" ]; then \
 	    meson setup --reconfigure $(MESON_OPTS) "$(BUILD)"; \
 	  else \
-	    meson setup $(MESON_OPTS) "$(BUILD)"; \
+	    meson setup $(MESON_OPTS) $(if $(PREFIX),--prefix="$(WANT_PREFIX)") "$(BUILD)"; \
 	  fi; \
 	fi
+
+build: configure
 	ninja -C "$(BUILD)" -j $(JOBS)
 
 check: deps build
@@ -91,8 +109,33 @@ study: deps build corpus
 abi: build
 	abidw --headers-dir include --no-corpus-path --out-file abi/libattnsink.abi "$(BUILD)/libattnsink.so"
 
-install: build
-	meson install -C "$(BUILD)"
+# A prefix asked for is set on the build directory first (meson configure), so the
+# program's RUNPATH, attnsink.pc and the Python package's library path are made for it.
+# A system prefix gets the loader's cache refreshed (as a package's install would).
+install: configure
+	@if [ -n "$(WANT_PREFIX)" ] && [ "$$(meson introspect --buildoptions "$(BUILD)" | $(INSTALL_OPT) prefix)" != "$(WANT_PREFIX)" ]; then \
+	  echo "meson configure -Dprefix=$(WANT_PREFIX) $(BUILD)"; \
+	  meson configure -Dprefix="$(WANT_PREFIX)" "$(BUILD)"; \
+	fi
+	ninja -C "$(BUILD)" -j $(JOBS)
+	meson install -C "$(BUILD)" --no-rebuild $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
+	@prefix=$$(meson introspect --buildoptions "$(BUILD)" | $(INSTALL_OPT) prefix); \
+	libdir=$$(meson introspect --buildoptions "$(BUILD)" | $(INSTALL_OPT) libdir); \
+	case "$$libdir" in /*) ;; *) libdir="$$prefix/$$libdir" ;; esac; \
+	echo "make install: installed under $(abspath $(DESTDIR))$$prefix"; \
+	if [ -n "$(DESTDIR)" ]; then \
+	  echo "  pkg-config: PKG_CONFIG_SYSROOT_DIR=$(abspath $(DESTDIR)) PKG_CONFIG_PATH=$(abspath $(DESTDIR))$$libdir/pkgconfig"; \
+	elif [ "$$prefix" = /usr ] || [ "$$prefix" = /usr/local ]; then \
+	  if [ "$$(id -u)" = 0 ]; then ldconfig; echo "  ran ldconfig"; \
+	  else echo "  run ldconfig as root once, so programs find libattnsink.so.1"; fi; \
+	else \
+	  echo "  pkg-config: PKG_CONFIG_PATH=$$libdir/pkgconfig"; \
+	  echo "  programs you link: add -Wl,-rpath,$$libdir (attnsink itself needs nothing)"; \
+	fi; \
+	site=$$(meson introspect --installed "$(BUILD)" | $(INSTALLED_PYTHON)); \
+	if [ -n "$$site" ] && ! /usr/bin/python3 -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "$$site" 2>/dev/null; then \
+	  echo "  Python: PYTHONPATH=$(abspath $(DESTDIR))$$site"; \
+	fi
 
 clean:
 	rm -rf "$(BUILD)"

@@ -25,7 +25,8 @@
  * once. An optimizer must be freed before its model. A metric and its model may be freed in
  * either order (freeing one detaches it from the other). A cache keeps no pointer into its
  * model and may be freed before or after it. Strings the library returns are static or
- * owned by a handle, except asink_metric_json's, which the caller free()s.
+ * owned by a handle, except asink_metric_json's and the buffers asink_tokenizer_encode and
+ * asink_tokenizer_decode return, which the caller free()s.
  *
  * Stability (docs/abi.md): within major version 1 functions are only added, never changed
  * or removed; what a future release may still change is declared only when the caller
@@ -202,8 +203,8 @@ ASINK_API asink_status asink_attn_backward(asink_attn *op, int B, int Tq, int Tk
 
 /* ====================================================================== model */
 /*
- * A decoder language model (docs/api.md, docs/formats.md): family llama or gpt2 with the study's
- * variants, described by an HF-style config.json text (with an "attnsink" object
+ * A decoder language model (docs/api.md, docs/formats.md, docs/models.md): family llama,
+ * mistral, qwen2, gpt2, gpt_neox (Pythia) or opt, with the study's variants, described by an HF-style config.json text (with an "attnsink" object
  * for attention spec, FFN kind, norm position, positions, sink token, BOS id).
  * Parameters carry their HF names ("model.layers.0.self_attn.q_proj.weight",
  * "h.0.attn.c_attn.weight", ...) and HF layouts (GPT-2 Conv1D weights [in, out]).
@@ -218,8 +219,9 @@ typedef struct asink_model asink_model;
  * std sqrt(2/(5 head_dim)); norms 1; biases, sinks, relative biases 0).
  * ASINK_ERR_FORMAT naming the key for a bad config. */
 ASINK_API asink_status asink_model_create(asink_model **m, const char *config_json, uint64_t seed);
-/* Loads an HF-style directory: config.json + model.safetensors (F32/F16/BF16).
- * Missing, extra or misshaped tensors: ASINK_ERR_FORMAT naming the tensor. */
+/* Loads an HF-style directory: config.json + model.safetensors, or the shards that
+ * model.safetensors.index.json lists (F32/F16/BF16, converted to float32 in the model's
+ * memory). Missing, extra or misshaped tensors: ASINK_ERR_FORMAT naming the tensor. */
 ASINK_API asink_status asink_model_load(asink_model **m, const char *dir);
 /* Writes dir/config.json and dir/model.safetensors (F32), each atomically (temp
  * file, fsync, rename); creates dir if needed. A failed save leaves the old files. */
@@ -421,6 +423,54 @@ ASINK_API asink_status asink_sampler_pick(asink_sampler *s, const float *logits,
 ASINK_API asink_status asink_model_generate(asink_model *m, asink_cache *c, asink_sampler *s,
                                             int T0, const int32_t *prompt, int n_new,
                                             int32_t *out);
+
+/* ================================================================= tokenizer */
+/*
+ * The tokenizers of pretrained checkpoints (docs/tokenizers.md): byte-pair encoding as
+ * GPT-2, GPT-NeoX/Pythia, LLaMA 3 and Qwen2 use it (byte level) and as LLaMA 2 and
+ * Mistral's tokenizer.json describe it (SentencePiece style: U+2581 for spaces, <0xNN>
+ * byte tokens). Read from a checkpoint directory: HF's tokenizer.json, else GPT-2's
+ * encoder.json + vocab.bpe; BOS from tokenizer_config.json (bos_token, add_bos_token), the
+ * post-processor's template, or config.json (bos_token_id).
+ *
+ * A tokenizer is only read after loading: any number of threads may encode and decode with
+ * one at the same time. Since 1.1.
+ */
+typedef struct asink_tokenizer asink_tokenizer;
+
+/* Loads the tokenizer files of dir. ASINK_ERR_IO if dir has none (the message says which
+ * are looked for) or one cannot be read; ASINK_ERR_FORMAT naming the file and the key,
+ * token or merge that is malformed; ASINK_ERR_UNSUPPORTED naming the part of
+ * tokenizer.json this library does not implement (a model type other than BPE, a
+ * normaliser, pre-tokenizer or decoder it does not know, a Split regex other than GPT-2's,
+ * LLaMA 3's or Qwen2's). */
+ASINK_API asink_status asink_tokenizer_load(asink_tokenizer **tok, const char *dir);
+ASINK_API void asink_tokenizer_free(asink_tokenizer *tok);
+
+/* Encodes text[0, len) (UTF-8; no BOS is added: prepend asink_tokenizer_bos's id if the
+ * model wants one). *ids is malloc'd (the caller free()s it), *n ids long. Added tokens
+ * of tokenizer.json ("<|endoftext|>", "<s>") found in the text encode as themselves;
+ * GPT-2's encoder.json has none. Bytes that are not valid UTF-8 are characters of their
+ * own, of no letter, digit or space class: byte-level models encode them as their byte
+ * tokens (decoding gives them back), SentencePiece-style ones as <0xNN> tokens or unk. */
+ASINK_API asink_status asink_tokenizer_encode(const asink_tokenizer *tok, const char *text, size_t len,
+                                              int32_t **ids, size_t *n);
+/* The bytes of ids: *text is malloc'd, NUL-terminated, *len bytes before the NUL (which
+ * may be cut UTF-8 if ids end inside a character). Added tokens decode to their content.
+ * ASINK_ERR_ARG naming an id that is no token. */
+ASINK_API asink_status asink_tokenizer_decode(const asink_tokenizer *tok, const int32_t *ids, size_t n,
+                                              char **text, size_t *len);
+/* Highest id + 1 (added tokens included). */
+ASINK_API int asink_tokenizer_vocab_size(const asink_tokenizer *tok);
+/* "byte-level" or "metaspace" (SentencePiece style). */
+ASINK_API const char *asink_tokenizer_kind(const asink_tokenizer *tok);
+/* The BOS id, -1 if the files name none; *adds_bos (may be NULL) is whether the
+ * tokenizer's own settings start every encoding for the model with it. */
+ASINK_API int32_t asink_tokenizer_bos(const asink_tokenizer *tok, int *adds_bos);
+/* The id of a token as the vocabulary or added_tokens spell it, -1 if none. */
+ASINK_API int32_t asink_tokenizer_token_id(const asink_tokenizer *tok, const char *token);
+/* The vocabulary's spelling of id (owned by tok), NULL if no token has it. */
+ASINK_API const char *asink_tokenizer_token(const asink_tokenizer *tok, int32_t id);
 
 /* ================================================================ experimental */
 /*

@@ -129,8 +129,8 @@ START_TEST(call_order_and_arguments_are_checked) {
 }
 END_TEST
 
-/* The issue's memory bound: B=1, H=8, D=64, T=16384 forward under 1 GiB resident
- * (a T x T map per head would be 8 GiB). */
+/* The memory bound of blocked attention: B=1, H=8, D=64, T=16384 forward under 1 GiB
+ * resident (a T x T map per head would be 8 GiB). */
 START_TEST(long_sequence_forward_stays_under_a_gibibyte) {
   const int T = 16384, H = 8, D = 64;
   size_t n = (size_t)T * H * D;

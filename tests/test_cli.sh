@@ -5,26 +5,9 @@
 set -u
 
 A=${1:?usage: test_cli.sh PATH/TO/attnsink}
-# the tests run in a scratch directory: make the program's path absolute first
-case $A in /*) ;; *) A=$PWD/$A ;; esac
-if [ ! -x "$A" ]; then
-  echo "test_cli.sh: $A is not an executable program"
-  exit 1
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-# toy models gain nothing from a second thread, and the test machine is shared
-export ASINK_NUM_THREADS=${ASINK_NUM_THREADS:-1}
-unset ASINK_TEST_INTERRUPT_AT ATTNSINK_CORPUS
+TESTS=$(cd "$(dirname "$0")" && pwd) # this directory, before cli_common.sh moves into a scratch one
+. "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
-trap 'rm -rf "$W"' EXIT
-cd "$W" || exit 1
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     | /' "$2"; }
 # check NAME COMMAND...: the command must succeed
 check() {
   local name=$1
@@ -208,6 +191,15 @@ def rows(p):
 a, b = rows("straight/metrics.jsonl"), rows("stopped/metrics.jsonl")
 assert a == b and [r["step"] for r in a] == [3, 6, 8], (a, b)
 '
+# A run saved by an earlier version (the checkpoint files directly in the run
+# directory) resumes alike and is converted to the current layout.
+ASINK_TEST_INTERRUPT_AT=4 "$A" train "${RES[@]}" --out flat_src >/dev/null 2>flat.err
+mkdir flat && for f in config.json model.safetensors optimizer.safetensors train_state.json metrics.jsonl; do
+  cp -L "flat_src/$f" flat/
+done
+"$A" train --out flat --resume >/dev/null 2>flat.err && cmp -s straight/model.safetensors flat/model.safetensors &&
+  [ -L flat/model.safetensors ] && [ -L flat/current ] && [ "$(ls -d flat/step-* | wc -l)" -eq 1 ] &&
+  ok "a run in the flat layout resumes bit-identically and is converted" || bad "flat layout resume" flat.err
 # A real Ctrl-C, at whatever step it lands: resuming must still end bit-identical.
 LONG=("${TOY[@]}" --steps 300 --eval-every 20)
 "$A" train "${LONG[@]}" --out long_straight >/dev/null 2>&1
@@ -254,6 +246,23 @@ assert r[0]["steps"] == r[1]["steps"] == 4 and r[0]["tokens"] == r[1]["tokens"] 
 '
 grep -q "sink1.svg" st/report.md && grep -q "alpha_sigmoid.svg" st/report.md && ok "report.md links its plots" ||
   bad "report.md links its plots" st/report.md
+check "report.md points only at files that exist (its plots, the project's docs)" \
+  "$PY" "$TESTS/python/doc_links.py" --root "$TESTS/.." st/report.md
+check "study plots: legends outside the data, one colour per run, overlaps noted, percent scale" \
+  "$PY" "$TESTS/python/check_study_plots.py" st 2
+check "report.md: the threads that ran, a reading of Sink_1, no pass/fail criterion" "$PY" -c '
+r = open("st/report.md").read()
+assert "| threads | 1 per run" in r, r
+assert any(s in r for s in ("No first-token sink has formed", "At most a trace", "Softmax has a first-token sink",
+                            "Softmax shows no more")), r
+assert "criterion" not in r and "reached" not in r, r
+'
+check "study output: each start line once, both before training" "$PY" -c '
+out = open("study.out").read().splitlines()
+starts = [i for i, l in enumerate(out) if " training in " in l]
+assert len(starts) == 2, out
+assert starts == [0, 1], out
+'
 
 # ---------------------------------------------------------------- bad input
 # A model whose vocabulary is not byte-level: the toy checkpoint with 300 ids.
@@ -331,11 +340,15 @@ expect_input_error "train: --out names a file" "" "$A" train --corpus corpus.txt
 expect_input_error "train: --resume without a run" e1 "$A" train --out e1 --resume
 expect_input_error "train: --resume with a changed setting" "" "$A" train --out run --resume --lr 0.1
 expect_input_error "train: existing run without --resume" "" "$A" train "${TOY[@]}" --steps 2 --out run
+mkdir -p foreign/current
+expect_input_error "train: --out whose current is no link" "" "$A" train "${TOY[@]}" --steps 2 --out foreign
+expect_input_error "train: --resume where current is no link" "" "$A" train --out foreign --resume
 expect_input_error "probe: missing checkpoint" probe_e.json "$A" probe nowhere --text corpus.txt --json probe_e.json
 expect_input_error "probe: missing text" probe_e.json "$A" probe run --text nowhere.txt --json probe_e.json
 expect_input_error "probe: non-byte-level model with --text" probe_e.json "$A" probe wide --text corpus.txt --json probe_e.json --plot probe_e.svg
 [ -e probe_e.svg ] && bad "probe: non-byte-level model left probe_e.svg behind"
-expect_input_error "probe: id outside the vocabulary" probe_e.json "$A" probe run --token-ids <(echo 1 2 999) --json probe_e.json
+echo 1 2 999 >ids_999.txt
+expect_input_error "probe: id outside the vocabulary" probe_e.json "$A" probe run --token-ids ids_999.txt --json probe_e.json
 expect_input_error "probe: --eps 1" probe_e.json "$A" probe run --text corpus.txt --eps 1 --json probe_e.json
 expect_input_error "probe: --json into a missing directory" "" "$A" probe run --text corpus.txt --json nowhere/p.json
 expect_input_error "probe: unknown flag" "" "$A" probe run --text corpus.txt --bins 3
@@ -350,7 +363,7 @@ expect_input_error "generate: --n-sink >= --window" "" "$A" generate run --promp
 expect_input_error "generate: --top-p 0" "" "$A" generate run --prompt a --top-p 0
 expect_input_error "generate: --temperature=-1" "" "$A" generate run --prompt a --temperature=-1
 expect_input_error "generate: --prompt on a model that is not byte-level" "" "$A" generate wide --prompt a
-expect_input_error "generate: id outside the vocabulary" "" "$A" generate run --prompt-ids <(echo 1 2 999)
+expect_input_error "generate: id outside the vocabulary" "" "$A" generate run --prompt-ids ids_999.txt
 expect_input_error "generate: --cache window with learned positions" "" "$A" generate learned --prompt a --cache window
 expect_input_error "generate: a full cache past learned positions" "" "$A" generate learned --prompt a --cache full --tokens 40
 expect_input_error "stream: missing --text" stream_e.json "$A" stream run --json stream_e.json
@@ -363,6 +376,124 @@ expect_input_error "stream: --text on a model that is not byte-level" stream_e.j
 expect_input_error "stream: a text of one token" stream_e.json "$A" stream run --text /dev/null --json stream_e.json
 expect_input_error "stream: --plot into a missing directory" "" "$A" stream run --text corpus.txt --plot nowhere/s.svg
 expect_input_error "unknown command" "" "$A" fit
+expect_input_error "no command" "" "$A"
+
+# ---------------------------------------------------------------- bounded reads
+# Devices and FIFOs have no size to check (/dev/zero never ends): refused at once,
+# without reading or waiting for a writer.
+mkfifo fifo
+# expect_refused NAME COMMAND...: exit 2, one line saying the file is no regular one, within 20 s
+expect_refused() {
+  local name=$1
+  shift
+  timeout 20 "$@" >err.out 2>err.err
+  local rc=$?
+  if [ $rc -eq 2 ] && [ "$(wc -l <err.err)" -eq 1 ] && grep -q "not a regular file" err.err; then
+    ok "$name: refused ($(cut -c1-90 err.err))"
+  else
+    bad "$name: exit status $rc" err.err
+  fi
+}
+for src in /dev/zero fifo; do
+  expect_refused "train --corpus $src" "$A" train --corpus $src --out e3 "${SMALL[@]}"
+  [ -e e3 ] && bad "train --corpus $src left e3 behind"
+  expect_refused "probe --text $src" "$A" probe run --text $src
+  expect_refused "probe --token-ids $src" "$A" probe run --token-ids $src
+  expect_refused "stream --text $src" "$A" stream run --text $src
+  expect_refused "stream --token-ids $src" "$A" stream run --token-ids $src
+  expect_refused "generate --prompt-ids $src" "$A" generate run --prompt-ids $src
+done
+
+# ---------------------------------------------------------------- train_state.json checked like the flags
+# tamper KEY.PATH VALUE: a copy of the run whose train_state.json has that value
+tamper() {
+  rm -rf tampered
+  cp -a run tampered
+  "$PY" - "$1" "$2" <<'PYEOF'
+import json, sys
+path, value = sys.argv[1].split("."), json.loads(sys.argv[2])
+s = json.load(open("tampered/train_state.json"))
+d = s
+for k in path[:-1]:
+    d = d[k]
+d[path[-1]] = value
+json.dump(s, open("tampered/train_state.json", "w"))
+PYEOF
+}
+# expect_state_error NAME KEY VALUE WORD: resuming exits 2 with one line naming WORD, within 20 s
+expect_state_error() {
+  tamper "$2" "$3"
+  timeout 20 "$A" train --out tampered --resume --steps 9 >err.out 2>err.err
+  local rc=$?
+  if [ $rc -eq 2 ] && [ "$(wc -l <err.err)" -eq 1 ] && grep -q -- "$4" err.err; then
+    ok "state $1: refused ($(cut -c1-100 err.err))"
+  else
+    bad "state $1: exit status $rc, expected 2 naming $4" err.err
+  fi
+}
+expect_state_error "context=0" args.context 0 "args.context=0"
+expect_state_error "context=-7" args.context -7 "args.context=-7"
+expect_state_error "eval_every=0" args.eval_every 0 "args.eval_every=0"
+expect_state_error "batch=-3" args.batch -3 "args.batch=-3"
+expect_state_error "batch huge" args.batch 4294967300 "args.batch=4294967300"
+expect_state_error "context a string" args.context '"16"' 'args.context="16" must be an integer'
+expect_state_error "lr a string" args.lr '"fast"' "args.lr"
+expect_state_error "seed a number" args.seed 7 "args.seed=7 must be a string"
+expect_state_error "attention kind unknown" args.positions '"spiral"' "args.positions"
+expect_state_error "args missing" args null "args must be an object"
+expect_state_error "rng all zero" rng '["0000000000000000","0000000000000000","0000000000000000","0000000000000000"]' "rng is all zeros"
+expect_state_error "rng not hexadecimal" rng '["x","0","0","1"]' "rng must be 4 hexadecimal words"
+expect_state_error "step a string" step '"3"' 'step="3" must be an integer'
+expect_state_error "step negative" step -1 "step=-1"
+expect_state_error "train_loss_count past step" train_loss_count 99 "train_loss_count=99"
+expect_state_error "seconds NaN-like" seconds '"inf"' "seconds"
+tamper step 6
+"$PY" -c 'open("tampered/train_state.json", "w").write("[1, 2]")'
+timeout 20 "$A" train --out tampered --resume >err.out 2>err.err
+[ $? -eq 2 ] && [ "$(wc -l <err.err)" -eq 1 ] && ok "state not an object: refused" || bad "state not an object" err.err
+rm -f tampered/train_state.json tampered/current/train_state.json
+ln -s /dev/zero tampered/current/train_state.json
+timeout 20 "$A" train --out tampered --resume >err.out 2>err.err
+[ $? -eq 2 ] && grep -q "not a regular file" err.err && ok "state linked to /dev/zero: refused" ||
+  bad "state linked to /dev/zero" err.err
+
+# ---------------------------------------------------------------- the atomic writer
+# A link planted at the temporary name the old writer used (OUT.tmp.PID) must not
+# redirect the write: the exec keeps the shell's PID for the program.
+echo "precious" >victim.txt
+sh -c 'ln -s victim.txt probe_link.json.tmp.$$; exec "$0" probe run --text corpus.txt --tokens 16 --samples 2 --json probe_link.json' \
+  "$A" >/dev/null 2>link.err
+[ "$(cat victim.txt)" = precious ] && "$PY" -c 'import json; json.load(open("probe_link.json"))' 2>/dev/null &&
+  ok "atomic writer: a link at a temporary name is not followed" || bad "atomic writer followed a planted link" link.err
+[ -z "$(ls probe_link.json.tmp.* 2>/dev/null | grep -v "\.tmp\.[0-9]*$")" ] && ok "atomic writer: no temporary left" ||
+  bad "atomic writer left $(ls probe_link.json.tmp.*)"
+
+# ---------------------------------------------------------------- past the trained length
+"$A" probe run --text corpus.txt --tokens 32 --samples 2 >/dev/null 2>long.err
+rc=$?
+[ $rc -eq 0 ] && grep -q "note: probe: --tokens 32 .* past the 16 positions it was trained on; its RoPE" long.err &&
+  ok "probe past a RoPE model's trained length: a note" || bad "probe past the trained length (rc=$rc)" long.err
+"$A" probe run --text corpus.txt --tokens 16 --samples 2 >/dev/null 2>short.err
+[ ! -s short.err ] && ok "probe within the trained length: no note" || bad "probe within the trained length printed" short.err
+
+# ---------------------------------------------------------------- NaN in training
+# The test hook writes NaN into a weight after step 3: step 4's loss is NaN, the run
+# stops with status 1 and names its last good checkpoint (step 2), which stays whole
+# and resumes to the uninterrupted result.
+NANRUN=("${TOY[@]}" --steps 6 --eval-every 2 --threads 1)
+"$A" train "${NANRUN[@]}" --out nan_ref >/dev/null 2>nan_ref.err || bad "NaN reference run" nan_ref.err
+ATTNSINK_TEST_NAN_AT=3 "$A" train "${NANRUN[@]}" --out nan >nan.out 2>nan.err
+rc=$?
+[ $rc -eq 1 ] && grep -q "training step 4: .*stopped without saving: the last good checkpoint, step 2, stays in nan" nan.err &&
+  ok "NaN loss: stops with status 1 naming the last good checkpoint" || bad "NaN loss (rc=$rc)" nan.err
+grep -q '"step": 2,' nan/train_state.json && ok "NaN loss: the checkpoint stays at step 2" ||
+  bad "NaN loss: the checkpoint moved" nan/train_state.json
+"$A" train --out nan --resume >/dev/null 2>nan_resume.err && cmp -s nan/model.safetensors nan_ref/model.safetensors &&
+  ok "NaN loss: the kept checkpoint resumes to the uninterrupted result" || bad "NaN loss: resume" nan_resume.err
+ATTNSINK_TEST_NAN_AT=1 "$A" train "${NANRUN[@]}" --out nan_first >/dev/null 2>nan_first.err
+rc=$?
+[ $rc -eq 1 ] && grep -q "stopped before the first checkpoint" nan_first.err && [ ! -e nan_first ] &&
+  ok "NaN before the first checkpoint: says so, leaves nothing" || bad "NaN before the first checkpoint (rc=$rc)" nan_first.err
 
 "$A" --help >/dev/null && "$A" train --help >/dev/null && "$A" probe --help >/dev/null && "$A" study --help >/dev/null &&
   "$A" generate --help >/dev/null && "$A" stream --help >/dev/null && ok "--help exits 0" || bad "--help exits 0"

@@ -76,6 +76,49 @@ static const char *TINYLLAMA =
     "  \"vocab_size\": 32000\n"
     "}\n";
 
+/* Pythia-160m's config.json (GPT-NeoX). */
+static const char *PYTHIA =
+    "{\"architectures\": [\"GPTNeoXForCausalLM\"], \"bos_token_id\": 0, \"eos_token_id\": 0,"
+    " \"hidden_act\": \"gelu\", \"hidden_size\": 768, \"initializer_range\": 0.02,"
+    " \"intermediate_size\": 3072, \"layer_norm_eps\": 1e-05, \"max_position_embeddings\": 2048,"
+    " \"model_type\": \"gpt_neox\", \"num_attention_heads\": 12, \"num_hidden_layers\": 12,"
+    " \"rotary_emb_base\": 10000, \"rotary_pct\": 0.25, \"tie_word_embeddings\": false,"
+    " \"torch_dtype\": \"float16\", \"transformers_version\": \"4.24.0\", \"use_cache\": true,"
+    " \"use_parallel_residual\": true, \"vocab_size\": 50304}";
+
+/* OPT-125m's config.json. */
+static const char *OPT125 =
+    "{\"_name_or_path\": \"facebook/opt-125m\", \"activation_dropout\": 0.0,"
+    " \"activation_function\": \"relu\", \"architectures\": [\"OPTForCausalLM\"],"
+    " \"attention_dropout\": 0.0, \"bos_token_id\": 2, \"do_layer_norm_before\": true,"
+    " \"dropout\": 0.1, \"eos_token_id\": 2, \"ffn_dim\": 3072, \"hidden_size\": 768,"
+    " \"init_std\": 0.02, \"layerdrop\": 0.0, \"max_position_embeddings\": 2048,"
+    " \"model_type\": \"opt\", \"num_attention_heads\": 12, \"num_hidden_layers\": 12,"
+    " \"pad_token_id\": 1, \"prefix\": \"</s>\", \"torch_dtype\": \"float16\","
+    " \"transformers_version\": \"4.21.0.dev0\", \"use_cache\": true, \"vocab_size\": 50272,"
+    " \"word_embed_proj_dim\": 768}";
+
+/* Qwen2-0.5B's config.json. */
+static const char *QWEN2 =
+    "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+    " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"hidden_act\": \"silu\","
+    " \"hidden_size\": 896, \"initializer_range\": 0.02, \"intermediate_size\": 4864,"
+    " \"max_position_embeddings\": 131072, \"max_window_layers\": 24, \"model_type\": \"qwen2\","
+    " \"num_attention_heads\": 14, \"num_hidden_layers\": 24, \"num_key_value_heads\": 2,"
+    " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"sliding_window\": 131072,"
+    " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"use_cache\": true,"
+    " \"use_sliding_window\": false, \"vocab_size\": 151936}";
+
+/* Mistral-7B-v0.1's config.json. */
+static const char *MISTRAL =
+    "{\"architectures\": [\"MistralForCausalLM\"], \"bos_token_id\": 1, \"eos_token_id\": 2,"
+    " \"hidden_act\": \"silu\", \"hidden_size\": 4096, \"initializer_range\": 0.02,"
+    " \"intermediate_size\": 14336, \"max_position_embeddings\": 32768, \"model_type\": \"mistral\","
+    " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"num_key_value_heads\": 8,"
+    " \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"sliding_window\": 4096,"
+    " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"use_cache\": true,"
+    " \"vocab_size\": 32000}";
+
 /* ---- helpers ------------------------------------------------------------------ */
 
 /* base with key set to value (JSON text), or removed when value is NULL; inside the
@@ -163,6 +206,12 @@ static void assert_same(const asink_config *a, const asink_config *b) {
   ck_assert_int_eq(a->kernel_mlp, b->kernel_mlp);
   ck_assert_int_eq(a->sink_token, b->sink_token);
   ck_assert_int_eq(a->bos, b->bos);
+  ck_assert_int_eq(a->qkv_bias, b->qkv_bias);
+  ck_assert_int_eq(a->o_bias, b->o_bias);
+  ck_assert_int_eq(a->mlp_bias, b->mlp_bias);
+  ck_assert_int_eq(a->parallel_residual, b->parallel_residual);
+  ck_assert_int_eq(a->rope_dim, b->rope_dim);
+  ck_assert_int_eq(a->pos_offset, b->pos_offset);
 }
 
 /* to_json then parse gives c back; returns the text (caller frees). */
@@ -298,7 +347,7 @@ START_TEST(family_inferred_and_mistral_alias) {
   free(t);
   t = set_top(TINYLLAMA, "model_type", "\"mistral\"");
   parse_ok(t, &c);
-  ck_assert_int_eq(c.family, ASINK_FAMILY_LLAMA);
+  ck_assert_int_eq(c.family, ASINK_FAMILY_MISTRAL);
   ck_assert_str_eq(c.attn, "softmax");
   free(t);
   /* Mistral's sliding window becomes the spec's window. */
@@ -566,11 +615,10 @@ END_TEST
 START_TEST(unsupported_hf_features) {
   expect_fail_edit(set_top(TINYLLAMA, "rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}"),
                    "rope_scaling", "not supported");
-  expect_fail_edit(set_top(TINYLLAMA, "attention_bias", "true"), "attention_bias=true", NULL);
-  expect_fail_edit(set_top(TINYLLAMA, "mlp_bias", "true"), "mlp_bias=true", NULL);
+  expect_fail_edit(set_top(TINYLLAMA, "attention_bias", "1"), "attention_bias=1", "true or false");
   expect_fail_edit(set_top(TINYLLAMA, "hidden_act", "\"gelu\""), "hidden_act=\"gelu\"", NULL);
-  expect_fail_edit(set_top(GPT2_SMALL, "activation_function", "\"gelu\""),
-                   "activation_function=\"gelu\"", NULL);
+  expect_fail_edit(set_top(GPT2_SMALL, "activation_function", "\"quick_gelu\""),
+                   "activation_function=\"quick_gelu\"", NULL);
   expect_fail_edit(set_top(GPT2_SMALL, "scale_attn_weights", "false"), "scale_attn_weights=false", NULL);
   expect_fail_edit(set_top(GPT2_SMALL, "scale_attn_by_inverse_layer_idx", "true"),
                    "scale_attn_by_inverse_layer_idx=true", NULL);
@@ -662,8 +710,105 @@ START_TEST(names) {
     ck_assert_str_eq(asink_ffn_name((asink_ffn)i), ffn[i]);
     ck_assert_str_eq(asink_pos_name((asink_pos)i), pos[i]);
   }
-  ck_assert_str_eq(asink_ffn_name((asink_ffn)6), "unknown");
+  ck_assert_str_eq(asink_ffn_name(ASINK_FFN_GELU_EXACT), "gelu_exact");
+  ck_assert_str_eq(asink_ffn_name((asink_ffn)7), "unknown");
+  ck_assert_str_eq(asink_family_name(ASINK_FAMILY_NEOX), "gpt_neox");
+  ck_assert_str_eq(asink_family_name((asink_family)6), "unknown");
   ck_assert_str_eq(asink_pos_name((asink_pos)-1), "unknown");
+}
+END_TEST
+
+/* The families beyond llama and gpt2, from their published config.json files: what each
+ * key becomes, the round trip through the writer, and the refusals naming the key. */
+START_TEST(families_from_hf_configs) {
+  asink_config c;
+  parse_ok(PYTHIA, &c);
+  ck_assert_int_eq(c.family, ASINK_FAMILY_NEOX);
+  ck_assert_int_eq(c.rope_dim, 16);
+  ck_assert_int_eq(c.head_dim, 64);
+  ck_assert(c.parallel_residual && c.qkv_bias && c.o_bias && c.mlp_bias && !c.tie_embeddings);
+  ck_assert_int_eq(c.ffn, ASINK_FFN_GELU_EXACT);
+  ck_assert_int_eq(c.pos, ASINK_POS_ROPE);
+  ck_assert_int_eq(c.n_kv_head, 12);
+  ck_assert_int_eq(c.intermediate, 3072);
+  free(round_trip(&c));
+
+  parse_ok(OPT125, &c);
+  ck_assert_int_eq(c.family, ASINK_FAMILY_OPT);
+  ck_assert_int_eq(c.pos, ASINK_POS_LEARNED);
+  ck_assert_int_eq(c.pos_offset, 2);
+  ck_assert_int_eq(c.ffn, ASINK_FFN_RELU);
+  ck_assert_int_eq(c.norm, ASINK_NORMPOS_PRE);
+  ck_assert(c.tie_embeddings && c.qkv_bias && c.o_bias && c.mlp_bias);
+  ck_assert_uint_eq(bits(c.norm_eps), bits(1e-5f));
+  free(round_trip(&c));
+  char *t = set_top(OPT125, "do_layer_norm_before", "false");
+  parse_ok(t, &c);
+  ck_assert_int_eq(c.norm, ASINK_NORMPOS_POST);
+  free(round_trip(&c));
+  free(t);
+
+  parse_ok(QWEN2, &c);
+  ck_assert_int_eq(c.family, ASINK_FAMILY_QWEN2);
+  ck_assert(c.qkv_bias && !c.o_bias && !c.mlp_bias && c.tie_embeddings);
+  ck_assert_str_eq(c.attn, "softmax"); /* sliding_window is off unless use_sliding_window */
+  ck_assert_int_eq(c.n_kv_head, 2);
+  free(round_trip(&c));
+
+  parse_ok(MISTRAL, &c);
+  ck_assert_int_eq(c.family, ASINK_FAMILY_MISTRAL);
+  ck_assert_str_eq(c.attn, "softmax,window=4096");
+  char *text = round_trip(&c);
+  ck_assert_ptr_nonnull(strstr(text, "\"sliding_window\": 4096"));
+  ck_assert_ptr_nonnull(strstr(text, "\"MistralForCausalLM\""));
+  free(text);
+
+  /* llama's attention_bias / mlp_bias are biases now, written back */
+  t = set_top(TINYLLAMA, "attention_bias", "true");
+  char *t2 = set_top(t, "mlp_bias", "true");
+  parse_ok(t2, &c);
+  ck_assert(c.qkv_bias && c.o_bias && c.mlp_bias);
+  free(round_trip(&c));
+  free(t), free(t2);
+
+  /* a rotary fraction the writer must spell so that int(head_dim * pct) gives it back */
+  t = set_top(PYTHIA, "rotary_pct", "1.0");
+  parse_ok(t, &c);
+  free(t);
+  for (int r = 2; r <= 64; r += 2) {
+    c.rope_dim = r;
+    free(round_trip(&c));
+  }
+}
+END_TEST
+
+START_TEST(families_refused_keys) {
+  expect_fail_edit(set_top(PYTHIA, "rotary_pct", "0.3"), "rotary_pct=0.3", "even");
+  expect_fail_edit(set_top(PYTHIA, "rotary_pct", "0"), "rotary_pct=0", "(0, 1]");
+  expect_fail_edit(set_top(PYTHIA, "rope_scaling", "{\"type\": \"linear\"}"), "rope_scaling", NULL);
+  expect_fail_edit(set_top(PYTHIA, "hidden_act", "\"quick_gelu\""), "hidden_act=\"quick_gelu\"", NULL);
+  expect_fail_edit(set_top(QWEN2, "use_sliding_window", "true"), "use_sliding_window=true", NULL);
+  expect_fail_edit(set_top(OPT125, "_remove_final_layer_norm", "true"), "_remove_final_layer_norm", NULL);
+  expect_fail_edit(set_top(OPT125, "layer_norm_elementwise_affine", "false"),
+                   "layer_norm_elementwise_affine", NULL);
+  expect_fail_edit(set_top(OPT125, "ffn_dim", NULL), "ffn_dim is missing", NULL);
+  expect_fail_edit(set_top(OPT125, "model_type", "\"falcon\""), "model_type=\"falcon\"", "gpt_neox");
+  /* opt-350m projects a 512-wide embedding: not supported, named */
+  char *t = set_top(OPT125, "word_embed_proj_dim", "512");
+  asink_config c;
+  ck_assert_int_eq(asink_config_parse(t, "cfg/config.json", &c), ASINK_ERR_UNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "word_embed_proj_dim=512"));
+  free(t);
+  /* configs built in code */
+  parse_ok(PYTHIA, &c);
+  c.rope_dim = 3;
+  ck_assert_int_eq(asink_config_validate(&c, "code"), ASINK_ERR_FORMAT);
+  c.rope_dim = 80;
+  ck_assert_int_eq(asink_config_validate(&c, "code"), ASINK_ERR_FORMAT);
+  parse_ok(OPT125, &c);
+  c.n_kv_head = 4;
+  ck_assert_int_eq(asink_config_validate(&c, "code"), ASINK_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "for opt"));
 }
 END_TEST
 
@@ -675,6 +820,8 @@ Suite *config_suite(void) {
   tcase_add_test(tc, llama_defaults);
   tcase_add_test(tc, gpt2_defaults_and_aliases);
   tcase_add_test(tc, family_inferred_and_mistral_alias);
+  tcase_add_test(tc, families_from_hf_configs);
+  tcase_add_test(tc, families_refused_keys);
   tcase_add_test(tc, attnsink_every_option_parsed);
   suite_add_tcase(s, tc);
   tc = tcase_create("round_trip");

@@ -3,8 +3,9 @@
 # program the way a user would, `cc prog.c $(pkg-config --cflags --libs attnsink)`,
 # run it against the staged libattnsink.so, and check the shared object itself:
 # soname libattnsink.so.MAJOR, only asink_ symbols exported, each under the symbol version
-# ATTNSINK_MAJOR.0. A static link through
-# `pkg-config --static` checks that the .pc's private libraries are complete.
+# ATTNSINK_MAJOR.N (N: the minor release that added it). A static link through
+# `pkg-config --static` checks that the .pc's private libraries are complete. The program
+# attnsink is staged too: its RUNPATH must suit the configured prefix.
 #
 # usage: test_install.sh BUILD_ROOT SCRATCH_DIR VERSION
 set -eu
@@ -113,11 +114,12 @@ if [ -n "$extra" ]; then
 fi
 echo "exported: $(nm -D --defined-only "$so" | grep -c ' asink_') asink_ symbols, nothing else"
 
-# Every exported function carries the symbol version of the soname (lib/attnsink.map).
+# Every exported function carries a symbol version of the soname (lib/attnsink.map):
+# ATTNSINK_MAJOR.0, or the minor release that added it.
 major=${version%%.*}
-unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) != "ATTNSINK_'"$major"'.0" { print $NF }')
-[ -z "$unversioned" ] || fail "functions without the version ATTNSINK_$major.0: $unversioned"
-echo "symbol version: ATTNSINK_$major.0 on every function"
+unversioned=$(objdump -T "$so" | awk '$NF ~ /^asink_/ && $(NF-1) !~ /^ATTNSINK_'"$major"'\.[0-9]+$/ { print $NF }')
+[ -z "$unversioned" ] || fail "functions without a version ATTNSINK_$major.N: $unversioned"
+echo "symbol version: ATTNSINK_$major.N on every function"
 
 # Static link: libattnsink.a plus the private libraries from the .pc.
 static=$libdir/libattnsink.a
@@ -129,6 +131,25 @@ $CC -std=c11 "$scratch/prog.c" -o "$scratch/prog_static" $cflags "$static" $slib
 out=$("$scratch/prog_static") || fail "statically linked prog exited with status $?"
 echo "$out" | grep -q "^version $version\$" || fail "static prog output does not name the version"
 echo "static link: ok"
+
+# The installed program's RUNPATH follows the prefix the tree was configured for: none
+# under /usr and /usr/local (the loader's own directories), else relative to the program,
+# so the staged copy runs as it is, with an empty environment.
+bin=$(find "$dest" -path '*/bin/attnsink' | head -n 1)
+if [ -n "$bin" ]; then
+  prefix=${bin#"$dest"}
+  prefix=${prefix%/bin/attnsink}
+  runpath=$(readelf -d "$bin" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\]/\2/p')
+  case $prefix in
+    /usr | /usr/local)
+      [ -z "$runpath" ] || fail "bin/attnsink under the system prefix $prefix has a RUNPATH: $runpath"
+      echo "bin/attnsink: no RUNPATH (prefix $prefix)" ;;
+    *)
+      case $runpath in '$ORIGIN/'*) ;; *) fail "bin/attnsink under $prefix has RUNPATH '$runpath', not \$ORIGIN-relative" ;; esac
+      env -i "$bin" --version >/dev/null || fail "the staged bin/attnsink does not run under env -i"
+      echo "bin/attnsink: RUNPATH $runpath, runs under env -i" ;;
+  esac
+fi
 
 rm -rf "$scratch"
 echo "install_pkgconfig: ok"

@@ -1,5 +1,5 @@
 /* The metric handle's supplied-maps path in C, on maps small enough to work out by hand
- * (DESIGN §5): importance alpha_j = sum_t A^[t,j] / (T - j), the virtual key's sum / T,
+ * (docs/metrics.md): importance alpha_j = sum_t A^[t,j] / (T - j), the virtual key's sum / T,
  * Sink_k = percent of (sequence, layer, head) triples with alpha_k > eps (strict), entropy
  * the mean over rows and sequences of -sum A^ log A^, the proxy |A| / (sum |A| + 1e-8) for
  * unnormalized maps. Then every error status of the metric API, reset, and attaching to a

@@ -592,6 +592,102 @@ START_TEST(read_reports_path) {
 }
 END_TEST
 
+/* ---- a mapped file, converted tensor by tensor ----------------------------------- */
+
+/* asink_st_open + asink_st_file_load give the tensors asink_st_read gives, bit for bit, in
+ * every dtype, across the loader's conversion chunks (2.5 M BF16 values span three). */
+START_TEST(open_loads_what_read_reads) {
+  make_tmpdir();
+  enum { NB = 2500000, NH = 1000, NF = 37 };
+  size_t data_len = (size_t)NB * 2 + NH * 2 + NF * 4;
+  unsigned char *data = malloc(data_len);
+  uint32_t x = 12345;
+  for (size_t i = 0; i < data_len; i++) x = x * 1103515245u + 12345u, data[i] = (unsigned char)(x >> 16);
+  char header[512];
+  snprintf(header, sizeof header,
+           "{\"big\":{\"dtype\":\"BF16\",\"shape\":[2500,1000],\"data_offsets\":[0,%d]},"
+           "\"h\":{\"dtype\":\"F16\",\"shape\":[%d],\"data_offsets\":[%d,%d]},"
+           "\"__metadata__\":{\"format\":\"pt\"},"
+           "\"f\":{\"dtype\":\"F32\",\"shape\":[1,%d],\"data_offsets\":[%d,%d]}}",
+           NB * 2, NH, NB * 2, NB * 2 + NH * 2, NF, NB * 2 + NH * 2, NB * 2 + NH * 2 + NF * 4);
+  size_t len;
+  unsigned char *file = make_file(header, data, data_len, &len);
+  ck_assert_int_eq(asink_atomic_write_buffer(tmp_path("m.safetensors"), file, len), ASINK_OK);
+  asink_tensors *set;
+  ck_assert_int_eq(asink_st_read(tmp_path("m.safetensors"), &set), ASINK_OK);
+  asink_st_file *f;
+  ck_assert_int_eq(asink_st_open(tmp_path("m.safetensors"), &f), ASINK_OK);
+  ck_assert_int_eq(asink_st_file_count(f), 3);
+  for (int i = 0; i < 3; i++) {
+    const char *name, *dtype;
+    int ndim;
+    int64_t shape[ASINK_ST_MAX_DIMS];
+    ck_assert_int_eq(asink_st_file_info(f, i, &name, &ndim, shape, &dtype), ASINK_OK);
+    int j = asink_st_find(set, name);
+    ck_assert_int_ge(j, 0);
+    ck_assert_str_eq(dtype, asink_st_dtype(set, j));
+    const float *want;
+    int want_ndim;
+    int64_t want_shape[ASINK_ST_MAX_DIMS];
+    asink_st_get(set, j, NULL, &want_ndim, want_shape, &want);
+    ck_assert_int_eq(ndim, want_ndim);
+    for (int d = 0; d < ndim; d++) ck_assert_int_eq(shape[d], want_shape[d]);
+    size_t n = (size_t)asink_st_numel(set, j);
+    float *got = malloc(n * sizeof(float));
+    ck_assert_int_eq(asink_st_file_load(f, i, got), ASINK_OK);
+    /* and again: the dropped pages are read back from the file */
+    if (i == 0) ck_assert_int_eq(asink_st_file_load(f, i, got), ASINK_OK);
+    ck_assert_int_eq(memcmp(got, want, n * sizeof(float)), 0);
+    free(got);
+  }
+  ck_assert_int_eq(asink_st_file_info(f, 3, NULL, NULL, NULL, NULL), ASINK_ERR_ARG);
+  float one;
+  ck_assert_int_eq(asink_st_file_load(f, 3, &one), ASINK_ERR_ARG);
+  asink_st_close(f);
+  asink_st_free(set);
+
+  /* an integer buffer (HF's U8 causal masks) is laid out and listed, but not converted */
+  const unsigned char mask[] = {1, 0, 1, 1, 0, 0, 0, 0};
+  const float w[2] = {1.5f, -2.f};
+  unsigned char both[16];
+  memcpy(both, mask, 8), memcpy(both + 8, w, 8);
+  size_t mlen;
+  unsigned char *mfile = make_file("{\"attention.bias\":{\"dtype\":\"U8\",\"shape\":[2,4],\"data_offsets\":[0,8]},"
+                                   "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                                   both, 16, &mlen);
+  ck_assert_int_eq(asink_atomic_write_buffer(tmp_path("mask.safetensors"), mfile, mlen), ASINK_OK);
+  ck_assert_int_eq(asink_st_open(tmp_path("mask.safetensors"), &f), ASINK_OK);
+  const char *dtype;
+  ck_assert_int_eq(asink_st_file_info(f, 0, NULL, NULL, NULL, &dtype), ASINK_OK);
+  ck_assert_str_eq(dtype, "U8");
+  float got2[8];
+  ck_assert_int_eq(asink_st_file_load(f, 0, got2), ASINK_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "'attention.bias' has dtype U8"));
+  ck_assert_int_eq(asink_st_file_load(f, 1, got2), ASINK_OK);
+  ck_assert(got2[0] == 1.5f && got2[1] == -2.f);
+  asink_st_close(f);
+  set = NULL;
+  ck_assert_int_eq(asink_st_read(tmp_path("mask.safetensors"), &set), ASINK_ERR_FORMAT); /* converts all */
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "'U8' is not supported"));
+  free(mfile);
+
+  /* errors as asink_st_read's, the path first */
+  f = (asink_st_file *)tmpdir;
+  ck_assert_int_eq(asink_st_open(tmp_path("missing.safetensors"), &f), ASINK_ERR_IO);
+  ck_assert_ptr_null(f);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "missing.safetensors"));
+  ck_assert_int_eq(asink_atomic_write_buffer(tmp_path("bad.safetensors"), file, len - 1), ASINK_OK);
+  ck_assert_int_eq(asink_st_open(tmp_path("bad.safetensors"), &f), ASINK_ERR_FORMAT);
+  const char *msg = asink_last_error();
+  ck_assert_msg(!strncmp(msg, tmp_path("bad.safetensors"), strlen(tmp_path("bad.safetensors"))), "%s", msg);
+  ck_assert_ptr_nonnull(strstr(msg, "shorter"));
+  asink_st_close(NULL);
+  free(file);
+  free(data);
+  remove_tmpdir();
+}
+END_TEST
+
 /* ---- atomic writes ----------------------------------------------------------------- */
 
 START_TEST(write_into_missing_directory_fails_cleanly) {
@@ -827,6 +923,7 @@ Suite *safetensors_suite(void) {
   tcase_add_test(rj, rejects_overlap);
   tcase_add_test(rj, rejects_file_longer_or_shorter);
   tcase_add_test(rj, read_reports_path);
+  tcase_add_test(rj, open_loads_what_read_reads);
   suite_add_tcase(s, rj);
 
   TCase *at = tcase_create("atomic");

@@ -61,7 +61,9 @@ static const flag flags[] = {
     {"resume", F_SET, O(resume), TR, 0, 0, 0, 0, NULL, 1, "continue the run in --out"},
     {"prompt", F_STR, O(prompt), GE, 0, 0, 0, 0, NULL, 0, "prompt text (byte-level models)"},
     {"prompt-ids", F_STR, O(prompt_ids), GE, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated prompt ids"},
-    {"text", F_STR, O(text), PR | SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},
+    {"text", F_STR, O(text), SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},
+    {"text", F_STR, O(text), PR, 0, 0, 0, 0, NULL, 0,
+     "text file, encoded by the checkpoint's tokenizer files (or its bytes, for a byte-level model)"},
     {"token-ids", F_STR, O(token_ids), PR | SM, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated ids"},
     {"tokens", F_INT, O(tokens), PR, 1, 1 << 20, 0, 0, NULL, 0, "tokens per sample"},
     {"tokens", F_INT, O(tokens), GE, 1, 1 << 30, 0, 0, NULL, 0, "tokens to generate"},
@@ -77,6 +79,13 @@ static const flag flags[] = {
     {"top-p", F_DOUBLE, O(top_p), GE, 0, 1, 1, 0, NULL, 0, "nucleus: the likeliest ids holding P (1: all)"},
     {"seed", F_U64, O(seed), GE, 0, 0, 0, 0, NULL, 0, "sampling seed"},
     {"samples", F_INT, O(samples), PR, 1, 1e7, 0, 0, NULL, 0, "samples (windows)"},
+    {"random-tokens", F_SET, O(random_tokens), PR, 0, 0, 0, 0, NULL, 1,
+     "windows of ids drawn uniformly from the vocabulary"},
+    {"repeat-token", F_INT, O(repeat_token), PR, 0, 1 << 30, 0, 0, NULL, 0, "one window of this id repeated"},
+    {"seed", F_U64, O(seed), PR, 0, 0, 0, 0, NULL, 0, "seed of --random-tokens"},
+    {"bos", F_SET, O(bos), PR, 0, 0, 0, 0, NULL, 1,
+     "start every window with BOS (default: if the model's config or tokenizer adds one)"},
+    {"no-bos", F_SET, O(bos), PR, 0, 0, 0, 0, NULL, 0, "no BOS, whatever the model's config or tokenizer say"},
     {"eps", F_DOUBLE, O(eps), PR, 0, 1, 1, 1, NULL, 0, "Sink threshold, in (0, 1)"},
     {"buckets", F_INT, O(buckets), SM, 1, 10000, 0, 0, NULL, 0, "position buckets of the loss curve"},
     {"json", F_STR, O(json), PR | ST | SM, 0, 0, 0, 0, NULL, 0, "write results as JSON to this file"},
@@ -129,17 +138,14 @@ static void range_text(const flag *f, char *buf, size_t n) {
   else snprintf(buf, n, "%.0f..%.0f", f->min, f->max);
 }
 
-static int bad_value(cli_cmd cmd, const flag *f, const char *v, const char *why) {
-  cli_error("%s: --%s=%s %s", args_cmd_name(cmd), f->name, v, why);
-  return CLI_INPUT;
-}
-
-static int set_value(cli_cmd cmd, const flag *f, const char *v, cli_opts *o) {
-  char *base = (char *)o + f->off, *end = NULL, why[160];
+/* Parses v into o's field for f. NULL when it fits, else why not ("must be in
+ * 2..1048576"), in why. */
+static const char *parse_value(const flag *f, const char *v, cli_opts *o, char *why, size_t n) {
+  char *base = (char *)o + f->off, *end = NULL, range[160];
   if (f->kind == F_STR) {
-    if (!*v) return bad_value(cmd, f, v, "must not be empty");
+    if (!*v) return "must not be empty";
     *(const char **)base = v;
-    return 0;
+    return NULL;
   }
   if (f->kind == F_CHOICE) {
     size_t len = strlen(v);
@@ -147,49 +153,89 @@ static int set_value(cli_cmd cmd, const flag *f, const char *v, cli_opts *o) {
       size_t w = strcspn(c, " ");
       if (w == len && !strncmp(c, v, len)) {
         *(const char **)base = v;
-        return 0;
+        return NULL;
       }
       c += w + (c[w] == ' ');
     }
-    snprintf(why, sizeof why, "is not one of: %s", f->choices);
-    return bad_value(cmd, f, v, why);
+    snprintf(why, n, "is not one of: %s", f->choices);
+    return why;
   }
   /* strto* accept leading blanks and signs the user did not mean: be strict. */
-  if (!*v || v[0] == ' ' || v[0] == '\t')
-    return bad_value(cmd, f, v, f->kind == F_DOUBLE ? "is not a number" : "is not an integer");
+  if (!*v || v[0] == ' ' || v[0] == '\t') return f->kind == F_DOUBLE ? "is not a number" : "is not an integer";
   errno = 0;
   if (f->kind == F_DOUBLE) {
     double d = strtod(v, &end);
-    if (*end || end == v || !isfinite(d)) return bad_value(cmd, f, v, "is not a finite number");
+    if (*end || end == v || !isfinite(d)) return "is not a finite number";
     bool ok = (f->min_open ? d > f->min : d >= f->min) && (f->max_open ? d < f->max : d <= f->max);
     if (!ok) {
-      range_text(f, why, sizeof why);
-      char msg[200];
-      snprintf(msg, sizeof msg, "must be %s", why);
-      return bad_value(cmd, f, v, msg);
+      range_text(f, range, sizeof range);
+      snprintf(why, n, "must be %s", range);
+      return why;
     }
     *(double *)base = d;
-    return 0;
+    return NULL;
   }
   if (f->kind == F_U64) {
-    if (v[0] == '-') return bad_value(cmd, f, v, "must not be negative");
+    if (v[0] == '-') return "must not be negative";
     unsigned long long u = strtoull(v, &end, 10);
-    if (*end || end == v) return bad_value(cmd, f, v, "is not an integer");
-    if (errno == ERANGE) return bad_value(cmd, f, v, "is too large (64-bit)");
+    if (*end || end == v) return "is not an integer";
+    if (errno == ERANGE) return "is too large (64-bit)";
     *(uint64_t *)base = u;
-    return 0;
+    return NULL;
   }
   long long x = strtoll(v, &end, 10);
-  if (*end || end == v) return bad_value(cmd, f, v, "is not an integer");
+  if (*end || end == v) return "is not an integer";
   if (errno == ERANGE || x < f->min || x > f->max) {
-    range_text(f, why, sizeof why);
-    char msg[200];
-    snprintf(msg, sizeof msg, "must be in %s", why);
-    return bad_value(cmd, f, v, msg);
+    range_text(f, range, sizeof range);
+    snprintf(why, n, "must be in %s", range);
+    return why;
   }
   if (f->kind == F_INT) *(int *)base = (int)x;
   else *(int64_t *)base = x;
-  return 0;
+  return NULL;
+}
+
+static int set_value(cli_cmd cmd, const flag *f, const char *v, cli_opts *o) {
+  char why[200];
+  const char *bad = parse_value(f, v, o, why, sizeof why);
+  if (!bad) return 0;
+  cli_error("%s: --%s=%s %s", args_cmd_name(cmd), f->name, v, bad);
+  return CLI_INPUT;
+}
+
+const char *args_set_json(cli_cmd cmd, const char *key, const json_t *v, cli_opts *o, char *why, size_t n) {
+  /* a key is its flag's name with '_' for '-'; "bos" is the --bos / --no-bos pair */
+  char name[64];
+  snprintf(name, sizeof name, "%s", key);
+  for (char *p = name; *p; p++)
+    if (*p == '_') *p = '-';
+  int idx;
+  const flag *f = find(name, strlen(name), cmd, &idx);
+  if (!f || !(f->cmds & cmd)) return "is not a setting of this command";
+  char text[64];
+  const char *s = text;
+  switch (f->kind) {
+  case F_SET:
+    if (!json_is_boolean(v)) return "must be true or false";
+    *(int *)((char *)o + f->off) = json_is_true(v);
+    return NULL;
+  case F_STR:
+  case F_CHOICE:
+  case F_U64: /* a 64-bit unsigned value is kept as a string: JSON integers are signed */
+    if (!json_is_string(v)) return "must be a string";
+    s = json_string_value(v);
+    break;
+  case F_INT:
+  case F_I64:
+    if (!json_is_integer(v)) return "must be an integer";
+    snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    break;
+  case F_DOUBLE:
+    if (!json_is_number(v)) return "must be a number";
+    snprintf(text, sizeof text, "%.17g", json_number_value(v));
+    break;
+  }
+  return parse_value(f, s, o, why, n);
 }
 
 int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o) {
@@ -255,7 +301,9 @@ void args_print_flags(cli_cmd cmd, const cli_opts *d, void *file) {
       break;
     case F_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)base); break;
     case F_DOUBLE:
-      if (*(const double *)base != 0.0 || f->min == 0) snprintf(def, sizeof def, "%g", *(const double *)base);
+      /* 0 is shown only where it is a value, not where it means "none" (--minutes) */
+      if (*(const double *)base != 0.0 || (f->min == 0 && !f->min_open))
+        snprintf(def, sizeof def, "%g", *(const double *)base);
       break;
     case F_STR:
     case F_CHOICE:

@@ -4,7 +4,10 @@
 #define ATTNSINK_CLI_ARGS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 typedef enum { CMD_TRAIN = 1, CMD_PROBE = 2, CMD_STUDY = 4, CMD_GENERATE = 8, CMD_STREAM = 16 } cli_cmd;
 
@@ -25,6 +28,7 @@ typedef struct cli_opts {
   /* probe */
   const char *dir, *text, *token_ids, *json, *plot;
   int tokens, samples;
+  int random_tokens, repeat_token;
   double eps;
   /* generate and stream: decoding with a key/value cache */
   const char *prompt, *prompt_ids, *cache;
@@ -43,6 +47,12 @@ int args_parse(cli_cmd cmd, int argc, char **argv, cli_opts *o);
 bool args_flag_given(const cli_opts *o, const char *name);
 /* Records flag name as given (a caller that sets a field itself). */
 void args_mark_given(cli_opts *o, const char *name);
+
+/* Sets o's field for the setting saved under key (a flag's name, '_' for '-';
+ * "bos": true/false) from a JSON value, with the type and range checks of the
+ * flag. NULL when it fits; else why not ("must be in 2..1048576"), possibly in why
+ * (n bytes). A string value's pointer is kept: v must outlive o. */
+const char *args_set_json(cli_cmd cmd, const char *key, const json_t *v, cli_opts *o, char *why, size_t n);
 
 /* Prints the flags cmd accepts, one per line with their defaults, to f. */
 void args_print_flags(cli_cmd cmd, const cli_opts *defaults, void *file);

@@ -3,27 +3,52 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "files.h"
 
 int corpus_load(corpus *c, const char *path) {
   memset(c, 0, sizeof *c);
-  if (read_whole_file(path, &c->data, &c->n) != 0) {
-    cli_error("corpus %s: cannot read: %s", path, strerror(errno));
+  struct stat sb;
+  int fd = open_regular(path, &sb);
+  if (fd < 0) {
+    cli_error("corpus %s: cannot read: %s", path, read_error());
     return -1;
   }
+  c->n = (size_t)sb.st_size;
+  if (c->n > 0) {
+    /* mapped, not read: a corpus larger than memory is paged in as windows are drawn */
+    void *map = mmap(NULL, c->n, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+      int e = errno;
+      close(fd);
+      cli_error("corpus %s: cannot map its %zu bytes: %s", path, c->n, strerror(e));
+      memset(c, 0, sizeof *c);
+      return -1;
+    }
+    c->data = map;
+    c->mapped = true;
+  } else {
+    static unsigned char empty[1];
+    c->data = empty;
+  }
+  close(fd);
   c->path = xstrdup(path);
   /* integer arithmetic, so the split is the same on every machine */
   c->n_train = (size_t)((unsigned __int128)c->n * 95 / 100);
+  if (c->mapped) madvise((void *)c->data, c->n, MADV_SEQUENTIAL);
   uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < c->n; i++) h = (h ^ c->data[i]) * 1099511628211ull;
   c->hash = h;
+  if (c->mapped) madvise((void *)c->data, c->n, MADV_RANDOM);
   return 0;
 }
 
 void corpus_free(corpus *c) {
-  free(c->data);
+  if (c->mapped) munmap((void *)c->data, c->n);
   free(c->path);
   memset(c, 0, sizeof *c);
 }

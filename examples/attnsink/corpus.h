@@ -5,17 +5,22 @@
 #ifndef ATTNSINK_CLI_CORPUS_H
 #define ATTNSINK_CLI_CORPUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
   char *path;
-  unsigned char *data;
-  size_t n, n_train; /* validation: data + n_train, n - n_train bytes */
-  uint64_t hash;     /* FNV-1a of the bytes: a resumed run checks it sees the same text */
+  const unsigned char *data; /* the file mapped read-only */
+  size_t n, n_train;         /* validation: data + n_train, n - n_train bytes */
+  uint64_t hash;             /* FNV-1a of the bytes: a resumed run checks it sees the same text */
+  bool mapped;
 } corpus;
 
-/* Reads path. -1 after one error line (CLI_INPUT is the caller's status). */
+/* Maps path (a regular file; devices and FIFOs are refused) read-only, so a
+ * corpus larger than memory works: only the windows drawn are paged in. The file
+ * must not be truncated while it is in use. -1 after one error line (CLI_INPUT is
+ * the caller's status). */
 int corpus_load(corpus *c, const char *path);
 void corpus_free(corpus *c);
 

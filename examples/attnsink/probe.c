@@ -10,6 +10,8 @@
 #include "corpus.h"
 #include "errors.h"
 #include "files.h"
+#include "tokenize.h"
+#include "trained_length.h"
 
 /* ------------------------------------------------------------ gathering */
 
@@ -129,7 +131,7 @@ void probe_alpha_heatmap(svg *s, svg_box box, const probe_stats *ps, const char 
   for (int l = 0; l < ps->L; l++)
     for (int h = 0; h < ps->H; h++) v[l * ps->H + h] = probe_alpha0(ps, l, h);
   /* a fixed 0..1 scale: heatmaps of different runs compare by colour */
-  svg_heatmap(s, box, title, ps->L, ps->H, v, "L", "h", 0, 1, "%.2f");
+  svg_heatmap(s, box, title, ps->L, ps->H, v, "layer ", "head ", 0, 1, "%.2f");
   free(v);
 }
 
@@ -143,7 +145,7 @@ static void norm_chart(svg *s, svg_box box, const char *title, const char *ylabe
   for (int r = 0; r < rows; r++) {
     for (int t = 0; t < T; t++) y[(size_t)r * T + t] = v[(size_t)r * T + t];
     names[r] = r + first_label == 0 ? xstrdup("embedding") : xasprintf("layer %d", r + first_label - 1);
-    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T};
+    ss[r] = (svg_series){names[r], x, y + (size_t)r * T, T, svg_colour(r + first_label), false};
   }
   svg_line_chart(s, box, title, "position", ylabel, ss, rows);
   for (int r = 0; r < rows; r++) free(names[r]);
@@ -181,14 +183,13 @@ int model_is_byte_level(int vocab, int bos) {
 
 /* ------------------------------------------------------------ the subcommand */
 
-static const cli_opts probe_defaults = {.tokens = 64, .samples = 100, .eps = 0.3};
 
 int read_token_ids(const char *cmd, const char *flag, const char *path, int vocab, size_t need, int32_t **ids,
                    size_t *n) {
   unsigned char *data;
   size_t len;
   if (read_whole_file(path, &data, &len)) {
-    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, strerror(errno));
+    cli_error("%s: --%s %s: cannot read: %s", cmd, flag, path, read_error());
     return -1;
   }
   size_t cap = 1024, k = 0;
@@ -225,6 +226,93 @@ bad:
   return -1;
 }
 
+/* The checkpoint's tokenizer, if it has tokenizer files; NULL without (or, when the text
+ * does not need it, after a note that it could not be read). -1 after an error line. */
+static int probe_tokenizer(const cli_opts *o, asink_tokenizer **tok) {
+  *tok = NULL;
+  char *tj = path_join(o->dir, "tokenizer.json"), *ej = path_join(o->dir, "encoder.json");
+  bool files = path_exists(tj) || path_exists(ej);
+  free(tj), free(ej);
+  if (!files || !asink_tokenizer_load(tok, o->dir)) return 0;
+  if (o->text) {
+    cli_error("probe: --text %s: the checkpoint's tokenizer: %s", o->text, asink_last_error());
+    return -1;
+  }
+  fprintf(stderr, "attnsink: note: the checkpoint's tokenizer files are not used: %s\n", asink_last_error());
+  return 0;
+}
+
+/* The BOS of the windows: --bos / --no-bos, else the model config's own, else the
+ * tokenizer's if its settings add one. -2 after an error line. */
+static int probe_bos(const cli_opts *o, int model_bos, const asink_tokenizer *tok, int vocab) {
+  int adds = 0;
+  int32_t tok_bos = tok ? asink_tokenizer_bos(tok, &adds) : -1;
+  if (o->bos == 0) return -1;
+  int bos = model_bos >= 0 ? model_bos : o->bos == 1 || adds ? tok_bos : -1;
+  if (o->bos == 1 && bos < 0) {
+    cli_error("probe: --bos: the checkpoint names no BOS id (its config has none%s)",
+              tok ? " and its tokenizer files name none" : " and it has no tokenizer files");
+    return -2;
+  }
+  if (bos >= vocab) {
+    cli_error("probe: the BOS id %d of the tokenizer files is outside the model's vocabulary [0, %d)", bos,
+              vocab);
+    return -2;
+  }
+  return bos;
+}
+
+/* The windows of --text: the tokenizer's ids, or the bytes of a byte-level model. */
+static int text_windows(const cli_opts *o, const asink_tokenizer *tok, int vocab, int model_bos, int bos,
+                        size_t *have, int32_t **windows) {
+  if (tok) {
+    int32_t *ids;
+    if (tokenize_file("probe", tok, o->text, &ids, have)) return -1;
+    for (size_t i = 0; i < *have; i++)
+      if (ids[i] >= vocab) {
+        cli_error("probe: --text %s: the tokenizer gave id %d (token %zu), outside the model's vocabulary "
+                  "[0, %d)",
+                  o->text, ids[i], i + 1, vocab);
+        free(ids);
+        return -1;
+      }
+    int count = cut_windows(ids, *have, o->tokens, bos, o->samples, windows);
+    free(ids);
+    return count;
+  }
+  if (!model_is_byte_level(vocab, model_bos)) {
+    cli_error("probe: model %s has no tokenizer files (tokenizer.json, or encoder.json + vocab.bpe) and is not "
+              "byte-level (vocabulary %d%s): --text needs one of them; give --token-ids FILE",
+              o->dir, vocab, model_bos >= 0 ? ", with a BOS id" : "");
+    return -1;
+  }
+  unsigned char *bytes;
+  if (read_whole_file(o->text, &bytes, have)) {
+    cli_error("probe: --text %s: cannot read: %s", o->text, read_error());
+    return -1;
+  }
+  int count = cut_byte_windows(bytes, *have, o->tokens, bos, o->samples, windows);
+  free(bytes);
+  return count;
+}
+
+/* --random-tokens: samples windows of ids uniform in [0, n_ids); --repeat-token: one
+ * window of that id (more would all be the same). */
+static int synthetic_windows(const cli_opts *o, int n_ids, int bos, int32_t **windows) {
+  int count = o->random_tokens ? o->samples : 1;
+  *windows = xmalloc(sizeof(int32_t) * (size_t)count * o->tokens);
+  cli_rng r;
+  rng_seed(&r, o->seed);
+  for (int w = 0; w < count; w++)
+    for (int t = 0; t < o->tokens; t++)
+      (*windows)[(size_t)w * o->tokens + t] = t == 0 && bos >= 0 ? bos
+                                              : o->random_tokens ? (int32_t)rng_below(&r, (uint64_t)n_ids)
+                                                                 : o->repeat_token;
+  return count;
+}
+
+static const cli_opts probe_defaults = {.tokens = 64, .samples = 100, .eps = 0.3, .bos = -1};
+
 int cmd_probe(int argc, char **argv) {
   cli_opts o = probe_defaults;
   int rc = args_parse(CMD_PROBE, argc, argv, &o);
@@ -234,12 +322,14 @@ int cmd_probe(int argc, char **argv) {
   }
   if (rc) return rc;
   if (!o.dir) {
-    cli_error(
-        "probe: a checkpoint directory is required: attnsink probe DIR (--text FILE | --token-ids FILE)");
+    cli_error("probe: a checkpoint directory is required: attnsink probe DIR (--text FILE | --token-ids FILE | "
+              "--random-tokens | --repeat-token ID)");
     return CLI_INPUT;
   }
-  if (!o.text == !o.token_ids) {
-    cli_error("probe: give exactly one of --text FILE and --token-ids FILE");
+  bool repeat = args_flag_given(&o, "repeat-token");
+  if (!!o.text + !!o.token_ids + !!o.random_tokens + repeat != 1) {
+    cli_error(
+        "probe: give exactly one of --text FILE, --token-ids FILE, --random-tokens and --repeat-token ID");
     return CLI_INPUT;
   }
   if (check_output_path("probe", "json", o.json) || check_output_path("probe", "plot", o.plot))
@@ -258,50 +348,54 @@ int cmd_probe(int argc, char **argv) {
     cli_error("probe: checkpoint %s: %s", o.dir, asink_last_error());
     return CLI_INPUT;
   }
-  int vocab, bos;
-  model_token_info(m, &vocab, &bos);
+  int vocab, model_bos;
+  model_token_info(m, &vocab, &model_bos);
   rc = CLI_INPUT;
   int32_t *windows = NULL;
   probe_stats ps = {0};
-  char *plot = NULL;
+  char *plot = NULL, *src = NULL;
   bool wrote_json = false;
+  asink_tokenizer *tok = NULL;
+  if (probe_tokenizer(&o, &tok)) goto done;
+  int bos = probe_bos(&o, model_bos, tok, vocab);
+  if (bos == -2) goto done;
   if (bos >= 0 && o.tokens < 2) {
-    cli_error("probe: --tokens=%d: the model starts every window with BOS, so at least 2 are needed",
-              o.tokens);
+    cli_error("probe: --tokens=%d: every window starts with BOS, so at least 2 are needed", o.tokens);
     goto done;
   }
-  const char *src = o.text ? o.text : o.token_ids;
-  size_t per = (size_t)o.tokens - (bos >= 0 ? 1 : 0), have;
+  if (repeat && o.repeat_token >= vocab) {
+    cli_error("probe: --repeat-token=%d is outside the model's vocabulary [0, %d)", o.repeat_token, vocab);
+    goto done;
+  }
+  size_t per = (size_t)o.tokens - (bos >= 0 ? 1 : 0), have = 0;
   int count;
   if (o.text) {
-    if (!model_is_byte_level(vocab, bos)) {
-      cli_error(
-          "probe: model %s is not byte-level (vocabulary %d%s): --text needs one; give --token-ids FILE",
-          o.dir, vocab, bos >= 0 ? ", with a BOS id" : "");
-      goto done;
-    }
-    unsigned char *bytes;
-    if (read_whole_file(o.text, &bytes, &have)) {
-      cli_error("probe: --text %s: cannot read: %s", o.text, strerror(errno));
-      goto done;
-    }
-    count = cut_byte_windows(bytes, have, o.tokens, bos, o.samples, &windows);
-    free(bytes);
-  } else {
+    src = xstrdup(o.text);
+    count = text_windows(&o, tok, vocab, model_bos, bos, &have, &windows);
+  } else if (o.token_ids) {
+    src = xstrdup(o.token_ids);
     int32_t *ids;
     if (read_token_ids("probe", "token-ids", o.token_ids, vocab, per * (size_t)o.samples, &ids, &have))
       goto done;
     count = cut_windows(ids, have, o.tokens, bos, o.samples, &windows);
     free(ids);
+  } else {
+    /* random ids stay within the tokenizer's ids when the model's embedding is padded past them */
+    int n_ids = tok && asink_tokenizer_vocab_size(tok) < vocab ? asink_tokenizer_vocab_size(tok) : vocab;
+    src = o.random_tokens ? xasprintf("random tokens (seed %llu)", (unsigned long long)o.seed)
+                          : xasprintf("token %d repeated", o.repeat_token);
+    count = synthetic_windows(&o, n_ids, bos, &windows);
   }
+  if (count < 0) goto done;
   if (count < 1) {
     cli_error("probe: %s holds %zu tokens, fewer than one window of %d (%zu from the file%s)", src, have,
               o.tokens, per, bos >= 0 ? " after the BOS" : "");
     goto done;
   }
-  if (count < o.samples)
+  if (count < o.samples && !repeat)
     fprintf(stderr, "attnsink: note: %s holds %d windows of %d tokens; probing %d, not %d\n", src, count,
             o.tokens, count, o.samples);
+  note_past_trained_length(m, o.dir, "probe", "tokens", o.tokens);
   int chunk = 4096 / o.tokens > 0 ? 4096 / o.tokens : 1;
   asink_status s = probe_run(m, windows, count, o.tokens, chunk, (float)o.eps, &ps);
   if (s) {
@@ -310,7 +404,9 @@ int cmd_probe(int argc, char **argv) {
     goto done;
   }
   rc = CLI_FAIL;
-  printf("probe of %s on %s\n", o.dir, src);
+  printf("probe of %s on %s", o.dir, src);
+  if (bos >= 0) printf(", every window starting with BOS id %d", bos);
+  putchar('\n');
   probe_print(stdout, &ps);
   size_t plot_n = 0;
   if (o.plot) {
@@ -332,7 +428,9 @@ int cmd_probe(int argc, char **argv) {
   rc = CLI_OK;
 done:
   free(plot);
+  free(src);
   free(windows);
+  asink_tokenizer_free(tok);
   probe_stats_free(&ps);
   asink_model_free(m);
   return rc;

@@ -279,36 +279,42 @@ static json_t *stream_json(const stream_job *j, const char *dir) {
                    "bucket_edges", edges, "peak_rss_per_run", j->rss_per_run, "runs", runs);
 }
 
+/* A policy's colour is fixed by its name, so a plot of `--cache sink,window` shows each
+ * in the colour it has in one of `--cache full,window,sink`. */
+static const char *policy_colour(const char *policy) {
+  for (int i = 0; i < MAX_POLICIES; i++)
+    if (!strcmp(policy, policy_names[i])) return svg_colour(i);
+  return svg_colour(MAX_POLICIES);
+}
+
 static char *stream_plot_svg(const stream_job *j, const char *title, size_t *n) {
-  const double W = 960, H = 420;
+  const double W = 960, H = 440;
   svg *s = svg_new(W, 40 + H);
   svg_text(s, W / 2, 24, 16, "middle", title);
   int nr = j->n_runs, nb = j->nb;
   double *x = xmalloc(sizeof(double) * nb), *loss = xmalloc(sizeof(double) * nb * nr),
          *share = xmalloc(sizeof(double) * nb * nr);
-  svg_series ls[MAX_POLICIES + 1], ss[MAX_POLICIES];
-  double lo = INFINITY, hi = -INFINITY;
+  svg_series ls[MAX_POLICIES], ss[MAX_POLICIES];
   for (int b = 0; b < nb; b++) x[b] = 0.5 * (double)(j->edges[b] + j->edges[b + 1] - 1);
   for (int i = 0; i < nr; i++) {
     const stream_run *r = &j->runs[i];
     for (int b = 0; b < nb; b++) {
-      double v = loss[i * nb + b] = bucket_mean(r->loss_sum, r->loss_n, b);
+      loss[i * nb + b] = bucket_mean(r->loss_sum, r->loss_n, b);
       share[i * nb + b] = bucket_mean(r->share_sum, r->share_n, b);
-      if (isfinite(v)) lo = fmin(lo, v), hi = fmax(hi, v);
     }
-    ls[i] = (svg_series){r->policy, x, loss + i * nb, nb};
-    ss[i] = (svg_series){r->policy, x, share + i * nb, nb};
+    ls[i] = (svg_series){r->policy, x, loss + i * nb, nb, policy_colour(r->policy), false};
+    ss[i] = (svg_series){r->policy, x, share + i * nb, nb, policy_colour(r->policy), false};
   }
   /* where the stream passes the model's context: a vertical mark on the loss chart */
-  double cx[2] = {j->dm.context, j->dm.context}, cy[2] = {lo, hi};
-  int nls = nr;
-  if (j->dm.context > 0 && j->dm.context < j->P && lo < hi)
-    ls[nls++] = (svg_series){"model context", cx, cy, 2};
-  svg_line_chart(s, (svg_box){0, 40, W / 2, H}, "loss per position bucket", "position in the stream",
-                 "loss (nats per token)", ls, nls);
+  svg_chart_opts loss_axes = {.x_from_zero = true, .mark_x = NAN};
+  if (j->dm.context > 0 && j->dm.context < j->P)
+    loss_axes.mark_x = j->dm.context, loss_axes.mark_label = "end of the model's context";
+  svg_line_chart_opts(s, (svg_box){0, 40, W / 2, H}, "loss per position bucket", "position in the stream (tokens)",
+                      "loss (nats per token)", ls, nr, &loss_axes);
   char *st = xasprintf("sink share (first %d positions)", j->o.n_sink);
-  svg_line_chart(s, (svg_box){W / 2, 40, W / 2, H}, st, "position in the stream",
-                 "share, mean over layers and heads", ss, nr);
+  svg_chart_opts share_axes = {.x_from_zero = true, .y_from_zero = true};
+  svg_line_chart_opts(s, (svg_box){W / 2, 40, W / 2, H}, st, "position in the stream (tokens)",
+                      "attention share, mean over layers and heads", ss, nr, &share_axes);
   free(st);
   free(x), free(loss), free(share);
   return svg_finish(s, n);
@@ -373,7 +379,7 @@ int cmd_stream(int argc, char **argv) {
     }
     unsigned char *bytes;
     if (read_whole_file(o->text, &bytes, &have)) {
-      cli_error("stream: --text %s: cannot read: %s", o->text, strerror(errno));
+      cli_error("stream: --text %s: cannot read: %s", o->text, read_error());
       goto done;
     }
     if (j.dm.bos >= 0) j.tok[j.n++] = j.dm.bos, j.added_bos = true;

@@ -22,6 +22,7 @@ PROG=$BUILD/examples/attnsink/attnsink
 mkdir -p "$OUT"
 
 # name | attention spec | extra flags | the paper's Sink_1 (%) | the paper's Sink_* (%) | the paper's loss
+# (the paper's 60M model, as docs/study.md lists them)
 rows=(
   "softmax|softmax||18.18||3.73"
   "sigmoid, no norm|sigmoid||0.44*||3.70"

@@ -77,6 +77,8 @@ static void tick_label(char *buf, size_t n, double v, double step) {
   else snprintf(buf, n, "%.*f", dec, v);
 }
 
+const char *svg_colour(int i) { return palette[(i < 0 ? -i : i) % N_PALETTE]; }
+
 static void range_of(const svg_series *ss, int ns, int axis, double *lo, double *hi) {
   *lo = INFINITY, *hi = -INFINITY;
   for (int i = 0; i < ns; i++)
@@ -86,26 +88,104 @@ static void range_of(const svg_series *ss, int ns, int axis, double *lo, double 
       if (v < *lo) *lo = v;
       if (v > *hi) *hi = v;
     }
-  if (!(*lo <= *hi)) *lo = 0, *hi = 1;
+}
+
+/* Widens [lo, hi] to what the axis must show: 0 if asked (for data all >= 0), at least
+ * min_span, and some span even for a single value. */
+static void axis_range(double *lo, double *hi, bool from_zero, double min_span) {
+  if (!(*lo <= *hi)) *lo = 0, *hi = 1; /* no finite data */
+  if (from_zero && *lo > 0) *lo = 0;
+  if (*hi - *lo < min_span) {
+    double grow = min_span - (*hi - *lo);
+    /* every quantity plotted here (loss, percent, norm) is >= 0: no negative axis for it */
+    double below = *lo >= 0 ? fmin(grow / 2, *lo) : grow / 2;
+    *lo -= below, *hi += grow - below;
+  }
   if (*hi - *lo < 1e-12 * (fabs(*hi) + 1)) {
     double pad = fabs(*hi) > 0 ? fabs(*hi) * 0.1 : 1;
-    /* every quantity plotted here (loss, percent, norm) is >= 0: no negative axis for a flat 0 */
     *lo = *lo >= 0 && *lo - pad < 0 ? 0 : *lo - pad;
     *hi += pad;
   }
 }
 
+/* Pixels of an 11-pixel sans-serif label: an estimate good enough to lay out legends. */
+static double text_width(const char *t) { return 6.2 * (double)strlen(t ? t : ""); }
+
+/* An earlier series that series i, drawn over it, hides: every finite point of it (or, with
+ * *partly set, at least a quarter of them) has a point of i at the same x within a pixel.
+ * Its index, or -1. */
+static int covers(const svg_series *ss, int i, double x0, double x1, double y0, double y1, double pw,
+                  double ph, bool *partly) {
+  for (int j = 0; j < i; j++) {
+    int matched = 0, points = 0;
+    for (int a = 0; a < ss[j].n; a++) {
+      double xa = ss[j].x[a], ya = ss[j].y[a];
+      if (!isfinite(xa) || !isfinite(ya)) continue;
+      points++;
+      for (int b = 0; b < ss[i].n; b++) {
+        double xb = ss[i].x[b], yb = ss[i].y[b];
+        if (isfinite(yb) && fabs(xb - xa) / (x1 - x0) * pw < 0.5 && fabs(yb - ya) / (y1 - y0) * ph < 1.5) {
+          matched++;
+          break;
+        }
+      }
+    }
+    if (points > 0 && 4 * matched >= points) {
+      *partly = matched < points;
+      return j;
+    }
+  }
+  return -1;
+}
+
 void svg_line_chart(svg *s, svg_box b, const char *title, const char *xlabel, const char *ylabel,
                     const svg_series *ss, int ns) {
+  svg_line_chart_opts(s, b, title, xlabel, ylabel, ss, ns, NULL);
+}
+
+void svg_line_chart_opts(svg *s, svg_box b, const char *title, const char *xlabel, const char *ylabel,
+                         const svg_series *ss, int ns, const svg_chart_opts *opts) {
   FILE *f = s->f;
-  const double ml = 64, mr = 16, mt = 30, mb = 44;
-  double px = b.x + ml, py = b.y + mt, pw = b.w - ml - mr, ph = b.h - mt - mb;
+  svg_chart_opts o = opts ? *opts : (svg_chart_opts){0};
+  bool mark = o.mark_label && isfinite(o.mark_x);
+  char **names = xcalloc((size_t)(ns > 0 ? ns : 1), sizeof *names);
+  for (int i = 0; i < ns; i++) names[i] = xstrdup(ss[i].name ? ss[i].name : "");
+  /* the legend goes under the x-axis label, entries side by side, as many rows as needed */
+  const double ml = 64, mr = 16, mt = 30, entry_gap = 18, row_h = 16;
+  double pw = b.w - ml - mr, px = b.x + ml, py = b.y + mt;
   double x0, x1, y0, y1;
   range_of(ss, ns, 0, &x0, &x1);
   range_of(ss, ns, 1, &y0, &y1);
+  if (mark) x0 = fmin(x0, o.mark_x), x1 = fmax(x1, o.mark_x);
+  axis_range(&x0, &x1, o.x_from_zero, 0);
+  axis_range(&y0, &y1, o.y_from_zero, o.y_min_span);
   double xs = nice_step(x1 - x0, 6), ys = nice_step(y1 - y0, 5);
   x0 = floor(x0 / xs) * xs, x1 = ceil(x1 / xs) * xs;
   y0 = floor(y0 / ys) * ys, y1 = ceil(y1 / ys) * ys;
+  /* legend rows need the names with their notes, which need the scale: lay out twice */
+  int rows = 1;
+  double ph = 0;
+  int *under = xcalloc((size_t)(ns > 0 ? ns : 1), sizeof *under);
+  for (int pass = 0; pass < 2; pass++) {
+    double lx = 0;
+    rows = ns > 0 || mark ? 1 : 0;
+    for (int i = 0; i < ns + mark; i++) {
+      double w = 24 + text_width(i < ns ? names[i] : o.mark_label);
+      if (lx > 0 && lx + w > pw) rows++, lx = 0;
+      lx += w + entry_gap;
+    }
+    ph = b.h - mt - 44 - rows * row_h;
+    if (pass == 1) break;
+    for (int i = 0; i < ns; i++) {
+      bool partly = false;
+      under[i] = covers(ss, i, x0, x1, y0, y1, pw, ph, &partly);
+      if (under[i] >= 0) {
+        char *n = xasprintf("%s (%s %s's line)", names[i], partly ? "in part on" : "on", names[under[i]]);
+        free(names[i]);
+        names[i] = n;
+      }
+    }
+  }
 #define SX(v) (px + ((v)-x0) / (x1 - x0) * pw)
 #define SY(v) (py + ph - ((v)-y0) / (y1 - y0) * ph)
   fprintf(f, "<g>\n");
@@ -132,14 +212,24 @@ void svg_line_chart(svg *s, svg_box b, const char *title, const char *xlabel, co
   fprintf(f,
           "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333333\"/>\n",
           px, py, pw, ph);
-  if (xlabel) svg_text(s, px + pw / 2, b.y + b.h - 8, 12, "middle", xlabel);
+  if (xlabel) svg_text(s, px + pw / 2, py + ph + 34, 12, "middle", xlabel);
   if (ylabel) {
     fprintf(f, "<g transform=\"translate(%.1f %.1f) rotate(-90)\">\n", b.x + 14, py + ph / 2);
     svg_text(s, 0, 0, 12, "middle", ylabel);
     fputs("</g>\n", f);
   }
+  const char *mark_style = "stroke=\"#777777\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"";
+  if (mark)
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" %s/>\n", SX(o.mark_x), py, SX(o.mark_x),
+            py + ph, mark_style);
+  /* a line drawn over an earlier one gets gaps the earlier colour shows through */
+  char (*dash)[32] = xcalloc((size_t)(ns > 0 ? ns : 1), sizeof *dash);
   for (int i = 0; i < ns; i++) {
-    const char *col = palette[i % N_PALETTE];
+    const char *pattern = under[i] >= 0 ? (ss[i].dashed ? "2 6" : "9 7") : ss[i].dashed ? "6 4" : NULL;
+    if (pattern) snprintf(dash[i], sizeof dash[i], " stroke-dasharray=\"%s\"", pattern);
+  }
+  for (int i = 0; i < ns; i++) {
+    const char *col = ss[i].colour ? ss[i].colour : svg_colour(i);
     bool open = false;
     for (int j = 0; j < ss[i].n; j++) {
       double x = ss[i].x[j], y = ss[i].y[j];
@@ -148,7 +238,8 @@ void svg_line_chart(svg *s, svg_box b, const char *title, const char *xlabel, co
         open = false;
         continue;
       }
-      if (!open) fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
+      if (!open)
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", col, dash[i]);
       fprintf(f, "%s%.1f,%.1f", open ? " " : "", SX(x), SY(y));
       open = true;
     }
@@ -157,16 +248,27 @@ void svg_line_chart(svg *s, svg_box b, const char *title, const char *xlabel, co
     if (ss[i].n <= 60)
       for (int j = 0; j < ss[i].n; j++)
         if (isfinite(ss[i].x[j]) && isfinite(ss[i].y[j]))
-          fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", SX(ss[i].x[j]),
-                  SY(ss[i].y[j]), col);
+          fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"%s\"/>\n", SX(ss[i].x[j]),
+                  SY(ss[i].y[j]), under[i] >= 0 ? 1.5 : 2.5, col);
   }
-  for (int i = 0; i < ns; i++) {
-    double ly = py + 10 + 16 * i, lx = px + pw - 130;
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>\n",
-            lx, ly, lx + 18, ly, palette[i % N_PALETTE]);
-    svg_text(s, lx + 24, ly + 4, 11, "start", ss[i].name ? ss[i].name : "");
+  double lx = 0, ly = py + ph + 52;
+  for (int i = 0; i < ns + mark; i++) {
+    const char *name = i < ns ? names[i] : o.mark_label;
+    double w = 24 + text_width(name);
+    if (lx > 0 && lx + w > pw) ly += row_h, lx = 0;
+    if (i < ns)
+      fprintf(f,
+              "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
+              px + lx, ly - 4, px + lx + 18, ly - 4, ss[i].colour ? ss[i].colour : svg_colour(i), dash[i]);
+    else
+      fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" %s/>\n", px + lx, ly - 4, px + lx + 18,
+              ly - 4, mark_style);
+    svg_text(s, px + lx + 24, ly, 11, "start", name);
+    lx += w + entry_gap;
   }
   fputs("</g>\n", f);
+  for (int i = 0; i < ns; i++) free(names[i]);
+  free(names), free(under), free(dash);
 #undef SX
 #undef SY
 }
@@ -189,7 +291,10 @@ void svg_heatmap(svg *s, svg_box b, const char *title, int rows, int cols, const
                  const char *row_prefix, const char *col_prefix, double vmin, double vmax,
                  const char *label_fmt) {
   FILE *f = s->f;
-  const double ml = 44, mr = 70, mt = 30, mb = 28;
+  /* "layer " names the axis once; "L" prefixes every index */
+  const char *rp = row_prefix ? row_prefix : "", *cp = col_prefix ? col_prefix : "";
+  bool row_axis = *rp && rp[strlen(rp) - 1] == ' ', col_axis = *cp && cp[strlen(cp) - 1] == ' ';
+  const double ml = row_axis ? 52 : 44, mr = 70, mt = 30, mb = col_axis ? 42 : 28;
   double pw = b.w - ml - mr, ph = b.h - mt - mb;
   double cw = pw / (cols > 0 ? cols : 1), ch = ph / (rows > 0 ? rows : 1);
   double px = b.x + ml, py = b.y + mt;
@@ -216,12 +321,22 @@ void svg_heatmap(svg *s, svg_box b, const char *title, int rows, int cols, const
       fputs("</text>\n", f);
     }
   for (int r = 0; r < rows; r++) {
-    snprintf(lab, sizeof lab, "%s%d", row_prefix ? row_prefix : "", r);
+    snprintf(lab, sizeof lab, "%s%d", row_axis ? "" : rp, r);
     svg_text(s, px - 6, py + (r + 0.5) * ch + 4, 11, "end", lab);
   }
   for (int c = 0; c < cols; c++) {
-    snprintf(lab, sizeof lab, "%s%d", col_prefix ? col_prefix : "", c);
+    snprintf(lab, sizeof lab, "%s%d", col_axis ? "" : cp, c);
     svg_text(s, px + (c + 0.5) * cw, py + ph + 16, 11, "middle", lab);
+  }
+  if (row_axis) {
+    snprintf(lab, sizeof lab, "%.*s", (int)strlen(rp) - 1, rp);
+    fprintf(f, "<g transform=\"translate(%.1f %.1f) rotate(-90)\">\n", b.x + 16, py + ph / 2);
+    svg_text(s, 0, 0, 12, "middle", lab);
+    fputs("</g>\n", f);
+  }
+  if (col_axis) {
+    snprintf(lab, sizeof lab, "%.*s", (int)strlen(cp) - 1, cp);
+    svg_text(s, px + pw / 2, py + ph + 34, 12, "middle", lab);
   }
   /* colour bar: 20 bands, labelled at both ends and the middle */
   double bx = px + pw + 14, bw = 14;

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "files.h"
 #include "probe.h"
+#include "rundir.h"
 
 const cli_opts train_defaults = {
     .attn = "softmax",
@@ -40,11 +41,7 @@ const cli_opts train_defaults = {
     .eval_every = 250,
 };
 
-/* What a run directory holds; the only names cleanup ever removes. */
-static const char *const run_files[] = {"config.json",      "model.safetensors", "optimizer.safetensors",
-                                        "train_state.json", "metrics.jsonl",     NULL};
-
-void train_remove_run(const char *dir) { remove_files_in(dir, run_files, true); }
+void train_remove_run(const char *dir) { rundir_remove(dir, true); }
 
 double now_seconds(void) {
   struct timespec ts;
@@ -115,35 +112,44 @@ json_t *train_opts_json(const cli_opts *o) {
       "eval_every", o->eval_every, "threads", o->threads, "minutes", o->minutes);
 }
 
-/* Reads back what train_opts_json wrote; o's strings then point into a. -1 after
- * an error line. */
+/* A JSON value for a message, cut short if long. */
+static void json_brief(const json_t *v, char *buf, size_t n) {
+  char *text = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+  snprintf(buf, n, "%.60s%s", text ? text : "(missing)", text && strlen(text) > 60 ? "..." : "");
+  free(text);
+}
+
+/* Reads back what train_opts_json wrote, each value checked as its flag would
+ * be; o's strings then point into a. -1 after an error line naming the key. */
 static int opts_from_json(const json_t *a, const char *src, cli_opts *o) {
-  const char *corpus = NULL, *attn, *ffn, *normpos, *positions, *seed;
-  int bos;
-  json_int_t steps;
-  json_error_t e;
-  if (json_unpack_ex((json_t *)a, &e, 0,
-                     "{s?s, s:s, s:i, s:i, s:i, s:i, s:s, s:i, s:s, s:s, s:i, s:b, s:i, s:I, s:F, s:i,"
-                     " s:F, s:F, s:s, s:i, s:i, s?F}",
-                     "corpus", &corpus, "attn", &attn, "layers", &o->layers, "dim", &o->dim, "heads",
-                     &o->heads, "kv_heads", &o->kv_heads, "ffn", &ffn, "ffn_dim", &o->ffn_dim,
-                     "norm_position", &normpos, "positions", &positions, "context", &o->context, "bos", &bos,
-                     "batch", &o->batch, "steps", &steps, "lr", &o->lr, "warmup", &o->warmup, "wd", &o->wd,
-                     "clip", &o->clip, "seed", &seed, "eval_every", &o->eval_every, "threads", &o->threads,
-                     "minutes", &o->minutes) != 0) {
-    cli_error("%s: args: %s", src, e.text);
+  static const char *const keys[] = {"corpus", "attn",     "layers",        "dim",       "heads",   "kv_heads",
+                                     "ffn",    "ffn_dim",  "norm_position", "positions", "context", "bos",
+                                     "batch",  "steps",    "lr",            "warmup",    "wd",      "clip",
+                                     "seed",   "eval_every", "threads",     "minutes",   NULL};
+  if (!json_is_object(a)) {
+    cli_error("%s: args must be an object of the run's settings", src);
     return -1;
   }
-  char *end;
-  errno = 0;
-  o->seed = strtoull(seed, &end, 10);
-  if (*end || errno) {
-    cli_error("%s: args.seed '%s' is not a 64-bit unsigned integer", src, seed);
-    return -1;
+  for (int i = 0; keys[i]; i++) {
+    const char *k = keys[i];
+    json_t *v = json_object_get(a, k);
+    bool optional = !strcmp(k, "corpus") || !strcmp(k, "minutes");
+    if ((!v || json_is_null(v)) && optional) continue;
+    /* 0 is how the state spells "the default" for these two */
+    bool zero_ok = !strcmp(k, "threads") || !strcmp(k, "minutes");
+    if (zero_ok && json_is_number(v) && json_number_value(v) == 0) {
+      if (k[0] == 't') o->threads = 0;
+      else o->minutes = 0;
+      continue;
+    }
+    char why[200], val[80];
+    const char *bad = v ? args_set_json(CMD_TRAIN, k, v, o, why, sizeof why) : "is missing";
+    if (bad) {
+      json_brief(v, val, sizeof val);
+      cli_error("%s: args.%s=%s %s", src, k, val, bad);
+      return -1;
+    }
   }
-  /* the strings stay owned by the JSON document, which lives as long as the run */
-  o->corpus = corpus, o->attn = attn, o->ffn = ffn, o->norm_position = normpos;
-  o->positions = positions, o->bos = bos, o->steps = steps;
   return 0;
 }
 
@@ -187,7 +193,11 @@ typedef struct {
   int64_t step, tokens, last_eval, start_step;
   double seconds_before, t0, loss_sum, limit;
   int64_t loss_count;
-  char *metrics_path, *state_path;
+  char *ckpt;       /* the directory of the run's checkpoint (NULL: none yet) */
+  int64_t ckpt_step; /* its step */
+  char *state_src;  /* the train_state.json read, for messages */
+  char *metrics;    /* metrics.jsonl as the next checkpoint holds it */
+  size_t metrics_n;
   bool dir_created, started, saved, tty; /* started: the input passed every check */
   double last_line;
   double last_tl, last_vl, last_s1; /* the latest evaluation, also after a resumption */
@@ -247,7 +257,7 @@ static void line(run *r, const char *fmt, ...) {
   r->last_line = now_seconds();
 }
 
-static int save_state(run *r) {
+static int save_state(run *r, const char *path) {
   json_t *rng = json_array();
   for (int i = 0; i < 4; i++) {
     char h[24];
@@ -269,19 +279,37 @@ static int save_state(run *r) {
     return -1;
   }
   /* doubles at full precision, so a resumed run's loss average is bit-identical */
-  int rc = write_json_atomic(r->state_path, st, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+  int rc = write_json_new(path, st, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
   json_decref(st);
   return rc;
 }
 
+/* Saves into a new step directory and switches the run to it (rundir.h): a kill
+ * at any instant leaves either the previous checkpoint or this one, whole. */
 static int checkpoint(run *r) {
-  if (asink_model_save(r->m, r->o.out) || asink_adamw_save(r->opt, r->o.out)) {
-    cli_error("checkpoint %s: %s", r->o.out, asink_last_error());
+  char *stage = rundir_stage(r->o.out, r->step);
+  if (!stage) return -1;
+  char *state = path_join(stage, "train_state.json"), *metrics = path_join(stage, "metrics.jsonl");
+  int rc = -1;
+  if (asink_model_save(r->m, stage) || asink_adamw_save(r->opt, stage))
+    cli_error("checkpoint %s: %s", stage, asink_last_error());
+  else if (!save_state(r, state) && !write_file_new(metrics, r->metrics, r->metrics_n))
+    rc = 0;
+  free(state), free(metrics);
+  if (rc) {
+    rundir_remove_step(stage);
+    free(stage);
     return -1;
   }
-  if (save_state(r)) return -1;
-  r->saved = true;
-  return 0;
+  bool switched;
+  rc = rundir_commit(r->o.out, stage, r->ckpt, &switched);
+  if (switched) {
+    free(r->ckpt);
+    r->ckpt = stage, r->ckpt_step = r->step, r->saved = true;
+  } else {
+    free(stage);
+  }
+  return rc;
 }
 
 /* val_loss over the fixed validation windows, sink1 on the probe windows. */
@@ -325,48 +353,62 @@ static int eval_and_save(run *r) {
   r->last_eval = r->step;
   r->last_tl = tl, r->last_vl = vl, r->last_s1 = s1;
   r->loss_sum = 0, r->loss_count = 0;
-  /* checkpoint first: a line in metrics.jsonl always has its checkpoint behind it */
-  int rc = checkpoint(r);
-  if (!rc) rc = append_line(r->metrics_path, text);
+  /* the line goes out with its checkpoint, in the same step directory */
+  size_t len = strlen(text);
+  r->metrics = realloc(r->metrics, r->metrics_n + len + 2);
+  if (!r->metrics) {
+    cli_error("out of memory");
+    exit(CLI_FAIL);
+  }
+  memcpy(r->metrics + r->metrics_n, text, len);
+  r->metrics_n += len;
+  r->metrics[r->metrics_n++] = '\n';
+  r->metrics[r->metrics_n] = 0;
   free(text);
-  if (rc) return -1;
+  if (checkpoint(r)) return -1;
   char buf[160];
   status_text(r, tl, buf, sizeof buf);
   line(r, "%s  val_loss %.4f  sink1 %.2f%%  %.0fs", buf, vl, s1, secs);
   return 0;
 }
 
-/* Keeps only the metrics lines a checkpoint at `step` stands behind, so that a
+/* Reads the checkpoint's metrics.jsonl, keeping only the lines a checkpoint at
+ * `step` stands behind (a flat run appended lines after its checkpoint), so that a
  * resumed run never shows a step twice. */
-static int trim_metrics(const char *path, int64_t step) {
+static int load_metrics(run *r) {
+  char *path = path_join(r->ckpt, "metrics.jsonl");
   unsigned char *data;
   size_t n;
+  int rc = 0;
   if (read_whole_file(path, &data, &n)) {
-    if (errno == ENOENT) return 0;
-    cli_error("%s: cannot read: %s", path, strerror(errno));
-    return -1;
+    if (errno == ENOENT) {
+      r->metrics = xcalloc(1, 1);
+    } else {
+      cli_error("%s: cannot read: %s", path, read_error());
+      rc = -1;
+    }
+    free(path);
+    return rc;
   }
+  free(path);
   char *keep = xmalloc(n + 1), *p = (char *)data;
   size_t k = 0;
-  bool changed = false;
   while (*p) {
     char *nl = strchr(p, '\n');
     size_t len = nl ? (size_t)(nl - p) : strlen(p);
     json_t *j = json_loadb(p, len, 0, NULL);
     json_t *s = j ? json_object_get(j, "step") : NULL;
-    if (nl && s && json_is_integer(s) && json_integer_value(s) <= step) {
+    if (nl && s && json_is_integer(s) && json_integer_value(s) <= r->step) {
       memcpy(keep + k, p, len + 1);
       k += len + 1;
-    } else {
-      changed = true;
     }
     json_decref(j);
     p += len + (nl ? 1 : 0);
   }
-  int rc = changed ? write_file_atomic(path, keep, k) : 0;
-  free(keep);
+  keep[k] = 0;
   free(data);
-  return rc;
+  r->metrics = keep, r->metrics_n = k;
+  return 0;
 }
 
 static uint64_t parse_hex64(const char *s, bool *ok) {
@@ -386,21 +428,49 @@ static bool changeable(const char *flag) {
   return false;
 }
 
-/* Reads DIR/train_state.json into r and merges the command line's settings. */
+/* The largest train_state.json read: a few kB is normal. */
+#define STATE_MAX (1u << 20)
+
+/* Finds the run's checkpoint, reads its train_state.json into r and merges the
+ * command line's settings. */
 static int load_state(run *r, json_t **state_out) {
   if (!is_dir(r->o.out)) {
     cli_error("--resume: %s is not a directory", r->o.out);
     return -1;
   }
+  bool partial;
+  rundir_kind kind = rundir_find(r->o.out, &r->ckpt, &partial);
+  if (kind == RUNDIR_FOREIGN) {
+    cli_error("--resume: %s/current is not a link to a checkpoint; %s is not a run directory", r->o.out,
+              r->o.out);
+    return -1;
+  }
+  if (kind == RUNDIR_NONE) {
+    if (partial)
+      cli_error("--resume: %s holds no complete checkpoint (its first save was interrupted); start it "
+                "afresh without --resume",
+                r->o.out);
+    else cli_error("--resume: %s holds no run (no train_state.json)", r->o.out);
+    return -1;
+  }
+  r->state_src = path_join(r->ckpt, "train_state.json");
+  unsigned char *text;
+  size_t n;
+  if (read_file_bounded(r->state_src, STATE_MAX, &text, &n)) {
+    cli_error("--resume: %s: cannot read: %s", r->state_src, read_error());
+    return -1;
+  }
   json_error_t e;
-  json_t *st = json_load_file(r->state_path, JSON_REJECT_DUPLICATES, &e);
-  if (!st) {
-    if (!path_exists(r->state_path)) cli_error("--resume: %s holds no run (no train_state.json)", r->o.out);
-    else cli_error("%s: line %d: %s", r->state_path, e.line, e.text);
+  json_t *st = json_loadb((const char *)text, n, JSON_REJECT_DUPLICATES, &e);
+  free(text);
+  if (!st || !json_is_object(st)) {
+    if (st) cli_error("%s: not a JSON object", r->state_src);
+    else cli_error("%s: line %d: %s", r->state_src, e.line, e.text);
+    json_decref(st);
     return -1;
   }
   cli_opts saved = r->o;
-  if (opts_from_json(json_object_get(st, "args"), r->state_path, &saved)) goto bad;
+  if (opts_from_json(json_object_get(st, "args"), r->state_src, &saved)) goto bad;
   /* a flag given now must agree with the run unless it is one of the changeable ones */
   static const char *const fixed[][2] = {{"attn", "attn"},
                                          {"layers", "layers"},
@@ -425,7 +495,7 @@ static int load_state(run *r, json_t **state_out) {
     if (changeable(fixed[i][0]) || !args_flag_given(&r->o, fixed[i][0])) continue;
     json_t *a = json_object_get(now, fixed[i][1]), *b = json_object_get(then, fixed[i][1]);
     if (!json_equal(a, b)) {
-      char *bs = json_dumps(b, JSON_ENCODE_ANY);
+      char *bs = json_dumps(b, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)); /* 3e-3, not 0.0030000000000000001 */
       cli_error("--resume: --%s differs from the run in %s (%s); a resumed run keeps its settings",
                 fixed[i][0], r->o.out, bs ? bs : "?");
       free(bs);
@@ -448,41 +518,83 @@ bad:
   return -1;
 }
 
+/* st's integer under key, in [min, max]. -1 after an error line naming it. */
+static int state_int(const run *r, const json_t *st, const char *key, int64_t min, int64_t max, int64_t *out) {
+  json_t *v = json_object_get(st, key);
+  if (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max) {
+    *out = json_integer_value(v);
+    return 0;
+  }
+  char val[80];
+  json_brief(v, val, sizeof val);
+  cli_error("%s: %s=%s must be an integer in %" PRId64 "..%" PRId64, r->state_src, key, val, min, max);
+  return -1;
+}
+
+/* st's finite number under key, at least 0 when nonneg. */
+static int state_real(const run *r, const json_t *st, const char *key, bool nonneg, double *out) {
+  json_t *v = json_object_get(st, key);
+  if (json_is_number(v) && isfinite(json_number_value(v)) && (!nonneg || json_number_value(v) >= 0)) {
+    *out = json_number_value(v);
+    return 0;
+  }
+  char val[80];
+  json_brief(v, val, sizeof val);
+  cli_error("%s: %s=%s must be a finite number%s", r->state_src, key, val, nonneg ? " >= 0" : "");
+  return -1;
+}
+
+/* null (how json_num writes NaN) reads back as NaN */
+static double num_or_nan(const json_t *v) { return json_is_number(v) ? json_number_value(v) : NAN; }
+
+/* The counters of train_state.json, each checked: a state from outside (edited,
+ * damaged) fails here with the key named, never later as a crash or a loop. */
 static int restore_counters(run *r, json_t *st) {
-  json_int_t step, tokens, lcount, last_eval;
+  int64_t step, tokens, lcount, last_eval;
   double secs, lsum;
-  json_t *rng;
-  const char *hash = NULL;
-  json_error_t e;
-  if (json_unpack_ex(st, &e, 0, "{s:I, s:I, s:F, s:o, s:F, s:I, s:I, s:{s:s}}", "step", &step, "tokens",
-                     &tokens, "seconds", &secs, "rng", &rng, "train_loss_sum", &lsum, "train_loss_count",
-                     &lcount, "last_eval_step", &last_eval, "corpus_check", "fnv1a64", &hash) != 0) {
-    cli_error("%s: %s", r->state_path, e.text);
+  if (state_int(r, st, "step", 0, INT64_MAX / 2, &step) || state_int(r, st, "tokens", 0, INT64_MAX, &tokens) ||
+      state_real(r, st, "seconds", true, &secs) || state_real(r, st, "train_loss_sum", false, &lsum) ||
+      state_int(r, st, "train_loss_count", 0, step, &lcount) ||
+      state_int(r, st, "last_eval_step", 0, step, &last_eval))
     return -1;
-  }
+  json_t *rng = json_object_get(st, "rng");
   bool ok = json_is_array(rng) && json_array_size(rng) == 4;
-  for (int i = 0; ok && i < 4; i++) r->rng.s[i] = parse_hex64(json_string_value(json_array_get(rng, i)), &ok);
+  uint64_t any = 0;
+  for (int i = 0; ok && i < 4; i++) {
+    r->rng.s[i] = parse_hex64(json_string_value(json_array_get(rng, i)), &ok);
+    any |= r->rng.s[i];
+  }
   if (!ok) {
-    cli_error("%s: rng must be 4 hexadecimal words", r->state_path);
+    cli_error("%s: rng must be 4 hexadecimal words", r->state_src);
     return -1;
   }
+  if (!any) {
+    /* xoshiro's one forbidden state: it would draw the same window forever */
+    cli_error("%s: rng is all zeros, which is no generator state", r->state_src);
+    return -1;
+  }
+  const char *hash = json_string_value(json_object_get(json_object_get(st, "corpus_check"), "fnv1a64"));
   uint64_t h = parse_hex64(hash, &ok);
-  if (!ok || h != r->c.hash) {
+  if (!ok) {
+    cli_error("%s: corpus_check.fnv1a64 must be a hexadecimal word", r->state_src);
+    return -1;
+  }
+  if (h != r->c.hash) {
     cli_error("--resume: corpus %s is not the text the run in %s was trained on", r->c.path, r->o.out);
     return -1;
   }
   if (asink_adamw_steps(r->opt) != step) {
     cli_error("--resume: %s is inconsistent: optimizer at step %" PRId64
               ", train_state.json at step %" PRId64,
-              r->o.out, asink_adamw_steps(r->opt), (int64_t)step);
+              r->ckpt, asink_adamw_steps(r->opt), step);
     return -1;
   }
   r->step = step, r->tokens = tokens, r->seconds_before = secs, r->loss_sum = lsum;
-  r->loss_count = lcount, r->last_eval = last_eval;
+  r->loss_count = lcount, r->last_eval = last_eval, r->ckpt_step = step;
   json_t *le = json_object_get(st, "last_eval");
-  r->last_tl = json_number_value(json_object_get(le, "train_loss"));
-  r->last_vl = json_number_value(json_object_get(le, "val_loss"));
-  r->last_s1 = json_number_value(json_object_get(le, "sink1"));
+  r->last_tl = num_or_nan(json_object_get(le, "train_loss"));
+  r->last_vl = num_or_nan(json_object_get(le, "val_loss"));
+  r->last_s1 = num_or_nan(json_object_get(le, "sink1"));
   return 0;
 }
 
@@ -491,7 +603,7 @@ static void free_run(run *r) {
   asink_model_free(r->m);
   corpus_free(&r->c);
   free(r->tok), free(r->tgt), free(r->val_tok), free(r->val_tgt), free(r->probe);
-  free(r->metrics_path), free(r->state_path);
+  free(r->ckpt), free(r->state_src), free(r->metrics);
 }
 
 /* Everything that can be wrong with the input is found here, before anything is
@@ -502,8 +614,6 @@ static int prepare(run *r, json_t **state) {
     cli_error("train: --out DIR is required");
     return -1;
   }
-  r->state_path = path_join(o->out, "train_state.json");
-  r->metrics_path = path_join(o->out, "metrics.jsonl");
   if (o->resume && load_state(r, state)) return -1;
   const char *cpath = train_corpus_path(o);
   if (!cpath || corpus_load(&r->c, cpath)) return -1;
@@ -516,7 +626,7 @@ static int prepare(run *r, json_t **state) {
     return -1;
   }
   if (o->resume) {
-    if (asink_model_load(&r->m, o->out)) {
+    if (asink_model_load(&r->m, r->ckpt)) {
       cli_error("--resume: %s", asink_last_error());
       return -1;
     }
@@ -547,25 +657,51 @@ static int prepare(run *r, json_t **state) {
     return -1;
   }
   if (o->resume) {
-    if (asink_adamw_load(r->opt, o->out)) {
+    if (asink_adamw_load(r->opt, r->ckpt)) {
       cli_error("--resume: %s", asink_last_error());
       return -1;
     }
     if (restore_counters(r, *state)) return -1;
   } else {
     rng_seed(&r->rng, o->seed);
-    for (int i = 0; run_files[i]; i++) {
-      char *p = path_join(o->out, run_files[i]);
-      bool there = path_exists(p);
-      free(p);
-      if (there) {
-        cli_error("%s already holds a run (%s); continue it with --resume or choose another --out", o->out,
-                  run_files[i]);
-        return -1;
-      }
+    /* what a killed first save left is no run: it is cleaned and started afresh */
+    char *ckpt;
+    bool partial;
+    rundir_kind kind = rundir_find(o->out, &ckpt, &partial);
+    if (kind == RUNDIR_FOREIGN) {
+      cli_error("%s/current exists and is not a run's link to its checkpoint; choose another --out", o->out);
+      return -1;
+    }
+    if (kind != RUNDIR_NONE) {
+      cli_error("%s already holds a run; continue it with --resume or choose another --out", o->out);
+      free(ckpt);
+      return -1;
     }
   }
   return 0;
+}
+
+static void poison_first_weight(asink_model *m) {
+  const char *name;
+  int ndim;
+  int64_t shape[4];
+  float *w;
+  size_t n;
+  if (!asink_model_param_info(m, 0, &name, &ndim, shape) && !asink_model_param(m, name, &w, &n))
+    for (size_t i = 0; i < n; i++) w[i] = NAN;
+}
+
+/* A failed or diverged step ends the run without saving: the weights may be
+ * damaged, and the last checkpoint is the last good state. */
+static void step_failed(run *r, const char *why) {
+  line(r, "step %" PRId64 " failed", r->step + 1);
+  if (r->ckpt)
+    cli_error("training step %" PRId64 ": %s; stopped without saving: the last good checkpoint, step %" PRId64
+              ", stays in %s",
+              r->step + 1, why, r->ckpt_step, r->o.out);
+  else
+    cli_error("training step %" PRId64 ": %s; stopped before the first checkpoint, so nothing was kept",
+              r->step + 1, why);
 }
 
 int train_run(const cli_opts *in, const char *label, train_result *res) {
@@ -583,7 +719,9 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   if (!r.o.resume && make_dir(r.o.out, &r.dir_created)) goto done;
   r.started = true;
   rc = CLI_FAIL;
-  if (r.o.resume && trim_metrics(r.metrics_path, r.step)) goto done;
+  /* what a killed save left (step directories current does not name, temporaries) */
+  if (rundir_clean(r.o.out, r.ckpt)) goto done;
+  if (r.o.resume ? load_metrics(&r) : (r.metrics = xcalloc(1, 1), 0)) goto done;
   const cli_opts *o = &r.o;
   size_t bt = (size_t)r.B * r.T;
   r.tok = xmalloc(sizeof(int32_t) * bt);
@@ -599,6 +737,9 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
   /* the test suite's stand-in for a Ctrl-C at a chosen step */
   const char *ia = getenv("ASINK_TEST_INTERRUPT_AT");
   long long interrupt_at = ia ? atoll(ia) : -1;
+  /* and for a diverging run: NaN written into the first weight after step K */
+  const char *na = getenv("ATTNSINK_TEST_NAN_AT");
+  long long nan_at = na ? atoll(na) : -1;
   if (r.o.resume && r.step >= o->steps)
     line(&r, "%s is already at step %" PRId64 " of %" PRId64 "; nothing to do (raise --steps to go on)",
          o->out, r.step, o->steps);
@@ -609,15 +750,18 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
     if (r.limit > 0 && t + per > r.limit) break;
     corpus_batch(&r.c, &r.rng, r.B, r.T, r.bos, r.tok, r.tgt);
     float loss;
-    if (asink_model_loss(r.m, r.B, r.T, r.tok, r.tgt, &loss) || asink_model_backward(r.m)) {
-      line(&r, "step %" PRId64 " failed", r.step + 1);
-      cli_error("training step %" PRId64 ": %s", r.step + 1, asink_last_error());
+    if (asink_model_loss(r.m, r.B, r.T, r.tok, r.tgt, &loss)) {
+      step_failed(&r, asink_last_error());
       goto done;
     }
-    if (asink_adamw_step(r.opt, NULL)) {
-      line(&r, "step %" PRId64 " failed", r.step + 1);
-      cli_error("training step %" PRId64 ": %s (the last checkpoint in %s is kept)", r.step + 1,
-                asink_last_error(), o->out);
+    if (!isfinite(loss)) {
+      char why[64];
+      snprintf(why, sizeof why, "the loss is %s: training diverged", isnan(loss) ? "NaN" : "infinite");
+      step_failed(&r, why);
+      goto done;
+    }
+    if (asink_model_backward(r.m) || asink_adamw_step(r.opt, NULL)) {
+      step_failed(&r, asink_last_error());
       goto done;
     }
     r.step++;
@@ -625,6 +769,7 @@ int train_run(const cli_opts *in, const char *label, train_result *res) {
     r.loss_sum += loss;
     r.loss_count++;
     if (r.step == interrupt_at) raise(SIGINT);
+    if (r.step == nan_at) poison_first_weight(r.m);
     progress(&r, loss);
     if ((r.step % o->eval_every == 0 || r.step == o->steps) && eval_and_save(&r)) goto done;
   }
@@ -649,8 +794,7 @@ done:
   json_decref(state);
   /* a fresh run that failed before its first whole checkpoint takes back what it
    * wrote (a partial save), and the directory if it made it */
-  if (rc != CLI_OK && r.started && !r.o.resume && !r.saved)
-    remove_files_in(r.o.out, run_files, r.dir_created);
+  if (rc != CLI_OK && r.started && !r.o.resume && !r.saved) rundir_remove(r.o.out, r.dir_created);
   free_run(&r);
   return rc;
 }

@@ -16,11 +16,14 @@
 /* Names come from untrusted files and may be megabytes long: messages show a prefix. */
 #define NAME_FMT "'%.200s'"
 
-enum { DT_F32, DT_F16, DT_BF16, DT_F64 };
+/* The float dtypes first: the others are laid out (HF checkpoints keep masks as U8 or BOOL
+ * buffers beside the weights) but never converted. */
+enum { DT_F32, DT_F16, DT_BF16, DT_F64, N_FLOAT_DTYPES };
 static const struct {
   const char *name;
   uint64_t size;
-} dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}};
+} dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"BOOL", 1}, {"U8", 1}, {"I8", 1},
+              {"I16", 2}, {"U16", 2}, {"I32", 4}, {"U32", 4}, {"I64", 8}, {"U64", 8}};
 #define N_DTYPES ((int)(sizeof dtypes / sizeof *dtypes))
 
 typedef struct {
@@ -326,6 +329,7 @@ typedef struct {
   uint64_t begin, end;
 } st_entry;
 
+/* set NULL: checked, not kept. */
 static asink_status parse_metadata(asink_tensors *set, json_t *meta) {
   if (!json_is_object(meta)) return asink_fail(ASINK_ERR_FORMAT, "__metadata__ is not an object");
   const char *key;
@@ -333,7 +337,7 @@ static asink_status parse_metadata(asink_tensors *set, json_t *meta) {
   json_object_foreach(meta, key, val) {
     if (!json_is_string(val))
       return asink_fail(ASINK_ERR_FORMAT, "__metadata__ value of " NAME_FMT " is not a string", key);
-    asink_status s = meta_append(set, key, json_string_value(val));
+    asink_status s = set ? meta_append(set, key, json_string_value(val)) : ASINK_OK;
     if (s != ASINK_OK) return s;
   }
   return ASINK_OK;
@@ -436,11 +440,25 @@ static asink_status check_layout(const st_entry *e, size_t n, uint64_t *data_end
   return ASINK_OK;
 }
 
-asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
-  if (!out) return asink_fail(ASINK_ERR_ARG, "asink_st_parse: out is NULL");
-  *out = NULL;
-  if (!buf && len) return asink_fail(ASINK_ERR_ARG, "asink_st_parse: NULL buffer of %zu bytes", len);
-  const unsigned char *p = buf;
+/* A checked header: its entries in data order (names owned by root) and where the data
+ * starts. */
+typedef struct {
+  json_t *root;
+  st_entry *e;
+  size_t n;
+  const unsigned char *data;
+} st_header;
+
+static void header_free(st_header *h) {
+  free(h->e);
+  json_decref(h->root);
+  memset(h, 0, sizeof *h);
+}
+
+/* Parses and checks the header of the file in buf[0..len); metadata goes to set (NULL: only
+ * checked). Afterwards every entry's bytes lie inside buf. */
+static asink_status parse_header(const unsigned char *p, size_t len, asink_tensors *set, st_header *h) {
+  memset(h, 0, sizeof *h);
   if (len < 8)
     return asink_fail(ASINK_ERR_FORMAT, "file is %zu bytes, too short for the 8-byte header length", len);
   uint64_t hlen = load_le64(p);
@@ -452,38 +470,32 @@ asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
                       (unsigned long long)hlen, len);
 
   json_error_t jerr;
-  json_t *root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root)
+  h->root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+  if (!h->root)
     return asink_fail(ASINK_ERR_FORMAT, "header is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                       jerr.column);
-  if (!json_is_object(root)) {
-    json_decref(root);
-    return asink_fail(ASINK_ERR_FORMAT, "header is not a JSON object");
-  }
-
-  asink_tensors *set = NULL;
-  st_entry *entries = NULL;
-  size_t n = 0;
-  asink_status s = asink_st_create(&set);
-  if (s == ASINK_OK) {
-    entries = asink_alloc(json_object_size(root) + 1, sizeof *entries);
-    if (!entries) s = asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu header entries", json_object_size(root));
+  asink_status s = ASINK_OK;
+  if (!json_is_object(h->root)) {
+    s = asink_fail(ASINK_ERR_FORMAT, "header is not a JSON object");
+  } else {
+    h->e = asink_alloc(json_object_size(h->root) + 1, sizeof *h->e);
+    if (!h->e) s = asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu header entries", json_object_size(h->root));
   }
   const char *key;
   json_t *val;
   if (s == ASINK_OK) {
-    json_object_foreach(root, key, val) {
+    json_object_foreach(h->root, key, val) {
       if (strcmp(key, "__metadata__") == 0)
         s = parse_metadata(set, val);
       else
-        s = parse_entry(key, val, &entries[n++]);
+        s = parse_entry(key, val, &h->e[h->n++]);
       if (s != ASINK_OK) break;
     }
   }
   uint64_t data_end = 0;
   if (s == ASINK_OK) {
-    qsort(entries, n, sizeof *entries, cmp_entry);
-    s = check_layout(entries, n, &data_end);
+    qsort(h->e, h->n, sizeof *h->e, cmp_entry);
+    s = check_layout(h->e, h->n, &data_end);
   }
   /* hlen <= 1e8 and data_end <= INT64_MAX (offsets are JSON integers), so no wrap. */
   uint64_t need = 8 + hlen + data_end;
@@ -493,23 +505,44 @@ asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
   if (s == ASINK_OK && (uint64_t)len > need)
     s = asink_fail(ASINK_ERR_FORMAT, "file is %zu bytes, longer than the %llu that header (%llu) and data (%llu) need",
                    len, (unsigned long long)need, (unsigned long long)hlen, (unsigned long long)data_end);
+  if (s != ASINK_OK) {
+    header_free(h);
+    return s;
+  }
+  h->data = p + 8 + hlen;
+  return ASINK_OK;
+}
 
+asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
+  if (!out) return asink_fail(ASINK_ERR_ARG, "asink_st_parse: out is NULL");
+  *out = NULL;
+  if (!buf && len) return asink_fail(ASINK_ERR_ARG, "asink_st_parse: NULL buffer of %zu bytes", len);
+  asink_tensors *set = NULL;
+  st_header h;
+  asink_status s = asink_st_create(&set);
+  if (s == ASINK_OK) s = parse_header(buf, len, set, &h);
+  if (s != ASINK_OK) {
+    asink_st_free(set);
+    return s;
+  }
   /* Only now is every size known to lie inside buf, so allocations are bounded by len. */
-  const unsigned char *data = p + 8 + hlen;
-  for (size_t i = 0; s == ASINK_OK && i < n; i++) {
-    const st_entry *e = &entries[i];
+  for (size_t i = 0; s == ASINK_OK && i < h.n; i++) {
+    const st_entry *e = &h.e[i];
+    if (e->dtype >= N_FLOAT_DTYPES) {
+      s = asink_fail(ASINK_ERR_FORMAT, "tensor " NAME_FMT ": dtype '%s' is not supported (F32, F16, BF16, F64)",
+                     e->name, dtypes[e->dtype].name);
+      break;
+    }
     float *f = asink_alloc((size_t)e->numel, sizeof(float));
     if (!f) {
       s = asink_fail(ASINK_ERR_NOMEM, "cannot allocate %llu floats for tensor " NAME_FMT,
                      (unsigned long long)e->numel, e->name);
       break;
     }
-    convert(f, data + e->begin, (size_t)e->numel, e->dtype);
+    convert(f, h.data + e->begin, (size_t)e->numel, e->dtype);
     s = append(set, e->name, e->dtype, e->ndim, e->shape, (size_t)e->numel, f);
   }
-
-  free(entries);
-  json_decref(root);
+  header_free(&h);
   if (s != ASINK_OK) {
     asink_st_free(set);
     return s;
@@ -518,12 +551,24 @@ asink_status asink_st_parse(const void *buf, size_t len, asink_tensors **out) {
   return ASINK_OK;
 }
 
-/* mmap rather than read: a checkpoint can be hundreds of MB and is converted to F32
- * anyway, so a second full copy would only cost memory and page faults. */
-asink_status asink_st_read(const char *path, asink_tensors **out) {
-  if (!out) return asink_fail(ASINK_ERR_ARG, "asink_st_read: out is NULL");
-  *out = NULL;
-  if (!path) return asink_fail(ASINK_ERR_ARG, "asink_st_read: path is NULL");
+/* A whole file in memory: mapped (map) or, where the file system cannot map, read (heap). */
+typedef struct {
+  void *map, *heap;
+  size_t len;
+} file_bytes;
+
+static const void *bytes_of(const file_bytes *b) { return b->map ? b->map : b->heap; }
+
+static void bytes_release(file_bytes *b) {
+  if (b->map) munmap(b->map, b->len);
+  free(b->heap);
+  memset(b, 0, sizeof *b);
+}
+
+/* mmap rather than read: a checkpoint can be many GB and is converted to F32 anyway, so a
+ * second full copy would only cost memory and page faults. */
+static asink_status bytes_open(const char *path, file_bytes *b) {
+  memset(b, 0, sizeof *b);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return asink_fail(ASINK_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
   struct stat st;
@@ -540,27 +585,25 @@ asink_status asink_st_read(const char *path, asink_tensors **out) {
     close(fd);
     return asink_fail(ASINK_ERR_IO, "'%s' is too large to map (%lld bytes)", path, (long long)st.st_size);
   }
-  size_t len = (size_t)st.st_size;
-  void *map = NULL;
-  void *heap = NULL;
-  if (len) {
-    map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
+  b->len = (size_t)st.st_size;
+  if (b->len) {
+    b->map = mmap(NULL, b->len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (b->map == MAP_FAILED) {
       /* Some file systems cannot map: read the whole file instead. */
-      map = NULL;
-      heap = asink_alloc(len, 1);
-      if (!heap) {
+      b->map = NULL;
+      b->heap = asink_alloc(b->len, 1);
+      if (!b->heap) {
         close(fd);
-        return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu bytes to read '%s'", len, path);
+        return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu bytes to read '%s'", b->len, path);
       }
       size_t got = 0;
-      while (got < len) {
-        ssize_t r = read(fd, (char *)heap + got, len - got);
+      while (got < b->len) {
+        ssize_t r = read(fd, (char *)b->heap + got, b->len - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
           asink_status s = asink_fail(ASINK_ERR_IO, "cannot read '%s': %s", path, r < 0 ? strerror(errno) : "file shrank");
-          free(heap);
           close(fd);
+          bytes_release(b);
           return s;
         }
         got += (size_t)r;
@@ -568,10 +611,92 @@ asink_status asink_st_read(const char *path, asink_tensors **out) {
     }
   }
   close(fd);
-  asink_status s = asink_st_parse(map ? map : heap, len, out);
-  if (map) munmap(map, len);
-  free(heap);
+  return ASINK_OK;
+}
+
+asink_status asink_st_read(const char *path, asink_tensors **out) {
+  if (!out) return asink_fail(ASINK_ERR_ARG, "asink_st_read: out is NULL");
+  *out = NULL;
+  if (!path) return asink_fail(ASINK_ERR_ARG, "asink_st_read: path is NULL");
+  file_bytes b;
+  asink_status s = bytes_open(path, &b);
+  if (s) return s;
+  s = asink_st_parse(bytes_of(&b), b.len, out);
+  bytes_release(&b);
   if (s != ASINK_OK) return asink_fail_context(s, path);
+  return ASINK_OK;
+}
+
+/* ---- a mapped file, converted tensor by tensor ---------------------------------- */
+
+struct asink_st_file {
+  file_bytes bytes;
+  st_header h;
+};
+
+asink_status asink_st_open(const char *path, asink_st_file **out) {
+  if (!out || !path) return asink_fail(ASINK_ERR_ARG, "asink_st_open: NULL argument");
+  *out = NULL;
+  asink_st_file *f = asink_calloc(1, sizeof *f);
+  if (!f) return asink_fail(ASINK_ERR_NOMEM, "cannot open '%s': out of memory", path);
+  asink_status s = bytes_open(path, &f->bytes);
+  if (s) {
+    free(f);
+    return s;
+  }
+  if ((s = parse_header(bytes_of(&f->bytes), f->bytes.len, NULL, &f->h))) {
+    bytes_release(&f->bytes);
+    free(f);
+    return asink_fail_context(s, path);
+  }
+  *out = f;
+  return ASINK_OK;
+}
+
+void asink_st_close(asink_st_file *f) {
+  if (!f) return;
+  header_free(&f->h);
+  bytes_release(&f->bytes);
+  free(f);
+}
+
+int asink_st_file_count(const asink_st_file *f) { return f ? (int)f->h.n : 0; }
+
+asink_status asink_st_file_info(const asink_st_file *f, int i, const char **name, int *ndim,
+                                int64_t shape[ASINK_ST_MAX_DIMS], const char **dtype) {
+  if (!f || i < 0 || (size_t)i >= f->h.n)
+    return asink_fail(ASINK_ERR_ARG, "tensor index %d out of range (file has %d)", i, asink_st_file_count(f));
+  const st_entry *e = &f->h.e[i];
+  if (name) *name = e->name;
+  if (ndim) *ndim = e->ndim;
+  if (shape)
+    for (int d = 0; d < e->ndim; d++) shape[d] = e->shape[d];
+  if (dtype) *dtype = dtypes[e->dtype].name;
+  return ASINK_OK;
+}
+
+asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst) {
+  if (!f || i < 0 || (size_t)i >= f->h.n || !dst)
+    return asink_fail(ASINK_ERR_ARG, "asink_st_file_load: tensor %d of %d, or dst NULL", i, asink_st_file_count(f));
+  const st_entry *e = &f->h.e[i];
+  if (e->dtype >= N_FLOAT_DTYPES)
+    return asink_fail(ASINK_ERR_FORMAT, "tensor " NAME_FMT " has dtype %s, not a float type (F32, F16, BF16, F64)",
+                      e->name, dtypes[e->dtype].name);
+  const unsigned char *src = f->h.data + e->begin;
+  const size_t size = (size_t)dtypes[e->dtype].size, chunk = (size_t)1 << 20;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  /* In chunks, each chunk's pages of the file dropped from the process once converted (they
+   * stay in the page cache; touching one again only reads it back): the converted copy is
+   * the one kept, so loading holds the weights once plus a few MB of the file. */
+  for (size_t at = 0; at < e->numel; at += chunk) {
+    size_t n = e->numel - at < chunk ? e->numel - at : chunk;
+    convert(dst + at, src + at * size, n, e->dtype);
+    if (f->bytes.map) {
+      uintptr_t lo = (uintptr_t)(src + at * size) / page * page;
+      uintptr_t hi = (uintptr_t)(src + (at + n) * size) / page * page;
+      if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+  }
   return ASINK_OK;
 }
 

@@ -68,6 +68,24 @@ const char *asink_st_dtype(const asink_tensors *set, int i);
 asink_status asink_st_add(asink_tensors *set, const char *name, int ndim, const int64_t *shape,
                           const float *data);
 
+/* A safetensors file mapped for reading, its header checked as asink_st_read checks it, each
+ * tensor converted to float32 straight into the caller's buffer (asink_st_file_load), so
+ * that loading a model keeps one copy of its weights. Errors of asink_st_open: those of
+ * asink_st_read. */
+typedef struct asink_st_file asink_st_file;
+asink_status asink_st_open(const char *path, asink_st_file **out);
+void asink_st_close(asink_st_file *f);
+int asink_st_file_count(const asink_st_file *f);
+/* Tensor i (data order): any output may be NULL; dtype is "F32", "F16", "BF16", "F64" or
+ * one of the integer dtypes a file may hold beside them ("BOOL", "U8", "I64", ...).
+ * ASINK_ERR_ARG if i is out of range. */
+asink_status asink_st_file_info(const asink_st_file *f, int i, const char **name, int *ndim,
+                                int64_t shape[ASINK_ST_MAX_DIMS], const char **dtype);
+/* Converts tensor i into dst (its element count of floats) and drops the file's pages of it
+ * from the process. ASINK_ERR_FORMAT for a tensor that is not a float dtype (its name in the
+ * message), ASINK_ERR_ARG for a bad index. */
+asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst);
+
 /* Value stored under key in __metadata__, or NULL if absent. Owned by the set. */
 const char *asink_st_meta_get(const asink_tensors *set, const char *key);
 

@@ -22,7 +22,7 @@ typedef struct {
 /* out (N x C) = the attention sub-block of layer l on its input rows xa (N x C). */
 typedef asink_status (*asink_attend_fn)(void *ctx, int l, const float *xa, float *out);
 
-/* The family's norm (LayerNorm for gpt2, RMSNorm otherwise) over N rows. */
+/* The family's norm (LayerNorm for gpt2, neox and opt, RMSNorm otherwise) over N rows. */
 void asink_block_norm(const asink_weights *w, float *y, float *mean, float *rstd, const float *x,
                       const float *nw, const float *nb, int N, int nt);
 
@@ -31,7 +31,16 @@ void asink_block_norm(const asink_weights *w, float *y, float *mean, float *rstd
 void asink_block_kernel_mlp(const asink_layer_weights *y, const float *x, float *a, float *phi,
                             size_t rows, int D, int nt);
 
-/* Block l forward, pre- or post-norm as the config says. */
+/* q (N x H*D), k and v (N x Hkv*D) of input rows xa: three projections, or one fused
+ * projection split per head (neox), which needs fused (N x 3*H*D floats) as scratch. */
+void asink_block_qkv(const asink_weights *w, const asink_layer_weights *y, const float *xa, float *q,
+                     float *k, float *v, float *fused, int N, int nt);
+/* The fused layout's gradient from dq, dk, dv (the inverse of the split). */
+void asink_block_qkv_merge(const asink_weights *w, const float *dq, const float *dk, const float *dv,
+                           float *dfused, int N);
+
+/* Block l forward, pre- or post-norm, or parallel (neox: x + attn(ln1 x) + mlp(ln2 x)), as
+ * the config says; parallel leaves x_in + attn in x_mid. */
 asink_status asink_block_forward(const asink_weights *w, int l, const asink_block_acts *a, int N,
                                  asink_attend_fn attend, void *ctx, int nt);
 

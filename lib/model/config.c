@@ -15,12 +15,30 @@
  * above any real model keeps those products clear of int overflow. */
 #define MAX_SIZE (1 << 30)
 
-static const char *const ffn_names[] = {"swiglu", "geglu", "reglu", "gelu", "relu", "swish"};
+static const char *const ffn_names[] = {"swiglu", "geglu", "reglu", "gelu", "relu", "swish", "gelu_exact"};
 static const char *const pos_names[] = {"rope", "nope", "sinusoidal", "learned", "alibi", "relative"};
 static const char *const normpos_names[] = {"pre", "post"};
+/* HF's model_type of each family, in asink_family order. */
+static const char *const family_names[] = {"llama", "gpt2", "gpt_neox", "opt", "qwen2", "mistral"};
+static const char *const architectures[] = {"LlamaForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM",
+                                            "OPTForCausalLM",   "Qwen2ForCausalLM", "MistralForCausalLM"};
 #define N_FFN ((int)(sizeof ffn_names / sizeof *ffn_names))
 #define N_POS ((int)(sizeof pos_names / sizeof *pos_names))
 #define N_NORMPOS ((int)(sizeof normpos_names / sizeof *normpos_names))
+#define N_FAMILY ((int)(sizeof family_names / sizeof *family_names))
+
+const char *asink_family_name(asink_family f) {
+  return (unsigned)f < (unsigned)N_FAMILY ? family_names[f] : "unknown";
+}
+
+/* LLaMA's layout: RMSNorm, separate q/k/v projections, a gated FFN by default. */
+static bool llama_layout(asink_family f) {
+  return f == ASINK_FAMILY_LLAMA || f == ASINK_FAMILY_QWEN2 || f == ASINK_FAMILY_MISTRAL;
+}
+
+bool asink_config_layernorm(const asink_config *c) { return !llama_layout(c->family); }
+
+int asink_config_rope_dim(const asink_config *c) { return c->rope_dim ? c->rope_dim : c->head_dim; }
 
 const char *asink_ffn_name(asink_ffn f) {
   return (unsigned)f < (unsigned)N_FFN ? ffn_names[f] : "unknown";
@@ -47,9 +65,23 @@ static const key_names llama_keys = {"vocab_size",          "hidden_size",
                                      "max_position_embeddings", "rms_norm_eps"};
 static const key_names gpt2_keys = {"vocab_size", "n_embd", "n_inner",     "n_layer",
                                     "n_head",     "n_head", "n_positions", "layer_norm_epsilon"};
+static const key_names neox_keys = {"vocab_size",          "hidden_size",
+                                    "intermediate_size",   "num_hidden_layers",
+                                    "num_attention_heads", "num_attention_heads",
+                                    "max_position_embeddings", "layer_norm_eps"};
+/* OPT has no epsilon key (nn.LayerNorm's 1e-5); the name is for messages on configs built in code. */
+static const key_names opt_keys = {"vocab_size",          "hidden_size",
+                                   "ffn_dim",             "num_hidden_layers",
+                                   "num_attention_heads", "num_attention_heads",
+                                   "max_position_embeddings", "layer_norm_eps"};
 
 static const key_names *keys_of(asink_family f) {
-  return f == ASINK_FAMILY_GPT2 ? &gpt2_keys : &llama_keys;
+  switch (f) {
+  case ASINK_FAMILY_GPT2: return &gpt2_keys;
+  case ASINK_FAMILY_NEOX: return &neox_keys;
+  case ASINK_FAMILY_OPT: return &opt_keys;
+  default: return &llama_keys;
+  }
 }
 
 /* ---- validation (shared by the parser and structs built in code) -------------- */
@@ -70,14 +102,15 @@ static asink_status check_positive(const char *src, const char *key, float v) {
 asink_status asink_config_validate(const asink_config *c, const char *source) {
   const char *src = source ? source : "config";
   if (!c) return asink_fail(ASINK_ERR_ARG, "%s: config is NULL", src);
-  if (c->family != ASINK_FAMILY_LLAMA && c->family != ASINK_FAMILY_GPT2)
-    return asink_fail(ASINK_ERR_FORMAT, "%s: family=%d is neither llama nor gpt2", src, (int)c->family);
+  if ((unsigned)c->family >= (unsigned)N_FAMILY)
+    return asink_fail(ASINK_ERR_FORMAT, "%s: family=%d is not a known family", src, (int)c->family);
+  const bool fused_kv = !llama_layout(c->family);
   const key_names *k = keys_of(c->family);
   asink_status s;
   if ((s = check_size(src, k->vocab, c->vocab_size)) || (s = check_size(src, k->hidden, c->hidden)) ||
       (s = check_size(src, k->inter, c->intermediate)) || (s = check_size(src, k->layers, c->n_layer)) ||
       (s = check_size(src, k->heads, c->n_head)) ||
-      (s = check_size(src, c->family == ASINK_FAMILY_GPT2 ? "n_kv_head" : k->kv, c->n_kv_head)) ||
+      (s = check_size(src, fused_kv ? "n_kv_head" : k->kv, c->n_kv_head)) ||
       (s = check_size(src, k->max_pos, c->max_pos)))
     return s;
   if (c->hidden % c->n_head)
@@ -86,10 +119,10 @@ asink_status asink_config_validate(const asink_config *c, const char *source) {
   if (c->head_dim != c->hidden / c->n_head)
     return asink_fail(ASINK_ERR_FORMAT, "%s: head_dim=%d must equal %s/%s=%d", src, c->head_dim,
                       k->hidden, k->heads, c->hidden / c->n_head);
-  /* GPT-2's fused c_attn has as many key heads as query heads. */
-  if (c->family == ASINK_FAMILY_GPT2 && c->n_kv_head != c->n_head)
-    return asink_fail(ASINK_ERR_FORMAT, "%s: n_kv_head=%d must equal n_head=%d for gpt2", src,
-                      c->n_kv_head, c->n_head);
+  /* GPT-2's and NeoX's fused q/k/v (and OPT's projections) have as many key heads as query heads. */
+  if (fused_kv && c->n_kv_head != c->n_head)
+    return asink_fail(ASINK_ERR_FORMAT, "%s: n_kv_head=%d must equal %s=%d for %s", src,
+                      c->n_kv_head, k->heads, c->n_head, asink_family_name(c->family));
   if (c->n_head % c->n_kv_head)
     return asink_fail(ASINK_ERR_FORMAT, "%s: %s=%d is not a multiple of %s=%d", src, k->heads,
                       c->n_head, k->kv, c->n_kv_head);
@@ -106,6 +139,13 @@ asink_status asink_config_validate(const asink_config *c, const char *source) {
   if (c->pos == ASINK_POS_ROPE && c->head_dim % 2)
     return asink_fail(ASINK_ERR_FORMAT, "%s: head_dim=%d must be even for attnsink.positions=rope",
                       src, c->head_dim);
+  if (c->rope_dim && (c->rope_dim < 2 || c->rope_dim > c->head_dim || c->rope_dim % 2))
+    return asink_fail(ASINK_ERR_FORMAT,
+                      "%s: rotary dims=%d (rotary_pct x head_dim) must be even and in 2..head_dim=%d",
+                      src, c->rope_dim, c->head_dim);
+  if (c->pos_offset < 0 || c->pos_offset > 1024 ||
+      (c->pos_offset && c->max_pos > MAX_SIZE - c->pos_offset))
+    return asink_fail(ASINK_ERR_FORMAT, "%s: position offset=%d must be in 0..1024", src, c->pos_offset);
   if (!memchr(c->attn, 0, sizeof c->attn))
     return asink_fail(ASINK_ERR_FORMAT, "%s: attnsink.attn is not terminated within %zu characters",
                       src, sizeof c->attn - 1);
@@ -254,13 +294,11 @@ static asink_status detect_family(const scope *sc, asink_family *f) {
   json_t *mt = get(sc, "model_type");
   if (mt) {
     const char *t = json_is_string(mt) ? json_string_value(mt) : NULL;
-    /* Mistral is LLaMA plus an optional sliding window, which maps onto the spec. */
-    if (t && (!strcmp(t, "llama") || !strcmp(t, "mistral")))
-      *f = ASINK_FAMILY_LLAMA;
-    else if (t && !strcmp(t, "gpt2"))
-      *f = ASINK_FAMILY_GPT2;
-    else
-      return bad(sc, "model_type", mt, "is not supported (llama, mistral or gpt2)");
+    int i = t ? lookup(t, family_names, N_FAMILY) : -1;
+    if (i < 0)
+      return bad(sc, "model_type", mt,
+                 "is not supported (llama, mistral, qwen2, gpt2, gpt_neox or opt)");
+    *f = (asink_family)i;
     return ASINK_OK;
   }
   bool gpt2 = json_object_get(sc->obj, "n_embd"), llama = json_object_get(sc->obj, "hidden_size");
@@ -292,10 +330,18 @@ static asink_status parse_llama(const scope *sc, asink_config *c, bool ffn_given
   if (has_hd && head_dim != c->hidden / c->n_head)
     return asink_fail(ASINK_ERR_FORMAT, "%s: head_dim=%d must equal hidden_size/num_attention_heads=%d/%d",
                       sc->src, head_dim, c->hidden, c->n_head);
-  if ((s = require_absent_or(sc, "rope_scaling", "null")) ||
-      (s = require_absent_or(sc, "attention_bias", "false")) ||
-      (s = require_absent_or(sc, "mlp_bias", "false")))
-    return s;
+  if ((s = require_absent_or(sc, "rope_scaling", "null"))) return s;
+  if (c->family == ASINK_FAMILY_QWEN2) {
+    /* Qwen2 always has q/k/v biases; its window (use_sliding_window) covers only the
+     * layers from max_window_layers on, which one spec for every layer cannot say. */
+    c->qkv_bias = true;
+    if ((s = require_absent_or(sc, "use_sliding_window", "false"))) return s;
+  } else {
+    bool attn_bias = false;
+    if ((s = get_bool(sc, "attention_bias", &attn_bias)) || (s = get_bool(sc, "mlp_bias", &c->mlp_bias)))
+      return s;
+    c->qkv_bias = c->o_bias = attn_bias;
+  }
   /* "attnsink".ffn, when given, is the authority; otherwise hidden_act must be SwiGLU's. */
   json_t *act = get(sc, "hidden_act");
   if (!ffn_given && act &&
@@ -303,6 +349,104 @@ static asink_status parse_llama(const scope *sc, asink_config *c, bool ffn_given
                                 !strcmp(json_string_value(act), "swish"))))
     return bad(sc, "hidden_act", act, "is not supported (silu, or choose attnsink.ffn)");
   return ASINK_OK;
+}
+
+/* The activation of a one-input MLP (gpt2, neox, opt) from its HF key; HF's "gelu" is the
+ * erf form. */
+static asink_status plain_activation(const scope *sc, const char *key, bool ffn_given, asink_config *c) {
+  json_t *act = get(sc, key);
+  if (ffn_given || !act) return ASINK_OK;
+  /* HF's tanh-GELU spellings all compute the same function; relu and silu are plain MLPs. */
+  static const char *const gelu[] = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"};
+  const char *a = json_is_string(act) ? json_string_value(act) : "";
+  if (lookup(a, gelu, 3) >= 0)
+    c->ffn = ASINK_FFN_GELU;
+  else if (!strcmp(a, "gelu"))
+    c->ffn = ASINK_FFN_GELU_EXACT;
+  else if (!strcmp(a, "relu"))
+    c->ffn = ASINK_FFN_RELU;
+  else if (!strcmp(a, "silu") || !strcmp(a, "swish"))
+    c->ffn = ASINK_FFN_SWISH;
+  else
+    return bad(sc, key, act,
+               "is not supported (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, or choose "
+               "attnsink.ffn)");
+  return ASINK_OK;
+}
+
+/* GPT-NeoX's rotary fraction: rotary_pct (partial_rotary_factor in newer writers). */
+static asink_status parse_rotary(const scope *sc, asink_config *c) {
+  double pct = 0.25;
+  const char *key = "rotary_pct";
+  json_t *v = get(sc, key);
+  if (!v) v = get(sc, key = "partial_rotary_factor");
+  if (v) {
+    if (!json_is_number(v) || !(json_number_value(v) > 0.0) || json_number_value(v) > 1.0)
+      return bad(sc, key, v, "must be a number in (0, 1]");
+    pct = json_number_value(v);
+  }
+  if (c->hidden % c->n_head) return ASINK_OK; /* validation names the real problem */
+  /* as HF: int(head_size * rotary_pct) */
+  c->rope_dim = (int)((double)(c->hidden / c->n_head) * pct);
+  if (c->rope_dim < 2 || c->rope_dim % 2) {
+    char what[96];
+    snprintf(what, sizeof what, "gives %d rotary dims of head_dim=%d; they must be even and >= 2",
+             c->rope_dim, c->hidden / c->n_head);
+    return bad(sc, key, v, what);
+  }
+  return ASINK_OK;
+}
+
+static asink_status parse_neox(const scope *sc, asink_config *c, bool ffn_given) {
+  asink_status s;
+  bool attn_bias = true;
+  if ((s = get_size(sc, "hidden_size", true, &c->hidden, NULL)) ||
+      (s = get_size(sc, "intermediate_size", true, &c->intermediate, NULL)) ||
+      (s = get_size(sc, "num_hidden_layers", true, &c->n_layer, NULL)) ||
+      (s = get_size(sc, "num_attention_heads", true, &c->n_head, NULL)) ||
+      (s = get_pos_float(sc, "layer_norm_eps", &c->norm_eps)) ||
+      (s = get_pos_float(sc, "rotary_emb_base", &c->rope_theta)) ||
+      (s = get_pos_float(sc, "rope_theta", &c->rope_theta)) ||
+      (s = get_size(sc, "max_position_embeddings", true, &c->max_pos, NULL)) ||
+      (s = get_size(sc, "vocab_size", true, &c->vocab_size, NULL)) ||
+      (s = get_bool(sc, "tie_word_embeddings", &c->tie_embeddings)) ||
+      (s = get_bool(sc, "use_parallel_residual", &c->parallel_residual)) ||
+      (s = get_bool(sc, "attention_bias", &attn_bias)) || (s = parse_rotary(sc, c)) ||
+      (s = require_absent_or(sc, "rope_scaling", "null")))
+    return s;
+  c->n_kv_head = c->n_head;
+  c->qkv_bias = c->o_bias = attn_bias;
+  c->mlp_bias = true;
+  return plain_activation(sc, "hidden_act", ffn_given, c);
+}
+
+static asink_status parse_opt(const scope *sc, asink_config *c, bool ffn_given) {
+  asink_status s;
+  bool pre = true, bias = true;
+  int proj = 0;
+  bool has_proj;
+  if ((s = get_size(sc, "hidden_size", true, &c->hidden, NULL)) ||
+      (s = get_size(sc, "ffn_dim", true, &c->intermediate, NULL)) ||
+      (s = get_size(sc, "num_hidden_layers", true, &c->n_layer, NULL)) ||
+      (s = get_size(sc, "num_attention_heads", true, &c->n_head, NULL)) ||
+      (s = get_size(sc, "max_position_embeddings", true, &c->max_pos, NULL)) ||
+      (s = get_size(sc, "vocab_size", true, &c->vocab_size, NULL)) ||
+      (s = get_size(sc, "word_embed_proj_dim", false, &proj, &has_proj)) ||
+      (s = get_bool(sc, "tie_word_embeddings", &c->tie_embeddings)) ||
+      (s = get_bool(sc, "do_layer_norm_before", &pre)) || (s = get_bool(sc, "enable_bias", &bias)) ||
+      (s = require_absent_or(sc, "_remove_final_layer_norm", "false")) ||
+      (s = require_absent_or(sc, "layer_norm_elementwise_affine", "true")))
+    return s;
+  /* A smaller embedding (opt-350m) needs project_in/project_out, which the library has not. */
+  if (has_proj && proj != c->hidden)
+    return asink_fail(ASINK_ERR_UNSUPPORTED,
+                      "%s: word_embed_proj_dim=%d is not supported (only equal to hidden_size=%d)",
+                      sc->src, proj, c->hidden);
+  c->n_kv_head = c->n_head;
+  c->norm = pre ? ASINK_NORMPOS_PRE : ASINK_NORMPOS_POST;
+  c->qkv_bias = c->o_bias = c->mlp_bias = bias;
+  c->pos_offset = 2; /* OPTLearnedPositionalEmbedding */
+  return plain_activation(sc, "activation_function", ffn_given, c);
 }
 
 static asink_status parse_gpt2(const scope *sc, asink_config *c, bool ffn_given) {
@@ -332,23 +476,7 @@ static asink_status parse_gpt2(const scope *sc, asink_config *c, bool ffn_given)
   if ((s = require_absent_or(sc, "scale_attn_weights", "true")) ||
       (s = require_absent_or(sc, "scale_attn_by_inverse_layer_idx", "false")))
     return s;
-  json_t *act = get(sc, "activation_function");
-  if (!ffn_given && act) {
-    /* HF's tanh-GELU spellings all compute the same function; relu and silu are plain MLPs. */
-    static const char *const gelu[] = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"};
-    const char *a = json_is_string(act) ? json_string_value(act) : "";
-    if (lookup(a, gelu, 3) >= 0)
-      c->ffn = ASINK_FFN_GELU;
-    else if (!strcmp(a, "relu"))
-      c->ffn = ASINK_FFN_RELU;
-    else if (!strcmp(a, "silu") || !strcmp(a, "swish"))
-      c->ffn = ASINK_FFN_SWISH;
-    else
-      return bad(sc, "activation_function", act,
-                 "is not supported (gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu, or choose "
-                 "attnsink.ffn)");
-  }
-  return ASINK_OK;
+  return plain_activation(sc, "activation_function", ffn_given, c);
 }
 
 static const char *const attnsink_keys[] = {"attn",      "ffn",        "norm_position", "positions",
@@ -375,7 +503,7 @@ static asink_status check_attnsink(const scope *top, json_t **as) {
 
 static asink_status parse_attnsink(const scope *sc, asink_config *c, bool *attn_given) {
   asink_status s;
-  int i;
+  int i = 0;
   bool present;
   json_t *v = get(sc, "attn");
   *attn_given = v != NULL;
@@ -441,27 +569,36 @@ asink_status asink_config_parse(const char *json, const char *source, asink_conf
     goto done;
   }
   if ((s = detect_family(&top, &family)) || (s = check_attnsink(&top, &as))) goto done;
-  bool llama = family == ASINK_FAMILY_LLAMA;
+  /* each family's own defaults, as HF's config classes have them */
+  bool llama = llama_layout(family), neox = family == ASINK_FAMILY_NEOX;
+  bool opt = family == ASINK_FAMILY_OPT;
   out = (asink_config){
       .family = family,
       .norm_eps = llama ? 1e-6f : 1e-5f,
       .rope_theta = 10000.f,
-      .tie_embeddings = !llama,
+      .tie_embeddings = !llama && !neox,
       .attn = "softmax",
-      .ffn = llama ? ASINK_FFN_SWIGLU : ASINK_FFN_GELU,
+      .ffn = llama ? ASINK_FFN_SWIGLU : neox ? ASINK_FFN_GELU_EXACT : opt ? ASINK_FFN_RELU : ASINK_FFN_GELU,
       .norm = ASINK_NORMPOS_PRE,
-      .pos = llama ? ASINK_POS_ROPE : ASINK_POS_LEARNED,
+      .pos = llama || neox ? ASINK_POS_ROPE : ASINK_POS_LEARNED,
       .bos = -1,
+      .parallel_residual = neox,
   };
   bool ffn_given = as && json_object_get(as, "ffn") && !json_is_null(json_object_get(as, "ffn"));
-  if ((s = llama ? parse_llama(&top, &out, ffn_given) : parse_gpt2(&top, &out, ffn_given))) goto done;
+  s = llama  ? parse_llama(&top, &out, ffn_given)
+      : neox ? parse_neox(&top, &out, ffn_given)
+      : opt  ? parse_opt(&top, &out, ffn_given)
+             : parse_gpt2(&top, &out, ffn_given);
+  if (s) goto done;
   out.head_dim = out.hidden / out.n_head;
   bool attn_given = false;
   if (as) {
     scope in = {src, as, "attnsink."};
     if ((s = parse_attnsink(&in, &out, &attn_given))) goto done;
   }
-  if (llama && (s = apply_sliding_window(&top, &out, attn_given))) goto done;
+  if ((family == ASINK_FAMILY_LLAMA || family == ASINK_FAMILY_MISTRAL) &&
+      (s = apply_sliding_window(&top, &out, attn_given)))
+    goto done;
   if ((s = asink_config_validate(&out, src))) goto done;
   *c = out;
 done:
@@ -485,9 +622,91 @@ static double short_decimal(float f) {
 
 static int set_new(json_t *obj, const char *key, json_t *v) { return json_object_set_new(obj, key, v); }
 
+/* A rotary_pct that HF's int(head_dim * pct) turns back into rope_dim: the shortest decimal
+ * near (rope_dim + 1/4) / head_dim, away from the integer boundaries. */
+static double rotary_pct(int rope_dim, int head_dim) {
+  double x = (rope_dim + 0.25) / head_dim;
+  char buf[32];
+  for (int p = 1; p < 9; p++) {
+    snprintf(buf, sizeof buf, "%.*g", p, x);
+    double d = strtod(buf, NULL);
+    if ((int)(head_dim * d) == rope_dim && d <= 1.0) return d;
+  }
+  return x;
+}
+
+/* The one-input MLP's activation in HF's spelling, NULL for the gated kinds. */
+static const char *plain_act_name(asink_ffn f) {
+  switch (f) {
+  case ASINK_FFN_GELU: return "gelu_new";
+  case ASINK_FFN_GELU_EXACT: return "gelu";
+  case ASINK_FFN_RELU: return "relu";
+  case ASINK_FFN_SWISH: return "silu";
+  default: return NULL;
+  }
+}
+
+static int write_llama_keys(json_t *root, const asink_config *c) {
+  int err = 0;
+  err |= set_new(root, "hidden_size", json_integer(c->hidden));
+  err |= set_new(root, "intermediate_size", json_integer(c->intermediate));
+  err |= set_new(root, "num_hidden_layers", json_integer(c->n_layer));
+  err |= set_new(root, "num_attention_heads", json_integer(c->n_head));
+  err |= set_new(root, "num_key_value_heads", json_integer(c->n_kv_head));
+  err |= set_new(root, "head_dim", json_integer(c->head_dim));
+  err |= set_new(root, "max_position_embeddings", json_integer(c->max_pos));
+  err |= set_new(root, "rms_norm_eps", json_real(short_decimal(c->norm_eps)));
+  err |= set_new(root, "rope_theta", json_real(short_decimal(c->rope_theta)));
+  /* HF's LlamaForCausalLM can only run the SwiGLU case. */
+  if (c->ffn == ASINK_FFN_SWIGLU) err |= set_new(root, "hidden_act", json_string("silu"));
+  if (c->family == ASINK_FAMILY_LLAMA) {
+    err |= set_new(root, "attention_bias", json_boolean(c->qkv_bias));
+    err |= set_new(root, "mlp_bias", json_boolean(c->mlp_bias));
+  } else if (c->family == ASINK_FAMILY_QWEN2) {
+    err |= set_new(root, "use_sliding_window", json_false());
+  } else { /* mistral */
+    asink_spec sp;
+    int w = asink_spec_parse(c->attn, &sp) == ASINK_OK ? sp.window : 0;
+    err |= set_new(root, "sliding_window", w > 0 ? json_integer(w) : json_null());
+  }
+  return err;
+}
+
+static int write_neox_keys(json_t *root, const asink_config *c) {
+  int err = 0;
+  err |= set_new(root, "hidden_size", json_integer(c->hidden));
+  err |= set_new(root, "intermediate_size", json_integer(c->intermediate));
+  err |= set_new(root, "num_hidden_layers", json_integer(c->n_layer));
+  err |= set_new(root, "num_attention_heads", json_integer(c->n_head));
+  err |= set_new(root, "max_position_embeddings", json_integer(c->max_pos));
+  err |= set_new(root, "layer_norm_eps", json_real(short_decimal(c->norm_eps)));
+  err |= set_new(root, "rotary_pct", json_real(rotary_pct(asink_config_rope_dim(c), c->head_dim)));
+  err |= set_new(root, "rotary_emb_base", json_real(short_decimal(c->rope_theta)));
+  err |= set_new(root, "use_parallel_residual", json_boolean(c->parallel_residual));
+  err |= set_new(root, "attention_bias", json_boolean(c->qkv_bias));
+  const char *act = plain_act_name(c->ffn);
+  if (act) err |= set_new(root, "hidden_act", json_string(act));
+  return err;
+}
+
+static int write_opt_keys(json_t *root, const asink_config *c) {
+  int err = 0;
+  err |= set_new(root, "hidden_size", json_integer(c->hidden));
+  err |= set_new(root, "word_embed_proj_dim", json_integer(c->hidden));
+  err |= set_new(root, "ffn_dim", json_integer(c->intermediate));
+  err |= set_new(root, "num_hidden_layers", json_integer(c->n_layer));
+  err |= set_new(root, "num_attention_heads", json_integer(c->n_head));
+  err |= set_new(root, "max_position_embeddings", json_integer(c->max_pos));
+  err |= set_new(root, "do_layer_norm_before", json_boolean(c->norm == ASINK_NORMPOS_PRE));
+  err |= set_new(root, "enable_bias", json_boolean(c->qkv_bias));
+  const char *act = plain_act_name(c->ffn);
+  if (act) err |= set_new(root, "activation_function", json_string(act));
+  return err;
+}
+
 char *asink_config_to_json(const asink_config *c) {
   if (!c) return NULL;
-  bool llama = c->family != ASINK_FAMILY_GPT2;
+  bool llama = llama_layout(c->family);
   json_t *root = json_object(), *arch = json_array(), *as = json_object();
   int err = !root || !arch || !as;
   if (err) {
@@ -496,22 +715,17 @@ char *asink_config_to_json(const asink_config *c) {
     json_decref(as);
     return NULL;
   }
-  err |= json_array_append_new(arch, json_string(llama ? "LlamaForCausalLM" : "GPT2LMHeadModel"));
+  const int fam = (unsigned)c->family < (unsigned)N_FAMILY ? (int)c->family : 0;
+  err |= json_array_append_new(arch, json_string(architectures[fam]));
   err |= set_new(root, "architectures", arch);
-  err |= set_new(root, "model_type", json_string(llama ? "llama" : "gpt2"));
+  err |= set_new(root, "model_type", json_string(family_names[fam]));
   err |= set_new(root, "vocab_size", json_integer(c->vocab_size));
   if (llama) {
-    err |= set_new(root, "hidden_size", json_integer(c->hidden));
-    err |= set_new(root, "intermediate_size", json_integer(c->intermediate));
-    err |= set_new(root, "num_hidden_layers", json_integer(c->n_layer));
-    err |= set_new(root, "num_attention_heads", json_integer(c->n_head));
-    err |= set_new(root, "num_key_value_heads", json_integer(c->n_kv_head));
-    err |= set_new(root, "head_dim", json_integer(c->head_dim));
-    err |= set_new(root, "max_position_embeddings", json_integer(c->max_pos));
-    err |= set_new(root, "rms_norm_eps", json_real(short_decimal(c->norm_eps)));
-    err |= set_new(root, "rope_theta", json_real(short_decimal(c->rope_theta)));
-    /* HF's LlamaForCausalLM can only run the SwiGLU case. */
-    if (c->ffn == ASINK_FFN_SWIGLU) err |= set_new(root, "hidden_act", json_string("silu"));
+    err |= write_llama_keys(root, c);
+  } else if (c->family == ASINK_FAMILY_NEOX) {
+    err |= write_neox_keys(root, c);
+  } else if (c->family == ASINK_FAMILY_OPT) {
+    err |= write_opt_keys(root, c);
   } else {
     err |= set_new(root, "n_embd", json_integer(c->hidden));
     err |= set_new(root, "n_inner", json_integer(c->intermediate));
@@ -522,10 +736,7 @@ char *asink_config_to_json(const asink_config *c) {
     err |= set_new(root, "layer_norm_epsilon", json_real(short_decimal(c->norm_eps)));
     /* Not an HF GPT-2 key, but a gpt2 with rope positions needs it to round-trip. */
     err |= set_new(root, "rope_theta", json_real(short_decimal(c->rope_theta)));
-    const char *act = c->ffn == ASINK_FFN_GELU   ? "gelu_new"
-                      : c->ffn == ASINK_FFN_RELU ? "relu"
-                      : c->ffn == ASINK_FFN_SWISH ? "silu"
-                                                  : NULL;
+    const char *act = plain_act_name(c->ffn);
     if (act) err |= set_new(root, "activation_function", json_string(act));
   }
   err |= set_new(root, "tie_word_embeddings", json_boolean(c->tie_embeddings));

@@ -1,5 +1,5 @@
-/* Model configuration: HF config.json keys of the two families plus the
- * "attnsink" object for what HF has no word for (docs/formats.md). */
+/* Model configuration: HF config.json keys of each family plus the "attnsink" object
+ * for what HF has no word for (docs/formats.md, docs/models.md). */
 #ifndef ASINK_MODEL_CONFIG_H
 #define ASINK_MODEL_CONFIG_H
 
@@ -7,14 +7,24 @@
 
 #include "attnsink.h"
 
-typedef enum { ASINK_FAMILY_LLAMA, ASINK_FAMILY_GPT2 } asink_family;
+/* llama, qwen2 and mistral share LLaMA's layout (qwen2: q/k/v biases; mistral: a sliding
+ * window); neox is GPT-NeoX (Pythia); opt is Meta's OPT. */
+typedef enum {
+  ASINK_FAMILY_LLAMA,
+  ASINK_FAMILY_GPT2,
+  ASINK_FAMILY_NEOX,
+  ASINK_FAMILY_OPT,
+  ASINK_FAMILY_QWEN2,
+  ASINK_FAMILY_MISTRAL
+} asink_family;
 typedef enum {
   ASINK_FFN_SWIGLU,
   ASINK_FFN_GEGLU,
   ASINK_FFN_REGLU,
   ASINK_FFN_GELU,
   ASINK_FFN_RELU,
-  ASINK_FFN_SWISH
+  ASINK_FFN_SWISH,
+  ASINK_FFN_GELU_EXACT /* erf GELU: HF's "gelu" (Pythia, some OPT) */
 } asink_ffn;
 typedef enum { ASINK_NORMPOS_PRE, ASINK_NORMPOS_POST } asink_normpos;
 typedef enum {
@@ -47,7 +57,21 @@ typedef struct asink_config {
   bool kernel_mlp;    /* "kernel": "mlp" */
   bool sink_token;    /* "sink_token": true */
   int bos;            /* "bos": id, or -1 */
+  /* what the families beyond llama and gpt2 add; zero is llama's and gpt2's own */
+  bool qkv_bias, o_bias, mlp_bias; /* biases of q/k/v, of the output and of the FFN linears */
+  bool parallel_residual;          /* neox: x + attn(ln1(x)) + mlp(ln2(x)) */
+  int rope_dim;   /* dims of each head RoPE rotates (neox rotary_pct); 0: all head_dim */
+  int pos_offset; /* opt: position p reads row p + 2 of the learned table */
 } asink_config;
+
+/* The family's HF model_type ("llama", "gpt_neox", ...). */
+const char *asink_family_name(asink_family f);
+
+/* The family normalises with LayerNorm (weight and bias), not RMSNorm. */
+bool asink_config_layernorm(const asink_config *c);
+
+/* The dims of each head RoPE rotates (rope_dim, or head_dim when 0). */
+int asink_config_rope_dim(const asink_config *c);
 
 /* Parses config.json text (source names the file in messages). Missing or
  * inconsistent keys: ASINK_ERR_FORMAT naming the key and the value. */

@@ -248,8 +248,9 @@ typedef struct {
   int *n, *row0;      /* B each */
   int64_t *pos;       /* R: each row's true stream position */
   float *q, *k, *v, *att, *qa, *qphi, *ka, *kphi, *kraw;
-  float *cs, *sn;     /* R x D/2 each: each row's RoPE angles */
-  float *rcs, *rsn;   /* per thread, n_sink x D/2: the sink keys' re-rotation angles */
+  float *fused;       /* neox: R x 3*H*D fused q/k/v rows */
+  float *cs, *sn;     /* R x rot/2 each: each row's RoPE angles (rot: the rotated dims) */
+  float *rcs, *rsn;   /* per thread, n_sink x rot/2: the sink keys' re-rotation angles */
   float *imp;         /* per thread, H x (Tk + 1): a sequence's importance */
   int maxTk;
   double *seq_share;  /* B x H: each sequence's share sums of the layer */
@@ -261,7 +262,7 @@ typedef struct {
 /* The pass's buffers for R rows: block activations, q/k/v, angles, importance. */
 static void layout(const asink_weights *w, const asink_cache *c, int R, int maxTk, asink_carver *cv,
                    group *g, asink_block_acts *a, float **xf, float **xmean, float **xrstd) {
-  const size_t C = w->C, F = w->F, HD = (size_t)w->H * w->D, KD = c->KD, h = (size_t)w->D / 2;
+  const size_t C = w->C, F = w->F, HD = (size_t)w->H * w->D, KD = c->KD, h = (size_t)w->R / 2;
   const bool km = w->cfg.kernel_mlp;
   a->x_in = a->x_out = asink_take(cv, R * C);
   a->n1 = asink_take(cv, R * C);
@@ -286,6 +287,7 @@ static void layout(const asink_weights *w, const asink_cache *c, int R, int maxT
   g->qphi = km ? asink_take(cv, R * HD) : NULL;
   g->ka = km ? asink_take(cv, R * KD) : NULL;
   g->kphi = km ? asink_take(cv, R * KD) : NULL;
+  g->fused = w->qkv_per_head ? asink_take(cv, R * 3 * HD) : NULL;
   g->cs = asink_take(cv, R * h);
   g->sn = asink_take(cv, R * h);
   const size_t nt = (size_t)c->n_attn;
@@ -302,13 +304,13 @@ static void layout(const asink_weights *w, const asink_cache *c, int R, int maxT
 }
 
 static void angles(const asink_weights *w, int64_t pos, float *cs, float *sn) {
-  const int h = w->D / 2;
+  const int h = w->R / 2;
   if (pos < w->rope_len) {
     const float *tab = w->rope_ws.ptr;
     memcpy(cs, tab + (size_t)pos * h, h * sizeof(float));
     memcpy(sn, tab + ((size_t)w->rope_len + pos) * h, h * sizeof(float));
   } else {
-    asink_rope_angles(cs, sn, pos, w->D, w->cfg.rope_theta);
+    asink_rope_angles(cs, sn, pos, w->R, w->cfg.rope_theta);
   }
 }
 
@@ -318,12 +320,12 @@ static void resink(group *g, int l, int b, int tid) {
   const asink_weights *w = g->w;
   const seq_state *s = &c->seq[b];
   int ns = s->held < c->n_sink ? s->held : c->n_sink;
-  const size_t h = (size_t)w->D / 2, per = (size_t)c->n_sink * h + 1;
+  const size_t h = (size_t)w->R / 2, per = (size_t)c->n_sink * h + 1;
   float *rcs = g->rcs + tid * per, *rsn = g->rsn + tid * per;
   float *K = region(c, l, b, 0) + (size_t)s->start * c->KD;
   memcpy(K, raw_keys(c, l, b), (size_t)ns * c->KD * sizeof(float));
   for (int j = 0; j < ns; j++) angles(w, j + s->evicted, rcs + j * h, rsn + j * h);
-  asink_rope_rows(K, (size_t)ns, w->Hkv, w->D, rcs, rsn, h, 1.f);
+  asink_rope_rows(K, (size_t)ns, w->Hkv, w->D, w->R, rcs, rsn, h, 1.f);
 }
 
 /* Of the Tk keys a sequence's new rows see, those at stream positions < n_sink, which
@@ -384,14 +386,12 @@ static asink_status attend(void *ctx, int l, const float *xa, float *out) {
   const asink_weights *w = g->w;
   const asink_layer_weights *y = &w->layers[l];
   const int R = g->R, C = w->C, HD = w->H * w->D, KD = c->KD, nt = g->nt;
-  const size_t h = (size_t)w->D / 2;
-  asink_linear_forward(g->q, HD, xa, C, &y->q, R, nt);
-  asink_linear_forward(g->k, KD, xa, C, &y->k, R, nt);
-  asink_linear_forward(g->v, KD, xa, C, &y->v, R, nt);
+  const size_t h = (size_t)w->R / 2;
+  asink_block_qkv(w, y, xa, g->q, g->k, g->v, g->fused, R, nt);
   if (w->cfg.pos == ASINK_POS_ROPE) {
     if (g->kraw) memcpy(g->kraw, g->k, (size_t)R * KD * sizeof(float));
-    asink_rope_rows(g->q, (size_t)R, w->H, w->D, g->cs, g->sn, h, 1.f);
-    asink_rope_rows(g->k, (size_t)R, w->Hkv, w->D, g->cs, g->sn, h, 1.f);
+    asink_rope_rows(g->q, (size_t)R, w->H, w->D, w->R, g->cs, g->sn, h, 1.f);
+    asink_rope_rows(g->k, (size_t)R, w->Hkv, w->D, w->R, g->cs, g->sn, h, 1.f);
   }
   const float *qin = g->q, *kin = g->k;
   if (w->cfg.kernel_mlp) {
@@ -494,8 +494,8 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
       float *dst = a.x_in + (size_t)r * C;
       memcpy(dst, src, C * sizeof(float));
       if (pe)
-        for (int j = 0; j < C; j++) dst[j] += pe[(size_t)p * C + j];
-      if (w->cfg.pos == ASINK_POS_ROPE) angles(w, p, g->cs + (size_t)r * (w->D / 2), g->sn + (size_t)r * (w->D / 2));
+        for (int j = 0; j < C; j++) dst[j] += pe[(size_t)(p + w->pos_off) * C + j];
+      if (w->cfg.pos == ASINK_POS_ROPE) angles(w, p, g->cs + (size_t)r * (w->R / 2), g->sn + (size_t)r * (w->R / 2));
     }
   asink_status st = ASINK_OK;
   for (int l = 0; l < w->L && !st; l++) st = asink_block_forward(w, l, &a, R, attend, g, g->nt);

@@ -110,35 +110,35 @@ void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, 
 
 /* --------------------------------------------------------------------- RoPE */
 
-void asink_rope_angles(float *cs, float *sn, int64_t pos, int D, float theta) {
-  for (int i = 0; i < D / 2; i++) {
-    /* HF: inv_freq = 1 / theta^(2i/D) in float32, then pos * inv_freq in float32 */
-    float inv = 1.f / powf(theta, (float)(2 * i) / (float)D);
+void asink_rope_angles(float *cs, float *sn, int64_t pos, int R, float theta) {
+  for (int i = 0; i < R / 2; i++) {
+    /* HF: inv_freq = 1 / theta^(2i/R) in float32, then pos * inv_freq in float32 */
+    float inv = 1.f / powf(theta, (float)(2 * i) / (float)R);
     float ang = (float)pos * inv;
     cs[i] = cosf(ang);
     sn[i] = sinf(ang);
   }
 }
 
-void asink_rope_table(float *tab, int maxT, int D, float theta) {
-  int h = D / 2;
+void asink_rope_table(float *tab, int maxT, int R, float theta) {
+  int h = R / 2;
   float *cs = tab, *sn = tab + (size_t)maxT * h;
-  for (int p = 0; p < maxT; p++) asink_rope_angles(cs + (size_t)p * h, sn + (size_t)p * h, p, D, theta);
+  for (int p = 0; p < maxT; p++) asink_rope_angles(cs + (size_t)p * h, sn + (size_t)p * h, p, R, theta);
 }
 
-void asink_rope_rows(float *x, size_t rows, int nh, int D, const float *cs, const float *sn,
+void asink_rope_rows(float *x, size_t rows, int nh, int D, int R, const float *cs, const float *sn,
                      size_t ld_angles, float sign) {
   const asink_kernels *kn = asink_kern();
   for (size_t r = 0; r < rows; r++)
     for (int hd = 0; hd < nh; hd++)
-      kn->rope_rotate((size_t)(D / 2), x + (r * nh + hd) * D, cs + r * ld_angles,
+      kn->rope_rotate((size_t)(R / 2), x + (r * nh + hd) * D, cs + r * ld_angles,
                       sn + r * ld_angles, sign);
 }
 
-static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt,
-                       float sign) {
+static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int R,
+                       int nt, float sign) {
   const asink_kernels *kn = asink_kern();
-  int h = D / 2;
+  int h = R / 2;
   const float *cs = tab, *sn = tab + (size_t)maxT * h;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
   for (int n = 0; n < N; n++) {
@@ -149,13 +149,14 @@ static void rope_apply(float *x, const float *tab, int maxT, int N, int T, int n
   }
 }
 
-void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
-  rope_apply(x, tab, maxT, N, T, nh, D, nt, 1.f);
+void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int R, int nt) {
+  rope_apply(x, tab, maxT, N, T, nh, D, R, nt, 1.f);
 }
 
 /* The rotation is orthogonal: its backward is the rotation by the opposite angle. */
-void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt) {
-  rope_apply(dx, tab, maxT, N, T, nh, D, nt, -1.f);
+void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int R,
+                         int nt) {
+  rope_apply(dx, tab, maxT, N, T, nh, D, R, nt, -1.f);
 }
 
 /* -------------------------------------------------------------- activations */
@@ -176,6 +177,11 @@ static inline float act1(float g, asink_act k, float *deriv) {
     return g * sg;
   }
   case ASINK_ACT_GELU: return gelu_tanh(g, deriv);
+  case ASINK_ACT_GELU_ERF: {
+    float cdf = 0.5f * (1.f + erff(g * 0.70710678118654752f));
+    if (deriv) *deriv = cdf + g * 0.39894228040143268f * expf(-0.5f * g * g); /* + x phi(x) */
+    return g * cdf;
+  }
   default:
     if (deriv) *deriv = g > 0.f ? 1.f : 0.f;
     return g > 0.f ? g : 0.f;

@@ -29,21 +29,24 @@ void asink_layernorm_backward(float *dx, float *dw, float *db, const float *dy, 
                               const float *w, const float *mean, const float *rstd, int N, int C,
                               asink_norm_scratch s);
 
-/* ---- Rotary embedding, rotate-half (HF LLaMA): pairs (i, i + D/2) of every head of
- * x (N rows of nh heads of D) rotated by pos * theta^(-2i/D); row n has position
- * pos0 + n % T. tab holds cos then sin, (maxT, D/2) each (rope_table). In place. */
-void asink_rope_table(float *tab, int maxT, int D, float theta);
-/* The cos and sin (D/2 each) of position pos, as the table holds them. */
-void asink_rope_angles(float *cs, float *sn, int64_t pos, int D, float theta);
-/* rows of nh heads of D rotated by the angles of row r at cs/sn + r * ld_angles. */
-void asink_rope_rows(float *x, size_t rows, int nh, int D, const float *cs, const float *sn,
+/* ---- Rotary embedding, rotate-half (HF LLaMA, GPT-NeoX): of every head of x (N rows of
+ * nh heads of D) the first R dims (R = D, or GPT-NeoX's rotary_pct of it) rotate in pairs
+ * (i, i + R/2) by pos * theta^(-2i/R); the rest pass. Row n has position n % T. tab holds
+ * cos then sin, (maxT, R/2) each (rope_table). In place. */
+void asink_rope_table(float *tab, int maxT, int R, float theta);
+/* The cos and sin (R/2 each) of position pos, as the table holds them. */
+void asink_rope_angles(float *cs, float *sn, int64_t pos, int R, float theta);
+/* rows of nh heads of D, first R dims rotated by the angles of row r at cs/sn + r * ld_angles. */
+void asink_rope_rows(float *x, size_t rows, int nh, int D, int R, const float *cs, const float *sn,
                      size_t ld_angles, float sign);
-void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
-void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int nt);
+void asink_rope_forward(float *x, const float *tab, int maxT, int N, int T, int nh, int D, int R, int nt);
+void asink_rope_backward(float *dx, const float *tab, int maxT, int N, int T, int nh, int D, int R,
+                         int nt);
 
 /* ---- Activations. Gated kinds read g and u (N x F) and write h = act(g) * u;
- * plain kinds read g and write h = act(g) (u unused). GELU is the tanh form. */
-typedef enum { ASINK_ACT_SILU, ASINK_ACT_GELU, ASINK_ACT_RELU } asink_act;
+ * plain kinds read g and write h = act(g) (u unused). GELU is the tanh form, GELU_ERF the
+ * exact one (x Phi(x)). */
+typedef enum { ASINK_ACT_SILU, ASINK_ACT_GELU, ASINK_ACT_RELU, ASINK_ACT_GELU_ERF } asink_act;
 void asink_act_forward(float *h, const float *g, const float *u, asink_act k, size_t n, int nt);
 /* dg = dh * d act(g) (* u), du = dh * act(g); written, not accumulated. */
 void asink_act_backward(float *dg, float *du, const float *dh, const float *g, const float *u,

@@ -12,6 +12,12 @@
 /* ------------------------------------------------------------- lifecycle */
 
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed) {
+  asink_status st = asink_model_create_zeroed(out, cfg);
+  if (!st) asink_weights_init((*out)->w, seed);
+  return st;
+}
+
+asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg) {
   *out = NULL;
   static _Atomic uint64_t next_id = 1;
   asink_model *m = asink_calloc(1, sizeof *m);
@@ -22,7 +28,10 @@ asink_status asink_model_create_from_config(asink_model **out, const asink_confi
     asink_free(m);
     return st;
   }
-  m->grad = asink_calloc(m->w->n_block + 1, sizeof(float));
+  /* calloc, not asink_calloc (which writes the zeros): a large fresh calloc is the kernel's
+   * zero pages, so a model that only runs forward (a probe of a loaded checkpoint) does not
+   * hold a second weights-sized block; nothing needs the gradients' alignment */
+  m->grad = calloc(m->w->n_block + 1, sizeof(float));
   m->config_json = asink_config_to_json(cfg);
   if (!m->grad || !m->config_json) {
     asink_model_free(m);
@@ -32,7 +41,6 @@ asink_status asink_model_create_from_config(asink_model **out, const asink_confi
     asink_model_free(m);
     return st;
   }
-  asink_weights_init(m->w, seed);
   *out = m;
   return ASINK_OK;
 }

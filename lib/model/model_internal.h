@@ -44,5 +44,8 @@ static inline float *asink_model_grad_of(const asink_model *m, const asink_param
 
 /* Builds a model for a parsed config, parameters initialised from seed. */
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed);
+/* The same with every parameter zero, for a loader that overwrites them all (seeding a
+ * large model's parameters takes longer than reading them). */
+asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg);
 
 #endif

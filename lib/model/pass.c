@@ -59,6 +59,7 @@ static void layout_acts(const asink_weights *w, asink_pass *p, asink_carver *c, 
   p->xh = asink_take(c, Nr * C);
   p->dxh = asink_take(c, Nr * C);
   p->tok = (int32_t *)asink_take(c, N);
+  p->fused = w->qkv_per_head ? asink_take(c, N * 3 * HD) : NULL;
 }
 
 static asink_status reserve_acts(const asink_weights *w, asink_pass *p, int B, int T) {
@@ -109,7 +110,7 @@ void asink_pass_scratch_release(asink_pass_scratch *s) {
 static void norm_bwd(const asink_weights *w, const asink_pass *p, float *dx, const float *dy,
                      const float *x, const float *nw, const float *nb, const float *mean,
                      const float *rstd, asink_norm_scratch s) {
-  if (w->cfg.family == ASINK_FAMILY_GPT2)
+  if (w->layernorm)
     asink_layernorm_backward(dx, grad_of(w, p, nw), grad_of(w, p, nb), dy, x, nw, mean, rstd,
                              p->N, w->C, s);
   else
@@ -130,7 +131,7 @@ static void embed_forward(const asink_weights *w, const asink_pass *p, float *x)
     float *dst = x + (size_t)n * C;
     memcpy(dst, src, sizeof(float) * C);
     if (pos)
-      for (int j = 0; j < C; j++) dst[j] += pos[(size_t)t * C + j];
+      for (int j = 0; j < C; j++) dst[j] += pos[(size_t)(t + w->pos_off) * C + j];
   }
 }
 
@@ -149,7 +150,7 @@ static void embed_backward(const asink_weights *w, const asink_pass *p, const fl
       float *dst = (s && t == 0) ? g_sink : g_wte + (size_t)p->tok[n] * C;
       for (int j = lo; j < hi; j++) dst[j] += g[j];
       if (w->cfg.pos == ASINK_POS_LEARNED)
-        for (int j = lo; j < hi; j++) g_wpe[(size_t)t * C + j] += g[j];
+        for (int j = lo; j < hi; j++) g_wpe[(size_t)(t + w->pos_off) * C + j] += g[j];
     }
   }
 }
@@ -184,13 +185,11 @@ static asink_status attn_forward(const asink_weights *w, asink_pass *p, int l, c
                                  float *out, float *imp, float *ent, int nt) {
   const asink_layer_weights *y = &w->layers[l];
   asink_acts *a = &p->acts[l];
-  const int N = p->N, C = w->C, HD = w->H * w->D, KD = w->Hkv * w->D;
-  asink_linear_forward(a->q, HD, xa, C, &y->q, N, nt);
-  asink_linear_forward(a->k, KD, xa, C, &y->k, N, nt);
-  asink_linear_forward(a->v, KD, xa, C, &y->v, N, nt);
+  const int N = p->N, C = w->C, HD = w->H * w->D;
+  asink_block_qkv(w, y, xa, a->q, a->k, a->v, p->fused, N, nt);
   if (w->cfg.pos == ASINK_POS_ROPE) {
-    asink_rope_forward(a->q, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->H, w->D, nt);
-    asink_rope_forward(a->k, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->Hkv, w->D, nt);
+    asink_rope_forward(a->q, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->H, w->D, w->R, nt);
+    asink_rope_forward(a->k, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->Hkv, w->D, w->R, nt);
   }
   const float *qin = a->q, *kin = a->k;
   if (w->cfg.kernel_mlp) {
@@ -302,7 +301,7 @@ asink_status asink_pass_loss(const asink_weights *w, asink_pass *p, int B, int T
 /* -------------------------------------------------------------- backward */
 
 typedef struct {
-  float *dres, *dtmp, *datt, *dq, *dk, *dv, *dfh, *dfg, *dfu;
+  float *dres, *dtmp, *dpar, *datt, *dq, *dk, *dv, *dfh, *dfg, *dfu;
   asink_norm_scratch s;
 } bwd_bufs;
 
@@ -311,6 +310,7 @@ static void layout_work(const asink_weights *w, const asink_pass *p, asink_carve
   const int nt = asink_region_threads();
   b->dres = asink_take(c, N * C);
   b->dtmp = asink_take(c, N * C);
+  b->dpar = w->cfg.parallel_residual ? asink_take(c, N * C) : NULL;
   b->datt = asink_take(c, N * HD);
   b->dq = asink_take(c, N * HD);
   b->dk = asink_take(c, N * KD);
@@ -350,8 +350,14 @@ static asink_status attn_backward(const asink_weights *w, asink_pass *p, int l, 
     kernel_mlp_backward(w, p, y, a->k, a->ka, b->dk, b->datt, (size_t)N * w->Hkv, w->D, nt);
   }
   if (w->cfg.pos == ASINK_POS_ROPE) {
-    asink_rope_backward(b->dq, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->H, w->D, nt);
-    asink_rope_backward(b->dk, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->Hkv, w->D, nt);
+    asink_rope_backward(b->dq, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->H, w->D, w->R, nt);
+    asink_rope_backward(b->dk, w->rope_ws.ptr, w->rope_len, N, p->Tx, w->Hkv, w->D, w->R, nt);
+  }
+  if (w->qkv_per_head) { /* the forward's fused rows are free now: their gradient goes there */
+    asink_linear qkv = with_grad(w, p, &y->qkv);
+    asink_block_qkv_merge(w, b->dq, b->dk, b->dv, p->fused, N);
+    asink_linear_backward(dx, C, acc, p->fused, 3 * HD, xa, C, &qkv, N, nt);
+    return ASINK_OK;
   }
   asink_linear_backward(dx, C, acc, b->dq, HD, xa, C, &q, N, nt);
   asink_linear_backward(dx, C, true, b->dk, KD, xa, C, &k, N, nt);
@@ -384,7 +390,13 @@ static asink_status block_backward(const asink_weights *w, asink_pass *p, int l,
   const asink_acts *a = &p->acts[l];
   const size_t NC = (size_t)p->N * w->C;
   asink_status st;
-  if (w->cfg.norm == ASINK_NORMPOS_PRE) {
+  if (w->cfg.parallel_residual) {
+    /* x_out = x_in + attn(norm1(x_in)) + ffn(norm2(x_in)) */
+    ffn_backward(w, p, l, a->n2, b->dres, b->dtmp, false, b, nt);
+    if ((st = attn_backward(w, p, l, a->n1, b->dres, b->dpar, false, b, nt))) return st;
+    norm_bwd(w, p, b->dres, b->dtmp, a->x_in, y->ln2_w, y->ln2_b, a->mean2, a->rstd2, b->s);
+    norm_bwd(w, p, b->dres, b->dpar, a->x_in, y->ln1_w, y->ln1_b, a->mean1, a->rstd1, b->s);
+  } else if (w->cfg.norm == ASINK_NORMPOS_PRE) {
     /* x_out = x_mid + ffn(norm2(x_mid)); x_mid = x_in + attn(norm1(x_in)) */
     ffn_backward(w, p, l, a->n2, b->dres, b->dtmp, false, b, nt);
     norm_bwd(w, p, b->dres, b->dtmp, a->x_mid, y->ln2_w, y->ln2_b, a->mean2, a->rstd2, b->s);

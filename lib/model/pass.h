@@ -45,6 +45,7 @@ typedef struct asink_pass {
   float *xf, *xf_mean, *xf_rstd; /* final norm output (or the last residual) */
   float *xh, *dxh;               /* head input rows (real tokens) and their gradient */
   int32_t *tok;                  /* token of each row, -1 for the sink token */
+  float *fused;                  /* neox: the fused q/k/v rows (N x 3*H*D) of one layer, or their gradient */
   asink_attn_state **attn;       /* L */
   bool have_loss;                /* a kept loss waits for backward */
 } asink_pass;

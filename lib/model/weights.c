@@ -26,7 +26,11 @@ typedef enum {
   IF_KERNEL_MLP,
   IF_GATED,
   IF_PRE_NORM,
-  IF_UNTIED
+  IF_UNTIED,
+  IF_QKV_BIAS,
+  IF_O_BIAS,
+  IF_MLP_BIAS,
+  IF_GATED_MLP_BIAS
 } when_sym;
 /* Where the parameter's view goes: a pointer of asink_weights (TOP) or of
  * asink_layer_weights (VEC), an asink_linear's weight or bias, or, for ATTN_OP, the
@@ -47,8 +51,8 @@ typedef struct {
 #define WT(f) offsetof(asink_weights, f)
 #define LW(f) offsetof(asink_layer_weights, f)
 
-/* LLaMA (and the study's variants of it), in HF order: the model's own rows, each
- * layer's, then the model's last ones. */
+/* LLaMA (and the study's variants of it; Qwen2 and Mistral: the same names), in HF order:
+ * the model's own rows, each layer's, then the model's last ones. */
 static const param_row llama_pre[] = {
     {"model.embed_tokens.weight", D_V, D_C, INIT_C, true, ALWAYS, TOP, WT(wte), false},
     {"model.embed_positions.weight", D_POS, D_C, INIT_C, true, IF_LEARNED_POS, TOP, WT(wpe), false},
@@ -57,16 +61,23 @@ static const param_row llama_pre[] = {
 static const param_row llama_layer[] = {
     {"model.layers.%d.input_layernorm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln1_w), false},
     {"model.layers.%d.self_attn.q_proj.weight", D_HD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(q), false},
+    {"model.layers.%d.self_attn.q_proj.bias", D_HD, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(q), false},
     {"model.layers.%d.self_attn.k_proj.weight", D_KD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(k), false},
+    {"model.layers.%d.self_attn.k_proj.bias", D_KD, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(k), false},
     {"model.layers.%d.self_attn.v_proj.weight", D_KD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(v), false},
+    {"model.layers.%d.self_attn.v_proj.bias", D_KD, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(v), false},
     {"model.layers.%d.self_attn.o_proj.weight", D_C, D_HD, INIT_HD, true, ALWAYS, LIN_W, LW(o), false},
+    {"model.layers.%d.self_attn.o_proj.bias", D_C, D_NONE, INIT_ZEROS, false, IF_O_BIAS, LIN_B, LW(o), false},
     {"model.layers.%d.self_attn.kernel_mlp1.weight", D_D, D_D, INIT_D, true, IF_KERNEL_MLP, LIN_W, LW(kmlp1), false},
     {"model.layers.%d.self_attn.kernel_mlp2.weight", D_D, D_D, INIT_D, true, IF_KERNEL_MLP, LIN_W, LW(kmlp2), false},
     {"model.layers.%d.self_attn.", D_NONE, D_NONE, INIT_ZEROS, false, ALWAYS, ATTN_OP, LW(attn), false},
     {"model.layers.%d.post_attention_layernorm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln2_w), false},
     {"model.layers.%d.mlp.gate_proj.weight", D_F, D_C, INIT_C, true, IF_GATED, LIN_W, LW(gate), false},
+    {"model.layers.%d.mlp.gate_proj.bias", D_F, D_NONE, INIT_ZEROS, false, IF_GATED_MLP_BIAS, LIN_B, LW(gate), false},
     {"model.layers.%d.mlp.up_proj.weight", D_F, D_C, INIT_C, true, ALWAYS, LIN_W, LW(up), false},
+    {"model.layers.%d.mlp.up_proj.bias", D_F, D_NONE, INIT_ZEROS, false, IF_MLP_BIAS, LIN_B, LW(up), false},
     {"model.layers.%d.mlp.down_proj.weight", D_C, D_F, INIT_DOWN, true, ALWAYS, LIN_W, LW(down), false},
+    {"model.layers.%d.mlp.down_proj.bias", D_C, D_NONE, INIT_ZEROS, false, IF_MLP_BIAS, LIN_B, LW(down), false},
 };
 static const param_row llama_post[] = {
     {"model.norm.weight", D_C, D_NONE, INIT_ONES, false, IF_PRE_NORM, TOP, WT(lnf_w), false},
@@ -99,6 +110,64 @@ static const param_row gpt2_post[] = {
     {"ln_f.bias", D_C, D_NONE, INIT_ZEROS, false, IF_PRE_NORM, TOP, WT(lnf_b), false},
 };
 
+/* GPT-NeoX (Pythia): nn.Linear weights (out, in); query_key_value's rows are per head
+ * [q; k; v] (HF splits its output as (heads, 3 * head_dim)); the head embed_out is untied. */
+static const param_row neox_pre[] = {
+    {"gpt_neox.embed_in.weight", D_V, D_C, INIT_C, true, ALWAYS, TOP, WT(wte), false},
+};
+static const param_row neox_layer[] = {
+    {"gpt_neox.layers.%d.input_layernorm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln1_w), false},
+    {"gpt_neox.layers.%d.input_layernorm.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, VEC, LW(ln1_b), false},
+    {"gpt_neox.layers.%d.post_attention_layernorm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln2_w), false},
+    {"gpt_neox.layers.%d.post_attention_layernorm.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, VEC, LW(ln2_b), false},
+    {"gpt_neox.layers.%d.attention.query_key_value.weight", D_3C, D_C, INIT_C, true, ALWAYS, LIN_W, LW(qkv), false},
+    {"gpt_neox.layers.%d.attention.query_key_value.bias", D_3C, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(qkv), false},
+    {"gpt_neox.layers.%d.attention.dense.weight", D_C, D_HD, INIT_HD, true, ALWAYS, LIN_W, LW(o), false},
+    {"gpt_neox.layers.%d.attention.dense.bias", D_C, D_NONE, INIT_ZEROS, false, IF_O_BIAS, LIN_B, LW(o), false},
+    {"gpt_neox.layers.%d.attention.", D_NONE, D_NONE, INIT_ZEROS, false, ALWAYS, ATTN_OP, LW(attn), false},
+    {"gpt_neox.layers.%d.mlp.dense_h_to_4h.weight", D_F, D_C, INIT_C, true, ALWAYS, LIN_W, LW(up), false},
+    {"gpt_neox.layers.%d.mlp.dense_h_to_4h.bias", D_F, D_NONE, INIT_ZEROS, false, IF_MLP_BIAS, LIN_B, LW(up), false},
+    {"gpt_neox.layers.%d.mlp.dense_4h_to_h.weight", D_C, D_F, INIT_DOWN, true, ALWAYS, LIN_W, LW(down), false},
+    {"gpt_neox.layers.%d.mlp.dense_4h_to_h.bias", D_C, D_NONE, INIT_ZEROS, false, IF_MLP_BIAS, LIN_B, LW(down), false},
+};
+static const param_row neox_post[] = {
+    {"gpt_neox.final_layer_norm.weight", D_C, D_NONE, INIT_ONES, false, IF_PRE_NORM, TOP, WT(lnf_w), false},
+    {"gpt_neox.final_layer_norm.bias", D_C, D_NONE, INIT_ZEROS, false, IF_PRE_NORM, TOP, WT(lnf_b), false},
+    {"embed_out.weight", D_V, D_C, INIT_C, true, IF_UNTIED, TOP, WT(head), false},
+};
+
+/* OPT: learned positions with 2 extra rows (position p reads row p + 2), a ReLU MLP
+ * (fc1, fc2), self_attn_layer_norm before (or after) attention and the layer's
+ * final_layer_norm before (or after) the MLP; the head is tied to embed_tokens. */
+static const param_row opt_pre[] = {
+    {"model.decoder.embed_tokens.weight", D_V, D_C, INIT_C, true, ALWAYS, TOP, WT(wte), false},
+    {"model.decoder.embed_positions.weight", D_POS, D_C, INIT_C, true, IF_LEARNED_POS, TOP, WT(wpe), false},
+};
+static const param_row opt_layer[] = {
+    {"model.decoder.layers.%d.self_attn.k_proj.weight", D_KD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(k), false},
+    {"model.decoder.layers.%d.self_attn.k_proj.bias", D_KD, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(k), false},
+    {"model.decoder.layers.%d.self_attn.v_proj.weight", D_KD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(v), false},
+    {"model.decoder.layers.%d.self_attn.v_proj.bias", D_KD, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(v), false},
+    {"model.decoder.layers.%d.self_attn.q_proj.weight", D_HD, D_C, INIT_C, true, ALWAYS, LIN_W, LW(q), false},
+    {"model.decoder.layers.%d.self_attn.q_proj.bias", D_HD, D_NONE, INIT_ZEROS, false, IF_QKV_BIAS, LIN_B, LW(q), false},
+    {"model.decoder.layers.%d.self_attn.out_proj.weight", D_C, D_HD, INIT_HD, true, ALWAYS, LIN_W, LW(o), false},
+    {"model.decoder.layers.%d.self_attn.out_proj.bias", D_C, D_NONE, INIT_ZEROS, false, IF_O_BIAS, LIN_B, LW(o), false},
+    {"model.decoder.layers.%d.self_attn.", D_NONE, D_NONE, INIT_ZEROS, false, ALWAYS, ATTN_OP, LW(attn), false},
+    {"model.decoder.layers.%d.self_attn_layer_norm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln1_w), false},
+    {"model.decoder.layers.%d.self_attn_layer_norm.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, VEC, LW(ln1_b), false},
+    {"model.decoder.layers.%d.fc1.weight", D_F, D_C, INIT_C, true, ALWAYS, LIN_W, LW(up), false},
+    {"model.decoder.layers.%d.fc1.bias", D_F, D_NONE, INIT_ZEROS, false, IF_MLP_BIAS, LIN_B, LW(up), false},
+    {"model.decoder.layers.%d.fc2.weight", D_C, D_F, INIT_DOWN, true, ALWAYS, LIN_W, LW(down), false},
+    {"model.decoder.layers.%d.fc2.bias", D_C, D_NONE, INIT_ZEROS, false, IF_MLP_BIAS, LIN_B, LW(down), false},
+    {"model.decoder.layers.%d.final_layer_norm.weight", D_C, D_NONE, INIT_ONES, false, ALWAYS, VEC, LW(ln2_w), false},
+    {"model.decoder.layers.%d.final_layer_norm.bias", D_C, D_NONE, INIT_ZEROS, false, ALWAYS, VEC, LW(ln2_b), false},
+};
+static const param_row opt_post[] = {
+    {"model.decoder.final_layer_norm.weight", D_C, D_NONE, INIT_ONES, false, IF_PRE_NORM, TOP, WT(lnf_w), false},
+    {"model.decoder.final_layer_norm.bias", D_C, D_NONE, INIT_ZEROS, false, IF_PRE_NORM, TOP, WT(lnf_b), false},
+    {"lm_head.weight", D_V, D_C, INIT_C, true, IF_UNTIED, TOP, WT(head), false},
+};
+
 #define ROWS(t) t, sizeof t / sizeof t[0]
 typedef struct {
   const param_row *pre;
@@ -110,6 +179,17 @@ typedef struct {
 } family_rows;
 static const family_rows llama_rows = {ROWS(llama_pre), ROWS(llama_layer), ROWS(llama_post)};
 static const family_rows gpt2_rows = {ROWS(gpt2_pre), ROWS(gpt2_layer), ROWS(gpt2_post)};
+static const family_rows neox_rows = {ROWS(neox_pre), ROWS(neox_layer), ROWS(neox_post)};
+static const family_rows opt_rows = {ROWS(opt_pre), ROWS(opt_layer), ROWS(opt_post)};
+
+static const family_rows *rows_of(asink_family f) {
+  switch (f) {
+  case ASINK_FAMILY_GPT2: return &gpt2_rows;
+  case ASINK_FAMILY_NEOX: return &neox_rows;
+  case ASINK_FAMILY_OPT: return &opt_rows;
+  default: return &llama_rows; /* llama, qwen2, mistral */
+  }
+}
 
 /* ------------------------------------------------------------ registry */
 
@@ -122,7 +202,7 @@ static int64_t dim_of(const asink_weights *w, dim_sym d) {
   case D_HD: return (int64_t)w->H * w->D;
   case D_KD: return (int64_t)w->Hkv * w->D;
   case D_D: return w->D;
-  case D_POS: return w->cfg.max_pos;
+  case D_POS: return (int64_t)w->cfg.max_pos + w->pos_off;
   default: return 0;
   }
 }
@@ -147,6 +227,10 @@ static bool present(const asink_weights *w, when_sym when) {
   case IF_GATED: return w->gated;
   case IF_PRE_NORM: return c->norm == ASINK_NORMPOS_PRE;
   case IF_UNTIED: return !c->tie_embeddings;
+  case IF_QKV_BIAS: return c->qkv_bias;
+  case IF_O_BIAS: return c->o_bias;
+  case IF_MLP_BIAS: return c->mlp_bias;
+  case IF_GATED_MLP_BIAS: return c->mlp_bias && w->gated;
   default: return true;
   }
 }
@@ -233,7 +317,7 @@ static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
 /* Every parameter the config implies, in HF order: run once to count (no storage
  * yet), once to fill. */
 static void declare(asink_weights *w) {
-  const family_rows *f = w->cfg.family == ASINK_FAMILY_GPT2 ? &gpt2_rows : &llama_rows;
+  const family_rows *f = rows_of(w->cfg.family);
   w->n_params = 0, w->n_block = 0;
   add_rows(w, f->pre, f->n_pre, 0);
   if (w->params) {
@@ -297,9 +381,34 @@ static asink_status layer_spec(const asink_config *c, char *out, size_t n) {
   return ASINK_OK;
 }
 
+/* What the neox and opt tables have rows and code for: their own architecture, with any
+ * attention spec and a one-input MLP. */
+static asink_status check_neox_opt(const asink_config *cfg, bool gated) {
+  const char *fam = asink_family_name(cfg->family);
+  asink_pos own = cfg->family == ASINK_FAMILY_NEOX ? ASINK_POS_ROPE : ASINK_POS_LEARNED;
+  if (gated)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.ffn=%s is gated; %s models have one MLP input",
+                      asink_ffn_name(cfg->ffn), fam);
+  if (cfg->pos != own)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.positions=%s is not supported for %s (only %s)",
+                      asink_pos_name(cfg->pos), fam, asink_pos_name(own));
+  if (cfg->sink_token)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.sink_token=true is not supported for %s", fam);
+  if (cfg->family == ASINK_FAMILY_NEOX && cfg->norm != ASINK_NORMPOS_PRE)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: attnsink.norm_position=post is not supported for gpt_neox");
+  if (cfg->parallel_residual && cfg->norm != ASINK_NORMPOS_PRE)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: use_parallel_residual=true needs pre-norm blocks");
+  return ASINK_OK;
+}
+
 static asink_status check_family(const asink_config *cfg, bool gated) {
-  if (cfg->kernel_mlp && cfg->family == ASINK_FAMILY_GPT2)
+  if (cfg->kernel_mlp && asink_config_layernorm(cfg))
     return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.kernel=mlp is for llama-family models");
+  if (cfg->family == ASINK_FAMILY_NEOX || cfg->family == ASINK_FAMILY_OPT) return check_neox_opt(cfg, gated);
+  if (cfg->parallel_residual)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: use_parallel_residual=true is for gpt_neox models");
+  if (cfg->pos_offset && cfg->family != ASINK_FAMILY_OPT)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "config: a position offset is for opt models");
   if (cfg->family != ASINK_FAMILY_GPT2) return ASINK_OK;
   if (gated)
     return asink_fail(ASINK_ERR_FORMAT, "config: attnsink.ffn=%s is gated; gpt2 models have one MLP input (gelu, relu, swish)",
@@ -338,7 +447,12 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) 
   w->gated = gated;
   w->act = (cfg->ffn == ASINK_FFN_SWIGLU || cfg->ffn == ASINK_FFN_SWISH) ? ASINK_ACT_SILU
            : (cfg->ffn == ASINK_FFN_GEGLU || cfg->ffn == ASINK_FFN_GELU) ? ASINK_ACT_GELU
+           : cfg->ffn == ASINK_FFN_GELU_EXACT                            ? ASINK_ACT_GELU_ERF
                                                                           : ASINK_ACT_RELU;
+  w->layernorm = asink_config_layernorm(cfg);
+  w->qkv_per_head = cfg->family == ASINK_FAMILY_NEOX;
+  w->R = asink_config_rope_dim(cfg);
+  w->pos_off = cfg->pos_offset;
   declare(w); /* a first count before anything is sized from the config */
   if ((st = check_count(w))) return st;
   if (!(w->layers = asink_calloc((size_t)w->L, sizeof *w->layers))) {
@@ -385,8 +499,8 @@ asink_status asink_weights_tables(asink_weights *w, int Tx) {
   asink_status st;
   int len = Tx > w->cfg.max_pos ? Tx : w->cfg.max_pos;
   if (w->cfg.pos == ASINK_POS_ROPE && w->rope_len < Tx) {
-    if ((st = asink_ws_reserve(&w->rope_ws, (size_t)len * w->D * sizeof(float), "RoPE table"))) return st;
-    asink_rope_table(w->rope_ws.ptr, len, w->D, w->cfg.rope_theta);
+    if ((st = asink_ws_reserve(&w->rope_ws, (size_t)len * w->R * sizeof(float), "RoPE table"))) return st;
+    asink_rope_table(w->rope_ws.ptr, len, w->R, w->cfg.rope_theta);
     w->rope_len = len;
   }
   if (w->cfg.pos == ASINK_POS_SINUSOIDAL && w->sinus_len < Tx) {

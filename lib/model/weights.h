@@ -29,7 +29,8 @@ typedef struct {
 typedef struct {
   float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* norm 1 = before/after attention, 2 = FFN */
   asink_linear q, k, v, o, gate, up, down; /* gate.w NULL unless the FFN is gated */
-  asink_linear qkv;                        /* gpt2: the fused c_attn; q, k, v are its columns */
+  asink_linear qkv; /* gpt2: the fused c_attn, q, k, v are its columns; neox: query_key_value,
+                       whose rows are per head [q; k; v] (q, k, v views unset) */
   asink_linear kmlp1, kmlp2; /* MLP feature map on q and k ("kernel": "mlp") */
   asink_attn *attn;          /* its parameters live in the block */
 } asink_layer_weights;
@@ -39,6 +40,10 @@ typedef struct asink_weights {
   int C, F, L, H, Hkv, D, V;
   bool gated;
   asink_act act;
+  bool layernorm;    /* LayerNorm with bias (gpt2, neox, opt), else RMSNorm */
+  bool qkv_per_head; /* neox: q, k, v come from the fused qkv (asink_block_qkv) */
+  int R;             /* dims of each head RoPE rotates */
+  int pos_off;       /* learned position p is row p + pos_off (opt: 2) */
 
   int n_params;
   asink_param *params;

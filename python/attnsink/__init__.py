@@ -70,6 +70,7 @@ __all__ = [
     "NonFiniteError",
     "version", "version_number", "runtime_info", "simd_level", "init",
     "set_num_threads", "get_num_threads", "lib_path", "sink_stats", "sink_metric",
+    "Tokenizer",
 ]
 
 _INT_MAX = 2**31 - 1
@@ -594,6 +595,7 @@ class Attention(_Closable):
 # The model and its optimizer live in their own module; it uses the helpers above.
 from .model import AdamW, Cache, Model, Sampler  # noqa: E402
 from .metric import Metric, sink_metric, sink_stats  # noqa: E402
+from .tokenizer import Tokenizer  # noqa: E402
 
 Model.sink_stats = lambda self, tokens, eps=0.3, batch=16: sink_stats(self, tokens, eps, batch)
 Model.sink_stats.__doc__ = sink_stats.__doc__

@@ -20,7 +20,7 @@ import ctypes.util
 import os
 import sysconfig
 
-__all__ = ["lib", "lib_path", "Status", "c_float_p"]
+__all__ = ["lib", "lib_path", "Status", "c_float_p", "declare", "libc"]
 
 c_float_p = ctypes.POINTER(ctypes.c_float)
 
@@ -260,3 +260,20 @@ def _declare(lib):
 
 lib, lib_path = _load()
 _declare(lib)
+
+
+def declare(protos):
+    """Set restype and argtypes from {name: (restype, [argtypes])}; a function the loaded
+    library lacks fails when called, not at import."""
+    for name, (restype, argtypes) in protos.items():
+        f = getattr(lib, name, None)
+        if f is None:
+            setattr(lib, name, _missing(name))
+        else:
+            f.restype, f.argtypes = restype, argtypes
+
+
+# the C library's free(), for the buffers the library malloc's for the caller
+libc = ctypes.CDLL(None)
+libc.free.argtypes = [ctypes.c_void_p]
+

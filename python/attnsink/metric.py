@@ -17,7 +17,8 @@ import threading
 
 import numpy as np
 
-from ._lib import lib, c_float_p
+from ._lib import c_float_p, declare, lib
+from ._lib import libc as _libc
 from . import (_check, _locked, _ptr, _refuse_complex, _shape, ArgumentError, StateError, Status,
                _Closable)
 
@@ -44,15 +45,10 @@ def _declare():
     for name in ("importance", "sink", "hidden_norm", "key_norm", "value_norm", "qk_cosine",
                  "qk_norm_product", "entropy"):
         protos["asink_metric_" + name] = (st, [_metric_p, c_float_p])
-    for name, (res, args) in protos.items():
-        f = getattr(lib, name, None)
-        if f is not None:
-            f.restype, f.argtypes = res, args
+    declare(protos)
 
 
 _declare()
-_libc = ctypes.CDLL(None)
-_libc.free.argtypes = [ctypes.c_void_p]
 
 
 class Metric(_Closable):

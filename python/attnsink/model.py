@@ -129,7 +129,8 @@ def _int32_grid(x, label):
 
 
 class Model(_Closable):
-    """A decoder language model (llama or gpt2 family with the study's variants).
+    """A decoder language model (llama, mistral, qwen2, gpt2, gpt_neox or opt family, with the
+    study's variants).
 
     Create one with :meth:`Model.load` or :meth:`Model.create`, not with the constructor.
     ``close()`` (or the end of a ``with`` block) detaches its metric and drops the C model:
@@ -164,7 +165,8 @@ class Model(_Closable):
 
     @classmethod
     def load(cls, path):
-        """Load an HF-style directory (config.json + model.safetensors, F32/F16/BF16).
+        """Load an HF-style directory (config.json + model.safetensors, or the shards listed by
+        model.safetensors.index.json; F32/F16/BF16; families in docs/models.md).
         A bad config, or a missing, extra or misshaped tensor: ValueError naming it;
         a directory or file that cannot be read: OSError."""
         p = _path(path, "model directory")

@@ -1,4 +1,4 @@
-"""The metric handle (issue 4, DESIGN §5) against the study's formulas computed in numpy on
+"""The metric handle against the study's formulas computed in numpy on
 maps and activations that PyTorch produced from the same model and the same tokens.
 
 torch_model.py (the model oracle) gives logits only, so this file has its own small float64
@@ -8,7 +8,7 @@ and the dense attention map A. Its logits are checked against torch_model.TorchM
 1e-12: the same formulas) and against the library (1e-4), so the activations below are those
 of the model the library runs.
 
-Reference statistics (DESIGN §5, written out in numpy from A, q, k, v and h):
+Reference statistics (docs/metrics.md, written out in numpy from A, q, k, v and h):
   Â = A / alpha (softmax family), else Â[t,j] = |A[t,j]| / (Σ_j' |A[t,j']| + 1e-8);
   importance α_j = Σ_t Â[t,j] / (T − j) for real key j; α_* = Σ_t Â[t,*] / T (column 0);
   sink_k = 100 · #{(n, l, h): α_k > eps} / (N L H) (strict);
@@ -184,7 +184,7 @@ def trace(cfg, params, tokens):
 # ------------------------------------------------------------ the study's formulas
 
 def stat_map(o, A):
-    """Â of DESIGN §5 from the applied map A (..., T, Tk)."""
+    """Â of docs/metrics.md from the applied map A (..., T, Tk)."""
     if o["base"] == "softmax":
         return A / o["alpha"]
     a = np.abs(A)

@@ -134,7 +134,7 @@ def attend(o, q, k, v, extra, t, j, vis):
     j (Tk,) the positions ALiBi and the relative bias see; vis (Tq, Tk) bool the visibility of
     real keys. extra: 'k_bias', 'v_bias', 'sinks', 'relative_bias' tensors as the spec has them.
     Returns out (Tq, H, D) and A_hat (H, Tq, Tk (+1 virtual key first)), the attention
-    (softmax: P) or the proxy |A| / (sum |A| + 1e-8) of DESIGN §5."""
+    (softmax: P) or the proxy |A| / (sum |A| + 1e-8) of docs/metrics.md."""
     Tq, H, D = q.shape
     Tk, Hkv = k.shape[0], k.shape[1]
     Q = q.permute(1, 0, 2)

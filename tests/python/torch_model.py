@@ -1,5 +1,5 @@
-"""An independent PyTorch model of the decoder LMs of DESIGN §6 / issue 3: the oracle of
-test_model.py.
+"""An independent PyTorch model of the llama and gpt2 decoder LMs (docs/api.md,
+docs/formats.md): the oracle of test_model.py.
 
 Built from the same config dict the library reads and from parameters given by HF name; no
 nn.Module, just the formulas written out with plain tensor operations, in float64 by default,
