@@ -53,6 +53,11 @@ void *asink_realloc(void *p, size_t n, size_t size) {
   return realloc(p, bytes ? bytes : 1);
 }
 
+void *asink_zeroed(size_t n, size_t size) {
+  if (asink_mul_size(n, size) == SIZE_MAX || should_fail()) return NULL;
+  return calloc(n, size);
+}
+
 char *asink_strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *p = asink_realloc(NULL, n, 1);

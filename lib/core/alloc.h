@@ -17,6 +17,8 @@ void *asink_calloc(size_t n, size_t size);
 /* Unaligned n * size bytes (NULL on failure or overflow; p kept then), resizable;
  * realloc(NULL, ...) allocates. asink_strdup copies a string. Both are freed by asink_free. */
 void *asink_realloc(void *p, size_t n, size_t size);
+/* calloc itself (unaligned): a large block is the kernel's zero pages until written. */
+void *asink_zeroed(size_t n, size_t size);
 char *asink_strdup(const char *s);
 void asink_free(void *p);
 

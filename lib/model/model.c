@@ -31,7 +31,7 @@ asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cf
   /* calloc, not asink_calloc (which writes the zeros): a large fresh calloc is the kernel's
    * zero pages, so a model that only runs forward (a probe of a loaded checkpoint) does not
    * hold a second weights-sized block; nothing needs the gradients' alignment */
-  m->grad = calloc(m->w->n_block + 1, sizeof(float));
+  m->grad = asink_zeroed(m->w->n_block + 1, sizeof(float));
   m->config_json = asink_config_to_json(cfg);
   if (!m->grad || !m->config_json) {
     asink_model_free(m);
