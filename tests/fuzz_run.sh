@@ -8,8 +8,9 @@
 set -u
 target=$1 runs=$2 seeds=$3 work=$4 dict=${5:-}
 mkdir -p "$work/corpus" || exit 1
+# -error_exitcode: libFuzzer's default, 77, is what meson reads as "skipped"
 set -- -runs="$runs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-  -artifact_prefix="$work/"
+  -error_exitcode=1 -timeout_exitcode=1 -artifact_prefix="$work/"
 [ -n "$dict" ] && set -- "$@" -dict="$dict"
 "$target" "$@" "$work/corpus" "$seeds" 2>"$work/messages.log"
 status=$?
@@ -19,4 +20,6 @@ for f in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
   [ -e "$f" ] && echo "finding: $f"
 done
 echo "$(basename "$target"): $runs runs, exit status $status"
+# a status of 77 from anything else must not read as a skip either
+[ "$status" -eq 77 ] && status=1
 exit $status
