@@ -8,6 +8,8 @@
 #   make install  meson install; PREFIX=DIR installs under DIR, DESTDIR=DIR stages the install
 #   make abi      refresh abi/libattnsink.abi, the reference of the abi test
 #   make clean    remove the build directory
+#   make hardening  the CI stages after check: ASan+UBSan build, valgrind, short fuzz runs
+#   make fuzz     every libFuzzer target for FUZZ_SECONDS (default 300) each (docs/fuzzing.md)
 #
 # Variables: BUILD (build directory, default build), JOBS (ninja jobs, default: online
 # cores), MESON_OPTS (extra `meson setup` options, used only when configuring),
@@ -31,7 +33,8 @@ NPM_PACKAGE := $(if $(shell command -v npm 2>/dev/null),,npm)
 DEB_PACKAGES := build-essential meson ninja-build pkg-config libblis-dev check \
                 libjansson-dev python3-numpy python3-torch python3-pytest bible-kjv \
                 abigail-tools python3-setuptools python3-pip python3-venv python3-sentencepiece \
-                libutf8proc-dev nodejs $(NPM_PACKAGE) openmpi-bin libopenmpi-dev
+                libutf8proc-dev nodejs $(NPM_PACKAGE) openmpi-bin libopenmpi-dev \
+                clang libclang-rt-14-dev valgrind
 
 # reads one option's value from `meson introspect --buildoptions` (JSON on stdin)
 INSTALL_OPT := python3 -c 'import json, sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))'
@@ -42,7 +45,7 @@ INSTALLED_PYTHON := python3 -c 'import json, os, sys; print(next((os.path.dirnam
 CORPUS   := $(BUILD)/corpus/kjv.txt
 ATTNSINK := $(BUILD)/examples/attnsink/attnsink
 
-.PHONY: all deps configure build check study corpus install clean abi
+.PHONY: all deps configure build check study corpus install clean abi hardening fuzz
 # Prerequisites run in the order written (deps before build before tests).
 .NOTPARALLEL:
 
@@ -137,3 +140,22 @@ install: configure
 
 clean:
 	rm -rf "$(BUILD)"
+
+hardening: deps build
+	BUILD="$(BUILD)" .ci/hardening
+
+# Long fuzzing runs: new inputs collect in build-fuzz/tests/fuzz-long/NAME (kept between
+# runs); a crash is left there as crash-* and the run stops (docs/fuzzing.md).
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Dbench=false -Dpython=disabled
+	ninja -C build-fuzz $$(cd tests && ls fuzz_*.c | sed 's|^|tests/|; s|\.c$$||')
+	@set -e; for t in $$(cd tests && ls fuzz_*.c | sed 's/\.c$$//'); do \
+	  seeds=tests/fuzz_corpus/$${t#fuzz_}; dict=""; [ -f "$$seeds.dict" ] && dict="-dict=$$seeds.dict"; \
+	  mkdir -p build-fuzz/tests/fuzz-long/$$t; \
+	  echo "$$t: $(FUZZ_SECONDS) s"; \
+	  build-fuzz/tests/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/tests/fuzz-long/$$t/ $$dict build-fuzz/tests/fuzz-long/$$t $$seeds \
+	    2>build-fuzz/tests/fuzz-long/$$t.log || { tail -30 build-fuzz/tests/fuzz-long/$$t.log; exit 1; }; \
+	  grep -E '^(Done|stat::number_of_executed_units|#[0-9]+.*DONE)' build-fuzz/tests/fuzz-long/$$t.log; \
+	done

@@ -90,7 +90,9 @@ typedef enum {
   ASINK_ERR_STATE = -5,       /* a call out of order (backward before forward, ...) */
   ASINK_ERR_IO = -6,          /* a file could not be read or written */
   ASINK_ERR_FORMAT = -7,      /* a file's content is malformed */
-  ASINK_ERR_UNSUPPORTED = -8  /* valid request this build or this CPU cannot serve */
+  ASINK_ERR_UNSUPPORTED = -8, /* valid request this build or this CPU cannot serve */
+  ASINK_ERR_NONFINITE = -9    /* (1.1) NaN or infinity in a loss or a gradient; the message
+                                 names the tensor and nothing was updated */
 } asink_status;
 
 /* A short static name for a status ("ok", "bad argument", ...). Never NULL. */
@@ -254,14 +256,16 @@ ASINK_API void asink_model_zero_grad(asink_model *m);
 ASINK_API asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *tokens,
                                            float *logits);
 /* Mean cross-entropy of targets (B, T) (entries < 0 are ignored) after forward;
- * keeps what asink_model_backward needs. */
+ * keeps what asink_model_backward needs. ASINK_ERR_NONFINITE if the loss is NaN or
+ * infinite (*loss still receives it; nothing is kept for backward). */
 ASINK_API asink_status asink_model_loss(asink_model *m, int B, int T, const int32_t *tokens,
                                         const int32_t *targets, float *loss);
 /* The same loss, keeping nothing for backward (evaluation). */
 ASINK_API asink_status asink_model_eval_loss(asink_model *m, int B, int T, const int32_t *tokens,
                                              const int32_t *targets, float *loss);
 /* Adds the gradients of the last asink_model_loss into the gradient buffers.
- * ASINK_ERR_STATE if there was none since the last backward. */
+ * ASINK_ERR_STATE if there was none since the last backward. After any other error the
+ * buffers may hold part of this backward: zero them (asink_model_zero_grad) and redo the loss. */
 ASINK_API asink_status asink_model_backward(asink_model *m);
 
 /* ================================================ parameter and gradient blocks (1.1) */
@@ -303,7 +307,10 @@ ASINK_API void asink_adamw_free(asink_adamw *o);
 ASINK_API asink_status asink_adamw_schedule(asink_adamw *o, const char *schedule, int warmup,
                                             int total_steps, float min_lr);
 /* One update from the model's accumulated gradients, which it then zeroes.
- * grad_norm (may be NULL) receives the global norm before clipping. */
+ * grad_norm (may be NULL) receives the global norm before clipping.
+ * ASINK_ERR_NONFINITE if a gradient holds NaN or infinity: the message names the first such
+ * parameter and element; the step is skipped (weights, moments and step count unchanged) and
+ * the gradients are left as they are for inspection (asink_model_zero_grad to go on). */
 ASINK_API asink_status asink_adamw_step(asink_adamw *o, float *grad_norm);
 /* Steps taken so far, and the learning rate the next step will use. */
 ASINK_API int64_t asink_adamw_steps(const asink_adamw *o);

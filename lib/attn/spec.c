@@ -27,8 +27,11 @@ static bool parse_float(const char *v, float *out) {
   char *end;
   errno = 0;
   double d = strtod(v, &end);
-  if (*end || errno || !isfinite(d) || fabs(d) > 3.0e38) return false;
-  *out = (float)d;
+  /* the limit applies to the float kept: one just under it in decimal may round above it,
+   * and the canonical spelling of the spec would then not parse (found by fuzz_spec) */
+  float f = (float)d;
+  if (*end || errno || !isfinite(d) || fabs((double)f) > 3.0e38) return false;
+  *out = f;
   return true;
 }
 

@@ -5,6 +5,7 @@
 #define ASINK_CORE_ALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "attnsink.h"
 
@@ -13,7 +14,19 @@
 /* 64-byte aligned allocation; NULL on failure or overflow of n * size. */
 void *asink_alloc(size_t n, size_t size);
 void *asink_calloc(size_t n, size_t size);
+/* Unaligned n * size bytes (NULL on failure or overflow; p kept then), resizable;
+ * realloc(NULL, ...) allocates. asink_strdup copies a string. Both are freed by asink_free. */
+void *asink_realloc(void *p, size_t n, size_t size);
+/* calloc itself (unaligned): a large block is the kernel's zero pages until written. */
+void *asink_zeroed(size_t n, size_t size);
+char *asink_strdup(const char *s);
 void asink_free(void *p);
+
+/* Tests only (hidden from the shared library): make the n-th allocation from now fail
+ * (n <= 0: none), and count the allocations made since. Allocations by jansson, BLIS and
+ * OpenMP are not counted; they are outside the library's control. */
+void asink_alloc_fail_at(long n);
+long asink_alloc_count(void);
 
 /* A buffer that only grows. */
 typedef struct asink_ws {
@@ -34,9 +47,16 @@ typedef struct asink_carver {
   size_t used; /* floats */
 } asink_carver;
 
+/* The count saturates at ASINK_CARVE_MAX, past any allocation, so that sizes from a
+ * config too large to address fail to allocate instead of wrapping round to a small
+ * buffer (the caller multiplies used by sizeof(float)). */
+#define ASINK_CARVE_MAX (SIZE_MAX / 16)
 static inline void *asink_take(asink_carver *c, size_t floats) {
   float *p = c->base ? c->base + c->used : NULL;
-  c->used += (floats + 15) / 16 * 16;
+  if (floats > ASINK_CARVE_MAX - 15 || c->used > ASINK_CARVE_MAX - (floats + 15) / 16 * 16)
+    c->used = ASINK_CARVE_MAX;
+  else
+    c->used += (floats + 15) / 16 * 16;
   return p;
 }
 

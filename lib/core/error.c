@@ -34,6 +34,7 @@ const char *asink_status_string(asink_status s) {
   case ASINK_ERR_IO: return "input/output error";
   case ASINK_ERR_FORMAT: return "malformed file";
   case ASINK_ERR_UNSUPPORTED: return "unsupported";
+  case ASINK_ERR_NONFINITE: return "not a finite number";
   }
   return "unknown status";
 }

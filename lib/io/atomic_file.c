@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 
 /* The rename is only durable once the directory entry itself is on disk. Some file
@@ -15,10 +16,13 @@ static asink_status sync_parent_dir(const char *path) {
   const char *slash = strrchr(path, '/');
   char *dir = NULL;
   if (!slash) {
-    dir = strdup(".");
+    dir = asink_strdup(".");
   } else {
     size_t n = slash == path ? 1 : (size_t)(slash - path);
-    dir = strndup(path, n);
+    if ((dir = asink_alloc(n + 1, 1))) {
+      memcpy(dir, path, n);
+      dir[n] = 0;
+    }
   }
   if (!dir) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate directory name of '%s'", path);
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -42,7 +46,7 @@ asink_status asink_atomic_write(const char *path, asink_write_fn fn, void *ctx) 
   if (!fn) return asink_fail(ASINK_ERR_ARG, "atomic write of '%s': no writer callback", path);
 
   size_t tmp_len = strlen(path) + 32;
-  char *tmp = malloc(tmp_len);
+  char *tmp = asink_alloc(tmp_len, 1);
   if (!tmp) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate temp name for '%s'", path);
   snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
 

@@ -26,7 +26,7 @@ static asink_status read_text(const char *path, char **out) {
         fclose(f);
         return asink_fail(ASINK_ERR_FORMAT, "%s: larger than 64 MiB, not a config file", path);
       }
-      char *nb = realloc(buf, cap);
+      char *nb = asink_realloc(buf, cap, 1);
       if (!nb) {
         free(buf);
         fclose(f);
@@ -220,7 +220,7 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
   if (st) return st;
   asink_model *m;
   if ((st = asink_model_create_zeroed(&m, &cfg))) return st;
-  loader ld = {m, calloc((size_t)m->w->n_params + 1, 1)};
+  loader ld = {m, asink_calloc((size_t)m->w->n_params + 1, 1)};
   if (!ld.seen) {
     asink_model_free(m);
     return asink_fail(ASINK_ERR_NOMEM, "out of memory");

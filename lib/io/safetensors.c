@@ -133,7 +133,7 @@ static void convert(float *dst, const unsigned char *src, size_t n, int dtype) {
 
 asink_status asink_st_create(asink_tensors **out) {
   if (!out) return asink_fail(ASINK_ERR_ARG, "asink_st_create: out is NULL");
-  *out = calloc(1, sizeof **out);
+  *out = asink_calloc(1, sizeof **out);
   if (!*out) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a tensor set");
   return ASINK_OK;
 }
@@ -194,7 +194,7 @@ static int grow(void **arr, int *cap, int need, size_t elem) {
     if (c > (1 << 29)) return 0;
     c *= 2;
   }
-  void *p = realloc(*arr, asink_mul_size((size_t)c, elem));
+  void *p = asink_realloc(*arr, (size_t)c, elem);
   if (!p) return 0;
   *arr = p;
   *cap = c;
@@ -217,7 +217,7 @@ static asink_status append(asink_tensors *set, const char *name, int dtype, int 
     asink_free(data);
     return asink_fail(ASINK_ERR_NOMEM, "cannot grow tensor set to %d tensors", set->n + 1);
   }
-  char *copy = strdup(name);
+  char *copy = asink_strdup(name);
   if (!copy) {
     asink_free(data);
     return asink_fail(ASINK_ERR_NOMEM, "cannot copy tensor name " NAME_FMT, name);
@@ -279,7 +279,7 @@ const char *asink_st_meta_get(const asink_tensors *set, const char *key) {
 /* Adds a key known to be new (the parser's JSON has no duplicates): no lookup, so a
  * header with many keys parses in linear time. */
 static asink_status meta_append(asink_tensors *set, const char *key, const char *value) {
-  char *k = strdup(key), *v = strdup(value);
+  char *k = asink_strdup(key), *v = asink_strdup(value);
   if (!k || !v || !grow((void **)&set->meta, &set->cap_meta, set->n_meta + 1, sizeof *set->meta)) {
     free(k);
     free(v);
@@ -298,7 +298,7 @@ asink_status asink_st_meta_set(asink_tensors *set, const char *key, const char *
     return asink_fail(ASINK_ERR_ARG, "metadata value of " NAME_FMT " is not valid UTF-8", key);
   for (int i = 0; i < set->n_meta; i++)
     if (strcmp(set->meta[i].key, key) == 0) {
-      char *v = strdup(value);
+      char *v = asink_strdup(value);
       if (!v) return asink_fail(ASINK_ERR_NOMEM, "cannot copy metadata value of " NAME_FMT, key);
       free(set->meta[i].val);
       set->meta[i].val = v;
@@ -478,7 +478,7 @@ static asink_status parse_header(const unsigned char *p, size_t len, asink_tenso
   if (!json_is_object(h->root)) {
     s = asink_fail(ASINK_ERR_FORMAT, "header is not a JSON object");
   } else {
-    h->e = malloc(asink_mul_size(json_object_size(h->root) + 1, sizeof *h->e));
+    h->e = asink_alloc(json_object_size(h->root) + 1, sizeof *h->e);
     if (!h->e) s = asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu header entries", json_object_size(h->root));
   }
   const char *key;
@@ -591,7 +591,7 @@ static asink_status bytes_open(const char *path, file_bytes *b) {
     if (b->map == MAP_FAILED) {
       /* Some file systems cannot map: read the whole file instead. */
       b->map = NULL;
-      b->heap = malloc(b->len);
+      b->heap = asink_alloc(b->len, 1);
       if (!b->heap) {
         close(fd);
         return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu bytes to read '%s'", b->len, path);
@@ -637,7 +637,7 @@ struct asink_st_file {
 asink_status asink_st_open(const char *path, asink_st_file **out) {
   if (!out || !path) return asink_fail(ASINK_ERR_ARG, "asink_st_open: NULL argument");
   *out = NULL;
-  asink_st_file *f = calloc(1, sizeof *f);
+  asink_st_file *f = asink_calloc(1, sizeof *f);
   if (!f) return asink_fail(ASINK_ERR_NOMEM, "cannot open '%s': out of memory", path);
   asink_status s = bytes_open(path, &f->bytes);
   if (s) {
@@ -773,7 +773,7 @@ fail:
 
 asink_status asink_st_write(const asink_tensors *set, const char *path) {
   if (!set || !path) return asink_fail(ASINK_ERR_ARG, "asink_st_write: set or path is NULL");
-  const st_tensor **order = malloc(asink_mul_size((size_t)set->n + 1, sizeof *order));
+  const st_tensor **order = asink_alloc((size_t)set->n + 1, sizeof *order);
   if (!order) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate write order for '%s'", path);
   for (int i = 0; i < set->n; i++) order[i] = &set->t[i];
   qsort(order, (size_t)set->n, sizeof *order, cmp_name);

@@ -82,7 +82,7 @@ static asink_status ensure_shape(asink_metric *mt, int L, int H, int T, int Tk) 
     return ASINK_OK;
   }
   size_t n = (size_t)(L + 1) * T + 2 * (size_t)L * T + 2 * (size_t)L * H * T + (size_t)L * H;
-  double *d = calloc(n, sizeof *d);
+  double *d = asink_calloc(n, sizeof *d);
   if (!d) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate metric sums");
   mt->hid = d;
   mt->kn = mt->hid + (size_t)(L + 1) * T;
@@ -262,7 +262,7 @@ static void obs_decode_step(void *ctx, int L, int H, const float *share) {
   mt->dec_L = L, mt->dec_H = H;
   if (mt->dec_steps == mt->dec_cap) {
     int cap = mt->dec_cap ? 2 * mt->dec_cap : 256;
-    float *p = realloc(mt->dec_share, (size_t)cap * L * H * sizeof(float));
+    float *p = asink_realloc(mt->dec_share, (size_t)cap * L * H, sizeof(float));
     if (!p) return; /* the step goes unrecorded; the count says so */
     mt->dec_share = p, mt->dec_cap = cap;
   }
@@ -409,7 +409,7 @@ static void put(sbuf *s, const char *text) {
   if (s->len + n + 1 > s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 1 << 16;
     while (cap < s->len + n + 1) cap *= 2;
-    char *b = realloc(s->buf, cap);
+    char *b = asink_realloc(s->buf, cap, 1);
     if (!b) {
       s->failed = true;
       return;
@@ -447,7 +447,7 @@ char *asink_metric_json(const asink_metric *mt) {
   size_t biggest = (size_t)N * L * H * Tk;
   if ((size_t)(L + 1) * T > biggest) biggest = (size_t)(L + 1) * T;
   if ((size_t)L * H * T > biggest) biggest = (size_t)L * H * T;
-  float *tmp = malloc(biggest * sizeof(float) + sizeof(float));
+  float *tmp = asink_alloc(biggest + 1, sizeof(float));
   sbuf s = {0};
   if (!tmp) {
     asink_fail(ASINK_ERR_NOMEM, "metric json: out of memory");

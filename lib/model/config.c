@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "attn/spec.h"
+#include "core/alloc.h"
 #include "core/error.h"
 
 /* Sizes are multiplied together by the model (vocab x hidden, 4 x n_embd, ...): a cap far
@@ -756,7 +757,7 @@ char *asink_config_to_json(const asink_config *c) {
   if (!text) return NULL;
   /* A text file ends with a newline. */
   size_t n = strlen(text);
-  char *out = realloc(text, n + 2);
+  char *out = asink_realloc(text, n + 2, 1);
   if (!out) {
     free(text);
     return NULL;

@@ -625,7 +625,7 @@ static asink_status decode(asink_model *m, asink_cache *c, const int *lengths, i
   group g = {.c = c, .w = w, .obs = obs, .nt = asink_region_threads()};
   double share_rows = 0.0;
   if (!st) st = ensure_states(c, g.nt);
-  if (obs && !(g.share = calloc((size_t)w->L * w->H, sizeof(double)))) st = asink_fail(ASINK_ERR_NOMEM, "decode: out of memory");
+  if (obs && !(g.share = asink_calloc((size_t)w->L * w->H, sizeof(double)))) st = asink_fail(ASINK_ERR_NOMEM, "decode: out of memory");
   while (!st) {
     int R = 0, maxTk = 0;
     for (int b = 0; b < c->B; b++) {

@@ -1,6 +1,7 @@
 /* The model handle: weights (weights.c), the gradients they accumulate, and the public
  * entry points, which check their arguments and run the passes (pass.c) on the whole
  * batch or on batch slices (slices.c). Files are in lib/io/checkpoint.c. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,7 @@ asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cf
   /* calloc, not asink_calloc (which writes the zeros): a large fresh calloc is the kernel's
    * zero pages, so a model that only runs forward (a probe of a loaded checkpoint) does not
    * hold a second weights-sized block; nothing needs the gradients' alignment */
-  m->grad = calloc(m->w->n_block + 1, sizeof(float));
+  m->grad = asink_zeroed(m->w->n_block + 1, sizeof(float));
   m->config_json = asink_config_to_json(cfg);
   if (!m->grad || !m->config_json) {
     asink_model_free(m);
@@ -212,6 +213,9 @@ static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tok
     st = asink_pass_loss(m->w, &m->pass, B, T, tokens, targets, count, keep, false, &total);
   if (st) return st;
   *loss = count ? (float)(total / count) : 0.f;
+  if (!isfinite(*loss)) /* have_loss stays false (prepare): no backward of it */
+    return asink_fail(ASINK_ERR_NONFINITE, "loss is %g (B=%d, T=%d): nothing kept for backward",
+                      *loss, B, T);
   m->have_loss = keep;
   return ASINK_OK;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "model/model_internal.h"
@@ -22,11 +23,12 @@ asink_status asink_adamw_create(asink_adamw **out, asink_model *m, float lr, flo
   if (!isfinite(clip)) return asink_fail(ASINK_ERR_ARG, "clip=%g must be finite (<= 0 turns it off)", clip);
   asink_adamw *o = asink_calloc(1, sizeof *o);
   if (!o) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate an optimizer");
-  o->total = m->w->n_block;
-  o->mom = asink_calloc(2 * o->total + 1, sizeof(float));
+  const size_t total = m->w->n_block;
+  o->total = total;
+  o->mom = asink_calloc(asink_mul_size(2, total) + 1, sizeof(float));
   if (!o->mom) {
     asink_free(o);
-    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate optimizer state for %zu parameters", o->total);
+    return asink_fail(ASINK_ERR_NOMEM, "cannot allocate optimizer state for %zu parameters", total);
   }
   o->var = o->mom + o->total;
   o->m = m, o->lr = lr, o->b1 = beta1, o->b2 = beta2, o->eps = eps, o->wd = weight_decay, o->clip = clip;
@@ -107,14 +109,30 @@ static double grad_sumsq(const asink_model *m) {
   return total;
 }
 
+/* Names the first parameter whose gradient holds NaN or infinity. A norm can also
+ * overflow from finite gradients (squares past FLT_MAX): that is reported as such. */
+static asink_status nonfinite_gradient(const asink_adamw *o, float norm) {
+  const asink_model *m = o->m;
+  for (int i = 0; i < m->w->n_params; i++) {
+    const asink_param *p = &m->w->params[i];
+    const float *g = asink_model_grad_of(m, p);
+    for (size_t j = 0; j < p->numel; j++)
+      if (!isfinite(g[j]))
+        return asink_fail(ASINK_ERR_NONFINITE,
+                          "gradient of '%s' is %g at element %zu: step %lld skipped, weights "
+                          "unchanged", p->name, g[j], j, (long long)o->step + 1);
+  }
+  return asink_fail(ASINK_ERR_NONFINITE,
+                    "gradient norm is %g (finite gradients too large to square): step %lld "
+                    "skipped, weights unchanged", norm, (long long)o->step + 1);
+}
+
 asink_status asink_adamw_step(asink_adamw *o, float *grad_norm) {
   if (!o) return asink_fail(ASINK_ERR_ARG, "asink_adamw_step: NULL optimizer");
   asink_model *m = o->m;
   float norm = (float)sqrt(grad_sumsq(m));
   if (grad_norm) *grad_norm = norm;
-  if (!isfinite(norm))
-    return asink_fail(ASINK_ERR_STATE, "gradient norm is %g: refusing to update (step %lld)", norm,
-                      (long long)o->step);
+  if (!isfinite(norm)) return nonfinite_gradient(o, norm);
   float gscale = 1.f;
   if (o->clip > 0.f) {
     float c = o->clip / (norm + 1e-6f);

@@ -128,7 +128,10 @@ asink_status asink_slices_backward(asink_slices *sl, const asink_weights *w, flo
       if (i < P) asink_pass_add_head_grad(w, &sl->pass[i], 1);
   }
   asink_status st = first_failure(sl);
-  if (st) return st;
+  if (st) { /* nothing of a failed backward may wait in a thread's block for the next one */
+    for (int t = 1; t < P; t++) memset(grad_block(sl, w, grad, t), 0, w->n_block * sizeof(float));
+    return st;
+  }
   /* the threads' gradient blocks into the model's, in thread order */
   const long n = (long)w->n_block;
   const int nt = asink_region_threads();

@@ -3,6 +3,7 @@
  * view it fills), seeded initialisation, position tables. */
 #include "model/weights.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -237,9 +238,15 @@ static bool present(const asink_weights *w, when_sym when) {
 /* Adds a parameter (count only while w->params is NULL). */
 static asink_param *add(asink_weights *w, const char *name, int ndim, int64_t s0, int64_t s1,
                         float init_std, bool decay) {
-  int i = w->n_params++;
-  size_t numel = (size_t)s0 * (ndim == 2 ? (size_t)s1 : 1);
+  /* Sizes come from the config: count with saturation so that an absurd config ends
+   * at SIZE_MAX (refused by asink_weights_create) instead of wrapping or overflowing. */
+  size_t numel = asink_mul_size((size_t)s0, ndim == 2 ? (size_t)s1 : 1);
   size_t off = w->n_block;
+  if (off == SIZE_MAX || w->n_params == INT_MAX || numel > SIZE_MAX - 1 - off) {
+    w->n_block = SIZE_MAX;
+    return NULL;
+  }
+  int i = w->n_params++;
   w->n_block += numel;
   if (!w->params) return NULL;
   asink_param *p = &w->params[i];
@@ -275,6 +282,7 @@ static void set_view(asink_weights *w, const param_row *r, int l, const asink_pa
 /* The attention op's parameters, named after its prefix; k_bias and v_bias start like
  * keys and values, sink logits and relative biases at 0. */
 static void add_op_params(asink_weights *w, const char *prefix, int l) {
+  if (!w->layers) return; /* the first count, a lower bound made before the ops exist */
   asink_attn *op = w->layers[l].attn;
   size_t first = w->n_block;
   for (int i = 0; i < asink_attn_param_count(op); i++) {
@@ -312,7 +320,19 @@ static void declare(asink_weights *w) {
   const family_rows *f = rows_of(w->cfg.family);
   w->n_params = 0, w->n_block = 0;
   add_rows(w, f->pre, f->n_pre, 0);
-  for (int l = 0; l < w->L; l++) add_rows(w, f->layer, f->n_layer, l);
+  if (w->params) {
+    for (int l = 0; l < w->L; l++) add_rows(w, f->layer, f->n_layer, l);
+  } else { /* counting: every layer has layer 0's parameters; L of them, checked */
+    int n0 = w->n_params;
+    size_t b0 = w->n_block;
+    add_rows(w, f->layer, f->n_layer, 0);
+    size_t per_n = (size_t)(w->n_params - n0), per_b = w->n_block - b0;
+    size_t all_n = asink_mul_size(per_n, (size_t)w->L), all_b = asink_mul_size(per_b, (size_t)w->L);
+    if (w->n_block == SIZE_MAX || all_n > (size_t)INT_MAX - (size_t)n0 || all_b >= SIZE_MAX - b0)
+      w->n_block = SIZE_MAX;
+    else
+      w->n_params = n0 + (int)all_n, w->n_block = b0 + all_b;
+  }
   add_rows(w, f->post, f->n_post, 0);
   if (!w->head) w->head = w->wte;
   /* GPT-2's q, k, v are column slices of the fused [C, 3C] Conv1D weight and bias */
@@ -401,6 +421,18 @@ static asink_status check_family(const asink_config *cfg, bool gated) {
   return ASINK_OK;
 }
 
+/* A count that saturated (add): the config's sizes together exceed what can be addressed. */
+static asink_status check_count(asink_weights *w) {
+  if (w->n_block != SIZE_MAX) return ASINK_OK;
+  const asink_config *c = &w->cfg;
+  asink_status st = asink_fail(ASINK_ERR_FORMAT, "config: num_hidden_layers=%d, hidden_size=%d, "
+                               "intermediate_size=%d, vocab_size=%d give more parameters than "
+                               "memory can address", c->n_layer, c->hidden, c->intermediate,
+                               c->vocab_size);
+  asink_weights_free(w);
+  return st;
+}
+
 asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) {
   *out = NULL;
   asink_status st = asink_runtime_ready();
@@ -421,6 +453,8 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) 
   w->qkv_per_head = cfg->family == ASINK_FAMILY_NEOX;
   w->R = asink_config_rope_dim(cfg);
   w->pos_off = cfg->pos_offset;
+  declare(w); /* a first count before anything is sized from the config */
+  if ((st = check_count(w))) return st;
   if (!(w->layers = asink_calloc((size_t)w->L, sizeof *w->layers))) {
     asink_weights_free(w);
     return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
@@ -436,6 +470,7 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) 
       return asink_fail_context(st, "config: attnsink.attn");
     }
   declare(w); /* counts */
+  if ((st = check_count(w))) return st;
   w->params = asink_calloc((size_t)w->n_params, sizeof *w->params);
   w->block = asink_calloc(w->n_block + 1, sizeof(float));
   if (!w->params || !w->block) {

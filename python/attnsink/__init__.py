@@ -17,7 +17,12 @@ installed beside the package, then the project's ``build/`` directory, then the 
 autograd, and SinkProbe for sink metrics of any torch model's maps).
 
 Every handle class (Attention, Model, AdamW, Cache, Metric, Sampler) has ``close()`` and is
-a context manager.
+a context manager; any call after ``close()`` raises :class:`StateError`.
+
+Threads: each handle has a lock, so one object may be shared by Python threads: calls on it
+take turns (the library runs each call on its own threads). A model's optimizer and caches
+share the model's lock, and a model's calls also hold its attached metric's. Separate
+handles run in parallel (the binding releases the GIL inside every C call).
 
 The decoder language model (docs/api.md) and its optimizer (see ``attnsink.model``)::
 
@@ -43,12 +48,17 @@ Errors: a bad spec, bad sizes or bad shapes raise ``ValueError`` (precisely
 (ASINK_ERR_FORMAT) raises :class:`FormatError`, also a ``ValueError``; a call out of order
 (``backward`` before ``forward``) raises :class:`StateError` (both a ``ValueError`` and a
 ``RuntimeError``); a file that cannot be read or written (ASINK_ERR_IO) raises
-:class:`FileError`, an ``OSError``; an allocation failure ``MemoryError``; anything else
-``RuntimeError``.
+:class:`FileError`, an ``OSError``; an allocation failure ``MemoryError``; NaN or infinity
+in a loss or a gradient (ASINK_ERR_NONFINITE) :class:`NonFiniteError`, a
+``FloatingPointError``; anything else ``RuntimeError``. Complex arrays are refused with
+``TypeError`` (converting them to float32 would drop the imaginary part).
 """
 
+import contextlib
 import ctypes
+import functools
 import operator
+import threading
 
 import numpy as np
 
@@ -57,6 +67,7 @@ from ._lib import Status, c_float_p, lib, lib_path
 __all__ = [
     "Attention", "Model", "AdamW", "Cache", "Sampler", "Metric", "AttnsinkError",
     "ArgumentError", "FormatError", "StateError", "FileError", "OutOfMemory", "LibraryError",
+    "NonFiniteError",
     "version", "version_number", "runtime_info", "simd_level", "init",
     "set_num_threads", "get_num_threads", "lib_path", "sink_stats", "sink_metric",
     "Tokenizer",
@@ -101,6 +112,11 @@ class LibraryError(AttnsinkError, RuntimeError):
     """Any other library failure (an unsupported request, an unexpected status)."""
 
 
+class NonFiniteError(AttnsinkError, FloatingPointError):
+    """NaN or infinity in a loss or a gradient (ASINK_ERR_NONFINITE). The message names the
+    tensor; an optimizer step that raises it changed nothing."""
+
+
 _ERROR_CLASS = {
     Status.ERR_ARG: ArgumentError,
     Status.ERR_SPEC: ArgumentError,
@@ -109,6 +125,7 @@ _ERROR_CLASS = {
     Status.ERR_STATE: StateError,
     Status.ERR_IO: FileError,
     Status.ERR_NOMEM: OutOfMemory,
+    Status.ERR_NONFINITE: NonFiniteError,
 }
 
 
@@ -130,10 +147,21 @@ def _shape(a):
     return "(" + ", ".join(str(n) for n in a) + ")" if len(a) != 1 else "(%d,)" % a[0]
 
 
-def _f32(x):
+def _refuse_complex(x, label):
+    """TypeError if x is complex: converting it to float32 would silently drop the
+    imaginary part."""
+    dtype = getattr(x, "dtype", None)
+    if getattr(dtype, "kind", None) == "c" or (dtype is None and np.iscomplexobj(x)):
+        raise TypeError("%s is complex (%s); the library computes on real numbers: pass "
+                        "x.real or abs(x) explicitly"
+                        % (label, dtype if dtype is not None else "complex values"))
+
+
+def _f32(x, label="array"):
     """x as a float32 C-contiguous ndarray (copying only when needed). Like
     np.ascontiguousarray(x, dtype=np.float32) but a scalar stays 0-d, so that shape errors
-    report the shape the caller passed."""
+    report the shape the caller passed. TypeError naming `label` for complex input."""
+    _refuse_complex(x, label)
     return np.asarray(x, dtype=np.float32, order="C")
 
 
@@ -281,14 +309,35 @@ class _ClosedHandle:
         pass
 
 
+def _locked(method):
+    """Runs `method` holding its object's locks (``_locks()``): two Python threads calling
+    one handle take turns instead of racing inside the C library (which releases the GIL)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._locks():
+            return method(self, *args, **kwargs)
+    return run
+
+
 class _Closable:
     """close() and the context-manager protocol of every handle class: ``with X(...) as x:``
-    closes x at the end of the block. ``_close()`` does the class's own work."""
+    closes x at the end of the block. ``_close()`` does the class's own work.
+
+    ``_lock`` (a re-entrant lock, set by each class's __init__) guards the C handle: every
+    method that calls the library holds it (``@_locked``), close() too, so a handle is never
+    freed while another thread is inside a call on it."""
+
+    _lock = None
+
+    def _locks(self):
+        """A context holding what a call on this object must hold: its lock."""
+        return self._lock if self._lock is not None else contextlib.nullcontext()
 
     def close(self):
         """Release the C object now (idempotent); later calls raise StateError."""
-        if not self.closed:
-            self._close()
+        with self._locks():
+            if not self.closed:
+                self._close()
 
     @property
     def closed(self):
@@ -355,6 +404,7 @@ class Attention(_Closable):
 
     def __init__(self, spec, n_head, n_kv_head, head_dim):
         self._h = None  # so that a failure below leaves a well-defined object
+        self._lock = threading.RLock()
         self._params = {}
         self._grads = {}
         self._importance = None
@@ -394,6 +444,7 @@ class Attention(_Closable):
     # -- properties
 
     @property
+    @_locked
     def spec(self):
         """The spec in canonical form (every option spelled out), from asink_attn_spec."""
         return _decode(lib.asink_attn_spec(self._h.ptr))
@@ -413,12 +464,14 @@ class Attention(_Closable):
         """(B, H, Tk) float32 importance of the last forward with importance=True, else None."""
         return self._importance
 
+    @_locked
     def key_count(self, T):
         """Number of key columns of the maps for T tokens: T, or T+1 with kbias."""
         return lib.asink_attn_key_count(self._h.ptr, operator.index(T))
 
     # -- compute
 
+    @_locked
     def forward(self, q, k, v, importance=False):
         """out = attention(q, k, v): q (B,T,H,D), k and v (B,T,Hkv,D) -> new float32
         C-contiguous (B,T,H,D). With importance=True, op.importance receives (B,H,Tk).
@@ -428,7 +481,7 @@ class Attention(_Closable):
         of this forward). A failed forward leaves no forward to differentiate."""
         self._saved = None
         self._importance = None
-        q, k, v = _f32(q), _f32(k), _f32(v)
+        q, k, v = _f32(q, "q"), _f32(k, "k"), _f32(v, "v")
         H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
         if q.ndim != 4:
             raise ArgumentError("q must be 4-D (B, T, H=%d, D=%d), got shape %s"
@@ -457,6 +510,7 @@ class Attention(_Closable):
         self._importance = imp
         return out
 
+    @_locked
     def forward_at(self, q, k, v, q_pos=None, k_pos=None, importance=False):
         """Tq queries against Tk keys at given absolute positions (a key/value cache, a chunk
         of a long sequence): q (B,Tq,H,D), k and v (B,Tk,Hkv,D) -> new float32 (B,Tq,H,D).
@@ -474,7 +528,7 @@ class Attention(_Closable):
         a forward: it returns (dq, dk, dv) with the shapes of q, k, v."""
         self._saved = None
         self._importance = None
-        q, k, v = _f32(q), _f32(k), _f32(v)
+        q, k, v = _f32(q, "q"), _f32(k, "k"), _f32(v, "v")
         H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
         if q.ndim != 4:
             raise ArgumentError("q must be 4-D (B, Tq, H=%d, D=%d), got shape %s"
@@ -513,6 +567,7 @@ class Attention(_Closable):
         self._importance = imp
         return out
 
+    @_locked
     def backward(self, dout):
         """Gradients of sum(out * dout) for the last forward: returns (dq, dk, dv) with the
         shapes of q, k, v, and fills op.grads with the parameter gradients of this call
@@ -521,7 +576,7 @@ class Attention(_Closable):
             raise StateError("backward() called before forward(): op %s has no forward to "
                              "differentiate" % self.spec, Status.ERR_STATE)
         q, k, v, out = self._saved
-        dout = _f32(dout)
+        dout = _f32(dout, "dout")
         if dout.shape != out.shape:
             raise ArgumentError("dout has shape %s; expected %s, the shape of out"
                                 % (_shape(dout.shape), _shape(out.shape)))

@@ -37,6 +37,7 @@ class Status:
     ERR_IO = -6
     ERR_FORMAT = -7
     ERR_UNSUPPORTED = -8
+    ERR_NONFINITE = -9
 
 
 def _candidates():

@@ -13,12 +13,14 @@ also records decoding::
 """
 
 import ctypes
+import threading
 
 import numpy as np
 
 from ._lib import c_float_p, declare, lib
 from ._lib import libc as _libc
-from . import _check, _ptr, _shape, ArgumentError, StateError, Status, _Closable
+from . import (_check, _locked, _ptr, _refuse_complex, _shape, ArgumentError, StateError, Status,
+               _Closable)
 
 __all__ = ["Metric", "sink_stats", "sink_metric"]
 
@@ -69,6 +71,7 @@ class Metric(_Closable):
     later calls raise StateError."""
 
     def __init__(self, eps=0.3):
+        self._lock = threading.RLock()
         self._ptr = _metric_p()
         if not isinstance(eps, (int, float, np.floating)) or not 0.0 < float(eps) < 1.0:
             raise ArgumentError("eps=%r must be a number in (0, 1)" % (eps,), Status.ERR_ARG)
@@ -97,10 +100,18 @@ class Metric(_Closable):
     def ptr(self, value):
         self._ptr = value
 
-    def _close(self):
+    def close(self):
+        """Detach from the model (if attached) and free the C metric now (idempotent); later
+        calls raise StateError."""
+        # the model's lock before this metric's, the order of every model call
         model = self._attached_to() if self._attached_to is not None else None
         if model is not None and model._metric is self and not model.closed:
             model.detach_metric()
+        with self._lock:
+            if not self.closed:
+                self._close()
+
+    def _close(self):
         p, self._ptr = self._ptr, _metric_p()
         lib.asink_metric_free(p)
 
@@ -115,21 +126,25 @@ class Metric(_Closable):
         """Attach to model (the same as model.attach_metric(self))."""
         model.attach_metric(self)
 
+    @_locked
     def reset(self):
         """Forget every accumulated sequence and decoding record (the attachment is kept)."""
         lib.asink_metric_reset(self.ptr)
 
+    @_locked
     def dims(self):
         """[sequences, layers, heads, T, Tk] gathered so far (zeros before any)."""
         v = [ctypes.c_int() for _ in range(5)]
         lib.asink_metric_dims(self.ptr, *[ctypes.byref(x) for x in v])
         return [x.value for x in v]
 
+    @_locked
     def read(self, name, shape):
         out = np.empty(shape, dtype=np.float32)
         _check(getattr(lib, "asink_metric_" + name)(self.ptr, _ptr(out)), "asink_metric_" + name)
         return out
 
+    @_locked
     def stats(self):
         """The statistics of the forward passes so far, as the dict of :func:`sink_stats`.
         StateError before any."""
@@ -146,10 +161,12 @@ class Metric(_Closable):
         }
 
     @property
+    @_locked
     def decode_steps(self):
         """Decode calls recorded since creation or the last reset (asink_metric_decode_steps)."""
         return int(lib.asink_metric_decode_steps(self.ptr))
 
+    @_locked
     def sink_share(self):
         """(steps, L, H) float32 in [0, 1]: per recorded decode call, layer and head, the share
         of attention on the cache's sink slots (asink_metric_sink_share). StateError if no
@@ -198,17 +215,18 @@ def sink_stats(model, tokens, eps=0.3, batch=16):
     from .model import _int32_grid
     tok = _int32_grid(tokens, "tokens")
     mt = _Metric(eps)
-    _check(lib.asink_model_attach_metric(model._h.ptr, mt.ptr), "asink_model_attach_metric")
-    try:
-        for i in range(0, tok.shape[0], batch):
-            part = np.ascontiguousarray(tok[i:i + batch])
-            _check(lib.asink_model_forward(model._h.ptr, part.shape[0], part.shape[1],
-                                           part.ctypes.data_as(_c_int32_p), None),
-                   "asink_model_forward")
-    finally:
-        # give the model back the metric the caller attached, if any
-        prev = getattr(model, "_metric", None)
-        lib.asink_model_attach_metric(model._h.ptr, prev.ptr if prev is not None else None)
+    with model._locks():  # the metric of this call is private; the model's is put back
+        _check(lib.asink_model_attach_metric(model._h.ptr, mt.ptr), "asink_model_attach_metric")
+        try:
+            for i in range(0, tok.shape[0], batch):
+                part = np.ascontiguousarray(tok[i:i + batch])
+                _check(lib.asink_model_forward(model._h.ptr, part.shape[0], part.shape[1],
+                                               part.ctypes.data_as(_c_int32_p), None),
+                       "asink_model_forward")
+        finally:
+            # give the model back the metric the caller attached, if any
+            prev = getattr(model, "_metric", None)
+            lib.asink_model_attach_metric(model._h.ptr, prev.ptr if prev is not None else None)
     return mt.stats()
 
 
@@ -218,6 +236,7 @@ def sink_metric(maps, eps=0.3, normalized=True):
     attention itself (entries must be >= 0); False: each row is replaced by the proxy
     |A| / (sum |A| + 1e-8) first (docs/attention.md). Returns {'importance': (N, L, H, Tk),
     'sink': (Tk,) percent, 'entropy': (L, H)}."""
+    _refuse_complex(maps, "maps")
     a = np.asarray(maps, dtype=np.float32)
     if a.ndim != 5:
         raise ArgumentError("maps must have rank 5 (N, L, H, T, Tk); got shape %s"

@@ -34,17 +34,19 @@ key, token or tensor; a directory that cannot be read or written raises OSError 
 a call out of order (backward without loss) StateError.
 """
 
+import contextlib
 import ctypes
 import json
 import operator
 import os
+import threading
 import weakref
 from collections.abc import Mapping
 
 import numpy as np
 
 from . import (ArgumentError, StateError, _Closable, _ClosedHandle, _Handle, _INT_MAX, _c_ints, _c_text, _check, _decode,
-               _ptr, _shape, _view)
+               _locked, _ptr, _refuse_complex, _shape, _view)
 from ._lib import Status, lib
 
 __all__ = ["Model", "AdamW", "Cache", "Sampler"]
@@ -162,6 +164,7 @@ class Model(_Closable):
     def __init__(self, _handle=None):
         if not isinstance(_handle, _ModelHandle) or not _handle.ptr.value:
             raise TypeError("use attnsink.Model.load(path) or attnsink.Model.create(config)")
+        self._lock = threading.RLock()
         self._h = _handle
         self._metric = None  # the attached Metric, kept alive while the C model points to it
         n_layer, n_head, n_kv, head_dim, hidden, vocab = (ctypes.c_int() for _ in range(6))
@@ -216,6 +219,18 @@ class Model(_Closable):
                "asink_model_create")
         return cls(h)
 
+    @contextlib.contextmanager
+    def _locks(self):
+        """The model's lock, then its attached metric's (a pass of the model writes into the
+        metric). Its optimizer and caches take the same: they share the model's C state."""
+        with self._lock:
+            metric = self._metric
+            if metric is None:
+                yield
+            else:
+                with metric._lock:
+                    yield
+
     def _close(self):
         if self._metric is not None:
             self.detach_metric()
@@ -232,6 +247,7 @@ class Model(_Closable):
     # -- description
 
     @property
+    @_locked
     def config(self):
         """The model's config.json as a dict (canonical: every "attnsink" field spelled out).
         A fresh dict on every access."""
@@ -240,10 +256,12 @@ class Model(_Closable):
     def _view(self, getter, name):
         return _view(self._h, getter, name, self._shapes[name])
 
+    @_locked
     def parameters(self):
         """dict HF name -> float32 ndarray, copies of the parameters, in the library's order."""
         return {name: self._view(lib.asink_model_param, name).copy() for name in self._shapes}
 
+    @_locked
     def set_parameter(self, name, array):
         """Copy array (any float dtype, the parameter's exact shape) into parameter `name`.
         ValueError for an unknown name or a wrong shape."""
@@ -254,6 +272,7 @@ class Model(_Closable):
             shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
             raise ArgumentError("unknown parameter '%s' (the model has %d: %s)"
                                 % (name, len(known), shown), Status.ERR_ARG)
+        _refuse_complex(array, "parameter '%s'" % name)
         a = np.asarray(array, dtype=np.float32)
         want = self._shapes[name]
         if a.shape != want:
@@ -263,6 +282,7 @@ class Model(_Closable):
 
     # -- compute
 
+    @_locked
     def forward(self, tokens):
         """Logits (B, T, vocab) float32 for int tokens (B, T). A token outside the vocabulary,
         or T beyond the learned positions: ValueError."""
@@ -273,6 +293,7 @@ class Model(_Closable):
                                        _ptr(logits)), "asink_model_forward")
         return logits
 
+    @_locked
     def _loss(self, fn, tokens, targets):
         tok = _int32_grid(tokens, "tokens")
         tgt = _int32_grid(targets, "targets")
@@ -294,6 +315,7 @@ class Model(_Closable):
         """The same loss without keeping anything for backward (evaluation)."""
         return self._loss(lib.asink_model_eval_loss, tokens, targets)
 
+    @_locked
     def backward(self):
         """Add the gradients of the last loss() to the model's gradients and return them all:
         dict HF name -> float32 ndarray (copies), shapes as parameters(). StateError (a
@@ -301,10 +323,12 @@ class Model(_Closable):
         _check(lib.asink_model_backward(self._h.ptr), "asink_model_backward")
         return self.grads()
 
+    @_locked
     def grads(self):
         """dict HF name -> float32 ndarray: copies of the accumulated gradients."""
         return {name: self._view(lib.asink_model_grad, name).copy() for name in self._shapes}
 
+    @_locked
     def zero_grad(self):
         """Zero every accumulated gradient."""
         lib.asink_model_zero_grad(self._h.ptr)
@@ -394,6 +418,7 @@ class Model(_Closable):
         return Cache(self, policy, n_sink=n_sink, window=window, batch=batch, max_len=max_len,
                      chunk=chunk)
 
+    @_locked
     def decode(self, tokens, cache="full", n_sink=4, window=256):
         """Logits of every step of incremental decoding: int tokens (B, T), fed as given (no BOS
         is added) one position at a time through a fresh cache of the policy `cache` ("full",
@@ -435,6 +460,7 @@ class Model(_Closable):
             if own:
                 c.close()
 
+    @_locked
     def generate(self, prompt, n_new, cache="sink", n_sink=4, window=256, temperature=0.0,
                  top_k=0, seed=0, top_p=1.0, max_len=None):
         """Feed int prompt (B, T0) into a fresh cache, then sample n_new tokens per sequence
@@ -485,6 +511,15 @@ class Model(_Closable):
         if metric is not None and not isinstance(metric, Metric):
             raise TypeError("attach_metric needs an attnsink.Metric or None, not %s"
                             % type(metric).__name__)
+        if metric is not None:
+            # taken from its model first, under that model's locks (never two models' at once)
+            prev = metric._attached_to() if metric._attached_to is not None else None
+            if prev is not None and prev is not self and prev._metric is metric and not prev.closed:
+                prev.detach_metric()
+        with self._locks(), (metric._lock if metric is not None else contextlib.nullcontext()):
+            self._attach(metric)
+
+    def _attach(self, metric):
         _check(lib.asink_model_attach_metric(self._h.ptr,
                                              metric.ptr if metric is not None else None),
                "asink_model_attach_metric")
@@ -501,6 +536,7 @@ class Model(_Closable):
             metric._attached_to = weakref.ref(self)
         self._metric = metric
 
+    @_locked
     def detach_metric(self):
         """Detach the attached metric (if any) and return it."""
         metric = self._metric
@@ -514,6 +550,7 @@ class Model(_Closable):
 
     # -- files
 
+    @_locked
     def save(self, path):
         """Write path/config.json and path/model.safetensors (F32), each atomically; creates
         the directory if needed. OSError if it cannot be written."""
@@ -542,11 +579,17 @@ class AdamW(_Closable):
                 values.append(float(x))
             except (TypeError, ValueError):
                 raise TypeError("%s must be a number, not %r" % (label, x)) from None
-        h = _OptHandle(model._h)
-        _check(lib.asink_adamw_create(ctypes.byref(h.ptr), model._h.ptr, *values),
-               "asink_adamw_create")
-        self._h = h
         self._model = model
+        with model._locks():
+            h = _OptHandle(model._h)
+            _check(lib.asink_adamw_create(ctypes.byref(h.ptr), model._h.ptr, *values),
+                   "asink_adamw_create")
+        self._h = h
+
+    def _locks(self):
+        """The model's locks: a step writes the model's weights and gradients."""
+        return self._model._locks() if getattr(self, "_model", None) is not None \
+            else contextlib.nullcontext()
 
     def _close(self):
         h, self._h = self._h, _ClosedHandle("optimizer")
@@ -564,6 +607,7 @@ class AdamW(_Closable):
         """The model this optimizer updates."""
         return self._model
 
+    @_locked
     def schedule(self, kind="constant", warmup=0, total_steps=0, min_lr=0.0):
         """Learning rate: linear warm-up over `warmup` steps, then "constant" or "cosine"
         (down to min_lr at total_steps)."""
@@ -572,6 +616,7 @@ class AdamW(_Closable):
         _check(lib.asink_adamw_schedule(self._h.ptr, kind_c, ints[0], ints[1],
                                         float(min_lr)), "asink_adamw_schedule")
 
+    @_locked
     def step(self):
         """Apply one update from the model's accumulated gradients (then zeroed); returns the
         global gradient norm before clipping."""
@@ -580,21 +625,25 @@ class AdamW(_Closable):
         return float(norm.value)
 
     @property
+    @_locked
     def steps(self):
         """Steps taken so far."""
         return int(lib.asink_adamw_steps(self._h.ptr))
 
     @property
+    @_locked
     def lr(self):
         """The learning rate the next step will use."""
         return float(lib.asink_adamw_lr(self._h.ptr))
 
+    @_locked
     def save(self, path):
         """Write path/optimizer.safetensors (moments; step and settings in its metadata),
         atomically."""
         _check(lib.asink_adamw_save(self._h.ptr, _path(path, "optimizer directory")),
                "asink_adamw_save(%r)" % (path,))
 
+    @_locked
     def load(self, path):
         """Restore moments, step and settings from path/optimizer.safetensors. The file must
         belong to a model with the same parameters: ValueError naming a mismatch."""
@@ -605,7 +654,7 @@ class AdamW(_Closable):
 _POLICIES = ("full", "window", "sink")
 
 
-class Cache:
+class Cache(_Closable):
     """A key/value cache for incremental decoding of `batch` independent sequences by one
     model (asink_cache_*). Create it with ``model.cache(...)`` (or ``Cache(model, ...)``).
 
@@ -637,13 +686,14 @@ class Cache:
             max_len = model.max_positions if policy == "full" else 0
         n_sink, window, batch, max_len = _c_ints(n_sink=n_sink, window=window, batch=batch,
                                                  max_len=max_len)
-        h = _CacheHandle()
-        _check(lib.asink_cache_create(ctypes.byref(h.ptr), model._h.ptr, policy_c, batch, n_sink,
-                                      window, max_len),
-               "asink_cache_create(policy=%r, batch=%d, n_sink=%d, window=%d, max_len=%d)"
-               % (policy, batch, n_sink, window, max_len))
-        self._h = h
         self._model = model
+        h = _CacheHandle()
+        with model._locks():
+            _check(lib.asink_cache_create(ctypes.byref(h.ptr), model._h.ptr, policy_c, batch,
+                                          n_sink, window, max_len),
+                   "asink_cache_create(policy=%r, batch=%d, n_sink=%d, window=%d, max_len=%d)"
+                   % (policy, batch, n_sink, window, max_len))
+        self._h = h
         self._policy = policy
         self._n_sink, self._window, self._batch, self._max_len = n_sink, window, batch, max_len
         self._chunk = None
@@ -655,24 +705,21 @@ class Cache:
     def _cptr(self):
         if self._h is None or not self._h.ptr.value:
             raise StateError("the cache (policy %r) is closed" % getattr(self, "_policy", "?"),
-                             None)
+                             Status.ERR_STATE)
         return self._h.ptr
 
-    def close(self):
-        """Free the C cache now (idempotent). Later calls raise StateError."""
-        if self._h is not None:
-            self._h.close()
+    def _locks(self):
+        """The model's locks: decoding writes the cache, the model's pass state and metric."""
+        return self._model._locks() if getattr(self, "_model", None) is not None \
+            else contextlib.nullcontext()
+
+    def _close(self):
+        """Free the C cache now (close(): idempotent; later calls raise StateError)."""
+        self._h.close()
 
     @property
     def closed(self):
         return self._h is None or not self._h.ptr.value
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def __repr__(self):
         if self.closed:
@@ -708,11 +755,13 @@ class Cache:
         return self._max_len
 
     @property
+    @_locked
     def batch(self):
         """The number of sequences (asink_cache_batch)."""
         return int(lib.asink_cache_batch(self._cptr()))
 
     @property
+    @_locked
     def nbytes(self):
         """Bytes of keys and values allocated now (asink_cache_bytes)."""
         return int(lib.asink_cache_bytes(self._cptr()))
@@ -724,11 +773,13 @@ class Cache:
         return self._chunk
 
     @chunk.setter
+    @_locked
     def chunk(self, k):
         (k,) = _c_ints(chunk=k)
         _check(lib.asink_cache_set_chunk(self._cptr(), k), "asink_cache_set_chunk(%d)" % k)
         self._chunk = k
 
+    @_locked
     def _seq(self, fn, b, what):
         ptr = self._cptr()
         if b is None:
@@ -750,6 +801,7 @@ class Cache:
 
     # -- compute
 
+    @_locked
     def reset(self):
         """Empty every sequence (memory is kept for reuse)."""
         lib.asink_cache_reset(self._cptr())
@@ -768,6 +820,7 @@ class Cache:
                                 % (label, _shape(tok.shape), self._batch), Status.ERR_SHAPE)
         return tok
 
+    @_locked
     def step(self, tokens, logits=True, model=None):
         """Feed n new tokens (B, n) to every sequence (asink_model_decode); returns their logits
         (B, n, vocab) float32, or None with logits=False (prefill without the head).
@@ -781,6 +834,7 @@ class Cache:
                                       _ptr(out)), "asink_model_decode")
         return out
 
+    @_locked
     def step_ragged(self, tokens, lengths, logits=True, model=None):
         """Feed lengths[b] new tokens to sequence b (asink_model_decode_ragged): tokens
         (B, n_max) int (entries past a sequence's length are ignored), lengths (B,) ints in
@@ -827,6 +881,7 @@ class Sampler(_Closable):
         seed = operator.index(seed)
         if not 0 <= seed < 2**64:
             raise ArgumentError("seed=%d must be in 0 .. 2**64-1" % seed)
+        self._lock = threading.RLock()
         h = _SamplerHandle()
         _check(lib.asink_sampler_create(ctypes.byref(h.ptr), temperature, top_k, top_p, seed),
                "asink_sampler_create(temperature=%g, top_k=%d, top_p=%g)"
@@ -838,9 +893,11 @@ class Sampler(_Closable):
         h, self._h = self._h, _ClosedHandle("sampler")
         h.close()
 
+    @_locked
     def pick(self, logits):
         """A token id for logits (V,) (an int), or int32 ids of shape (...) for logits
         (..., V), rows taken in C order."""
+        _refuse_complex(logits, "logits")
         a = np.ascontiguousarray(logits, dtype=np.float32)
         if a.ndim < 1 or a.shape[-1] < 1:
             raise ArgumentError("logits has shape %s; expected (..., vocab)" % _shape(a.shape))

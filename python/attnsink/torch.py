@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from . import (ArgumentError, Metric, StateError, Status, _Handle, _attn_param_shapes, _c_ints,
-               _c_text, _check, _decode, _INT_MAX, _shape)
+               _c_text, _check, _decode, _INT_MAX, _refuse_complex, _shape)
 from ._lib import c_float_p, lib
 
 __all__ = ["Attention", "attention", "SinkProbe"]
@@ -412,8 +412,12 @@ class SinkProbe:
         if not 0 <= layer < self.n_layer:
             raise ArgumentError("layer=%d is outside [0, n_layer=%d)" % (layer, self.n_layer))
         if isinstance(maps, torch.Tensor):
+            if maps.is_complex():
+                raise TypeError("maps is complex (%s); the library computes on real numbers: "
+                                "pass maps.real or maps.abs() explicitly" % maps.dtype)
             a = maps.detach().to("cpu", torch.float32).contiguous().numpy()
         else:
+            _refuse_complex(maps, "maps")
             a = np.ascontiguousarray(maps, dtype=np.float32)
         if a.ndim == 3:
             a = a[:, None]
