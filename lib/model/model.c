@@ -190,6 +190,9 @@ asink_status asink_model_param_offset(const asink_model *m, int i, size_t *offse
   if (i < 0 || i >= m->w->n_params)
     return asink_fail(ASINK_ERR_ARG, "parameter index %d out of range (the model has %d)", i,
                       m->w->n_params);
+  if (m->w->params[i].data16)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "parameter '%s' is kept in bf16, outside the float block",
+                      m->w->params[i].name);
   if (offset) *offset = m->w->params[i].offset;
   if (numel) *numel = m->w->params[i].numel;
   return ASINK_OK;
