@@ -507,6 +507,30 @@ ASINK_API int32_t asink_tokenizer_token_id(const asink_tokenizer *tok, const cha
 /* The vocabulary's spelling of id (owned by tok), NULL if no token has it. */
 ASINK_API const char *asink_tokenizer_token(const asink_tokenizer *tok, int32_t id);
 
+/* ============================================================ bf16 weights (1.1) */
+/*
+ * A model may keep its weight matrices (linear layers, the embedding, the head) in bf16,
+ * half the memory of float32, for inference: forward, logits, eval loss, metrics and
+ * decoding run on it (each weight widened exactly to float32 as the GEMMs pack or read it;
+ * sums and activations stay float32). Norm weights, biases, learned positions and the
+ * attention's own parameters stay float32. Training is refused: asink_model_loss,
+ * asink_model_backward and asink_adamw_create return ASINK_ERR_UNSUPPORTED, and so do
+ * asink_model_param/asink_model_grad for a bf16 parameter. asink_model_save writes the
+ * float32 values the bf16 ones stand for.
+ *
+ * options: "" or NULL for the defaults, else comma-separated key=value pairs:
+ *   weights=fp32|bf16   the matrices' storage (default fp32).
+ * An unknown key or value is ASINK_ERR_ARG naming it.
+ */
+/* asink_model_load with options. With weights=bf16, BF16 tensors are copied as they are
+ * (no float32 copy is ever made) and F32/F16/F64 ones rounded to the nearest bf16. */
+ASINK_API asink_status asink_model_load_opts(asink_model **m, const char *dir, const char *options);
+/* asink_model_create with options (bf16: the seeded values rounded to the nearest bf16). */
+ASINK_API asink_status asink_model_create_opts(asink_model **m, const char *config_json,
+                                               uint64_t seed, const char *options);
+/* "bf16" or "fp32": how m keeps its weight matrices. */
+ASINK_API const char *asink_model_weights(const asink_model *m);
+
 /* ================================================================ experimental */
 /*
  * Declarations here are not promised: any release may change or remove them, and the

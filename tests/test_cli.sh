@@ -66,6 +66,17 @@ assert shape(d["window_alpha"]) == [L, H] and d["first_alpha_bound"] == 1
 assert all(abs(d["window_alpha"][l][h] - d["importance"][l][h][0]) < 1e-5 for l in range(L) for h in range(H))
 assert abs(d["window_sink"] - d["sink"][0]) < 1e-4
 '
+# the same probe on the weight matrices kept in bf16: the statistics move by the rounding only
+"$A" probe run --text corpus.txt --tokens 16 --samples 10 --weights bf16 --json probe16.json >probe16.out 2>probe16.err &&
+  "$PY" -c '
+import json
+a, b = json.load(open("probe.json")), json.load(open("probe16.json"))
+d = max(abs(x - y) for la, lb in zip(a["importance"], b["importance"]) for ha, hb in zip(la, lb) for x, y in zip(ha, hb))
+assert 0 < d < 0.05, d' && ok "probe --weights bf16 gives the fp32 probe's importance within 0.05" ||
+  bad "probe --weights bf16" probe16.out probe16.err
+"$A" probe run --text corpus.txt --weights fp16 >/dev/null 2>w16.err; rc=$?
+[ $rc -eq 2 ] && grep -q "fp16" w16.err && ok "probe --weights fp16 is refused, naming the value" ||
+  bad "probe --weights fp16 refused (rc=$rc)" w16.err
 # the same weights under window=4: the first token is seen by 4 of 16 queries, so Sink_1 is 0
 # by construction and the probe says so; the window statistic reads the first key each query sees
 mkdir win4 && cp run/model.safetensors win4/ && "$PY" -c '

@@ -107,6 +107,8 @@ static const flag flags[] = {
     {"bos", F_SET, O(bos), PR, 0, 0, 0, 0, NULL, 1,
      "start every window with BOS (default: if the model's config or tokenizer adds one)"},
     {"no-bos", F_SET, O(bos), PR, 0, 0, 0, 0, NULL, 0, "no BOS, whatever the model's config or tokenizer say"},
+    {"weights", F_CHOICE, O(weights), PR, 0, 0, 0, 0, "fp32 bf16", 0,
+     "weight matrices kept in fp32 or bf16 (half the memory; inference only)"},
     {"eps", F_DOUBLE, O(eps), PR, 0, 1, 1, 1, NULL, 0, "Sink threshold, in (0, 1)"},
     {"buckets", F_INT, O(buckets), SM, 1, 10000, 0, 0, NULL, 0, "position buckets of the loss curve"},
     {"json", F_STR, O(json), PR | ST | SM, 0, 0, 0, 0, NULL, 0, "write results as JSON to this file"},

@@ -46,6 +46,7 @@ typedef struct cli_opts {
   int tokens, samples;
   int random_tokens, repeat_token;
   double eps;
+  const char *weights; /* probe: how the model keeps its weight matrices, fp32 or bf16 */
   /* generate and stream: decoding with a key/value cache */
   const char *prompt, *prompt_ids, *cache;
   int n_sink, window /* 0: the default, decided with the model */, top_k, buckets;

@@ -385,7 +385,8 @@ static int synthetic_windows(const cli_opts *o, int n_ids, int bos, int32_t **wi
   return count;
 }
 
-static const cli_opts probe_defaults = {.tokens = 64, .samples = 100, .eps = 0.3, .bos = -1};
+static const cli_opts probe_defaults = {.tokens = 64, .samples = 100, .eps = 0.3, .bos = -1,
+                                        .weights = "fp32"};
 
 int cmd_probe(int argc, char **argv) {
   cli_opts o = probe_defaults;
@@ -418,7 +419,9 @@ int cmd_probe(int argc, char **argv) {
     return CLI_INPUT;
   }
   asink_model *m;
-  if (asink_model_load(&m, o.dir)) {
+  char load_opts[32];
+  snprintf(load_opts, sizeof load_opts, "weights=%s", o.weights);
+  if (asink_model_load_opts(&m, o.dir, load_opts)) {
     cli_error("probe: checkpoint %s: %s", o.dir, asink_last_error());
     return CLI_INPUT;
   }

@@ -31,6 +31,8 @@ static struct {
               float alpha, float beta);
   void (*pack)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
                size_t s_p);
+  void (*pack16)(float *dst, const uint16_t *src, size_t W, size_t w, size_t k, size_t s_r,
+                 size_t s_p);
   size_t mr, nr, mc, kc, nc;
   bool packed; /* the default: our driver, not bli_sgemm_ex */
 } G;
@@ -39,7 +41,7 @@ static _Atomic int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 B
 
 static void gemm_init(void) {
   const asink_kernels *kn = asink_kern();
-  G.ukr = kn->gemm.ukr, G.pack = kn->pack_panel;
+  G.ukr = kn->gemm.ukr, G.pack = kn->pack_panel, G.pack16 = kn->pack_panel_bf16;
   G.mr = kn->gemm.mr, G.nr = kn->gemm.nr, G.mc = kn->gemm.mc, G.kc = kn->gemm.kc, G.nc = kn->gemm.nc;
   G.packed = asink_get_settings()->gemm == ASINK_GEMM_PACKED;
 }
@@ -96,6 +98,7 @@ static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
  * r along the panel width (MR or NR), p along k. */
 typedef struct {
   const float *src;
+  const uint16_t *src16; /* instead of src: bf16 values, widened while packed */
   size_t s_r, s_p;
 } operand;
 
@@ -119,6 +122,12 @@ static void scale_tile(float *c, size_t ldc, size_t mr, size_t nr, float beta) {
     for (size_t j = 0; j < nr; j++) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
 }
 
+/* One micro-panel of o from its element at offset at. */
+static inline void pack_one(float *dst, const operand *o, size_t at, size_t W, size_t w, size_t k) {
+  if (o->src16) G.pack16(dst, o->src16 + at, W, w, k, o->s_r, o->s_p);
+  else G.pack(dst, o->src + at, W, w, k, o->s_r, o->s_p);
+}
+
 /* Packs panels [q0, q1) of rows [r0, r0 + rows) x k [p0, p0 + kc) into dst (panel q at
  * dst + q * panel). An operand read straight (s_r == 1) is swept 16 of its rows at a
  * time across every panel, so each source line is fetched once and in order. With
@@ -134,15 +143,15 @@ static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size
     size_t a = (size_t)k0 > p0 ? (size_t)k0 - p0 : 0;
     size_t b = (size_t)k1 < p0 + kc ? ((size_t)k1 > p0 ? (size_t)k1 - p0 : 0) : kc;
     for (size_t p = a; p < b; p += pstep)
-      G.pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
-           min_sz(pstep, b - p), o->s_r, o->s_p);
+      pack_one(dst + q * panel + p * W, o, (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
+               min_sz(pstep, b - p));
   }
   for (size_t p = 0; !band && p < kc; p += pstep) {
     size_t kp = min_sz(pstep, kc - p);
     for (size_t q = q0; q < q1; q++) {
       size_t r = q * W;
-      G.pack(dst + q * panel + p * W, o->src + (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
-             min_sz(W, rows - r), kp, o->s_r, o->s_p);
+      pack_one(dst + q * panel + p * W, o, (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
+               min_sz(W, rows - r), kp);
     }
   }
 }
@@ -229,10 +238,10 @@ static void choose_grid(gemm_job *J, int threads) {
 
 /* false when no pack buffer could be had: the caller falls back to BLIS. */
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
-                         const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                         int ldc, int threads, const asink_gemm_band *band) {
-  operand opA = {A, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u};
-  operand opB = {B, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb};
+                         const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
+                         float beta, float *C, int ldc, int threads, const asink_gemm_band *band) {
+  operand opA = {A, NULL, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u};
+  operand opB = {B, B16, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb};
   gemm_job J = {.M = (size_t)m, .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C,
                 .ldc = (size_t)ldc, .alpha = alpha, .beta = beta, .band = band};
   choose_grid(&J, threads);
@@ -295,7 +304,8 @@ bool asink_sgemm_band_skips(void) { return use_packed(); }
 enum { SKINNY_M = 8 };
 
 static void skinny_sgemm(bool transb, int m, int n, int k, float alpha, const float *A, int lda,
-                         const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+                         const float *B, const uint16_t *B16, int ldb, float beta, float *C,
+                         int ldc, int threads) {
   const asink_kernels *kn = asink_kern();
   /* B is walked once, in blocks of rows (about 64 KiB, 32 to 256 rows) that stay in L2
    * while every row of A uses them: row-outer loops would read B m times, and short
@@ -313,7 +323,11 @@ static void skinny_sgemm(bool transb, int m, int n, int k, float alpha, const fl
         int nj = hi - j0 < block ? hi - j0 : block;
         for (int i = 0; i < m; i++) {
           float *c = C + (size_t)i * ldc + j0;
-          kn->dot_rows((size_t)nj, (size_t)k, A + (size_t)i * lda, B + (size_t)j0 * ldb, (size_t)ldb, buf);
+          if (B16)
+            kn->dot_rows_bf16((size_t)nj, (size_t)k, A + (size_t)i * lda, B16 + (size_t)j0 * ldb,
+                              (size_t)ldb, buf);
+          else
+            kn->dot_rows((size_t)nj, (size_t)k, A + (size_t)i * lda, B + (size_t)j0 * ldb, (size_t)ldb, buf);
           for (int j = 0; j < nj; j++) c[j] = beta == 0.f ? alpha * buf[j] : beta * c[j] + alpha * buf[j];
         }
       }
@@ -327,8 +341,12 @@ static void skinny_sgemm(bool transb, int m, int n, int k, float alpha, const fl
         int np = k - p0 < block ? k - p0 : block;
         for (int i = 0; i < m; i++) {
           for (int p = 0; p < np; p++) buf[p] = alpha * A[(size_t)i * lda + p0 + p];
-          kn->axpy_rows((size_t)np, (size_t)(hi - lo), buf, B + (size_t)p0 * ldb + lo, (size_t)ldb,
-                        C + (size_t)i * ldc + lo);
+          if (B16)
+            kn->axpy_rows_bf16((size_t)np, (size_t)(hi - lo), buf, B16 + (size_t)p0 * ldb + lo,
+                               (size_t)ldb, C + (size_t)i * ldc + lo);
+          else
+            kn->axpy_rows((size_t)np, (size_t)(hi - lo), buf, B + (size_t)p0 * ldb + lo, (size_t)ldb,
+                          C + (size_t)i * ldc + lo);
         }
       }
     }
@@ -342,7 +360,7 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
   if (!transa && m <= SKINNY_M && k > 0 && alpha != 0.f) {
     /* memory-bound: a second thread pays once B is larger than about 256 KiB */
     if (threads > 1 && ((size_t)n * k < 65536 || omp_in_parallel())) threads = 1;
-    skinny_sgemm(transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+    skinny_sgemm(transb, m, n, k, alpha, A, lda, B, NULL, ldb, beta, C, ldc, threads);
     return;
   }
   /* Below about 8 MFLOP a second thread costs more in barriers (tens of
@@ -353,7 +371,7 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
     scale_tile(C, (size_t)ldc, (size_t)m, (size_t)n, beta);
     return;
   }
-  if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+  if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, NULL, ldb, beta, C, ldc,
                              threads, band))
     return;
   blis_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
@@ -362,4 +380,26 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
 void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads) {
   asink_sgemm_band(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads, NULL);
+}
+
+/* Weights kept in bf16 (asink_model_load_opts): the product of the float one on the widened
+ * B, B read once as bf16 (half the bytes of a decode step's weights). BLIS has no bf16
+ * operand, so the library's packed driver runs at every SIMD level (the scalar table's
+ * kernels included); without a pack buffer the skinny products, which need none, do the
+ * whole product. */
+void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float *A, int lda,
+                      const uint16_t *B, int ldb, float beta, float *C, int ldc, int threads) {
+  if (m <= 0 || n <= 0) return;
+  pthread_once(&g_once, gemm_init);
+  if (k <= 0 || alpha == 0.f) {
+    scale_tile(C, (size_t)ldc, (size_t)m, (size_t)n, beta);
+    return;
+  }
+  bool skinny = m <= SKINNY_M;
+  int limit = skinny ? ((size_t)n * k < 65536 ? 1 : threads) : ((double)m * n * k < 4e6 ? 1 : threads);
+  if (threads > 1 && (limit == 1 || omp_in_parallel())) threads = 1;
+  if (!skinny && packed_sgemm(false, transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc,
+                              threads, NULL))
+    return;
+  skinny_sgemm(transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc, threads);
 }

@@ -6,11 +6,17 @@
 #define ASINK_CORE_BLAS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, row-major, lda/ldb/ldc the
  * row strides of the stored matrices (A is stored k x m when transa). */
 void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads);
+
+/* asink_sgemm (op(A) = A) with B stored in bf16, each value widened exactly to a float:
+ * the result is asink_sgemm's on the widened B computed by the same kernels. */
+void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float *A, int lda,
+                      const uint16_t *B, int ldb, float beta, float *C, int ldc, int threads);
 
 /* Where a product is known to be zero or unwanted (attention tiles, whose maps are
  * zero outside each query's visible keys). Row/column numbers are those of the

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "model/model_internal.h"
 
 static asink_status read_text(const char *path, char **out) {
@@ -151,7 +152,8 @@ static asink_status load_file(loader *ld, const char *path, const json_t *weight
       break;
     }
     ld->seen[idx] = 1;
-    if ((st = asink_st_file_load(f, i, p->data))) st = asink_fail_context(st, path);
+    st = p->data16 ? asink_st_file_load_bf16(f, i, p->data16) : asink_st_file_load(f, i, p->data);
+    if (st) st = asink_fail_context(st, path);
   }
   if (!st && weight_map) st = check_listed(f, path, weight_map, shard);
   asink_st_close(f);
@@ -207,19 +209,25 @@ static asink_status load_sharded(loader *ld, const char *dir, const char *index_
 }
 
 asink_status asink_model_load(asink_model **out, const char *dir) {
+  return asink_model_load_opts(out, dir, NULL);
+}
+
+asink_status asink_model_load_opts(asink_model **out, const char *dir, const char *options) {
   if (!out || !dir) return asink_fail(ASINK_ERR_ARG, "asink_model_load: NULL argument");
   *out = NULL;
+  bool bf16;
+  asink_status st = asink_model_options(options, &bf16);
+  if (st) return st;
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", dir);
   char *text;
-  asink_status st = read_text(path, &text);
-  if (st) return st;
+  if ((st = read_text(path, &text))) return st;
   asink_config cfg;
   st = asink_config_parse(text, path, &cfg);
   free(text);
   if (st) return st;
   asink_model *m;
-  if ((st = asink_model_create_zeroed(&m, &cfg))) return st;
+  if ((st = asink_model_create_zeroed(&m, &cfg, bf16))) return st;
   loader ld = {m, asink_calloc((size_t)m->w->n_params + 1, 1)};
   if (!ld.seen) {
     asink_model_free(m);
@@ -257,7 +265,19 @@ asink_status asink_model_save(const asink_model *m, const char *dir) {
   if ((st = asink_st_create(&ts))) return st;
   for (int i = 0; i < m->w->n_params && st == ASINK_OK; i++) {
     const asink_param *p = &m->w->params[i];
-    st = asink_st_add(ts, p->name, p->ndim, p->shape, p->data);
+    if (!p->data16) {
+      st = asink_st_add(ts, p->name, p->ndim, p->shape, p->data);
+      continue;
+    }
+    /* bf16 weights are written as the floats they stand for (exactly) */
+    float *wide = malloc(p->numel * sizeof(float) + 1);
+    if (!wide) {
+      st = asink_fail(ASINK_ERR_NOMEM, "asink_model_save: no memory to widen '%s'", p->name);
+      break;
+    }
+    for (size_t j = 0; j < p->numel; j++) wide[j] = asink_bf16_to_f32(p->data16[j]);
+    st = asink_st_add(ts, p->name, p->ndim, p->shape, wide);
+    free(wide);
   }
   if (st == ASINK_OK) st = asink_st_meta_set(ts, "format", "pt");
   char path[4096];

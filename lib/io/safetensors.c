@@ -1,6 +1,7 @@
 #include "io/safetensors.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "kernels/kernels.h"
 
 /* Names come from untrusted files and may be megabytes long: messages show a prefix. */
 #define NAME_FMT "'%.200s'"
@@ -675,7 +677,26 @@ asink_status asink_st_file_info(const asink_st_file *f, int i, const char **name
   return ASINK_OK;
 }
 
-asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst) {
+/* dst[0, n) = bf16 of the n values at src, rounded to nearest even; BF16 copied as is. */
+static void convert_bf16(uint16_t *dst, const unsigned char *src, size_t n, int dtype) {
+  if (dtype == DT_BF16) {
+    for (size_t i = 0; i < n; i++) dst[i] = load_le16(src + 2 * i);
+    return;
+  }
+  enum { PART = 1024 };
+  float tmp[PART];
+  for (size_t at = 0; at < n; at += PART) {
+    size_t k = n - at < PART ? n - at : PART;
+    convert(tmp, src + at * (size_t)dtypes[dtype].size, k, dtype);
+    for (size_t i = 0; i < k; i++) dst[at + i] = asink_f32_to_bf16(tmp[i]);
+  }
+}
+
+/* Tensor i into dst (float, or bf16 with half), in chunks, each chunk's pages of the file
+ * dropped from the process once converted (they stay in the page cache; touching one again
+ * only reads it back): the converted copy is the one kept, so loading holds the weights
+ * once plus a few MB of the file. */
+static asink_status file_load(const asink_st_file *f, int i, void *dst, bool half) {
   if (!f || i < 0 || (size_t)i >= f->h.n || !dst)
     return asink_fail(ASINK_ERR_ARG, "asink_st_file_load: tensor %d of %d, or dst NULL", i, asink_st_file_count(f));
   const st_entry *e = &f->h.e[i];
@@ -685,12 +706,10 @@ asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst) {
   const unsigned char *src = f->h.data + e->begin;
   const size_t size = (size_t)dtypes[e->dtype].size, chunk = (size_t)1 << 20;
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  /* In chunks, each chunk's pages of the file dropped from the process once converted (they
-   * stay in the page cache; touching one again only reads it back): the converted copy is
-   * the one kept, so loading holds the weights once plus a few MB of the file. */
   for (size_t at = 0; at < e->numel; at += chunk) {
     size_t n = e->numel - at < chunk ? e->numel - at : chunk;
-    convert(dst + at, src + at * size, n, e->dtype);
+    if (half) convert_bf16((uint16_t *)dst + at, src + at * size, n, e->dtype);
+    else convert((float *)dst + at, src + at * size, n, e->dtype);
     if (f->bytes.map) {
       uintptr_t lo = (uintptr_t)(src + at * size) / page * page;
       uintptr_t hi = (uintptr_t)(src + (at + n) * size) / page * page;
@@ -698,6 +717,14 @@ asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst) {
     }
   }
   return ASINK_OK;
+}
+
+asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst) {
+  return file_load(f, i, dst, false);
+}
+
+asink_status asink_st_file_load_bf16(const asink_st_file *f, int i, uint16_t *dst) {
+  return file_load(f, i, dst, true);
 }
 
 /* ---- writing ------------------------------------------------------------------ */

@@ -85,6 +85,9 @@ asink_status asink_st_file_info(const asink_st_file *f, int i, const char **name
  * from the process. ASINK_ERR_FORMAT for a tensor that is not a float dtype (its name in the
  * message), ASINK_ERR_ARG for a bad index. */
 asink_status asink_st_file_load(const asink_st_file *f, int i, float *dst);
+/* The same into bf16: a BF16 tensor's values copied as they are, other dtypes rounded to
+ * the nearest bf16 (ties to even). */
+asink_status asink_st_file_load_bf16(const asink_st_file *f, int i, uint16_t *dst);
 
 /* Value stored under key in __metadata__, or NULL if absent. Owned by the set. */
 const char *asink_st_meta_get(const asink_tensors *set, const char *key);

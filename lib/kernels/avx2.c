@@ -430,6 +430,8 @@ static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
   }
 }
 
+#include "kernels/rows256_bf16.h"
+
 #define GEMM_V __m256
 #define GEMM_VL 8
 #define GEMM_LOAD(p) _mm256_loadu_ps(p)
@@ -467,6 +469,9 @@ static const asink_kernels avx2_table = {
     .rms_scale = v_rms_scale,
     .dot_rows = rows256_dot_rows,
     .axpy_rows = rows256_axpy_rows,
+    .pack_panel_bf16 = rows256_pack_panel_bf16,
+    .dot_rows_bf16 = rows256_dot_rows_bf16,
+    .axpy_rows_bf16 = rows256_axpy_rows_bf16,
     .rms_bwd_terms = v_rms_bwd_terms,
     .rms_bwd_dx = v_rms_bwd_dx,
     .rope_rotate = v_rope_rotate,

@@ -13,6 +13,7 @@
 #define ASINK_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct asink_kernels {
   const char *name; /* "scalar", "avx2", "avx512" */
@@ -107,7 +108,26 @@ typedef struct asink_kernels {
    *   axpy_rows:  y[p] += sum_j a[j] M[j ld + p]     for p < k  (a combination of n rows) */
   void (*dot_rows)(size_t n, size_t k, const float *x, const float *M, size_t ld, float *y);
   void (*axpy_rows)(size_t n, size_t k, const float *a, const float *M, size_t ld, float *y);
+
+  /* The same three with the matrix in bf16 (the upper halves of floats: weights kept in
+   * bf16), each value widened exactly to float as it is read; every result equals that of
+   * the float entry on the widened matrix, bit for bit. */
+  void (*pack_panel_bf16)(float *dst, const uint16_t *src, size_t W, size_t w, size_t k,
+                          size_t s_r, size_t s_p);
+  void (*dot_rows_bf16)(size_t n, size_t k, const float *x, const uint16_t *M, size_t ld, float *y);
+  void (*axpy_rows_bf16)(size_t n, size_t k, const float *a, const uint16_t *M, size_t ld, float *y);
 } asink_kernels;
+
+/* bf16 <-> float: widening is exact; narrowing rounds to nearest even, NaN kept a NaN. */
+static inline float asink_bf16_to_f32(uint16_t h) {
+  union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+  return v.f;
+}
+static inline uint16_t asink_f32_to_bf16(float f) {
+  union { float f; uint32_t u; } v = {f};
+  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u); /* quiet NaN */
+  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
 
 /* The tables; asink_kernels_avx2/avx512 are NULL when the build lacks that ISA. */
 extern const asink_kernels asink_kernels_scalar;

@@ -153,6 +153,28 @@ static void s_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
     for (size_t r = 0; r < W; r++) dst[p * W + r] = r < w ? src[r * s_r + p * s_p] : 0.f;
 }
 
+static void s_dot_rows_bf16(size_t n, size_t k, const float *x, const uint16_t *M, size_t ld,
+                            float *y) {
+  for (size_t j = 0; j < n; j++) {
+    float s = 0.f;
+    for (size_t p = 0; p < k; p++) s += x[p] * asink_bf16_to_f32(M[j * ld + p]);
+    y[j] = s;
+  }
+}
+
+static void s_axpy_rows_bf16(size_t n, size_t k, const float *a, const uint16_t *M, size_t ld,
+                             float *y) {
+  for (size_t j = 0; j < n; j++)
+    for (size_t p = 0; p < k; p++) y[p] += a[j] * asink_bf16_to_f32(M[j * ld + p]);
+}
+
+static void s_pack_panel_bf16(float *dst, const uint16_t *src, size_t W, size_t w, size_t k,
+                              size_t s_r, size_t s_p) {
+  for (size_t p = 0; p < k; p++)
+    for (size_t r = 0; r < W; r++)
+      dst[p * W + r] = r < w ? asink_bf16_to_f32(src[r * s_r + p * s_p]) : 0.f;
+}
+
 /* The reference micro-kernel: a 4 x 8 tile, each entry summed in k order. */
 enum { S_MR = 4, S_NR = 8 };
 
@@ -191,6 +213,9 @@ const asink_kernels asink_kernels_scalar = {
     .rms_scale = s_rms_scale,
     .dot_rows = s_dot_rows,
     .axpy_rows = s_axpy_rows,
+    .pack_panel_bf16 = s_pack_panel_bf16,
+    .dot_rows_bf16 = s_dot_rows_bf16,
+    .axpy_rows_bf16 = s_axpy_rows_bf16,
     .rms_bwd_terms = s_rms_bwd_terms,
     .rms_bwd_dx = s_rms_bwd_dx,
     .rope_rotate = s_rope_rotate,

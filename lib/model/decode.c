@@ -490,9 +490,9 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
       const int64_t p = c->seq[b].pos + i;
       const int ti = done[b] + i - (extra && c->seq[b].pos == 0 ? 1 : 0); /* token index */
       g->pos[r] = p;
-      const float *src = extra && p == 0 ? w->sink_tok : w->wte + (size_t)tokens[(size_t)b * n_max + ti] * C;
       float *dst = a.x_in + (size_t)r * C;
-      memcpy(dst, src, C * sizeof(float));
+      if (extra && p == 0) memcpy(dst, w->sink_tok, C * sizeof(float));
+      else asink_weights_embedding(w, tokens[(size_t)b * n_max + ti], dst);
       if (pe)
         for (int j = 0; j < C; j++) dst[j] += pe[(size_t)(p + w->pos_off) * C + j];
       if (w->cfg.pos == ASINK_POS_ROPE) angles(w, p, g->cs + (size_t)r * (w->R / 2), g->sn + (size_t)r * (w->R / 2));
@@ -531,12 +531,11 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
       memcpy(g->xg + (size_t)k * C, xf + (size_t)first * C, (size_t)cnt * C * sizeof(float));
       k += cnt;
     } else {
-      asink_sgemm(false, true, cnt, V, C, 1.f, xf + (size_t)first * C, C, w->head, C, 0.f, dst, V,
-                  g->nt);
+      asink_matmul_wt(dst, V, xf + (size_t)first * C, C, w->head, w->head16, cnt, V, C, g->nt);
     }
   }
   if (together && k) {
-    asink_sgemm(false, true, k, V, C, 1.f, g->xg, C, w->head, C, 0.f, g->lg, V, g->nt);
+    asink_matmul_wt(g->lg, V, g->xg, C, w->head, w->head16, k, V, C, g->nt);
     k = 0;
     for (int b = 0; b < c->B; b++) {
       const int sink_row = extra && g->n[b] && c->seq[b].pos == g->n[b] ? 1 : 0;

@@ -245,8 +245,17 @@ void asink_residual_add(float *y, const float *x, size_t n, int nt) {
 
 /* ------------------------------------------------------------------- linear */
 
+void asink_matmul_wt(float *y, int ldy, const float *x, int ldx, const float *W, const uint16_t *W16,
+                     int N, int n, int k, int nt) {
+  if (W16) asink_sgemm_bf16(true, N, n, k, 1.f, x, ldx, W16, k, 0.f, y, ldy, nt);
+  else asink_sgemm(false, true, N, n, k, 1.f, x, ldx, W, k, 0.f, y, ldy, nt);
+}
+
 void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asink_linear *L, int N, int nt) {
-  asink_sgemm(false, !L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w, L->ldw, 0.f, y, ldy, nt);
+  if (L->w16)
+    asink_sgemm_bf16(!L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w16, L->ldw, 0.f, y, ldy, nt);
+  else
+    asink_sgemm(false, !L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w, L->ldw, 0.f, y, ldy, nt);
   if (L->b) {
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N > 16)
     for (int n = 0; n < N; n++)
@@ -270,7 +279,7 @@ void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int l
 
 /* ------------------------------------------------------- head + cross-entropy */
 
-double asink_head_xent(const float *x, const float *W, const int32_t *targets, int N, int C, int V,
+double asink_head_xent(const float *x, const float *W, const uint16_t *W16, const int32_t *targets, int N, int C, int V,
                        int count, float *dx, float *dW, bool dw_acc, float *logits, int rows, int nt) {
   const asink_kernels *kn = asink_kern();
   double total = 0.0;
@@ -278,7 +287,7 @@ double asink_head_xent(const float *x, const float *W, const int32_t *targets, i
   for (int r0 = 0; r0 < N; r0 += rows) {
     int nr = N - r0 < rows ? N - r0 : rows;
     const float *xb = x + (size_t)r0 * C;
-    asink_sgemm(false, true, nr, V, C, 1.f, xb, C, W, C, 0.f, logits, V, nt);
+    asink_matmul_wt(logits, V, xb, C, W, W16, nr, V, C, nt);
     double part = 0.0;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : part) if (nt > 1)
     for (int r = 0; r < nr; r++) {

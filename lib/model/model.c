@@ -11,19 +11,27 @@
 
 /* ------------------------------------------------------------- lifecycle */
 
-asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed) {
-  asink_status st = asink_model_create_zeroed(out, cfg);
+asink_status asink_refuse_bf16_training(const asink_model *m, const char *what) {
+  (void)m;
+  return asink_fail(ASINK_ERR_UNSUPPORTED,
+                    "%s: the model keeps its weights in bf16, for inference only; "
+                    "load fp32 weights (the default, weights=fp32) to train", what);
+}
+
+asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed,
+                                            bool bf16) {
+  asink_status st = asink_model_create_zeroed(out, cfg, bf16);
   if (!st) asink_weights_init((*out)->w, seed);
   return st;
 }
 
-asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg) {
+asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg, bool bf16) {
   *out = NULL;
   static _Atomic uint64_t next_id = 1;
   asink_model *m = asink_calloc(1, sizeof *m);
   if (!m) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
   m->id = next_id++;
-  asink_status st = asink_weights_create(&m->w, cfg);
+  asink_status st = asink_weights_create(&m->w, cfg, bf16);
   if (st) {
     asink_free(m);
     return st;
@@ -46,12 +54,42 @@ asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cf
 }
 
 asink_status asink_model_create(asink_model **out, const char *config_json, uint64_t seed) {
+  return asink_model_create_opts(out, config_json, seed, NULL);
+}
+
+asink_status asink_model_options(const char *options, bool *bf16) {
+  *bf16 = false;
+  for (const char *s = options ? options : ""; *s;) {
+    size_t len = strcspn(s, ","), klen = strcspn(s, "=");
+    if (klen >= len)
+      return asink_fail(ASINK_ERR_ARG, "model options: '%.*s' is not key=value (keys: weights)", (int)len, s);
+    const char *v = s + klen + 1;
+    int vlen = (int)(len - klen - 1);
+    if (klen != 7 || strncmp(s, "weights", 7))
+      return asink_fail(ASINK_ERR_ARG, "model options: unknown key '%.*s' (keys: weights)", (int)klen, s);
+    if (vlen == 4 && !strncmp(v, "fp32", 4)) *bf16 = false;
+    else if (vlen == 4 && !strncmp(v, "bf16", 4)) *bf16 = true;
+    else
+      return asink_fail(ASINK_ERR_ARG, "model options: weights=%.*s is not fp32 or bf16", vlen, v);
+    s += len + (s[len] == ',');
+  }
+  return ASINK_OK;
+}
+
+asink_status asink_model_create_opts(asink_model **out, const char *config_json, uint64_t seed,
+                                     const char *options) {
   if (!out || !config_json) return asink_fail(ASINK_ERR_ARG, "asink_model_create: NULL argument");
   *out = NULL;
-  asink_config cfg;
-  asink_status st = asink_config_parse(config_json, "config", &cfg);
+  bool bf16;
+  asink_status st = asink_model_options(options, &bf16);
   if (st) return st;
-  return asink_model_create_from_config(out, &cfg, seed);
+  asink_config cfg;
+  if ((st = asink_config_parse(config_json, "config", &cfg))) return st;
+  return asink_model_create_from_config(out, &cfg, seed, bf16);
+}
+
+const char *asink_model_weights(const asink_model *m) {
+  return m && m->w->bf16 ? "bf16" : "fp32";
 }
 
 void asink_model_free(asink_model *m) {
@@ -111,6 +149,10 @@ static asink_status lookup(asink_model *m, const char *name, bool grad, float **
   if (!m || !name || !data) return asink_fail(ASINK_ERR_ARG, "asink_model_param/grad: NULL argument");
   asink_param *p = asink_weights_find(m->w, name);
   if (!p) return asink_fail(ASINK_ERR_ARG, "the model has no parameter '%s'", name);
+  if (p->data16)
+    return asink_fail(ASINK_ERR_UNSUPPORTED,
+                      "parameter '%s' is kept in bf16 (the model was loaded with weights=bf16); "
+                      "load fp32 weights to read or change it as floats", name);
   *data = grad ? asink_model_grad_of(m, p) : p->data;
   if (numel) *numel = p->numel;
   return ASINK_OK;
@@ -149,6 +191,9 @@ asink_status asink_model_param_offset(const asink_model *m, int i, size_t *offse
   if (i < 0 || i >= m->w->n_params)
     return asink_fail(ASINK_ERR_ARG, "parameter index %d out of range (the model has %d)", i,
                       m->w->n_params);
+  if (m->w->params[i].data16)
+    return asink_fail(ASINK_ERR_UNSUPPORTED, "parameter '%s' is kept in bf16, outside the float block",
+                      m->w->params[i].name);
   if (offset) *offset = m->w->params[i].offset;
   if (numel) *numel = m->w->params[i].numel;
   return ASINK_OK;
@@ -193,6 +238,7 @@ asink_status asink_model_forward(asink_model *m, int B, int T, const int32_t *to
 static asink_status loss_common(asink_model *m, int B, int T, const int32_t *tokens,
                                 const int32_t *targets, float *loss, bool keep) {
   if (!m || !targets || !loss) return asink_fail(ASINK_ERR_ARG, "asink_model_loss: NULL argument");
+  if (keep && m->w->bf16) return asink_refuse_bf16_training(m, "asink_model_loss");
   asink_status st = prepare(m, B, T, tokens);
   if (st) return st;
   const int Nr = B * T, V = m->w->V;
@@ -232,6 +278,7 @@ asink_status asink_model_eval_loss(asink_model *m, int B, int T, const int32_t *
 
 asink_status asink_model_backward(asink_model *m) {
   if (!m) return asink_fail(ASINK_ERR_ARG, "asink_model_backward: model is NULL");
+  if (m->w->bf16) return asink_refuse_bf16_training(m, "asink_model_backward");
   if (!m->have_loss) return asink_fail(ASINK_ERR_STATE, "asink_model_backward: no loss to differentiate");
   m->have_loss = false;
   if (m->slices.have_loss) return asink_slices_backward(&m->slices, m->w, m->grad);

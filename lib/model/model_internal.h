@@ -43,9 +43,17 @@ static inline float *asink_model_grad_of(const asink_model *m, const asink_param
 }
 
 /* Builds a model for a parsed config, parameters initialised from seed. */
-asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed);
+asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed,
+                                            bool bf16);
 /* The same with every parameter zero, for a loader that overwrites them all (seeding a
  * large model's parameters takes longer than reading them). */
-asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg);
+asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg, bool bf16);
+
+/* ASINK_ERR_UNSUPPORTED for training a model with bf16 weights, naming the call. */
+asink_status asink_refuse_bf16_training(const asink_model *m, const char *what);
+
+/* The options string of asink_model_load_opts / asink_model_create_opts: *bf16 set from
+ * "weights=fp32|bf16" (NULL or "" : the defaults). ASINK_ERR_ARG naming a bad key or value. */
+asink_status asink_model_options(const char *options, bool *bf16);
 
 #endif

@@ -14,6 +14,7 @@ asink_status asink_adamw_create(asink_adamw **out, asink_model *m, float lr, flo
                                 float eps, float weight_decay, float clip) {
   if (!out || !m) return asink_fail(ASINK_ERR_ARG, "asink_adamw_create: NULL argument");
   *out = NULL;
+  if (m->w->bf16) return asink_refuse_bf16_training(m, "asink_adamw_create");
   if (!(lr > 0.f) || !isfinite(lr)) return asink_fail(ASINK_ERR_ARG, "lr=%g must be positive", lr);
   if (!(beta1 >= 0.f && beta1 < 1.f)) return asink_fail(ASINK_ERR_ARG, "beta1=%g must be in [0, 1)", beta1);
   if (!(beta2 >= 0.f && beta2 < 1.f)) return asink_fail(ASINK_ERR_ARG, "beta2=%g must be in [0, 1)", beta2);

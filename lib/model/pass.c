@@ -127,9 +127,9 @@ static void embed_forward(const asink_weights *w, const asink_pass *p, float *x)
 #pragma omp parallel for num_threads(asink_region_threads()) schedule(static) if (p->N > 64)
   for (int n = 0; n < p->N; n++) {
     int t = n % Tx;
-    const float *src = (s && t == 0) ? w->sink_tok : w->wte + (size_t)p->tok[n] * C;
     float *dst = x + (size_t)n * C;
-    memcpy(dst, src, sizeof(float) * C);
+    if (s && t == 0) memcpy(dst, w->sink_tok, sizeof(float) * C);
+    else asink_weights_embedding(w, p->tok[n], dst);
     if (pos)
       for (int j = 0; j < C; j++) dst[j] += pos[(size_t)(t + w->pos_off) * C + j];
   }
@@ -270,8 +270,8 @@ asink_status asink_pass_forward(const asink_weights *w, asink_pass *p, int B, in
 }
 
 void asink_pass_logits(const asink_weights *w, const asink_pass *p, float *logits) {
-  asink_sgemm(false, true, p->B * p->T, w->V, w->C, 1.f, p->xh, w->C, w->head, w->C, 0.f, logits,
-              w->V, asink_region_threads());
+  asink_matmul_wt(logits, w->V, p->xh, w->C, w->head, w->head16, p->B * p->T, w->V, w->C,
+                  asink_region_threads());
 }
 
 enum { HEAD_ROWS = 256 };
@@ -294,7 +294,7 @@ asink_status asink_pass_loss(const asink_weights *w, asink_pass *p, int B, int T
     if ((st = asink_ws_reserve(&sc->head_grad, (size_t)V * C * sizeof(float), "head gradient"))) return st;
     head_grad = sc->head_grad.ptr;
   }
-  *total = asink_head_xent(p->xh, w->head, targets, Nr, C, V, count, keep ? p->dxh : NULL,
+  *total = asink_head_xent(p->xh, w->head, w->head16, targets, Nr, C, V, count, keep ? p->dxh : NULL,
                            head_grad, add_head, sc->logits.ptr, rows, asink_region_threads());
   p->have_loss = keep;
   return ASINK_OK;

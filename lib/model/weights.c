@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attn/op.h"
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/runtime.h"
+#include "kernels/kernels.h"
 
 /* ------------------------------------------------------------------ tables */
 
@@ -237,23 +239,26 @@ static bool present(const asink_weights *w, when_sym when) {
 
 /* Adds a parameter (count only while w->params is NULL). */
 static asink_param *add(asink_weights *w, const char *name, int ndim, int64_t s0, int64_t s1,
-                        float init_std, bool decay) {
+                        float init_std, bool decay, bool half) {
   /* Sizes come from the config: count with saturation so that an absurd config ends
    * at SIZE_MAX (refused by asink_weights_create) instead of wrapping or overflowing. */
   size_t numel = asink_mul_size((size_t)s0, ndim == 2 ? (size_t)s1 : 1);
-  size_t off = w->n_block;
-  if (off == SIZE_MAX || w->n_params == INT_MAX || numel > SIZE_MAX - 1 - off) {
+  half = half && w->bf16;
+  size_t *end = half ? &w->n_block16 : &w->n_block, off = *end;
+  if (off == SIZE_MAX || w->n_block == SIZE_MAX || w->n_params == INT_MAX || numel > SIZE_MAX - 1 - off) {
     w->n_block = SIZE_MAX;
     return NULL;
   }
   int i = w->n_params++;
-  w->n_block += numel;
+  *end += numel;
   if (!w->params) return NULL;
   asink_param *p = &w->params[i];
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "%s", name);
   p->ndim = ndim, p->shape[0] = s0, p->shape[1] = ndim == 2 ? s1 : 0;
-  p->numel = numel, p->offset = off, p->data = w->block ? w->block + off : NULL;
+  p->numel = numel, p->offset = off;
+  if (half) p->data16 = w->block16 ? w->block16 + off : NULL;
+  else p->data = w->block ? w->block + off : NULL;
   p->decay = decay, p->init_std = init_std;
   return p;
 }
@@ -262,6 +267,8 @@ static asink_param *add(asink_weights *w, const char *name, int ndim, int64_t s0
 static void set_view(asink_weights *w, const param_row *r, int l, const asink_param *p) {
   if (r->kind == TOP) {
     *(float **)((char *)w + r->at) = p->data;
+    if (r->at == WT(wte)) w->wte16 = p->data16;
+    if (r->at == WT(head)) w->head16 = p->data16;
     return;
   }
   char *y = (char *)&w->layers[l];
@@ -272,6 +279,7 @@ static void set_view(asink_weights *w, const param_row *r, int l, const asink_pa
   } else {
     asink_linear *L = (asink_linear *)(y + r->at);
     L->w = p->data;
+    L->w16 = p->data16;
     L->in_out = r->in_out;
     L->in = (int)(r->in_out ? p->shape[0] : p->shape[1]);
     L->out = (int)(r->in_out ? p->shape[1] : p->shape[0]);
@@ -293,9 +301,17 @@ static void add_op_params(asink_weights *w, const char *prefix, int l) {
     char name[128];
     snprintf(name, sizeof name, "%s%s", prefix, pname);
     bool zero = !strncmp(pname, "sinks", 5) || !strncmp(pname, "relative", 8);
-    add(w, name, nd, sh[0], sh[1], zero ? 0.f : std_of(w, INIT_D), false);
+    add(w, name, nd, sh[0], sh[1], zero ? 0.f : std_of(w, INIT_D), false, false);
   }
   if (w->block && asink_attn_param_floats(op)) asink_attn_use_storage(op, w->block + first);
+}
+
+/* What bf16 weights keep in bf16: the matrices the GEMMs read (not the small feature-map
+ * MLP's, which the attention runs on its own) and the embedding; norms, biases, learned
+ * positions and the attention's parameters are small and stay float. */
+static bool matrix_in_bf16(const param_row *r) {
+  if (r->kind == LIN_W) return r->at != LW(kmlp1) && r->at != LW(kmlp2);
+  return r->kind == TOP && r->cols != D_NONE && (r->at == WT(wte) || r->at == WT(head));
 }
 
 static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
@@ -309,7 +325,7 @@ static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
       continue;
     }
     asink_param *p = add(w, name, r->cols == D_NONE ? 1 : 2, dim_of(w, r->rows),
-                         dim_of(w, r->cols), std_of(w, r->init), r->decay);
+                         dim_of(w, r->cols), std_of(w, r->init), r->decay, matrix_in_bf16(r));
     if (p) set_view(w, r, l, p);
   }
 }
@@ -318,32 +334,45 @@ static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
  * yet), once to fill. */
 static void declare(asink_weights *w) {
   const family_rows *f = rows_of(w->cfg.family);
-  w->n_params = 0, w->n_block = 0;
+  w->n_params = 0, w->n_block = 0, w->n_block16 = 0;
   add_rows(w, f->pre, f->n_pre, 0);
   if (w->params) {
     for (int l = 0; l < w->L; l++) add_rows(w, f->layer, f->n_layer, l);
   } else { /* counting: every layer has layer 0's parameters; L of them, checked */
     int n0 = w->n_params;
-    size_t b0 = w->n_block;
+    size_t b0 = w->n_block, h0 = w->n_block16;
     add_rows(w, f->layer, f->n_layer, 0);
-    size_t per_n = (size_t)(w->n_params - n0), per_b = w->n_block - b0;
-    size_t all_n = asink_mul_size(per_n, (size_t)w->L), all_b = asink_mul_size(per_b, (size_t)w->L);
-    if (w->n_block == SIZE_MAX || all_n > (size_t)INT_MAX - (size_t)n0 || all_b >= SIZE_MAX - b0)
-      w->n_block = SIZE_MAX;
-    else
-      w->n_params = n0 + (int)all_n, w->n_block = b0 + all_b;
+    if (w->n_block != SIZE_MAX) {
+      size_t per_n = (size_t)(w->n_params - n0), per_b = w->n_block - b0, per_h = w->n_block16 - h0;
+      size_t all_n = asink_mul_size(per_n, (size_t)w->L), all_b = asink_mul_size(per_b, (size_t)w->L),
+             all_h = asink_mul_size(per_h, (size_t)w->L);
+      if (all_n > (size_t)INT_MAX - (size_t)n0 || all_b >= SIZE_MAX - b0 || all_h >= SIZE_MAX - h0)
+        w->n_block = SIZE_MAX;
+      else
+        w->n_params = n0 + (int)all_n, w->n_block = b0 + all_b, w->n_block16 = h0 + all_h;
+    }
   }
   add_rows(w, f->post, f->n_post, 0);
-  if (!w->head) w->head = w->wte;
+  if (!w->head && !w->head16) w->head = w->wte, w->head16 = w->wte16;
   /* GPT-2's q, k, v are column slices of the fused [C, 3C] Conv1D weight and bias */
   if (w->params && w->cfg.family == ASINK_FAMILY_GPT2)
     for (int l = 0; l < w->L; l++) {
       asink_layer_weights *y = &w->layers[l];
       asink_linear *qkv[] = {&y->q, &y->k, &y->v};
       for (int i = 0; i < 3; i++)
-        *qkv[i] = (asink_linear){y->qkv.w + i * w->C, y->qkv.b + i * w->C, NULL, NULL,
-                                 w->C, w->C, 3 * w->C, true};
+        *qkv[i] = (asink_linear){y->qkv.w ? y->qkv.w + i * w->C : NULL, y->qkv.b + i * w->C,
+                                 NULL, NULL, w->C, w->C, 3 * w->C, true,
+                                 y->qkv.w16 ? y->qkv.w16 + i * w->C : NULL};
     }
+}
+
+void asink_weights_embedding(const asink_weights *w, int32_t tok, float *dst) {
+  if (w->wte16) {
+    const uint16_t *src = w->wte16 + (size_t)tok * w->C;
+    for (int j = 0; j < w->C; j++) dst[j] = asink_bf16_to_f32(src[j]);
+  } else {
+    memcpy(dst, w->wte + (size_t)tok * w->C, sizeof(float) * (size_t)w->C);
+  }
 }
 
 asink_param *asink_weights_find(const asink_weights *w, const char *name) {
@@ -363,8 +392,11 @@ void asink_weights_init(asink_weights *w, uint64_t seed) {
   asink_rng r = asink_rng_seed(seed);
   for (int i = 0; i < w->n_params; i++) {
     asink_param *p = &w->params[i];
-    for (size_t j = 0; j < p->numel; j++)
-      p->data[j] = p->init_std < 0.f ? 1.f : p->init_std == 0.f ? 0.f : (float)(p->init_std * rng_normal(&r));
+    for (size_t j = 0; j < p->numel; j++) {
+      float v = p->init_std < 0.f ? 1.f : p->init_std == 0.f ? 0.f : (float)(p->init_std * rng_normal(&r));
+      if (p->data16) p->data16[j] = asink_f32_to_bf16(v);
+      else p->data[j] = v;
+    }
   }
 }
 
@@ -433,7 +465,7 @@ static asink_status check_count(asink_weights *w) {
   return st;
 }
 
-asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) {
+asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, bool bf16) {
   *out = NULL;
   asink_status st = asink_runtime_ready();
   if (st || (st = asink_config_validate(cfg, "config"))) return st;
@@ -442,6 +474,7 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) 
   asink_weights *w = asink_calloc(1, sizeof *w);
   if (!w) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
   w->cfg = *cfg;
+  w->bf16 = bf16;
   w->C = cfg->hidden, w->F = cfg->intermediate, w->L = cfg->n_layer, w->H = cfg->n_head;
   w->Hkv = cfg->n_kv_head, w->D = cfg->head_dim, w->V = cfg->vocab_size;
   w->gated = gated;
@@ -473,8 +506,10 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg) 
   if ((st = check_count(w))) return st;
   w->params = asink_calloc((size_t)w->n_params, sizeof *w->params);
   w->block = asink_calloc(w->n_block + 1, sizeof(float));
-  if (!w->params || !w->block) {
-    size_t total = w->n_block;
+  /* asink_zeroed, not asink_calloc (which writes its zeros): a loader overwrites every page */
+  if (bf16) w->block16 = asink_zeroed(w->n_block16 + 1, sizeof(uint16_t));
+  if (!w->params || !w->block || (bf16 && !w->block16)) {
+    size_t total = w->n_block + w->n_block16;
     asink_weights_free(w);
     return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu parameters", total);
   }
@@ -490,6 +525,7 @@ void asink_weights_free(asink_weights *w) {
   asink_free(w->layers);
   asink_free(w->params);
   asink_free(w->block);
+  asink_free(w->block16);
   asink_ws_release(&w->rope_ws);
   asink_ws_release(&w->sinus_ws);
   asink_free(w);

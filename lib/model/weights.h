@@ -19,8 +19,9 @@ typedef struct {
   char name[96];
   int ndim;
   int64_t shape[4];
-  size_t numel, offset;
-  float *data;
+  size_t numel, offset; /* offset: in the block of its type (float, or bf16 with data16) */
+  float *data;          /* NULL when the model keeps this parameter in bf16 */
+  uint16_t *data16;     /* its bf16 values then (weights=bf16: the matrices) */
   bool decay;     /* AdamW weight decay applies (2-D weight matrices, embeddings) */
   float init_std; /* < 0: ones (norm weights); 0: zeros */
 } asink_param;
@@ -47,8 +48,13 @@ typedef struct asink_weights {
 
   int n_params;
   asink_param *params;
-  float *block;   /* every parameter, registry order */
+  float *block;   /* every parameter, registry order (with bf16 weights: the float ones) */
   size_t n_block; /* floats in it */
+  bool bf16;          /* matrices (linear weights, embedding, head) kept in bf16 */
+  uint16_t *block16;  /* those, registry order */
+  size_t n_block16;
+
+  const uint16_t *wte16, *head16; /* with bf16: the embedding and head (wte, head NULL) */
 
   float *wte, *wpe, *sink_tok, *lnf_w, *lnf_b;
   float *head; /* = wte when tied */
@@ -59,12 +65,16 @@ typedef struct asink_weights {
   int rope_len, sinus_len;
 } asink_weights;
 
-/* Weights for a checked config, parameters zero (asink_weights_init fills them). */
-asink_status asink_weights_create(asink_weights **out, const asink_config *cfg);
+/* Weights for a checked config, parameters zero (asink_weights_init fills them); bf16: the
+ * matrices kept in bf16 (inference only: nothing computes their gradients). */
+asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, bool bf16);
 void asink_weights_free(asink_weights *w);
 
 /* Seeded initialisation of every parameter (std per parameter, include/attnsink.h). */
 void asink_weights_init(asink_weights *w, uint64_t seed);
+
+/* Token tok's embedding row into dst (C floats), from float or bf16 storage. */
+void asink_weights_embedding(const asink_weights *w, int32_t tok, float *dst);
 
 asink_param *asink_weights_find(const asink_weights *w, const char *name);
 

@@ -202,6 +202,10 @@ def _declare(lib):
     c_int32_p = ctypes.POINTER(ctypes.c_int32)
     proto("asink_model_create", status, ctypes.POINTER(model_p), c_char_p, ctypes.c_uint64)
     proto("asink_model_load", status, ctypes.POINTER(model_p), c_char_p)
+    proto("asink_model_load_opts", status, ctypes.POINTER(model_p), c_char_p, c_char_p)
+    proto("asink_model_create_opts", status, ctypes.POINTER(model_p), c_char_p, ctypes.c_uint64,
+          c_char_p)
+    proto("asink_model_weights", c_char_p, model_p)
     proto("asink_model_save", status, model_p, c_char_p)
     proto("asink_model_free", None, model_p)
     proto("asink_model_config", c_char_p, model_p)

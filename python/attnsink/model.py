@@ -152,6 +152,15 @@ def _block_functions():
     return fns
 
 
+def _weights_option(weights):
+    """The options string of asink_model_load_opts / create_opts for weights=fp32|bf16."""
+    if not isinstance(weights, str):
+        raise TypeError("weights must be a str ('fp32' or 'bf16'), not %s" % type(weights).__name__)
+    if "," in weights or "\0" in weights:
+        raise ArgumentError("weights=%r is not 'fp32' or 'bf16'" % (weights,))
+    return ("weights=" + weights).encode("utf-8")
+
+
 class Model(_Closable):
     """A decoder language model (llama, mistral, qwen2, gpt2, gpt_neox or opt family, with the
     study's variants).
@@ -188,21 +197,26 @@ class Model(_Closable):
     # -- construction
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, weights="fp32"):
         """Load an HF-style directory (config.json + model.safetensors, or the shards listed by
         model.safetensors.index.json; F32/F16/BF16; families in docs/models.md).
+        weights="bf16" keeps the weight matrices in bf16 (half the memory; inference only:
+        forward, logits, metrics and decoding; training raises).
         A bad config, or a missing, extra or misshaped tensor: ValueError naming it;
         a directory or file that cannot be read: OSError."""
         p = _path(path, "model directory")
         h = _ModelHandle()
-        _check(lib.asink_model_load(ctypes.byref(h.ptr), p), "asink_model_load(%r)" % (path,))
+        _check(lib.asink_model_load_opts(ctypes.byref(h.ptr), p, _weights_option(weights)),
+               "asink_model_load(%r)" % (path,))
         return cls(h)
 
     @classmethod
-    def create(cls, config, seed=0):
+    def create(cls, config, seed=0, weights="fp32"):
         """A new model from a config dict (the keys of config.json, with an optional
         "attnsink" object) or config.json text, initialised from seed (0 <= seed < 2**64).
+        weights="bf16": the weight matrices kept in bf16, as in load().
         A missing or bad key: ValueError naming the key."""
+        option = _weights_option(weights)
         if isinstance(config, Mapping):
             text = json.dumps(dict(config))
         elif isinstance(config, (str, bytes)):
@@ -215,7 +229,7 @@ class Model(_Closable):
         if not 0 <= seed < 2**64:
             raise ArgumentError("seed=%d must be in 0 .. 2**64-1" % seed)
         h = _ModelHandle()
-        _check(lib.asink_model_create(ctypes.byref(h.ptr), text.encode("utf-8"), seed),
+        _check(lib.asink_model_create_opts(ctypes.byref(h.ptr), text.encode("utf-8"), seed, option),
                "asink_model_create")
         return cls(h)
 
@@ -245,6 +259,12 @@ class Model(_Closable):
                    d["n_kv_head"], d["vocab"], len(self._shapes)))
 
     # -- description
+
+    @property
+    @_locked
+    def weights(self):
+        """How the model keeps its weight matrices: "fp32" or "bf16"."""
+        return _decode(lib.asink_model_weights(self._h.ptr))
 
     @property
     @_locked
