@@ -102,7 +102,7 @@ void cli_usage(cli_cmd cmd, const cli_opts *d) {
 int main(int argc, char **argv) {
   if (argc < 2) {
     /* bad input like any other: one line, not the whole usage */
-    cli_error("no command given (train, probe, study, generate or stream; attnsink --help lists them)");
+    cli_error("no command given (train, probe, study, sweep, generate, stream or tokenize; attnsink --help lists them)");
     return CLI_INPUT;
   }
   const char *c = argv[1];
