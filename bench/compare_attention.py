@@ -38,9 +38,7 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="library threads")
     cc.add_config_args(p)
     a = p.parse_args()
-    exe = os.path.join(a.build, "bench", "bench_attention")
-    if not os.access(exe, os.X_OK):
-        sys.exit(f"{PROG}: {exe} is missing: build first (ninja -C {a.build})")
+    exe = cc.library_exe(a.build, "bench_attention", PROG)
     if a.rounds < 1 or a.reps < 1 or a.threads < 1:
         sys.exit(f"{PROG}: --rounds, --reps and --threads must be >= 1")
     configs = cc.parse_configs(a, PROG)

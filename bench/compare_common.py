@@ -69,6 +69,15 @@ def parse_configs(args, prog):
     return names
 
 
+def library_exe(build, name, prog):
+    """Path of the library's benchmark program `name` in the build folder; exits when it is
+    not built."""
+    exe = os.path.join(build, "bench", name)
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"{prog}: {exe} is missing: build first (ninja -C {build})")
+    return exe
+
+
 def config_run(name, blas_dir):
     """(environment additions, extra arguments) of a PyTorch benchmark process."""
     if name == "plain":
