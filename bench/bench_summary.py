@@ -3,10 +3,11 @@
 
     bench_summary.py build/bench-results.jsonl
 
-Attention: the library's time per case beside PyTorch's best of 1 and 2 threads, plain and
-with GLIBC_TUNABLES (docs/performance.md), and the speed-up over each. Training: tokens/s and MFU the
-same way. Decoding: tokens/s and bandwidth fractions beside each PyTorch variant (malloc,
-BLAS folder). GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
+Attention: the library's time per case beside PyTorch's best of 1 and 2 threads in each
+variant run (malloc plain or tuned with GLIBC_TUNABLES, the BLAS folder, "BLAS threads" when
+the BLAS was given PyTorch's thread count; docs/performance.md), the speed-up over each, and
+over the fastest variant ("best"). Training: tokens/s the same way. Decoding: tokens/s and
+bandwidth fractions beside each PyTorch variant. GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
 overhead lines as they are. Standard library only.
 """
 import json
@@ -39,60 +40,75 @@ def blas_label(r):
     return "blas?"
 
 
+def variant(r):
+    """How a PyTorch record ran: malloc mode, BLAS folder, and whether the BLAS was given
+    PyTorch's thread count."""
+    v = f"{r['malloc']}, {blas_label(r)}"
+    return v + ", BLAS threads" if r.get("blas_threads", "default") != "default" else v
+
+
+def by_variant(recs, bench, key):
+    """{(variant, key): record} of the "best"-threads records of one PyTorch benchmark, and
+    the variants in the order they first appear."""
+    tor, variants = {}, []
+    for r in recs:
+        if r["bench"] == bench and r["threads"] == "best":
+            v = variant(r)
+            if v not in variants:
+                variants.append(v)
+            tor[(v,) + key(r)] = r
+    return tor, variants
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: bench_summary.py RESULTS.jsonl")
     recs = load(sys.argv[1])
 
-    lib = {(r["op"], r["mode"], r["T"]): r for r in recs if r["bench"] == "attention"}
-    tor = {(r["malloc"], r["op"], r["mode"], r["T"]): r for r in recs
-           if r["bench"] == "torch_attention" and r["threads"] == "best"}
+    case = lambda r: (r["op"], r["mode"], r["T"])
+    lib = {case(r): r for r in recs if r["bench"] == "attention"}
+    tor, variants = by_variant(recs, "torch_attention", case)
     if lib:
-        print("| op | mode | T | library s | roof fraction | torch plain s | torch tuned s "
-              "| × plain | × tuned |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| op | mode | T | library s | roof fraction | "
+              + " | ".join(f"torch {v} s | ×" for v in variants) + " | × best |")
+        print("|---|---|---|---|---|" + "---|---|" * len(variants) + "---|")
         for k, r in lib.items():
-            p, t = tor.get(("plain",) + k), tor.get(("tuned",) + k)
-            ps, ts = p and p["seconds"], t and t["seconds"]
-            print(f"| {k[0]} | {k[1]} | {k[2]} | {r['seconds']:.4f} | {r['roof_fraction']:.2f} "
-                  f"| {fmt(ps, '.4f')} | {fmt(ts, '.4f')} | {fmt(ratio(ps, r['seconds']), '.1f')} "
-                  f"| {fmt(ratio(ts, r['seconds']), '.1f')} |")
+            secs = [tor.get((v,) + k) and tor[(v,) + k]["seconds"] for v in variants]
+            cells = [f"{fmt(x, '.4f')} | {fmt(ratio(x, r['seconds']), '.1f')}" for x in secs]
+            best = min((x for x in secs if x is not None), default=None)
+            print(f"| {k[0]} | {k[1]} | {k[2]} | {r['seconds']:.4f} | {r['roof_fraction']:.2f} | "
+                  + " | ".join(cells) + f" | {fmt(ratio(best, r['seconds']), '.1f')} |")
         roofs = sorted({r["roof_gflops"] for r in lib.values()})
         print(f"\nlibrary sgemm roof (threads {next(iter(lib.values()))['threads']}): "
               f"{', '.join(f'{x:.1f}' for x in roofs)} GFLOP/s\n")
 
     lib = {r["model"]: r for r in recs if r["bench"] == "train"}
-    tor = {(r["malloc"], r["model"]): r for r in recs
-           if r["bench"] == "torch_train" and r["threads"] == "best"}
+    tor, variants = by_variant(recs, "torch_train", lambda r: (r["model"],))
     if lib:
-        print("| model | B | T | library tok/s | MFU | torch plain tok/s | torch tuned tok/s "
-              "| × plain | × tuned | torch tuned MFU |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| model | B | T | library tok/s | MFU | "
+              + " | ".join(f"torch {v} tok/s (MFU) | ×" for v in variants) + " | × best |")
+        print("|---|---|---|---|---|" + "---|---|" * len(variants) + "---|")
         for k, r in lib.items():
-            p, t = tor.get(("plain", k)), tor.get(("tuned", k))
-            pt, tt = p and p["tokens_per_s"], t and t["tokens_per_s"]
-            print(f"| {k} | {r['B']} | {r['T']} | {r['tokens_per_s']:.1f} | {r['mfu']:.2f} "
-                  f"| {fmt(pt, '.1f')} | {fmt(tt, '.1f')} | {fmt(ratio(r['tokens_per_s'], pt), '.1f')} "
-                  f"| {fmt(ratio(r['tokens_per_s'], tt), '.1f')} | {fmt(t and t['mfu'], '.2f')} |")
+            ts = [tor.get((v, k)) for v in variants]
+            cells = [f"{fmt(t and t['tokens_per_s'], '.1f')} ({fmt(t and t['mfu'], '.2f')}) "
+                     f"| {fmt(ratio(r['tokens_per_s'], t and t['tokens_per_s']), '.1f')}"
+                     for t in ts]
+            best = max((t["tokens_per_s"] for t in ts if t), default=None)
+            print(f"| {k} | {r['B']} | {r['T']} | {r['tokens_per_s']:.1f} | {r['mfu']:.2f} | "
+                  + " | ".join(cells) + f" | {fmt(ratio(r['tokens_per_s'], best), '.1f')} |")
         print()
 
     lib = {(r["model"], r["B"]): r for r in recs if r["bench"] == "decode"}
-    tor, variants = {}, []
-    for r in recs:
-        if r["bench"] == "torch_decode" and r["threads"] == "best":
-            v = (r["malloc"], blas_label(r))
-            if v not in variants:
-                variants.append(v)
-            tor[v + (r["model"], r["B"])] = r
+    tor, variants = by_variant(recs, "torch_decode", lambda r: (r["model"], r["B"]))
     if lib:
-        heads = [f"torch {m} ({b}) tok/s (fraction) | ×" for m, b in variants]
+        heads = [f"torch {v} tok/s (fraction) | ×" for v in variants]
         print("| model | B | cache | library tok/s | bandwidth fraction | "
               + " | ".join(heads) + " |")
         print("|---|---|---|---|---|" + "---|---|" * len(variants))
         for k, r in lib.items():
             cells = []
             for v in variants:
-                t = tor.get(v + k)
+                t = tor.get((v,) + k)
                 cells.append(f"{fmt(t and t['tokens_per_s'], '.1f')} "
                              f"({fmt(t and t['bandwidth_fraction'], '.2f')}) "
                              f"| {fmt(ratio(r['tokens_per_s'], t and t['tokens_per_s']), '.1f')}")

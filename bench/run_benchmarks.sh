@@ -5,9 +5,12 @@
 #   bench/run_benchmarks.sh [BUILD]            (BUILD: a configured meson build dir, default build)
 #
 #   1. bench_attention, library threads (default 2)
-#   2. torch_attention.py --threads best, plain and with GLIBC_TUNABLES (docs/performance.md)
+#   2. torch_attention.py --threads best, plain, with GLIBC_TUNABLES (docs/performance.md), and
+#      tuned with the BLAS given PyTorch's threads (--match-blas-threads): the system BLAS, and
+#      OpenBLAS put first with LD_LIBRARY_PATH when TORCH_BLAS_DIR names its folder
+#      (bench/setup_torch_best.sh prepares it and prints the variable)
 #   3. bench_train, library threads
-#   4. torch_train.py --threads best, plain and tuned
+#   4. torch_train.py --threads best, plain, tuned, and the same two BLAS variants
 #   5. bench_decode, library threads: cached single-token decoding, batch 1 and 8
 #   6. torch_decode.py --threads best, plain and tuned (and tuned with another BLAS put first
 #      with LD_LIBRARY_PATH when TORCH_BLAS_DIR names its folder, e.g. OpenBLAS's)
@@ -75,12 +78,28 @@ run() {
   fi
 }
 
+# run_blas_variants SCRIPT ARGS...: SCRIPT, tuned, with the BLAS given PyTorch's thread count:
+# the system BLAS, then OpenBLAS from TORCH_BLAS_DIR when set (for this process only; never
+# the machine's alternatives).
+run_blas_variants() {
+  local script=$1
+  shift
+  run "$script --threads best --match-blas-threads (tuned malloc, system BLAS)" \
+    GLIBC_TUNABLES=$tuned "$python" "$here/$script" --threads best --match-blas-threads "$@"
+  if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
+    run "$script --threads best --match-blas-threads (tuned malloc, BLAS from $TORCH_BLAS_DIR)" \
+      GLIBC_TUNABLES=$tuned LD_LIBRARY_PATH="$TORCH_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+      "$python" "$here/$script" --threads best --match-blas-threads "$@"
+  fi
+}
+
 run "bench_attention --threads $threads" \
   "$build/bench/bench_attention" --threads "$threads" --T "$attn_t" --reps "$attn_reps"
 run "torch_attention.py --threads best (plain malloc)" \
   "$python" "$here/torch_attention.py" --threads best --T "$attn_t" --reps "$attn_reps"
 run "torch_attention.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
   "$python" "$here/torch_attention.py" --threads best --T "$attn_t" --reps "$attn_reps"
+run_blas_variants torch_attention.py --T "$attn_t" --reps "$attn_reps"
 
 run "bench_train --threads $threads" \
   "$build/bench/bench_train" --threads "$threads" --models "$models" --steps "$steps" --batch "$batch"
@@ -88,6 +107,7 @@ run "torch_train.py --threads best (plain malloc)" \
   "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
 run "torch_train.py --threads best (tuned malloc)" GLIBC_TUNABLES=$tuned \
   "$python" "$here/torch_train.py" --threads best --models "$models" --steps "$steps" --batch "$batch"
+run_blas_variants torch_train.py --models "$models" --steps "$steps" --batch "$batch"
 
 decode_args=(--models "$models" --batch "$decode_batch" --cache "$decode_cache" --steps "$decode_steps")
 run "bench_decode --threads $threads" \

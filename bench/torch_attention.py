@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch eager twin of bench_attention: one JSON line per case.
 
-    torch_attention.py [--threads N|best] [--reps R] [--T 256,1024,4096] [--ops softmax,sigmoid]
+    torch_attention.py [--threads N|best] [--match-blas-threads] [--reps R] [--T 256,1024,4096]
+                       [--ops softmax,sigmoid]
 
 Cases as bench_attention.c: causal, B=1, H=8, D=64, float32, modes fwd and fwdbwd (forward
 then backward of sum(out * dout)); best of R timed repetitions after one untimed one.
@@ -13,6 +14,8 @@ FLOPs as bench_attention.c: the visible (causal) part only, T (T+1) / 2 pairs pe
 forward 4 D per pair, forward+backward 12 D, whatever PyTorch actually computes (it does
 the full T x T products). The roof is torch.mm 1024^3 float32 in the same run with the
 same thread count. --threads best (the default) runs 1 and 2 threads in subprocesses.
+Each record names the BLAS mapped into the process ("blas") and its thread setting
+("blas_threads"; --match-blas-threads gives the BLAS the same thread count as PyTorch).
 """
 import argparse
 import os
@@ -43,11 +46,12 @@ def make_sigmoid(T, scale):
 
 
 def run_cases(args, threads):
+    tbc.match_blas_threads(args, threads)
     import torch
     tbc.set_threads(threads)
     roof = tbc.torch_roof(threads)
-    print(f"torch {torch.__version__}: torch.mm roof {roof:.2f} GFLOP/s with {threads} threads, "
-          f"malloc {tbc.malloc_mode()}", file=sys.stderr)
+    print(f"torch {torch.__version__}, BLAS {','.join(tbc.blas_in_use())}: torch.mm roof "
+          f"{roof:.2f} GFLOP/s with {threads} threads, malloc {tbc.malloc_mode()}", file=sys.stderr)
     g = torch.Generator().manual_seed(0)
     for op in args.ops.split(","):
         if op not in ("softmax", "sigmoid"):
@@ -89,7 +93,7 @@ def main():
     p.add_argument("--ops", default="softmax,sigmoid")
     args = p.parse_args()
     if args.threads == "best":
-        argv = ["--reps", str(args.reps), "--T", args.T, "--ops", args.ops]
+        argv = ["--reps", str(args.reps), "--T", args.T, "--ops", args.ops] + tbc.best_argv(args)
         return tbc.run_best(os.path.abspath(__file__), argv,
                             key=lambda r: (r["op"], r["mode"], r["T"]),
                             better=lambda a, b: a["seconds"] < b["seconds"])

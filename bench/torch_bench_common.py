@@ -6,7 +6,11 @@
   kernel (docs/performance.md: then PyTorch stops paying a page fault per 4 KiB every step), else
   "plain". GLIBC_TUNABLES is read by glibc at process start, so it must be set in the
   environment of the python process (run_benchmarks.sh does that);
-- blas_in_use(): the BLAS libraries mapped into the process;
+- blas_in_use(): the BLAS libraries mapped into the process (every record carries them as
+  "blas");
+- --match-blas-threads (add_threads_arg, match_blas_threads): give the BLAS PyTorch's thread
+  count (OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, unless set). Without it the BLAS keeps its
+  own default, as installed: Debian's BLIS runs one thread whatever torch.set_num_threads says;
 - run_best(): --threads best runs the script with --threads 1 and --threads 2 in
   subprocesses, prints every line and one more per case with "threads": "best".
 """
@@ -21,6 +25,22 @@ def add_threads_arg(parser):
     parser.add_argument("--threads", default="best",
                         help="thread count for torch.set_num_threads, or 'best' (best of 1 and 2, "
                              "each in its own process; default)")
+    parser.add_argument("--match-blas-threads", action="store_true",
+                        help="give the BLAS the same thread count (OPENBLAS_NUM_THREADS, "
+                             "BLIS_NUM_THREADS, unless set); default: the BLAS's own default")
+
+
+def match_blas_threads(args, threads):
+    """Sets the BLAS thread variables when --match-blas-threads asks; must run before torch
+    is imported (the BLAS reads them when it loads)."""
+    if args.match_blas_threads:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
+        os.environ.setdefault("BLIS_NUM_THREADS", str(threads))
+
+
+def best_argv(args):
+    """The options a --threads best run passes on to its per-thread-count children."""
+    return ["--match-blas-threads"] if args.match_blas_threads else []
 
 
 def set_threads(n):
@@ -55,7 +75,10 @@ def malloc_mode():
 
 def common_fields(threads):
     import torch
-    return {"threads": threads, "malloc": malloc_mode(), "torch_version": torch.__version__}
+    return {"threads": threads, "malloc": malloc_mode(), "torch_version": torch.__version__,
+            "blas": blas_in_use(),
+            "blas_threads": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS")
+                             if k in os.environ} or "default"}
 
 
 def blas_in_use():

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch eager twin of bench_train: one training-step JSON line per model.
 
-    torch_train.py [--threads N|best] [--models study60m,tiny] [--steps S] [--batch B]
+    torch_train.py [--threads N|best] [--match-blas-threads] [--models study60m,tiny]
+                   [--steps S] [--batch B]
 
 The same models as bench_train.c, written as a compact LLaMA in plain PyTorch (float32):
 embedding, pre-norm blocks (RMSNorm -> q,k,v projections, rotate-half RoPE, causal softmax
@@ -15,7 +16,9 @@ Two warm-up steps, then the mean of S timed steps (default 5).
 FLOPs per token, as bench_train.c: 6 N + 6 L T C, N = the parameters of the matmuls, head
 V x C included, embedding lookup excluded; MFU against torch.mm 1024^3 float32 measured in
 the same run with the same thread count (at start and after each model, the best so far). --threads best (the default) runs 1 and 2 threads
-in subprocesses and adds a line with "threads": "best" per model (highest tokens/s).
+in subprocesses and adds a line with "threads": "best" per model (highest tokens/s). Each record
+names the BLAS mapped into the process ("blas") and its thread setting ("blas_threads";
+--match-blas-threads gives the BLAS the same thread count as PyTorch).
 """
 import argparse
 import os
@@ -186,14 +189,16 @@ def main():
         sys.exit("--steps and --batch must be >= 1")
     if args.threads == "best":
         argv = ["--models", args.models, "--steps", str(args.steps), "--batch", str(args.batch)]
+        argv += tbc.best_argv(args)
         return tbc.run_best(os.path.abspath(__file__), argv, key=lambda r: r["model"],
                             better=lambda a, b: a["tokens_per_s"] > b["tokens_per_s"])
     threads = int(args.threads)
+    tbc.match_blas_threads(args, threads)
     import torch
     tbc.set_threads(threads)
     roof = tbc.torch_roof(threads)
-    print(f"torch {torch.__version__}: torch.mm roof {roof:.2f} GFLOP/s with {threads} threads, "
-          f"malloc {tbc.malloc_mode()}", file=sys.stderr)
+    print(f"torch {torch.__version__}, BLAS {','.join(tbc.blas_in_use())}: torch.mm roof "
+          f"{roof:.2f} GFLOP/s with {threads} threads, malloc {tbc.malloc_mode()}", file=sys.stderr)
     for name in models:
         roof = run_model(name, args.batch if name == "study60m" else SHAPES[name][6], threads, args.steps, roof)
     return 0
