@@ -43,14 +43,12 @@ def _declare():
         "asink_metric_json": (ctypes.c_void_p, [_metric_p]),
     }
     for name in ("importance", "sink", "hidden_norm", "key_norm", "value_norm", "qk_cosine",
-                 "qk_norm_product", "entropy"):
+                 "qk_norm_product", "entropy", "window_importance", "window_sink"):
         protos["asink_metric_" + name] = (st, [_metric_p, c_float_p])
     declare(protos)
 
 
 _declare()
-declare({"asink_metric_" + name: (ctypes.c_int, [_metric_p, c_float_p])
-         for name in ("window_importance", "window_sink")})
 
 
 class Metric(_Closable):
