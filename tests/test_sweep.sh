@@ -241,6 +241,31 @@ cp sw/softmax_seed_0/metrics.jsonl before.jsonl
 [ $? -eq 0 ] && [ "$(grep -c 'finished before' sweep2.out)" -eq 6 ] && ! grep -q "training in" sweep2.out &&
   cmp -s before.jsonl sw/softmax_seed_0/metrics.jsonl && ok "sweep again: every finished run skipped" ||
   bad "sweep again: every finished run skipped" sweep2.out
+# --report: the results of the finished runs now, a run still to train named and left untrained
+"$PY" -c '
+import json
+p = json.load(open("plan.json"))
+p["runs"].insert(1, {"name": "later", "attn": "sigmoid"})
+json.dump(p, open("plan_more.json", "w"))
+'
+cp -a sw swr && rm -f swr/results.* swr/*.svg
+"$A" sweep plan_more.json --out swr --report >rep.out 2>rep.err
+[ $? -eq 0 ] && [ ! -e swr/later_seed_0 ] && ! grep -q "training in" rep.out && ok "sweep --report trains nothing" ||
+  bad "sweep --report trains nothing" rep.err
+check "sweep --report: the finished runs' table, the others named" "$PY" -c '
+import json
+d = json.load(open("swr/results.json")); e = json.load(open("sw/results.json"))
+assert d["pending"] == ["later, seed 0", "later, seed 1"], d.get("pending")
+assert [r["name"] for r in d["runs"]] == [r["name"] for r in e["runs"]]
+assert [r["sink1"] for r in d["runs"]] == [r["sink1"] for r in e["runs"]]
+t = open("swr/results.md").read()
+assert "not finished yet, left out of this table: later, seed 0, later, seed 1." in t, t
+assert "--report" in t
+'
+"$PY" -c '
+import json
+json.dump({"settings": {"corpus": "corpus.txt", "steps": 2}, "runs": [{"name": "x"}]}, open("none.json", "w"))'
+expect_input_error "sweep --report with no run finished" swn "$A" sweep none.json --out swn --report
 "$A" train "${TOY[@]}" --steps 4 --eval-every 2 --threads 1 --seed 1 --first-token fixed:256@3 --lr 0.001 --out alone \
   >/dev/null 2>&1
 cmp -s alone/model.safetensors sw/fixed_at_3_seed_1/model.safetensors &&

@@ -80,6 +80,8 @@ static const flag flags[] = {
     {"jobs", F_INT, O(jobs), SW, 1, 1024, 0, 0, NULL, 0, "runs at once (default: the cores)"},
     {"dry-run", F_SET, O(dry_run), SW, 0, 0, 0, 0, NULL, 1,
      "check the plan and list its runs and what is left to train; write nothing"},
+    {"report", F_SET, O(report), SW, 0, 0, 0, 0, NULL, 1,
+     "train nothing: write the results of the runs finished so far, naming the others"},
     {"prompt", F_STR, O(prompt), GE, 0, 0, 0, 0, NULL, 0, "prompt text (byte-level models)"},
     {"prompt-ids", F_STR, O(prompt_ids), GE, 0, 0, 0, 0, NULL, 0, "file of whitespace-separated prompt ids"},
     {"text", F_STR, O(text), SM, 0, 0, 0, 0, NULL, 0, "text file (byte-level models)"},

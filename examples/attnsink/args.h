@@ -40,7 +40,7 @@ typedef struct cli_opts {
   int64_t decay_steps /* 0: --steps */, train_bytes;
   /* study: the runs to compare; sweep: runs at once */
   const char *compare;
-  int jobs, dry_run;
+  int jobs, dry_run, report;
   /* probe */
   const char *dir, *text, *token_ids, *json, *plot;
   int tokens, samples;

@@ -45,6 +45,8 @@ typedef struct {
   const char *title;
   sweep_run *runs;
   int n;
+  char **pending; /* --report: the names of the runs not finished yet, left out of the results */
+  int n_pending;
 } sweep;
 
 /* Keys of a plan's settings that are no setting of one run. */
@@ -481,6 +483,11 @@ static int write_results(const char *out, const sweep *sw, const char *command) 
                                             "val_loss_mean", json_num(g[k].vl_mean), "study", g[k].study));
   json_t *j = json_pack("{s:s, s:s, s:o, s:o}", "plan", sw->path, "title", sw->title, "runs", runs, "groups",
                         groups);
+  if (sw->n_pending) {
+    json_t *pending = json_array();
+    for (int i = 0; i < sw->n_pending; i++) json_array_append_new(pending, json_string(sw->pending[i]));
+    json_object_set_new(j, "pending", pending);
+  }
   char *path = path_join(out, "results.json");
   int rc = write_json_atomic(path, j, JSON_INDENT(2) | JSON_REAL_PRECISION(7));
   free(path);
@@ -500,6 +507,11 @@ static int write_results(const char *out, const sweep *sw, const char *command) 
           "the mean over heads per layer, both of the first text token; the other sink is Sink_* of a learnable "
           "extra key or sink token, or the Sink at a fixed token's position.\n\n",
           sw->runs[0].ps.N, sw->runs[0].ps.T, (double)PROBE_EPS);
+  if (sw->n_pending) {
+    fprintf(f, "Runs of the plan not finished yet, left out of this table:");
+    for (int i = 0; i < sw->n_pending; i++) fprintf(f, "%s %s", i ? "," : "", sw->pending[i]);
+    fprintf(f, ".\n\n");
+  }
   fprintf(f, "| run | steps | tokens | val loss | Sink_1 (%%) | other sink (%%) | α of position 0 by layer | "
              "study |\n|---|---|---|---|---|---|---|---|\n");
   for (int i = 0; i < sw->n; i++) {
@@ -547,7 +559,25 @@ static void free_sweep(sweep *sw) {
     if (r->probed) probe_stats_free(&r->ps);
   }
   free(sw->runs);
+  for (int i = 0; i < sw->n_pending; i++) free(sw->pending[i]);
+  free(sw->pending);
   json_decref(sw->plan);
+}
+
+/* --report: keeps the finished runs only, naming the others in sw->pending. */
+static void keep_finished(sweep *sw) {
+  int kept = 0;
+  sw->pending = xcalloc((size_t)sw->n + 1, sizeof(char *));
+  for (int i = 0; i < sw->n; i++) {
+    sweep_run *r = &sw->runs[i];
+    if (r->done >= r->o.steps) {
+      sw->runs[kept++] = *r;
+      continue;
+    }
+    sw->pending[sw->n_pending++] = r->name;
+    free(r->group), free(r->dir);
+  }
+  sw->n = kept;
 }
 
 int cmd_sweep(int argc, char **argv) {
@@ -614,21 +644,30 @@ int cmd_sweep(int argc, char **argv) {
     rc = CLI_OK;
     goto done;
   }
-  if (make_dir(out, &created)) goto done;
-  command = xasprintf("attnsink sweep %s", plan);
-  int jobs = o.jobs ? o.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (jobs < 1) jobs = 1;
-  int64_t todo = 0;
-  for (int i = 0; i < sw.n; i++) todo += sw.runs[i].done < sw.runs[i].o.steps;
-  printf("sweep %s: %d runs (%" PRId64 " to train), %d at once, into %s\n", plan, sw.n, todo, jobs, out);
-  train_install_signals();
-  rc = train_all(&sw, jobs);
-  if (train_interrupted()) {
-    printf("sweep interrupted: each run saved its checkpoint; the same command continues it\n");
-    rc = CLI_OK;
-    goto done;
+  if (o.report) {
+    keep_finished(&sw);
+    if (!sw.n) {
+      cli_error("sweep --report: no run of %s has finished yet (--dry-run lists them)", plan);
+      goto done;
+    }
   }
-  if (rc) goto done;
+  if (make_dir(out, &created)) goto done;
+  command = xasprintf("attnsink sweep %s%s", plan, o.report ? " --report" : "");
+  if (!o.report) {
+    int jobs = o.jobs ? o.jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (jobs < 1) jobs = 1;
+    int64_t todo = 0;
+    for (int i = 0; i < sw.n; i++) todo += sw.runs[i].done < sw.runs[i].o.steps;
+    printf("sweep %s: %d runs (%" PRId64 " to train), %d at once, into %s\n", plan, sw.n, todo, jobs, out);
+    train_install_signals();
+    rc = train_all(&sw, jobs);
+    if (train_interrupted()) {
+      printf("sweep interrupted: each run saved its checkpoint; the same command continues it\n");
+      rc = CLI_OK;
+      goto done;
+    }
+    if (rc) goto done;
+  }
   rc = CLI_FAIL;
   for (int i = 0; i < sw.n; i++) {
     sweep_run *r = &sw.runs[i];
