@@ -38,68 +38,52 @@ typedef float (*peak_loop)(long iters);
 
 #if PEAK_X86
 /* The chains, named apart (an array would go through memory), each started at its own
- * value: chains that start equal are one chain to the compiler, which would fold them. */
-#define CHAINS12(op)                                                                            \
-  op(a0, 0) op(a1, 1) op(a2, 2) op(a3, 3) op(a4, 4) op(a5, 5) op(a6, 6) op(a7, 7) op(a8, 8)       \
-      op(a9, 9) op(a10, 10) op(a11, 11)
-#define CHAINS16(op) CHAINS12(op) op(a12, 12) op(a13, 13) op(a14, 14) op(a15, 15)
-#define SUM_TERM(a, i) + out(a)
+ * value: chains that start equal are one chain to the compiler, which would fold them.
+ * CHAINSn(op, ...) applies op(chain, index, ...) to each. */
+#define CHAINS12(op, ...)                                                                       \
+  op(a0, 0, __VA_ARGS__) op(a1, 1, __VA_ARGS__) op(a2, 2, __VA_ARGS__) op(a3, 3, __VA_ARGS__)   \
+      op(a4, 4, __VA_ARGS__) op(a5, 5, __VA_ARGS__) op(a6, 6, __VA_ARGS__)                      \
+          op(a7, 7, __VA_ARGS__) op(a8, 8, __VA_ARGS__) op(a9, 9, __VA_ARGS__)                  \
+              op(a10, 10, __VA_ARGS__) op(a11, 11, __VA_ARGS__)
+#define CHAINS16(op, ...)                                                                       \
+  CHAINS12(op, __VA_ARGS__) op(a12, 12, __VA_ARGS__) op(a13, 13, __VA_ARGS__)                   \
+      op(a14, 14, __VA_ARGS__) op(a15, 15, __VA_ARGS__)
 /* An empty asm that might have changed every chain: no instruction, but the compiler can
  * neither merge chains nor move work out of the loop. */
-#define OPAQUE12 __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), \
-                         "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11))
+#define OPAQUE12                                                                                \
+  __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), \
+          "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11))
 #define OPAQUE16 OPAQUE12; __asm__("" : "+v"(a12), "+v"(a13), "+v"(a14), "+v"(a15))
 
+#define CHAIN_DECLARE(a, i, VEC, INIT, STEP, LANE0) VEC a = INIT(i);
+#define CHAIN_STEP(a, i, VEC, INIT, STEP, LANE0) a = STEP(a);
+#define CHAIN_LANE0(a, i, VEC, INIT, STEP, LANE0) +LANE0(a)
+/* float NAME(long iters): the chains of vectors VEC, chain i started at INIT(i), each
+ * replaced by STEP(chain) once an iteration; returns the sum of their first lanes. */
+#define PEAK_LOOP(NAME, TARGET, CHAINS, OPAQUE, VEC, INIT, STEP, LANE0)                         \
+  __attribute__((target(TARGET))) static float NAME(long iters) {                               \
+    CHAINS(CHAIN_DECLARE, VEC, INIT, STEP, LANE0)                                               \
+    for (long it = 0; it < iters; it++) {                                                       \
+      CHAINS(CHAIN_STEP, VEC, INIT, STEP, LANE0)                                                \
+      OPAQUE;                                                                                   \
+    }                                                                                           \
+    return 0.f CHAINS(CHAIN_LANE0, VEC, INIT, STEP, LANE0);                                     \
+  }
+
 /* acc = acc * m + c: m just under 1 keeps every chain near c / (1 - m), never denormal. */
-__attribute__((target("avx2,fma"))) static float loop_fma_ymm(long iters) {
-  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
-#define INIT(a, i) __m256 a = _mm256_set1_ps(0.5f + 0.01f * i);
-  CHAINS12(INIT)
-#undef INIT
-  for (long i = 0; i < iters; i++) {
-#define STEP(a, i) a = _mm256_fmadd_ps(a, m, c);
-    CHAINS12(STEP)
-#undef STEP
-    OPAQUE12;
-  }
-#define out(a) _mm256_cvtss_f32(a)
-  return 0.f CHAINS12(SUM_TERM);
-#undef out
-}
-
-__attribute__((target("avx512f"))) static float loop_fma_zmm(long iters) {
-  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
-#define INIT(a, i) __m512 a = _mm512_set1_ps(0.5f + 0.01f * i);
-  CHAINS16(INIT)
-#undef INIT
-  for (long i = 0; i < iters; i++) {
-#define STEP(a, i) a = _mm512_fmadd_ps(a, m, c);
-    CHAINS16(STEP)
-#undef STEP
-    OPAQUE16;
-  }
-#define out(a) _mm512_cvtss_f32(a)
-  return 0.f CHAINS16(SUM_TERM);
-#undef out
-}
-
-/* acc += x . y over bf16 pairs, x = y = 2^-10: each chain grows by 2^-19 a step, so it
- * stays a normal float far below overflow for any --iters. */
-__attribute__((target("avx512f,avx512bf16"))) static float loop_dpbf16_zmm(long iters) {
-  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3a80);
-#define INIT(a, i) __m512 a = _mm512_set1_ps(0.01f * i);
-  CHAINS16(INIT)
-#undef INIT
-  for (long i = 0; i < iters; i++) {
-#define STEP(a, i) a = _mm512_dpbf16_ps(a, x, x);
-    CHAINS16(STEP)
-#undef STEP
-    OPAQUE16;
-  }
-#define out(a) _mm512_cvtss_f32(a)
-  return 0.f CHAINS16(SUM_TERM);
-#undef out
-}
+#define YMM_INIT(i) _mm256_set1_ps(0.5f + 0.01f * (i))
+#define YMM_FMA(a) _mm256_fmadd_ps(a, _mm256_set1_ps(0.999999f), _mm256_set1_ps(1e-6f))
+PEAK_LOOP(loop_fma_ymm, "avx2,fma", CHAINS12, OPAQUE12, __m256, YMM_INIT, YMM_FMA, _mm256_cvtss_f32)
+#define ZMM_INIT(i) _mm512_set1_ps(0.5f + 0.01f * (i))
+#define ZMM_FMA(a) _mm512_fmadd_ps(a, _mm512_set1_ps(0.999999f), _mm512_set1_ps(1e-6f))
+PEAK_LOOP(loop_fma_zmm, "avx512f", CHAINS16, OPAQUE16, __m512, ZMM_INIT, ZMM_FMA, _mm512_cvtss_f32)
+/* acc += x . y over bf16 pairs, x = y = 2^-10 (0x3a80): each chain grows by 2^-19 a step,
+ * so it stays a normal float far below overflow for any --iters. */
+#define BF16_INIT(i) _mm512_set1_ps(0.01f * (i))
+#define BF16_X ((__m512bh)_mm512_set1_epi16(0x3a80))
+#define BF16_DOT(a) _mm512_dpbf16_ps(a, BF16_X, BF16_X)
+PEAK_LOOP(loop_dpbf16_zmm, "avx512f,avx512bf16", CHAINS16, OPAQUE16, __m512, BF16_INIT, BF16_DOT,
+          _mm512_cvtss_f32)
 #endif
 
 typedef struct {
