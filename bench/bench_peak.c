@@ -3,7 +3,7 @@
  *
  * Each of N threads (started together at a barrier) runs a loop of independent
  * multiply-add chains held in registers, with no loads or stores, I iterations; the time
- * is from the barrier until the last thread ends, best of R. The chains are more than
+ * is from the first thread's start until the last one ends, best of R. The chains are more than
  * enough to cover the instruction's latency on both of its ports, so the loop runs at the
  * instruction's throughput: the most this CPU can do at these threads.
  *   fp32_fma  vfmadd231ps: ymm (AVX2 + FMA; 12 chains), and zmm (AVX-512; 16 chains) where
