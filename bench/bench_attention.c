@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "attnsink.h"
+#include "bench_args.h"
 #include "bench_common.h"
 
 static void fill(float *x, size_t n, unsigned seed) {
@@ -21,37 +22,40 @@ static void fill(float *x, size_t n, unsigned seed) {
   }
 }
 
-static int parse_list(const char *s, int *out, int max) {
-  int n = 0;
-  while (*s && n < max) {
-    out[n++] = atoi(s);
-    const char *c = strchr(s, ',');
-    if (!c) break;
-    s = c + 1;
-  }
-  return n;
-}
-
 int main(int argc, char **argv) {
-  int threads = 0, reps = 5, Ts[16] = {256, 1024, 4096}, nT = 3;
+  int threads = 0, reps = 5, B = 1, H = 8, D = 64;
+  bench_ints Ts = {3, {256, 1024, 4096}};
   const char *ops = "softmax,sigmoid";
-  int B = 1, H = 8, D = 64;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--T")) nT = parse_list(argv[i + 1], Ts, 16);
-    else if (!strcmp(argv[i], "--ops")) ops = argv[i + 1];
-    else if (!strcmp(argv[i], "--B")) B = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--H")) H = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--D")) D = atoi(argv[i + 1]);
-    else {
-      fprintf(stderr, "unknown option %s\n", argv[i]);
+  const bench_arg args[] = {
+      {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
+      {"--reps", "R", BENCH_ARG_INT, &reps, 1, 0, "timed runs per case, after one untimed"},
+      {"--T", "LIST", BENCH_ARG_INTS, &Ts, 1, 0, "sequence lengths"},
+      {"--ops", "LIST", BENCH_ARG_STRING, &ops, 0, 0, "attention specs, comma-separated"},
+      {"--B", "N", BENCH_ARG_INT, &B, 1, 0, "batch"},
+      {"--H", "N", BENCH_ARG_INT, &H, 1, 0, "heads"},
+      {"--D", "N", BENCH_ARG_INT, &D, 1, 0, "head dimension"},
+  };
+  int rc = bench_args_parse(argc, argv,
+                            "Causal attention forward and forward+backward, one JSON line per "
+                            "(op, mode, T) on stdout,\nwith the same-run BLIS sgemm 1024^3 roof "
+                            "(docs/performance.md).",
+                            args, BENCH_NARGS(args));
+  if (rc != BENCH_ARGS_GO) return rc;
+  char oplist[256], check[256];
+  if (strlen(ops) >= sizeof oplist) {
+    fprintf(stderr, "bench_attention: --ops is longer than %zu characters\n", sizeof oplist - 1);
+    return 2;
+  }
+  snprintf(oplist, sizeof oplist, "%s", ops);
+  snprintf(check, sizeof check, "%s", ops);
+  /* every spec is checked before anything is timed */
+  for (char *save = NULL, *op = strtok_r(check, ",", &save); op; op = strtok_r(NULL, ",", &save)) {
+    asink_attn *a;
+    if (asink_attn_create(&a, op, H, H, D) != ASINK_OK) {
+      fprintf(stderr, "bench_attention: --ops: %s\n", asink_last_error());
       return 2;
     }
-  }
-  if (B < 1 || H < 1 || D < 1 || reps < 1) {
-    fprintf(stderr, "--B, --H, --D and --reps must be >= 1\n");
-    return 2;
+    asink_attn_free(a);
   }
   if ((threads = bench_init(threads)) < 0) return 2;
   /* The roof is measured before every case and the best is used for all of them, so
@@ -68,11 +72,9 @@ int main(int argc, char **argv) {
   if (!ga) return 1;
   for (int i = 0; i < 2 * 1024 * 1024; i++) ga[i] = (float)(i % 13) * 0.01f;
   int nres = 0;
-  char oplist[256];
-  snprintf(oplist, sizeof oplist, "%s", ops);
   for (char *save = NULL, *op = strtok_r(oplist, ",", &save); op; op = strtok_r(NULL, ",", &save)) {
-    for (int ti = 0; ti < nT; ti++) {
-      int T = Ts[ti];
+    for (int ti = 0; ti < Ts.n; ti++) {
+      int T = Ts.v[ti];
       size_t n = (size_t)B * T * H * D;
       float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4),
             *dout = malloc(n * 4), *dq = malloc(n * 4), *dk = malloc(n * 4), *dv = malloc(n * 4);

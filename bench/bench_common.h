@@ -89,6 +89,25 @@ static inline const bench_shape *bench_shape_find(const char *name) {
   return NULL;
 }
 
+/* Checks a --models list (names of bench_shape_find, comma-separated, under 256
+ * characters) before anything runs; prints the error and returns 0 on a bad one. */
+static inline int bench_models_ok(const char *prog, const char *models) {
+  char list[256];
+  if (strlen(models) >= sizeof list) {
+    fprintf(stderr, "%s: --models is longer than %zu characters\n", prog, sizeof list - 1);
+    return 0;
+  }
+  snprintf(list, sizeof list, "%s", models);
+  int n = 0;
+  for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save), n++)
+    if (!bench_shape_find(name)) {
+      fprintf(stderr, "%s: unknown model '%s' in --models (study60m, tiny)\n", prog, name);
+      return 0;
+    }
+  if (!n) fprintf(stderr, "%s: --models names no model\n", prog);
+  return n > 0;
+}
+
 /* The shape's config.json: RMSNorm eps 1e-5, RoPE theta 10000, untied head, SwiGLU. */
 static inline void bench_config_json(const bench_shape *s, char *buf, size_t n) {
   snprintf(buf, n,

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "attnsink.h"
+#include "bench_args.h"
 #include "bench_common.h"
 
 /* ------------------------------------------------------------ bandwidth roof */
@@ -164,44 +165,25 @@ done:
   return rc;
 }
 
-/* "1,8" -> {1, 8}; returns the count, 0 for a bad list. */
-static int parse_ints(const char *text, int *out, int max) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", text);
-  int n = 0;
-  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    char *end;
-    long v = strtol(t, &end, 10);
-    if (*end || v < 1 || v > 1 << 20 || n == max) return 0;
-    out[n++] = (int)v;
-  }
-  return n;
-}
-
 int main(int argc, char **argv) {
   int threads = 2, steps = 32, cache_len = 2048;
-  int batch[16], nb = 0;
-  const char *models = "study60m,tiny", *batches = "1,8";
-  for (int i = 1; i < argc; i += 2) {
-    if (i + 1 >= argc) {
-      fprintf(stderr, "option %s needs a value\n", argv[i]);
-      return 2;
-    }
-    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--cache")) cache_len = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--batch")) batches = argv[i + 1];
-    else if (!strcmp(argv[i], "--models")) models = argv[i + 1];
-    else {
-      fprintf(stderr, "unknown option %s (--threads N --models study60m,tiny --batch 1,8 "
-                      "--cache 2048 --steps 32)\n", argv[i]);
-      return 2;
-    }
-  }
-  if (steps < 1 || cache_len < 1 || threads < 1 || !(nb = parse_ints(batches, batch, 16))) {
-    fprintf(stderr, "--steps, --cache and --threads must be >= 1, --batch a list of sizes >= 1\n");
-    return 2;
-  }
+  bench_ints batch = {2, {1, 8}};
+  const char *models = "study60m,tiny";
+  const bench_arg args[] = {
+      {"--threads", "N", BENCH_ARG_INT, &threads, 1, 0, "threads"},
+      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny"},
+      {"--batch", "LIST", BENCH_ARG_INTS, &batch, 1, 1 << 20, "batch sizes"},
+      {"--cache", "N", BENCH_ARG_INT, &cache_len, 1, 0, "cached tokens per sequence before the timed steps"},
+      {"--steps", "S", BENCH_ARG_INT, &steps, 1, 0, "timed single-token steps"},
+  };
+  int rc = bench_args_parse(argc, argv,
+                            "Cached single-token decoding of the library, one JSON line per (model, "
+                            "batch) on stdout,\nwith the same-run read-bandwidth roof "
+                            "(docs/performance.md).",
+                            args, BENCH_NARGS(args));
+  if (rc != BENCH_ARGS_GO) return rc;
+  if (!bench_models_ok("bench_decode", models)) return 2;
+  rc = 0;
   if ((threads = bench_init(threads)) < 0) return 2;
   size_t roof_n = ROOF_BYTES / sizeof(float);
   float *roof_buf = malloc(ROOF_BYTES);
@@ -214,7 +196,6 @@ int main(int argc, char **argv) {
           bench_stream_roof(roof_buf, roof_n, threads), threads);
   char list[256];
   snprintf(list, sizeof list, "%s", models);
-  int rc = 0;
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
     const bench_shape *s = bench_shape_find(name);
     if (!s) {
@@ -232,8 +213,8 @@ int main(int argc, char **argv) {
       continue;
     }
     fprintf(stderr, "%s: model created in %.2f s\n", s->name, bench_now() - tc);
-    for (int i = 0; i < nb; i++)
-      rc |= run_point(m, s, batch[i], cache_len, steps, threads, roof_buf, roof_n);
+    for (int i = 0; i < batch.n; i++)
+      rc |= run_point(m, s, batch.v[i], cache_len, steps, threads, roof_buf, roof_n);
     asink_model_free(m);
   }
   free(roof_buf);

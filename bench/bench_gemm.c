@@ -11,6 +11,7 @@
  * speedup_vs_blis: the median over the R pairs of (BLIS's time / the packed time). */
 #include <string.h>
 
+#include "bench_args.h"
 #include "bench_common.h"
 #include "core/blas.h"
 
@@ -33,12 +34,18 @@ static const gemm_shape shapes[] = {
 
 int main(int argc, char **argv) {
   int threads = 0, reps = 9;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-  }
-  if (asink_init() != ASINK_OK || reps < 1 || reps > 1000) {
-    fprintf(stderr, "bench_gemm: bad setup (%s)\n", asink_last_error());
+  const bench_arg args[] = {
+      {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
+      {"--reps", "R", BENCH_ARG_INT, &reps, 1, 1000, "timed runs per shape and driver"},
+  };
+  int status = bench_args_parse(argc, argv,
+                                "The library's GEMM driver against BLIS's on the models' shapes, "
+                                "one JSON line per (shape,\ndriver) on stdout, with paired "
+                                "fractions of a BLIS sgemm 1024^3 roof (docs/performance.md).",
+                                args, BENCH_NARGS(args));
+  if (status != BENCH_ARGS_GO) return status;
+  if (asink_init() != ASINK_OK) {
+    fprintf(stderr, "bench_gemm: %s\n", asink_last_error());
     return 2;
   }
   if (threads > 0 && asink_set_num_threads(threads) != ASINK_OK) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "bench_common.h"
 #include "core/runtime.h"
 #include "kernels/kernels.h"
@@ -102,37 +103,26 @@ static void bench_packs(const asink_kernels *const *tables, int nt) {
   free(dst);
 }
 
-static int parse_sizes(const char *s, size_t *out, int max) {
-  int c = 0;
-  while (*s && c < max) {
-    out[c++] = (size_t)strtoull(s, NULL, 10);
-    const char *comma = strchr(s, ',');
-    if (!comma) break;
-    s = comma + 1;
-  }
-  return c;
-}
-
 int main(int argc, char **argv) {
-  size_t sizes[8] = {1024, 16384};
-  int nsizes = 2;
+  bench_ints sizes = {2, {1024, 16384}};
   double ms = 30;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--n")) nsizes = parse_sizes(argv[i + 1], sizes, 8);
-    else if (!strcmp(argv[i], "--ms")) ms = atof(argv[i + 1]);
-    else {
-      fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+  const bench_arg args[] = {
+      {"--n", "LIST", BENCH_ARG_INTS, &sizes, 1, 1 << 26, "row lengths"},
+      {"--ms", "MS", BENCH_ARG_DOUBLE, &ms, 0.01, 1e6, "milliseconds of work per kernel and size, about"},
+  };
+  int rc = bench_args_parse(argc, argv,
+                            "Each SIMD table's row kernels and GEMM packing against the scalar "
+                            "table, one JSON line per\n(table, kernel, n) on stdout.",
+                            args, BENCH_NARGS(args));
+  if (rc != BENCH_ARGS_GO) return rc;
   const asink_kernels *tables[3] = {&asink_kernels_scalar};
   int nt = 1;
   asink_isa best = asink_cpu_best_isa();
   if (asink_kernels_avx2_table && best >= ASINK_ISA_AVX2) tables[nt++] = asink_kernels_avx2_table;
   if (asink_kernels_avx512_table && best >= ASINK_ISA_AVX512) tables[nt++] = asink_kernels_avx512_table;
 
-  for (int si = 0; si < nsizes; si++) {
-    size_t n = sizes[si];
+  for (int si = 0; si < sizes.n; si++) {
+    size_t n = (size_t)sizes.v[si];
     float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
     float *src_exp = malloc(n * sizeof *x), *src_act = malloc(n * sizeof *x);
     if (!x || !y || !src_exp || !src_act) return 1;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "attnsink.h"
+#include "bench_args.h"
 #include "bench_common.h"
 
 static const char *CONFIG =
@@ -32,15 +33,15 @@ static int die(const char *what) {
 
 int main(int argc, char **argv) {
   int threads = 0, reps = 15;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-    else {
-      fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (reps < 1) reps = 1;
+  const bench_arg args[] = {
+      {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
+      {"--reps", "R", BENCH_ARG_INT, &reps, 1, 0, "timed pairs (without, with the metric) per case"},
+  };
+  int rc = bench_args_parse(argc, argv,
+                            "The cost of a metric attached to a small model's forward pass, one "
+                            "JSON line per case on stdout\n(docs/performance.md).",
+                            args, BENCH_NARGS(args));
+  if (rc != BENCH_ARGS_GO) return rc;
   if (asink_init() != ASINK_OK) return die("asink_init");
   if (threads > 0 && asink_set_num_threads(threads) != ASINK_OK) return die("threads");
   threads = asink_get_num_threads();

@@ -7,8 +7,9 @@ Attention: the library's time per case beside PyTorch's best of 1 and 2 threads 
 variant run (malloc plain or tuned with GLIBC_TUNABLES, the BLAS folder, "BLAS threads" when
 the BLAS was given PyTorch's thread count; docs/performance.md), the speed-up over each, and
 over the fastest variant ("best"). Training: tokens/s the same way. Decoding: tokens/s and
-bandwidth fractions beside each PyTorch variant. GEMM: paired roof fractions of the library's driver and BLIS's. Metric: the
-overhead lines as they are. Standard library only.
+bandwidth fractions beside each PyTorch variant. GEMM: paired roof fractions of the library's driver and BLIS's. Peak: the CPU's fp32
+FMA and bf16 peaks and the sgemm roof's fraction of the fp32 one. Metric: the overhead
+lines as they are. Standard library only.
 """
 import json
 import sys
@@ -133,6 +134,20 @@ def main():
                 cells.append(f"{fmt(a and a['paired_roof_fraction'], '.2f')} / "
                              f"{fmt(b and b['paired_roof_fraction'], '.2f')}")
             print(f"| {name} | {m} | {n} | {k} | " + " | ".join(cells) + " |")
+        print()
+
+    peak = [r for r in recs if r["bench"] == "peak"]
+    if peak:
+        print("| peak | isa | instruction | threads | GFLOP/s |")
+        print("|---|---|---|---|---|")
+        for r in peak:
+            if r["kind"] == "sgemm_roof":
+                frac = r.get("fraction_of_fp32_peak")
+                print(f"| sgemm 1024³ roof (BLIS) | | | {r['threads']} | {r['gflops']:.1f} "
+                      f"({fmt(frac, '.2f')} of the fp32 peak) |")
+            else:
+                gf = fmt(r.get("gflops"), ".1f") if r["available"] else r["note"]
+                print(f"| {r['kind']} | {r['isa']} | {r['instruction']} | {r['threads']} | {gf} |")
         print()
 
     for r in recs:

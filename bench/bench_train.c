@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "attnsink.h"
+#include "bench_args.h"
 #include "bench_common.h"
 
 static int run_model(const bench_shape *s, int threads, int steps, double *roof) {
@@ -101,31 +102,25 @@ done:
 int main(int argc, char **argv) {
   int threads = 0, steps = 5, batch = 8;
   const char *models = "study60m,tiny";
-  for (int i = 1; i < argc; i += 2) {
-    if (i + 1 >= argc) {
-      fprintf(stderr, "option %s needs a value\n", argv[i]);
-      return 2;
-    }
-    if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--models")) models = argv[i + 1];
-    else {
-      fprintf(stderr, "unknown option %s (--threads N --models study60m,tiny --steps S --batch B)\n",
-              argv[i]);
-      return 2;
-    }
-  }
-  if (steps < 1 || batch < 1) {
-    fprintf(stderr, "--steps and --batch must be >= 1\n");
-    return 2;
-  }
+  const bench_arg args[] = {
+      {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
+      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny"},
+      {"--steps", "S", BENCH_ARG_INT, &steps, 1, 0, "timed steps, after two warm-up steps"},
+      {"--batch", "B", BENCH_ARG_INT, &batch, 1, 0, "study60m's batch (tiny keeps 32)"},
+  };
+  int rc = bench_args_parse(argc, argv,
+                            "Training steps of the library's model (loss, backward, AdamW), one JSON "
+                            "line per model on stdout,\nwith tokens/s and MFU against the same-run "
+                            "BLIS sgemm 1024^3 roof (docs/performance.md).",
+                            args, BENCH_NARGS(args));
+  if (rc != BENCH_ARGS_GO) return rc;
+  if (!bench_models_ok("bench_train", models)) return 2;
+  rc = 0;
   if ((threads = bench_init(threads)) < 0) return 2;
   double roof = bench_sgemm_roof(threads);
   fprintf(stderr, "sgemm roof: %.2f GFLOP/s with %d threads\n", roof, threads);
   char list[256];
   snprintf(list, sizeof list, "%s", models);
-  int rc = 0;
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
     const bench_shape *s = bench_shape_find(name);
     if (!s) {

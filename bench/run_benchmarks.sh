@@ -15,7 +15,8 @@
 #   6. torch_decode.py --threads best, plain and tuned (and tuned with another BLAS put first
 #      with LD_LIBRARY_PATH when TORCH_BLAS_DIR names its folder, e.g. OpenBLAS's)
 #   7. bench_gemm, 1 thread and library threads: the library's GEMM driver against BLIS's
-#   8. bench_metric, library threads (when it was built)
+#   8. bench_peak, library threads: the CPU's fp32 FMA and bf16 peaks beside the sgemm roof
+#   9. bench_metric, library threads (when it was built)
 # Library-against-PyTorch training ratios are best taken in interleaved rounds:
 # bench/compare_train.py (see docs/performance.md).
 #
@@ -127,6 +128,10 @@ fi
 if [[ -x "$build/bench/bench_gemm" ]]; then
   run "bench_gemm --threads 1" "$build/bench/bench_gemm" --threads 1
   run "bench_gemm --threads $threads" "$build/bench/bench_gemm" --threads "$threads"
+fi
+
+if [[ -x "$build/bench/bench_peak" ]]; then
+  run "bench_peak --threads $threads" "$build/bench/bench_peak" --threads "$threads"
 fi
 
 if [[ -x "$build/bench/bench_metric" ]]; then
