@@ -126,8 +126,8 @@ START_TEST(options_are_checked) {
   ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "weights=fp16"), ASINK_ERR_ARG);
   ck_assert_ptr_null(m);
   ck_assert_ptr_nonnull(strstr(asink_last_error(), "fp16"));
-  ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "precision=bf16"), ASINK_ERR_ARG);
-  ck_assert_ptr_nonnull(strstr(asink_last_error(), "precision"));
+  ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "dtype=bf16"), ASINK_ERR_ARG);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "dtype"));
   ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "weights"), ASINK_ERR_ARG);
   ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "weights=bf16,"), ASINK_OK);
   ck_assert_str_eq(asink_model_weights(m), "bf16");
