@@ -21,6 +21,7 @@
 #include "core/blas.h"
 #include "kernels/kernels.h"
 #include "model/model_internal.h"
+#include "simd_suite.h"
 
 static float frand(unsigned *s) {
   *s = *s * 1103515245u + 12345u;
@@ -336,23 +337,11 @@ START_TEST(checkpoints_keep_fp32) {
   free(l0), free(l1);
   asink_adamw_free(o);
   asink_model_free(m), asink_model_free(back32), asink_model_free(back16);
-  char path[96];
-  snprintf(path, sizeof path, "%s/config.json", dir), unlink(path);
-  snprintf(path, sizeof path, "%s/model.safetensors", dir), unlink(path);
-  rmdir(dir);
+  remove_checkpoint(dir);
 }
 END_TEST
 
-int main(void) {
-  asink_status st = asink_init();
-  if (st == ASINK_ERR_UNSUPPORTED) { /* ASINK_SIMD names a level this CPU (or build) lacks */
-    printf("skipped: %s\n", asink_last_error());
-    return 77;
-  }
-  if (st != ASINK_OK) return 1;
-  Suite *s = suite_create("mixed_precision");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 120);
+static void add_tests(TCase *tc) {
   tcase_add_test(tc, pack_round_is_scalar_rounding);
   tcase_add_test(tc, bf16ops_gemm_is_gemm_on_rounded_operands);
   tcase_add_test(tc, options_are_checked);
@@ -360,10 +349,6 @@ int main(void) {
   tcase_add_test(tc, writes_through_pointers_are_seen);
   tcase_add_test(tc, decode_agrees_with_forward);
   tcase_add_test(tc, checkpoints_keep_fp32);
-  suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
 }
+
+int main(void) { return run_simd_suite("mixed_precision", add_tests); }
