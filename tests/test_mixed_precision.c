@@ -8,8 +8,9 @@
  *  - a precision=bf16 model: the option is checked, precision=fp32 is the default's bits,
  *    AdamW keeps the bf16 copies equal to the rounded master weights, writes through
  *    asink_model_param reach the next pass, decoding agrees with the forward, and checkpoints
- *    keep the float32 master weights. Values and gradients against PyTorch: in
- *    tests/python/test_mixed_precision.py. */
+ *    keep the float32 master weights; with weights=bf16 too, the bf16 weights are the
+ *    operands.
+ * Values and gradients against PyTorch: tests/python/test_mixed_precision.py. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -341,6 +342,35 @@ START_TEST(checkpoints_keep_fp32) {
 }
 END_TEST
 
+/* weights=bf16 with precision=bf16: the bf16 weights are the operands. Against a model with
+ * float weights whose values are those bf16 ones (its copies then hold the same bits), the
+ * same logits bit for bit. */
+START_TEST(bf16_weights_with_bf16_precision) {
+  asink_model *half, *full;
+  ck_assert_int_eq(asink_model_create_opts(&half, config(false), 6, "weights=bf16,precision=bf16"), ASINK_OK);
+  ck_assert_int_eq(asink_model_create_opts(&full, config(false), 6, "precision=bf16"), ASINK_OK);
+  float *block;
+  size_t n;
+  ck_assert_int_eq(asink_model_param_block(full, &block, &n), ASINK_OK);
+  for (int i = 0; i < full->w->n_params; i++) {
+    const asink_param *p = &full->w->params[i], *q = &half->w->params[i];
+    for (size_t j = 0; j < p->numel; j++)
+      p->data[j] = q->data16 ? asink_bf16_to_f32(q->data16[j]) : q->data[j];
+  }
+  const int V = full->w->V;
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, 5u, V);
+  float *l0 = malloc((size_t)B * T * V * 4), *l1 = malloc((size_t)B * T * V * 4);
+  ck_assert_int_eq(asink_model_forward(half, B, T, tok, l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(full, B, T, tok, l1), ASINK_OK);
+  ck_assert(!memcmp(l0, l1, (size_t)B * T * V * 4));
+  float loss;
+  ck_assert_int_eq(asink_model_loss(half, B, T, tok, tgt, &loss), ASINK_ERR_UNSUPPORTED);
+  free(l0), free(l1);
+  asink_model_free(half), asink_model_free(full);
+}
+END_TEST
+
 static void add_tests(TCase *tc) {
   tcase_add_test(tc, pack_round_is_scalar_rounding);
   tcase_add_test(tc, bf16ops_gemm_is_gemm_on_rounded_operands);
@@ -349,6 +379,7 @@ static void add_tests(TCase *tc) {
   tcase_add_test(tc, writes_through_pointers_are_seen);
   tcase_add_test(tc, decode_agrees_with_forward);
   tcase_add_test(tc, checkpoints_keep_fp32);
+  tcase_add_test(tc, bf16_weights_with_bf16_precision);
 }
 
 int main(void) { return run_simd_suite("mixed_precision", add_tests); }
