@@ -333,7 +333,8 @@ static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
       continue;
     }
     /* the embedding is looked up in float: its copy only serves a head tied to it */
-    bool half = matrix_in_bf16(r) && (r->at != WT(wte) || w->bf16 || w->cfg.tie_embeddings);
+    bool embedding = r->kind == TOP && r->at == WT(wte);
+    bool half = matrix_in_bf16(r) && (!embedding || w->bf16 || w->cfg.tie_embeddings);
     asink_param *p = add(w, name, r->cols == D_NONE ? 1 : 2, dim_of(w, r->rows),
                          dim_of(w, r->cols), std_of(w, r->init), r->decay, half);
     if (p) set_view(w, r, l, p);
