@@ -3,6 +3,7 @@ asink_adamw_*.
 
     m = attnsink.Model.load(path)                  # HF-style directory: config.json + model.safetensors
     m = attnsink.Model.create(config_dict, seed=0) # a new model, initialised from seed
+    m = attnsink.Model.load(path, precision="bf16")  # bf16 mixed precision; m.precision
     m.config                                       # dict, the model's config.json
     m.parameters()                                 # dict HF name -> float32 ndarray (copies)
     m.set_parameter(name, array)                   # copies array into the model
