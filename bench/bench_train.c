@@ -1,5 +1,8 @@
 /* Training-step benchmark of the library's model: one JSON line per model.
  *   bench_train [--threads N] [--models study60m,tiny] [--steps S] [--batch B]
+ *               [--precision fp32|bf16]
+ * --precision bf16 trains in bf16 mixed precision (the model option precision=bf16); every
+ * JSON line names its "precision".
  * One step = asink_model_loss + asink_model_backward + asink_adamw_step (lr 4e-4,
  * betas (0.9, 0.95), eps 1e-8, weight decay 0.1, clip 1.0). Two warm-up steps, then
  * S timed steps (default 5); the mean step time is reported.
@@ -22,7 +25,8 @@
 #include "bench_args.h"
 #include "bench_common.h"
 
-static int run_model(const bench_shape *s, int threads, int steps, double *roof) {
+static int run_model(const bench_shape *s, int threads, int steps, const char *precision,
+                     double *roof) {
   char cfg[1024];
   bench_config_json(s, cfg, sizeof cfg);
   asink_model *m = NULL;
@@ -43,7 +47,9 @@ static int run_model(const bench_shape *s, int threads, int steps, double *roof)
       tgt[b * s->T + t] = seq[b * (s->T + 1) + t + 1];
     }
   double tc = bench_now();
-  if (asink_model_create(&m, cfg, 0) != ASINK_OK ||
+  char opts[32];
+  snprintf(opts, sizeof opts, "precision=%s", precision);
+  if (asink_model_create_opts(&m, cfg, 0, opts) != ASINK_OK ||
       asink_adamw_create(&opt, m, 4e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f) != ASINK_OK) {
     fprintf(stderr, "%s: %s\n", s->name, asink_last_error());
     goto done;
@@ -87,9 +93,9 @@ static int run_model(const bench_shape *s, int threads, int steps, double *roof)
          "\"flops_per_token\": %.0f, \"matmul_params\": %.0f, \"gflops\": %.2f, "
          "\"roof_gflops\": %.2f, \"mfu\": %.3f, \"loss\": %.4f, \"forward_s\": %.4f, "
          "\"backward_s\": %.4f, \"optimizer_s\": %.4f, \"step_min_s\": %.4f, "
-         "\"step_max_s\": %.4f}\n",
+         "\"step_max_s\": %.4f, \"precision\": \"%s\"}\n",
          s->name, s->B, s->T, threads, steps, sec, tps, fpt, N, fpt * tps / 1e9, *roof, mfu, loss,
-         phase[0], phase[1], phase[2], step_min, step_max);
+         phase[0], phase[1], phase[2], step_min, step_max, precision);
   fflush(stdout);
   rc = 0;
 done:
@@ -101,12 +107,13 @@ done:
 
 int main(int argc, char **argv) {
   int threads = 0, steps = 5, batch = 8;
-  const char *models = "study60m,tiny";
+  const char *models = "study60m,tiny", *precision = "fp32";
   const bench_arg args[] = {
       {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
       {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny"},
       {"--steps", "S", BENCH_ARG_INT, &steps, 1, 0, "timed steps, after two warm-up steps"},
       {"--batch", "B", BENCH_ARG_INT, &batch, 1, 0, "study60m's batch (tiny keeps 32)"},
+      {"--precision", "P", BENCH_ARG_STRING, &precision, 0, 0, "fp32, or bf16 (mixed precision: precision=bf16)"},
   };
   int rc = bench_args_parse(argc, argv,
                             "Training steps of the library's model (loss, backward, AdamW), one JSON "
@@ -115,6 +122,10 @@ int main(int argc, char **argv) {
                             args, BENCH_NARGS(args));
   if (rc != BENCH_ARGS_GO) return rc;
   if (!bench_models_ok("bench_train", models)) return 2;
+  if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) {
+    fprintf(stderr, "bench_train: --precision %s: expected fp32 or bf16\n", precision);
+    return 2;
+  }
   rc = 0;
   if ((threads = bench_init(threads)) < 0) return 2;
   double roof = bench_sgemm_roof(threads);
@@ -129,7 +140,7 @@ int main(int argc, char **argv) {
     }
     bench_shape sh = *s;
     if (!strcmp(sh.name, "study60m")) sh.B = batch;
-    rc |= run_model(&sh, threads, steps, &roof);
+    rc |= run_model(&sh, threads, steps, precision, &roof);
   }
   return rc;
 }

@@ -520,6 +520,7 @@ ASINK_API const char *asink_tokenizer_token(const asink_tokenizer *tok, int32_t 
  *
  * options: "" or NULL for the defaults, else comma-separated key=value pairs:
  *   weights=fp32|bf16   the matrices' storage (default fp32).
+ *   precision=fp32|bf16 the GEMMs' operands (default fp32; 1.2, bf16 mixed precision below).
  * An unknown key or value is ASINK_ERR_ARG naming it.
  */
 /* asink_model_load with options. With weights=bf16, BF16 tensors are copied as they are
@@ -530,6 +531,33 @@ ASINK_API asink_status asink_model_create_opts(asink_model **m, const char *conf
                                                uint64_t seed, const char *options);
 /* "bf16" or "fp32": how m keeps its weight matrices. */
 ASINK_API const char *asink_model_weights(const asink_model *m);
+
+/* ===================================================== bf16 mixed precision (1.2) */
+/*
+ * precision=bf16 in the options string of asink_model_load_opts / asink_model_create_opts
+ * (default precision=fp32; combinable with weights=) trains and runs a model in bf16 mixed
+ * precision, as PyTorch's CPU autocast to bfloat16 does for nn.Linear:
+ *  - Every GEMM of the linear layers (q, k, v, o, the FFN's, fused q/k/v) and of the head,
+ *    forward and backward (y = x W^T, dX = dY W, dW = dY^T X, and the head's logits, d(input)
+ *    and weight gradient), multiplies its two operands rounded to bf16 (round to nearest
+ *    even); each product of two bf16 values is exact in float32, and the sums are float32.
+ *    Unlike autocast, the results stay float32 (they are not rounded to bf16).
+ *  - In float32: the master weights (the float block AdamW updates; asink_model_param,
+ *    asink_model_param_block and checkpoints hold them), every gradient, the optimizer state,
+ *    activations, the loss and the softmax statistics, norms, RoPE, activation functions,
+ *    the embedding lookup, and the attention core (scores, maps, their backward, the
+ *    feature-map MLP of "kernel": "mlp").
+ *  - The GEMMs read bf16 copies of the weight matrices (half the bytes). The copies are made
+ *    again inside each asink_adamw_step, and at the start of a pass (forward, loss, eval
+ *    loss, decode) after a create or load, and at every pass once a writable pointer to the
+ *    float weights has been handed out (asink_model_param, asink_model_param_block): writes
+ *    through such a pointer are then always seen.
+ * Saved checkpoints are float32 (the master weights): precision is a runtime choice, not a
+ * file format. With weights=bf16 as well, the bf16 weights are the GEMMs' operands (inference
+ * only, as for weights=bf16).
+ */
+/* "bf16" or "fp32": the precision of m's GEMMs (the precision= option). */
+ASINK_API const char *asink_model_precision(const asink_model *m);
 
 /* ================================================================ experimental */
 /*

@@ -14,6 +14,7 @@
 #include "attnsink.h"
 #include "core/blas.h"
 #include "kernels/kernels.h"
+#include "simd_suite.h"
 
 static double rel_err(const float *a, const float *b, size_t n) {
   double e = 0.0, s = 0.0;
@@ -126,8 +127,8 @@ START_TEST(options_are_checked) {
   ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "weights=fp16"), ASINK_ERR_ARG);
   ck_assert_ptr_null(m);
   ck_assert_ptr_nonnull(strstr(asink_last_error(), "fp16"));
-  ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "precision=bf16"), ASINK_ERR_ARG);
-  ck_assert_ptr_nonnull(strstr(asink_last_error(), "precision"));
+  ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "dtype=bf16"), ASINK_ERR_ARG);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "dtype"));
   ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "weights"), ASINK_ERR_ARG);
   ck_assert_int_eq(asink_model_create_opts(&m, cfg, 1, "weights=bf16,"), ASINK_OK);
   ck_assert_str_eq(asink_model_weights(m), "bf16");
@@ -228,32 +229,16 @@ START_TEST(bf16_model_equals_rounded_float_model) {
     free(l0), free(l1);
     asink_model_free(src), asink_model_free(ref), asink_model_free(half);
   }
-  char path[64];
-  snprintf(path, sizeof path, "%s/config.json", dir), unlink(path);
-  snprintf(path, sizeof path, "%s/model.safetensors", dir), unlink(path);
-  rmdir(dir);
+  remove_checkpoint(dir);
 }
 END_TEST
 
-int main(void) {
-  asink_status st = asink_init();
-  if (st == ASINK_ERR_UNSUPPORTED) { /* ASINK_SIMD names a level this CPU (or build) lacks */
-    printf("skipped: %s\n", asink_last_error());
-    return 77;
-  }
-  if (st != ASINK_OK) return 1;
-  Suite *s = suite_create("bf16_weights");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 120);
+static void add_tests(TCase *tc) {
   tcase_add_test(tc, rounding_is_nearest_even);
   tcase_add_test(tc, bf16_kernels_equal_float_on_widened);
   tcase_add_test(tc, bf16_gemm_equals_float_gemm);
   tcase_add_test(tc, options_are_checked);
   tcase_add_test(tc, bf16_model_equals_rounded_float_model);
-  suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
 }
+
+int main(void) { return run_simd_suite("bf16_weights", add_tests); }

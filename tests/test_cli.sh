@@ -249,6 +249,31 @@ else
   echo "skip SIGINT test: the run finished before the signal arrived"
 fi
 
+# ---------------------------------------------------------------- precision
+# bf16 mixed precision: saved in train_state.json, so a resumed run repeats it bit for bit
+# (resumed in fp32 it would not); the checkpoint stays float32; other values are refused.
+"$A" train "${RES[@]}" --precision bf16 --out p16 >/dev/null 2>p16.err || bad "train --precision bf16" p16.err
+ASINK_TEST_INTERRUPT_AT=4 "$A" train "${RES[@]}" --precision bf16 --out p16_stopped >/dev/null 2>p16s.err &&
+  "$A" train --out p16_stopped --resume >/dev/null 2>p16r.err &&
+  cmp -s p16/model.safetensors p16_stopped/model.safetensors &&
+  ok "train --precision bf16: resumed without the flag, bit-identical" || bad "precision bf16 resume" p16r.err
+! cmp -s p16/model.safetensors straight/model.safetensors && ok "bf16 run's weights differ from fp32's" ||
+  bad "precision bf16 changed nothing"
+check "train_state.json names the precision; the checkpoint is F32" "$PY" -c '
+import json, struct
+assert json.load(open("p16/train_state.json"))["args"]["precision"] == "bf16"
+assert json.load(open("straight/train_state.json"))["args"]["precision"] == "fp32"
+raw = open("p16/model.safetensors", "rb").read()
+h = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+assert {v["dtype"] for k, v in h.items() if k != "__metadata__"} == {"F32"}, h
+'
+"$A" train --out p16 --resume --precision fp32 --steps 9 >/dev/null 2>p16x.err; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--precision differs" p16x.err && ok "resume with another --precision is refused" ||
+  bad "resume with another --precision (rc=$rc)" p16x.err
+"$A" train "${TOY[@]}" --steps 2 --precision fp16 --out p_bad >/dev/null 2>pbad.err; rc=$?
+[ $rc -eq 2 ] && grep -q "fp16" pbad.err && [ ! -e p_bad ] && ok "train --precision fp16 is refused, naming the value" ||
+  bad "train --precision fp16 (rc=$rc)" pbad.err
+
 # ---------------------------------------------------------------- study
 "$A" study "${TOY[@]}" --steps 4 --eval-every 2 --minutes 2 --out st --json st.json >study.out 2>study.err
 rc=$?

@@ -17,6 +17,7 @@
 #include "core/blas.h"
 #include "core/runtime.h"
 #include "kernels/kernels.h"
+#include "simd_suite.h"
 
 static unsigned lcg = 12345u;
 static float frand(void) {
@@ -381,20 +382,8 @@ START_TEST(default_driver_follows_the_level) {
 }
 END_TEST
 
-int main(void) {
-  asink_status st = asink_init();
-  if (st == ASINK_ERR_UNSUPPORTED) { /* ASINK_SIMD names a level this CPU (or build) lacks */
-    printf("skipped: %s\n", asink_last_error());
-    return 77;
-  }
-  if (st != ASINK_OK) {
-    printf("asink_init: %s\n", asink_last_error());
-    return 1;
-  }
+static void add_tests(TCase *tc) {
   printf("%s\n", asink_runtime_info());
-  Suite *s = suite_create("gemm");
-  TCase *tc = tcase_create("gemm");
-  tcase_set_timeout(tc, 120);
   tcase_add_test(tc, pack_panel_matches_reference);
   tcase_add_test(tc, micro_kernel_matches_reference);
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -409,10 +398,6 @@ int main(void) {
   tcase_add_test(tc, alpha_zero_and_k_zero_scale_c);
   tcase_add_test(tc, few_rows_against_a_large_matrix);
   tcase_add_test(tc, band_skips_only_zero_or_unwanted_work);
-  suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
 }
+
+int main(void) { return run_simd_suite("gemm", add_tests); }

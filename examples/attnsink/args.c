@@ -75,6 +75,8 @@ static const flag flags[] = {
      "text, random (a random byte first), or fixed:ID@POS (ID inserted at position POS, from 1)"},
     {"train-bytes", F_I64, O(train_bytes), TR | ST, 1, 1e15, 0, 0, NULL, 0,
      "train on the first N bytes of the training part only (default: all)"},
+    {"precision", F_CHOICE, O(precision), TR | ST, 0, 0, 0, 0, "fp32 bf16", 0,
+     "GEMM operands: fp32, or bf16 mixed precision (fp32 master weights, docs/precision.md)"},
     {"compare", F_STR, O(compare), ST, 0, 0, 0, 0, NULL, 0,
      "runs to compare: \"SPEC [flags]; SPEC [flags]; ...\" (default: softmax; sigmoid)"},
     {"jobs", F_INT, O(jobs), SW, 1, 1024, 0, 0, NULL, 0, "runs at once (default: the cores)"},

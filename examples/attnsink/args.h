@@ -38,6 +38,7 @@ typedef struct cli_opts {
   const char *kernel, *schedule, *first_token;
   double min_lr;
   int64_t decay_steps /* 0: --steps */, train_bytes;
+  const char *precision; /* the model's GEMMs: fp32, or bf16 mixed precision (docs/precision.md) */
   /* study: the runs to compare; sweep: runs at once */
   const char *compare;
   int jobs, dry_run, report;

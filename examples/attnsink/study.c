@@ -195,6 +195,7 @@ static char *factor_flags(const cli_opts *o) {
   if (o->decay_steps) ADD(" --decay-steps %" PRId64, o->decay_steps);
   if (strcmp(o->first_token, "text")) ADD(" --first-token %s", o->first_token);
   if (o->train_bytes) ADD(" --train-bytes %" PRId64, o->train_bytes);
+  if (strcmp(o->precision, "fp32")) ADD(" --precision %s", o->precision);
 #undef ADD
   return s;
 }

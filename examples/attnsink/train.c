@@ -44,6 +44,7 @@ const cli_opts train_defaults = {
     .kernel = "none",
     .schedule = "constant",
     .first_token = "text",
+    .precision = "fp32",
 };
 
 void train_remove_run(const char *dir) { rundir_remove(dir, true); }
@@ -226,6 +227,10 @@ char *train_config_json(const cli_opts *o) {
   return text;
 }
 
+const char *train_model_options(const cli_opts *o) {
+  return o->precision && !strcmp(o->precision, "bf16") ? "precision=bf16" : "precision=fp32";
+}
+
 json_t *train_opts_json(const cli_opts *o) {
   char seed[32];
   snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
@@ -240,11 +245,12 @@ json_t *train_opts_json(const cli_opts *o) {
       "eval_every", o->eval_every, "threads", o->threads, "minutes", o->minutes);
   /* the study's factors; 0 stands for "off" / "the default" as on the command line */
   json_object_update_new(
-      j, json_pack("{s:i, s:s, s:b, s:s, s:f, s:I, s:s, s:I}", "prefix", o->prefix, "kernel",
+      j, json_pack("{s:i, s:s, s:b, s:s, s:f, s:I, s:s, s:I, s:s}", "prefix", o->prefix, "kernel",
                    o->kernel ? o->kernel : "none", "sink_token", o->sink_token, "schedule",
                    o->schedule ? o->schedule : "constant", "min_lr", o->min_lr, "decay_steps",
                    (json_int_t)o->decay_steps, "first_token", o->first_token ? o->first_token : "text",
-                   "train_bytes", (json_int_t)o->train_bytes));
+                   "train_bytes", (json_int_t)o->train_bytes, "precision",
+                   o->precision ? o->precision : "fp32"));
   return j;
 }
 
@@ -264,7 +270,7 @@ static int opts_from_json(const json_t *a, const char *src, cli_opts *o) {
                                      "warmup",  "wd",         "clip",        "seed",        "eval_every",
                                      "threads", "minutes",    "prefix",      "kernel",      "sink_token",
                                      "schedule", "min_lr",    "decay_steps", "first_token", "train_bytes",
-                                     NULL};
+                                     "precision", NULL};
   if (!json_is_object(a)) {
     cli_error("%s: args must be an object of the run's settings", src);
     return -1;
@@ -343,7 +349,7 @@ int train_probe_checkpoint(const cli_opts *o, const corpus *c, const char *dir, 
   window_form f;
   if (train_check_factors(&a, &f)) return -1;
   asink_model *m;
-  if (asink_model_load(&m, dir)) {
+  if (asink_model_load_opts(&m, dir, train_model_options(o))) {
     cli_error("%s", asink_last_error());
     return -1;
   }
@@ -693,7 +699,8 @@ static int load_state(run *r, json_t **state_out) {
                                          {"min-lr", "min_lr"},
                                          {"decay-steps", "decay_steps"},
                                          {"first-token", "first_token"},
-                                         {"train-bytes", "train_bytes"}};
+                                         {"train-bytes", "train_bytes"},
+                                         {"precision", "precision"}};
   json_t *now = train_opts_json(&r->o), *then = train_opts_json(&saved);
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     if (changeable(fixed[i][0]) || !args_flag_given(&r->o, fixed[i][0])) continue;
@@ -832,7 +839,7 @@ static int prepare(run *r, json_t **state) {
     return -1;
   }
   if (o->resume) {
-    if (asink_model_load(&r->m, r->ckpt)) {
+    if (asink_model_load_opts(&r->m, r->ckpt, train_model_options(o))) {
       cli_error("--resume: %s", asink_last_error());
       return -1;
     }
@@ -851,7 +858,7 @@ static int prepare(run *r, json_t **state) {
       if (s == ASINK_OK) asink_attn_free(op);
     }
     char *cfg = train_config_json(o);
-    asink_status s = asink_model_create(&r->m, cfg, o->seed);
+    asink_status s = asink_model_create_opts(&r->m, cfg, o->seed, train_model_options(o));
     free(cfg);
     if (s) {
       cli_error("%s", asink_last_error());

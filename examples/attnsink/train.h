@@ -73,6 +73,8 @@ int train_kv_heads(const cli_opts *o);
 
 /* Settings as a JSON object (the args of train_state.json); the report prints it. */
 json_t *train_opts_json(const cli_opts *o);
+/* The model options string of a run's --precision, for asink_model_create_opts/load_opts. */
+const char *train_model_options(const cli_opts *o);
 
 /* The corpus to use: --corpus, else $ATTNSINK_CORPUS, else the KJV text that
  * `make corpus` puts in the build tree beside this program. NULL after an error

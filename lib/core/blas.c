@@ -33,6 +33,8 @@ static struct {
                size_t s_p);
   void (*pack16)(float *dst, const uint16_t *src, size_t W, size_t w, size_t k, size_t s_r,
                  size_t s_p);
+  void (*pack_round)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                     size_t s_p);
   size_t mr, nr, mc, kc, nc;
   bool packed; /* the default: our driver, not bli_sgemm_ex */
 } G;
@@ -42,6 +44,7 @@ static _Atomic int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 B
 static void gemm_init(void) {
   const asink_kernels *kn = asink_kern();
   G.ukr = kn->gemm.ukr, G.pack = kn->pack_panel, G.pack16 = kn->pack_panel_bf16;
+  G.pack_round = kn->pack_panel_round;
   G.mr = kn->gemm.mr, G.nr = kn->gemm.nr, G.mc = kn->gemm.mc, G.kc = kn->gemm.kc, G.nc = kn->gemm.nc;
   G.packed = asink_get_settings()->gemm == ASINK_GEMM_PACKED;
 }
@@ -100,6 +103,7 @@ typedef struct {
   const float *src;
   const uint16_t *src16; /* instead of src: bf16 values, widened while packed */
   size_t s_r, s_p;
+  bool round; /* src's values rounded to bf16 while packed (asink_sgemm_bf16ops) */
 } operand;
 
 /* The problem in micro-kernel terms: C(i, j) at c[i*ldc + j] += A(i, :) . B(j, :). */
@@ -125,6 +129,7 @@ static void scale_tile(float *c, size_t ldc, size_t mr, size_t nr, float beta) {
 /* One micro-panel of o from its element at offset at. */
 static inline void pack_one(float *dst, const operand *o, size_t at, size_t W, size_t w, size_t k) {
   if (o->src16) G.pack16(dst, o->src16 + at, W, w, k, o->s_r, o->s_p);
+  else if (o->round) G.pack_round(dst, o->src + at, W, w, k, o->s_r, o->s_p);
   else G.pack(dst, o->src + at, W, w, k, o->s_r, o->s_p);
 }
 
@@ -236,12 +241,14 @@ static void choose_grid(gemm_job *J, int threads) {
   }
 }
 
-/* false when no pack buffer could be had: the caller falls back to BLIS. */
+/* false when no pack buffer could be had: the caller falls back to BLIS. round: the float
+ * operands are rounded to bf16 as they are packed. */
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
-                         float beta, float *C, int ldc, int threads, const asink_gemm_band *band) {
-  operand opA = {A, NULL, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u};
-  operand opB = {B, B16, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb};
+                         float beta, float *C, int ldc, int threads, const asink_gemm_band *band,
+                         bool round) {
+  operand opA = {A, NULL, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u, round};
+  operand opB = {B, B16, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb, round};
   gemm_job J = {.M = (size_t)m, .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C,
                 .ldc = (size_t)ldc, .alpha = alpha, .beta = beta, .band = band};
   choose_grid(&J, threads);
@@ -372,7 +379,7 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
     return;
   }
   if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, NULL, ldb, beta, C, ldc,
-                             threads, band))
+                             threads, band, false))
     return;
   blis_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
@@ -399,7 +406,59 @@ void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float
   int limit = skinny ? ((size_t)n * k < 65536 ? 1 : threads) : ((double)m * n * k < 4e6 ? 1 : threads);
   if (threads > 1 && (limit == 1 || omp_in_parallel())) threads = 1;
   if (!skinny && packed_sgemm(false, transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc,
-                              threads, NULL))
+                              threads, NULL, false))
     return;
   skinny_sgemm(transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc, threads);
+}
+
+/* bf16 mixed precision: operands rounded to bf16 while packed (the table's pack_panel_round;
+ * B16 is bf16 already and only widened), products of bf16 values exact in float, sums in
+ * the float micro-kernel. Like asink_sgemm_bf16 it runs the library's driver at every SIMD
+ * level: BLIS cannot round while it packs. A decoding step's few rows of A (skinny, with B in
+ * bf16) are rounded into the thread's A pack buffer first and multiplied by the row products. */
+static float rounded(float x) { return asink_bf16_to_f32(asink_f32_to_bf16(x)); }
+
+/* The product without pack buffers (none could be had): each sum in k order. */
+static void bf16ops_unpacked(bool transa, bool transb, int m, int n, int k, float alpha,
+                             const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
+                             float beta, float *C, int ldc) {
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      float s = 0.f;
+      for (int p = 0; p < k; p++) {
+        size_t ia = transa ? (size_t)p * lda + i : (size_t)i * lda + p;
+        size_t ib = transb ? (size_t)j * ldb + p : (size_t)p * ldb + j;
+        s += rounded(A[ia]) * (B16 ? asink_bf16_to_f32(B16[ib]) : rounded(B[ib]));
+      }
+      float *c = C + (size_t)i * ldc + j;
+      *c = beta == 0.f ? alpha * s : alpha * s + beta * *c;
+    }
+}
+
+void asink_sgemm_bf16ops(bool transa, bool transb, int m, int n, int k, float alpha,
+                         const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
+                         float beta, float *C, int ldc, int threads) {
+  if (m <= 0 || n <= 0) return;
+  pthread_once(&g_once, gemm_init);
+  if (k <= 0 || alpha == 0.f) {
+    scale_tile(C, (size_t)ldc, (size_t)m, (size_t)n, beta);
+    return;
+  }
+  if (!transa && B16 && m <= SKINNY_M) {
+    thread_bufs *tb = my_bufs();
+    float *a = tb ? reserve(&tb->a, (size_t)m * k) : NULL;
+    if (a) {
+      for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++) a[(size_t)i * k + p] = rounded(A[(size_t)i * lda + p]);
+      if (threads > 1 && ((size_t)n * k < 65536 || omp_in_parallel())) threads = 1;
+      skinny_sgemm(transb, m, n, k, alpha, a, k, NULL, B16, ldb, beta, C, ldc, threads);
+      return;
+    }
+  } else {
+    if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
+    if (packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, B16, ldb, beta, C, ldc, threads,
+                     NULL, true))
+      return;
+  }
+  bf16ops_unpacked(transa, transb, m, n, k, alpha, A, lda, B, B16, ldb, beta, C, ldc);
 }

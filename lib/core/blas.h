@@ -18,6 +18,15 @@ void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, con
 void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float *A, int lda,
                       const uint16_t *B, int ldb, float beta, float *C, int ldc, int threads);
 
+/* bf16 mixed precision: C = alpha op(A) op(B) + beta C with every value of A and B rounded
+ * to bf16 (nearest even) before it is multiplied, products and sums in float. B16 non-NULL
+ * gives B in bf16 instead of B (then only widened). The result is asink_sgemm's on the
+ * rounded operands computed by the same kernels (bit for bit with the packed driver), at
+ * every SIMD level. */
+void asink_sgemm_bf16ops(bool transa, bool transb, int m, int n, int k, float alpha,
+                         const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
+                         float beta, float *C, int ldc, int threads);
+
 /* Where a product is known to be zero or unwanted (attention tiles, whose maps are
  * zero outside each query's visible keys). Row/column numbers are those of the
  * row-major C; ranges are inclusive [r0, r1], half-open k ranges [*k0, *k1).

@@ -215,8 +215,8 @@ asink_status asink_model_load(asink_model **out, const char *dir) {
 asink_status asink_model_load_opts(asink_model **out, const char *dir, const char *options) {
   if (!out || !dir) return asink_fail(ASINK_ERR_ARG, "asink_model_load: NULL argument");
   *out = NULL;
-  bool bf16;
-  asink_status st = asink_model_options(options, &bf16);
+  asink_model_opts opts;
+  asink_status st = asink_model_options(options, &opts);
   if (st) return st;
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", dir);
@@ -227,7 +227,7 @@ asink_status asink_model_load_opts(asink_model **out, const char *dir, const cha
   free(text);
   if (st) return st;
   asink_model *m;
-  if ((st = asink_model_create_zeroed(&m, &cfg, bf16))) return st;
+  if ((st = asink_model_create_zeroed(&m, &cfg, opts))) return st;
   loader ld = {m, asink_calloc((size_t)m->w->n_params + 1, 1)};
   if (!ld.seen) {
     asink_model_free(m);

@@ -445,6 +445,7 @@ static const asink_kernels avx512_table = {
     .pack_panel_bf16 = rows256_pack_panel_bf16,
     .dot_rows_bf16 = rows256_dot_rows_bf16,
     .axpy_rows_bf16 = rows256_axpy_rows_bf16,
+    .pack_panel_round = rows256_pack_panel_round,
     .rms_bwd_terms = v_rms_bwd_terms,
     .rms_bwd_dx = v_rms_bwd_dx,
     .rope_rotate = v_rope_rotate,

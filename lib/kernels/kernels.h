@@ -116,6 +116,14 @@ typedef struct asink_kernels {
                           size_t s_r, size_t s_p);
   void (*dot_rows_bf16)(size_t n, size_t k, const float *x, const uint16_t *M, size_t ld, float *y);
   void (*axpy_rows_bf16)(size_t n, size_t k, const float *a, const uint16_t *M, size_t ld, float *y);
+
+  /* pack_panel with every value rounded to bf16 (nearest even, asink_f32_to_bf16) and
+   * widened back: dst[p * W + r] = bf16(src[r * s_r + p * s_p]) as a float. The panels
+   * of bf16 mixed precision (core/blas.c asink_sgemm_bf16ops): the float micro-kernel then
+   * multiplies bf16 values, whose products are exact in float, and sums in float. Equal to
+   * the scalar table's bit for bit in every table. */
+  void (*pack_panel_round)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                           size_t s_p);
 } asink_kernels;
 
 /* bf16 <-> float: widening is exact; narrowing rounds to nearest even, NaN kept a NaN. */

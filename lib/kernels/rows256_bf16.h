@@ -49,4 +49,29 @@ static void rows256_pack_panel_bf16(float *dst, const uint16_t *src, size_t W, s
   }
 }
 
+/* 8 floats rounded to bf16 (nearest even, NaN kept a quiet NaN) and widened back: the
+ * lanes of asink_f32_to_bf16 then asink_bf16_to_f32, bit for bit. */
+static inline __m256 bf16x8_round(__m256 x) {
+  const __m256i u = _mm256_castps_si256(x);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+  __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                   _mm256_set1_epi32(0x7f800000));
+  r = _mm256_blendv_epi8(r, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), nan);
+  return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+/* pack_panel_round: the file's float packing, then each value of the fresh panel (still in
+ * L1) rounded in place, 8 at a time; zero padding stays zero. One pass of the panel more
+ * than a plain pack, and no copy of the operand anywhere. A kernel with bf16 arithmetic
+ * (vdpbf16ps) would pack bf16 pairs instead: its own entry and micro-kernel, chosen in
+ * core/blas.c where the rounding mode picks this one. */
+static void rows256_pack_panel_round(float *dst, const float *src, size_t W, size_t w, size_t k,
+                                     size_t s_r, size_t s_p) {
+  v_pack_panel(dst, src, W, w, k, s_r, s_p);
+  size_t n = W * k, i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, bf16x8_round(_mm256_loadu_ps(dst + i)));
+  for (; i < n; i++) dst[i] = asink_bf16_to_f32(asink_f32_to_bf16(dst[i]));
+}
+
 #endif

@@ -175,6 +175,13 @@ static void s_pack_panel_bf16(float *dst, const uint16_t *src, size_t W, size_t 
       dst[p * W + r] = r < w ? asink_bf16_to_f32(src[r * s_r + p * s_p]) : 0.f;
 }
 
+static void s_pack_panel_round(float *dst, const float *src, size_t W, size_t w, size_t k,
+                               size_t s_r, size_t s_p) {
+  for (size_t p = 0; p < k; p++)
+    for (size_t r = 0; r < W; r++)
+      dst[p * W + r] = r < w ? asink_bf16_to_f32(asink_f32_to_bf16(src[r * s_r + p * s_p])) : 0.f;
+}
+
 /* The reference micro-kernel: a 4 x 8 tile, each entry summed in k order. */
 enum { S_MR = 4, S_NR = 8 };
 
@@ -216,6 +223,7 @@ const asink_kernels asink_kernels_scalar = {
     .pack_panel_bf16 = s_pack_panel_bf16,
     .dot_rows_bf16 = s_dot_rows_bf16,
     .axpy_rows_bf16 = s_axpy_rows_bf16,
+    .pack_panel_round = s_pack_panel_round,
     .rms_bwd_terms = s_rms_bwd_terms,
     .rms_bwd_dx = s_rms_bwd_dx,
     .rope_rotate = s_rope_rotate,

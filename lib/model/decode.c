@@ -531,11 +531,11 @@ static asink_status run_group(asink_model *m, asink_cache *c, group *g, const as
       memcpy(g->xg + (size_t)k * C, xf + (size_t)first * C, (size_t)cnt * C * sizeof(float));
       k += cnt;
     } else {
-      asink_matmul_wt(dst, V, xf + (size_t)first * C, C, w->head, w->head16, cnt, V, C, g->nt);
+      asink_matmul_wt(dst, V, xf + (size_t)first * C, C, w->head, w->head16, w->mixed, cnt, V, C, g->nt);
     }
   }
   if (together && k) {
-    asink_matmul_wt(g->lg, V, g->xg, C, w->head, w->head16, k, V, C, g->nt);
+    asink_matmul_wt(g->lg, V, g->xg, C, w->head, w->head16, w->mixed, k, V, C, g->nt);
     k = 0;
     for (int b = 0; b < c->B; b++) {
       const int sink_row = extra && g->n[b] && c->seq[b].pos == g->n[b] ? 1 : 0;
@@ -608,6 +608,7 @@ static asink_status decode(asink_model *m, asink_cache *c, const int *lengths, i
   asink_weights *w = m->w;
   asink_status st = check_call(m, c, lengths, n_max, tokens);
   if (st) return st;
+  asink_model_fresh_copies(m);
   int64_t most = 0;
   for (int b = 0; b < c->B; b++) {
     int64_t end = c->seq[b].pos + (lengths ? lengths[b] : n_max) + 1;

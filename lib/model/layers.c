@@ -246,13 +246,17 @@ void asink_residual_add(float *y, const float *x, size_t n, int nt) {
 /* ------------------------------------------------------------------- linear */
 
 void asink_matmul_wt(float *y, int ldy, const float *x, int ldx, const float *W, const uint16_t *W16,
-                     int N, int n, int k, int nt) {
-  if (W16) asink_sgemm_bf16(true, N, n, k, 1.f, x, ldx, W16, k, 0.f, y, ldy, nt);
+                     bool bf16ops, int N, int n, int k, int nt) {
+  if (bf16ops) asink_sgemm_bf16ops(false, true, N, n, k, 1.f, x, ldx, NULL, W16, k, 0.f, y, ldy, nt);
+  else if (W16) asink_sgemm_bf16(true, N, n, k, 1.f, x, ldx, W16, k, 0.f, y, ldy, nt);
   else asink_sgemm(false, true, N, n, k, 1.f, x, ldx, W, k, 0.f, y, ldy, nt);
 }
 
 void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asink_linear *L, int N, int nt) {
-  if (L->w16)
+  if (L->bf16ops)
+    asink_sgemm_bf16ops(false, !L->in_out, N, L->out, L->in, 1.f, x, ldx, NULL, L->w16, L->ldw, 0.f,
+                        y, ldy, nt);
+  else if (L->w16)
     asink_sgemm_bf16(!L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w16, L->ldw, 0.f, y, ldy, nt);
   else
     asink_sgemm(false, !L->in_out, N, L->out, L->in, 1.f, x, ldx, L->w, L->ldw, 0.f, y, ldy, nt);
@@ -263,15 +267,26 @@ void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asin
   }
 }
 
+/* C = op(A) op(B) + beta C: in float, or with bf16ops on operands rounded to bf16 (B16, when
+ * given, is B's bf16 copy and is read instead of B). */
+static void gemm(bool bf16ops, bool ta, bool tb, int m, int n, int k, const float *A, int lda,
+                 const float *B, const uint16_t *B16, int ldb, float beta, float *C, int ldc, int nt) {
+  if (bf16ops)
+    asink_sgemm_bf16ops(ta, tb, m, n, k, 1.f, A, lda, B16 ? NULL : B, B16, ldb, beta, C, ldc, nt);
+  else
+    asink_sgemm(ta, tb, m, n, k, 1.f, A, lda, B, ldb, beta, C, ldc, nt);
+}
+
 void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
                            int ldx, const asink_linear *L, int N, int nt) {
+  const bool r = L->bf16ops;
   if (dx)
-    asink_sgemm(false, L->in_out, N, L->in, L->out, 1.f, dy, ldy, L->w, L->ldw, acc ? 1.f : 0.f,
-                dx, lddx, nt);
+    gemm(r, false, L->in_out, N, L->in, L->out, dy, ldy, L->w, r ? L->w16 : NULL, L->ldw,
+         acc ? 1.f : 0.f, dx, lddx, nt);
   if (L->in_out)
-    asink_sgemm(true, false, L->in, L->out, N, 1.f, x, ldx, dy, ldy, 1.f, L->dw, L->ldw, nt);
+    gemm(r, true, false, L->in, L->out, N, x, ldx, dy, NULL, ldy, 1.f, L->dw, L->ldw, nt);
   else
-    asink_sgemm(true, false, L->out, L->in, N, 1.f, dy, ldy, x, ldx, 1.f, L->dw, L->ldw, nt);
+    gemm(r, true, false, L->out, L->in, N, dy, ldy, x, NULL, ldx, 1.f, L->dw, L->ldw, nt);
   if (L->db)
     for (int n = 0; n < N; n++)
       for (int j = 0; j < L->out; j++) L->db[j] += dy[(size_t)n * ldy + j];
@@ -279,15 +294,16 @@ void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int l
 
 /* ------------------------------------------------------- head + cross-entropy */
 
-double asink_head_xent(const float *x, const float *W, const uint16_t *W16, const int32_t *targets, int N, int C, int V,
-                       int count, float *dx, float *dW, bool dw_acc, float *logits, int rows, int nt) {
+double asink_head_xent(const float *x, const float *W, const uint16_t *W16, bool bf16ops,
+                       const int32_t *targets, int N, int C, int V, int count, float *dx, float *dW,
+                       bool dw_acc, float *logits, int rows, int nt) {
   const asink_kernels *kn = asink_kern();
   double total = 0.0;
   float inv_count = count > 0 ? 1.f / (float)count : 0.f;
   for (int r0 = 0; r0 < N; r0 += rows) {
     int nr = N - r0 < rows ? N - r0 : rows;
     const float *xb = x + (size_t)r0 * C;
-    asink_matmul_wt(logits, V, xb, C, W, W16, nr, V, C, nt);
+    asink_matmul_wt(logits, V, xb, C, W, W16, bf16ops, nr, V, C, nt);
     double part = 0.0;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : part) if (nt > 1)
     for (int r = 0; r < nr; r++) {
@@ -308,9 +324,9 @@ double asink_head_xent(const float *x, const float *W, const uint16_t *W16, cons
     }
     total += part;
     if (dx) {
-      asink_sgemm(false, false, nr, C, V, 1.f, logits, V, W, C, 0.f, dx + (size_t)r0 * C, C, nt);
-      asink_sgemm(true, false, V, C, nr, 1.f, logits, V, xb, C, r0 || dw_acc ? 1.f : 0.f, dW, C,
-                  nt);
+      gemm(bf16ops, false, false, nr, C, V, logits, V, W, bf16ops ? W16 : NULL, C, 0.f,
+           dx + (size_t)r0 * C, C, nt);
+      gemm(bf16ops, true, false, V, C, nr, logits, V, xb, NULL, C, r0 || dw_acc ? 1.f : 0.f, dW, C, nt);
     }
   }
   return total;

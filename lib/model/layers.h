@@ -62,11 +62,15 @@ typedef struct {
   float *dw, *db;
   int in, out, ldw;
   bool in_out;
-  const uint16_t *w16; /* W kept in bf16 instead of w (a model loaded with weights=bf16) */
+  const uint16_t *w16; /* W kept in bf16 instead of w (a model loaded with weights=bf16), or
+                          with bf16ops and w, w's bf16 copy */
+  bool bf16ops;        /* precision=bf16: forward and backward GEMMs round their operands to
+                          bf16 (asink_sgemm_bf16ops); w16 is then set */
 } asink_linear;
-/* y = x W^T for a matrix W of n rows of k held in float (W) or bf16 (W16): the head. */
+/* y = x W^T for a matrix W of n rows of k held in float (W) or bf16 (W16): the head.
+ * bf16ops: x rounded to bf16 too (W16 then set). */
 void asink_matmul_wt(float *y, int ldy, const float *x, int ldx, const float *W, const uint16_t *W16,
-                     int N, int n, int k, int nt);
+                     bool bf16ops, int N, int n, int k, int nt);
 void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asink_linear *L, int N, int nt);
 /* dx (if not NULL) = dy W, or += with acc;  dW += dy^T x;  db += colsum(dy). */
 void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
@@ -75,10 +79,11 @@ void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int l
 /* ---- Fused head + cross-entropy over rows of x (N x C) against W (V x C).
  * targets < 0 are ignored; loss = mean over the others (count = their number).
  * Returns the summed loss of these rows. With dx/dW non-NULL also writes dx
- * (= dlogits W; W in float only) and dW (= dlogits^T x; added to dW's contents with dw_acc), dlogits =
+ * (= dlogits W; W in float, or with bf16ops its copy W16) and dW (= dlogits^T x; added to dW's contents with dw_acc), dlogits =
  * (softmax - onehot)/count, so no N x V array is ever kept. logits_ws: rows * V floats. */
-double asink_head_xent(const float *x, const float *W, const uint16_t *W16, const int32_t *targets, int N, int C, int V,
-                       int count, float *dx, float *dW, bool dw_acc, float *logits_ws, int rows, int nt);
+double asink_head_xent(const float *x, const float *W, const uint16_t *W16, bool bf16ops,
+                       const int32_t *targets, int N, int C, int V, int count, float *dx, float *dW,
+                       bool dw_acc, float *logits_ws, int rows, int nt);
 
 /* ---- Sinusoidal positions (Vaswani): pe[p, 2i] = sin(p / 10000^(2i/C)), pe[p, 2i+1] = cos. */
 void asink_sinusoid_table(float *pe, int maxT, int C);

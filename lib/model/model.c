@@ -19,23 +19,25 @@ asink_status asink_refuse_bf16_training(const asink_model *m, const char *what) 
 }
 
 asink_status asink_model_create_from_config(asink_model **out, const asink_config *cfg, uint64_t seed,
-                                            bool bf16) {
-  asink_status st = asink_model_create_zeroed(out, cfg, bf16);
+                                            asink_model_opts opts) {
+  asink_status st = asink_model_create_zeroed(out, cfg, opts);
   if (!st) asink_weights_init((*out)->w, seed);
   return st;
 }
 
-asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg, bool bf16) {
+asink_status asink_model_create_zeroed(asink_model **out, const asink_config *cfg,
+                                       asink_model_opts opts) {
   *out = NULL;
   static _Atomic uint64_t next_id = 1;
   asink_model *m = asink_calloc(1, sizeof *m);
   if (!m) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
   m->id = next_id++;
-  asink_status st = asink_weights_create(&m->w, cfg, bf16);
+  asink_status st = asink_weights_create(&m->w, cfg, opts.bf16, opts.mixed);
   if (st) {
     asink_free(m);
     return st;
   }
+  m->copies_stale = true;
   /* calloc, not asink_calloc (which writes the zeros): a large fresh calloc is the kernel's
    * zero pages, so a model that only runs forward (a probe of a loaded checkpoint) does not
    * hold a second weights-sized block; nothing needs the gradients' alignment */
@@ -57,20 +59,26 @@ asink_status asink_model_create(asink_model **out, const char *config_json, uint
   return asink_model_create_opts(out, config_json, seed, NULL);
 }
 
-asink_status asink_model_options(const char *options, bool *bf16) {
-  *bf16 = false;
+asink_status asink_model_options(const char *options, asink_model_opts *opts) {
+  *opts = (asink_model_opts){false, false};
   for (const char *s = options ? options : ""; *s;) {
     size_t len = strcspn(s, ","), klen = strcspn(s, "=");
     if (klen >= len)
-      return asink_fail(ASINK_ERR_ARG, "model options: '%.*s' is not key=value (keys: weights)", (int)len, s);
+      return asink_fail(ASINK_ERR_ARG, "model options: '%.*s' is not key=value (keys: weights, precision)",
+                        (int)len, s);
     const char *v = s + klen + 1;
     int vlen = (int)(len - klen - 1);
-    if (klen != 7 || strncmp(s, "weights", 7))
-      return asink_fail(ASINK_ERR_ARG, "model options: unknown key '%.*s' (keys: weights)", (int)klen, s);
-    if (vlen == 4 && !strncmp(v, "fp32", 4)) *bf16 = false;
-    else if (vlen == 4 && !strncmp(v, "bf16", 4)) *bf16 = true;
+    bool *flag = klen == 7 && !strncmp(s, "weights", 7)     ? &opts->bf16
+                 : klen == 9 && !strncmp(s, "precision", 9) ? &opts->mixed
+                                                            : NULL;
+    if (!flag)
+      return asink_fail(ASINK_ERR_ARG, "model options: unknown key '%.*s' (keys: weights, precision)",
+                        (int)klen, s);
+    if (vlen == 4 && !strncmp(v, "fp32", 4)) *flag = false;
+    else if (vlen == 4 && !strncmp(v, "bf16", 4)) *flag = true;
     else
-      return asink_fail(ASINK_ERR_ARG, "model options: weights=%.*s is not fp32 or bf16", vlen, v);
+      return asink_fail(ASINK_ERR_ARG, "model options: %.*s=%.*s is not fp32 or bf16", (int)klen, s,
+                        vlen, v);
     s += len + (s[len] == ',');
   }
   return ASINK_OK;
@@ -80,16 +88,26 @@ asink_status asink_model_create_opts(asink_model **out, const char *config_json,
                                      const char *options) {
   if (!out || !config_json) return asink_fail(ASINK_ERR_ARG, "asink_model_create: NULL argument");
   *out = NULL;
-  bool bf16;
-  asink_status st = asink_model_options(options, &bf16);
+  asink_model_opts opts;
+  asink_status st = asink_model_options(options, &opts);
   if (st) return st;
   asink_config cfg;
   if ((st = asink_config_parse(config_json, "config", &cfg))) return st;
-  return asink_model_create_from_config(out, &cfg, seed, bf16);
+  return asink_model_create_from_config(out, &cfg, seed, opts);
 }
 
 const char *asink_model_weights(const asink_model *m) {
   return m && m->w->bf16 ? "bf16" : "fp32";
+}
+
+const char *asink_model_precision(const asink_model *m) {
+  return m && m->w->mixed ? "bf16" : "fp32";
+}
+
+void asink_model_fresh_copies(asink_model *m) {
+  if (!m->w->copy16 || !(m->copies_stale || m->pointers_out)) return;
+  asink_weights_refresh_copies(m->w, asink_region_threads());
+  m->copies_stale = false;
 }
 
 void asink_model_free(asink_model *m) {
@@ -154,6 +172,7 @@ static asink_status lookup(asink_model *m, const char *name, bool grad, float **
                       "parameter '%s' is kept in bf16 (the model was loaded with weights=bf16); "
                       "load fp32 weights to read or change it as floats", name);
   *data = grad ? asink_model_grad_of(m, p) : p->data;
+  if (!grad) m->pointers_out = true;
   if (numel) *numel = p->numel;
   return ASINK_OK;
 }
@@ -183,6 +202,7 @@ asink_status asink_model_param_block(asink_model *m, float **data, size_t *numel
   if (!m || !data) return asink_fail(ASINK_ERR_ARG, "asink_model_param_block: NULL argument");
   *data = m->w->block;
   if (numel) *numel = m->w->n_block;
+  m->pointers_out = true;
   return ASINK_OK;
 }
 
@@ -223,6 +243,7 @@ static asink_status prepare(asink_model *m, int B, int T, const int32_t *tokens)
   m->have_loss = false;
   m->pass.have_loss = false;
   m->slices.have_loss = false;
+  asink_model_fresh_copies(m);
   return asink_weights_tables(m->w, T + (m->w->cfg.sink_token ? 1 : 0));
 }
 

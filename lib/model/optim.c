@@ -8,6 +8,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/runtime.h"
+#include "kernels/kernels.h"
 #include "model/model_internal.h"
 
 asink_status asink_adamw_create(asink_adamw **out, asink_model *m, float lr, float beta1, float beta2,
@@ -149,6 +150,7 @@ asink_status asink_adamw_step(asink_adamw *o, float *grad_norm) {
   for (int i = 0; i < m->w->n_params; i++) {
     asink_param *p = &m->w->params[i];
     float *w = p->data, *g = asink_model_grad_of(m, p), *mo = o->mom + off, *va = o->var + off;
+    uint16_t *w16 = p->copy16; /* precision=bf16: the copy follows in the same sweep */
     float decay = p->decay ? 1.f - lr * o->wd : 1.f;
     long n = (long)p->numel;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 65536)
@@ -159,10 +161,12 @@ asink_status asink_adamw_step(asink_adamw *o, float *grad_norm) {
       va[j] = va[j] * b2 + (1.f - b2) * gj * gj;
       float denom = sqrtf(va[j]) / bc2s + eps;
       w[j] -= step_size * mo[j] / denom;
+      if (w16) w16[j] = asink_f32_to_bf16(w[j]);
       g[j] = 0.f;
     }
     off += p->numel;
   }
+  m->copies_stale = false;
   return ASINK_OK;
 }
 

@@ -270,7 +270,7 @@ asink_status asink_pass_forward(const asink_weights *w, asink_pass *p, int B, in
 }
 
 void asink_pass_logits(const asink_weights *w, const asink_pass *p, float *logits) {
-  asink_matmul_wt(logits, w->V, p->xh, w->C, w->head, w->head16, p->B * p->T, w->V, w->C,
+  asink_matmul_wt(logits, w->V, p->xh, w->C, w->head, w->head16, w->mixed, p->B * p->T, w->V, w->C,
                   asink_region_threads());
 }
 
@@ -294,7 +294,7 @@ asink_status asink_pass_loss(const asink_weights *w, asink_pass *p, int B, int T
     if ((st = asink_ws_reserve(&sc->head_grad, (size_t)V * C * sizeof(float), "head gradient"))) return st;
     head_grad = sc->head_grad.ptr;
   }
-  *total = asink_head_xent(p->xh, w->head, w->head16, targets, Nr, C, V, count, keep ? p->dxh : NULL,
+  *total = asink_head_xent(p->xh, w->head, w->head16, w->mixed, targets, Nr, C, V, count, keep ? p->dxh : NULL,
                            head_grad, add_head, sc->logits.ptr, rows, asink_region_threads());
   p->have_loss = keep;
   return ASINK_OK;

@@ -237,20 +237,24 @@ static bool present(const asink_weights *w, when_sym when) {
   }
 }
 
-/* Adds a parameter (count only while w->params is NULL). */
+/* Adds a parameter (count only while w->params is NULL): a matrix (half) is kept in bf16
+ * with weights=bf16, or in float with a bf16 copy with precision=bf16. */
 static asink_param *add(asink_weights *w, const char *name, int ndim, int64_t s0, int64_t s1,
                         float init_std, bool decay, bool half) {
   /* Sizes come from the config: count with saturation so that an absurd config ends
    * at SIZE_MAX (refused by asink_weights_create) instead of wrapping or overflowing. */
   size_t numel = asink_mul_size((size_t)s0, ndim == 2 ? (size_t)s1 : 1);
+  bool copy = half && w->mixed && !w->bf16;
   half = half && w->bf16;
-  size_t *end = half ? &w->n_block16 : &w->n_block, off = *end;
-  if (off == SIZE_MAX || w->n_block == SIZE_MAX || w->n_params == INT_MAX || numel > SIZE_MAX - 1 - off) {
+  size_t *end = half ? &w->n_block16 : &w->n_block, off = *end, coff = w->n_copy16;
+  if (off == SIZE_MAX || w->n_block == SIZE_MAX || w->n_params == INT_MAX || numel > SIZE_MAX - 1 - off ||
+      (copy && numel > SIZE_MAX - 1 - coff)) {
     w->n_block = SIZE_MAX;
     return NULL;
   }
   int i = w->n_params++;
   *end += numel;
+  if (copy) w->n_copy16 += numel;
   if (!w->params) return NULL;
   asink_param *p = &w->params[i];
   memset(p, 0, sizeof *p);
@@ -259,16 +263,26 @@ static asink_param *add(asink_weights *w, const char *name, int ndim, int64_t s0
   p->numel = numel, p->offset = off;
   if (half) p->data16 = w->block16 ? w->block16 + off : NULL;
   else p->data = w->block ? w->block + off : NULL;
+  if (copy) p->copy16 = w->copy16 ? w->copy16 + coff : NULL;
   p->decay = decay, p->init_std = init_std;
   return p;
+}
+
+/* What bf16 weights keep in bf16: the matrices the GEMMs read (not the small feature-map
+ * MLP's, which the attention runs on its own) and the embedding; norms, biases, learned
+ * positions and the attention's parameters are small and stay float. The same matrices get
+ * bf16 copies with precision=bf16. */
+static bool matrix_in_bf16(const param_row *r) {
+  if (r->kind == LIN_W) return r->at != LW(kmlp1) && r->at != LW(kmlp2);
+  return r->kind == TOP && r->cols != D_NONE && (r->at == WT(wte) || r->at == WT(head));
 }
 
 /* The view a row fills, in the weights or in layer l. */
 static void set_view(asink_weights *w, const param_row *r, int l, const asink_param *p) {
   if (r->kind == TOP) {
     *(float **)((char *)w + r->at) = p->data;
-    if (r->at == WT(wte)) w->wte16 = p->data16;
-    if (r->at == WT(head)) w->head16 = p->data16;
+    if (r->at == WT(wte)) w->wte16 = p->data16, w->wte_copy16 = p->copy16;
+    if (r->at == WT(head)) w->head16 = p->data16 ? p->data16 : p->copy16;
     return;
   }
   char *y = (char *)&w->layers[l];
@@ -279,7 +293,8 @@ static void set_view(asink_weights *w, const param_row *r, int l, const asink_pa
   } else {
     asink_linear *L = (asink_linear *)(y + r->at);
     L->w = p->data;
-    L->w16 = p->data16;
+    L->w16 = p->data16 ? p->data16 : p->copy16;
+    L->bf16ops = w->mixed && matrix_in_bf16(r);
     L->in_out = r->in_out;
     L->in = (int)(r->in_out ? p->shape[0] : p->shape[1]);
     L->out = (int)(r->in_out ? p->shape[1] : p->shape[0]);
@@ -306,13 +321,6 @@ static void add_op_params(asink_weights *w, const char *prefix, int l) {
   if (w->block && asink_attn_param_floats(op)) asink_attn_use_storage(op, w->block + first);
 }
 
-/* What bf16 weights keep in bf16: the matrices the GEMMs read (not the small feature-map
- * MLP's, which the attention runs on its own) and the embedding; norms, biases, learned
- * positions and the attention's parameters are small and stay float. */
-static bool matrix_in_bf16(const param_row *r) {
-  if (r->kind == LIN_W) return r->at != LW(kmlp1) && r->at != LW(kmlp2);
-  return r->kind == TOP && r->cols != D_NONE && (r->at == WT(wte) || r->at == WT(head));
-}
 
 static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
   char name[128];
@@ -324,8 +332,11 @@ static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
       add_op_params(w, name, l);
       continue;
     }
+    /* the embedding is looked up in float: its copy only serves a head tied to it */
+    bool embedding = r->kind == TOP && r->at == WT(wte);
+    bool half = matrix_in_bf16(r) && (!embedding || w->bf16 || w->cfg.tie_embeddings);
     asink_param *p = add(w, name, r->cols == D_NONE ? 1 : 2, dim_of(w, r->rows),
-                         dim_of(w, r->cols), std_of(w, r->init), r->decay, matrix_in_bf16(r));
+                         dim_of(w, r->cols), std_of(w, r->init), r->decay, half);
     if (p) set_view(w, r, l, p);
   }
 }
@@ -334,26 +345,29 @@ static void add_rows(asink_weights *w, const param_row *rows, size_t n, int l) {
  * yet), once to fill. */
 static void declare(asink_weights *w) {
   const family_rows *f = rows_of(w->cfg.family);
-  w->n_params = 0, w->n_block = 0, w->n_block16 = 0;
+  w->n_params = 0, w->n_block = 0, w->n_block16 = 0, w->n_copy16 = 0;
   add_rows(w, f->pre, f->n_pre, 0);
   if (w->params) {
     for (int l = 0; l < w->L; l++) add_rows(w, f->layer, f->n_layer, l);
   } else { /* counting: every layer has layer 0's parameters; L of them, checked */
     int n0 = w->n_params;
-    size_t b0 = w->n_block, h0 = w->n_block16;
+    size_t b0 = w->n_block, h0 = w->n_block16, c0 = w->n_copy16;
     add_rows(w, f->layer, f->n_layer, 0);
     if (w->n_block != SIZE_MAX) {
       size_t per_n = (size_t)(w->n_params - n0), per_b = w->n_block - b0, per_h = w->n_block16 - h0;
+      size_t per_c = w->n_copy16 - c0;
       size_t all_n = asink_mul_size(per_n, (size_t)w->L), all_b = asink_mul_size(per_b, (size_t)w->L),
-             all_h = asink_mul_size(per_h, (size_t)w->L);
-      if (all_n > (size_t)INT_MAX - (size_t)n0 || all_b >= SIZE_MAX - b0 || all_h >= SIZE_MAX - h0)
+             all_h = asink_mul_size(per_h, (size_t)w->L), all_c = asink_mul_size(per_c, (size_t)w->L);
+      if (all_n > (size_t)INT_MAX - (size_t)n0 || all_b >= SIZE_MAX - b0 || all_h >= SIZE_MAX - h0 ||
+          all_c >= SIZE_MAX - c0)
         w->n_block = SIZE_MAX;
       else
-        w->n_params = n0 + (int)all_n, w->n_block = b0 + all_b, w->n_block16 = h0 + all_h;
+        w->n_params = n0 + (int)all_n, w->n_block = b0 + all_b, w->n_block16 = h0 + all_h,
+        w->n_copy16 = c0 + all_c;
     }
   }
   add_rows(w, f->post, f->n_post, 0);
-  if (!w->head && !w->head16) w->head = w->wte, w->head16 = w->wte16;
+  if (!w->head && !w->head16) w->head = w->wte, w->head16 = w->wte16 ? w->wte16 : w->wte_copy16;
   /* GPT-2's q, k, v are column slices of the fused [C, 3C] Conv1D weight and bias */
   if (w->params && w->cfg.family == ASINK_FAMILY_GPT2)
     for (int l = 0; l < w->L; l++) {
@@ -362,7 +376,7 @@ static void declare(asink_weights *w) {
       for (int i = 0; i < 3; i++)
         *qkv[i] = (asink_linear){y->qkv.w ? y->qkv.w + i * w->C : NULL, y->qkv.b + i * w->C,
                                  NULL, NULL, w->C, w->C, 3 * w->C, true,
-                                 y->qkv.w16 ? y->qkv.w16 + i * w->C : NULL};
+                                 y->qkv.w16 ? y->qkv.w16 + i * w->C : NULL, y->qkv.bf16ops};
     }
 }
 
@@ -372,6 +386,18 @@ void asink_weights_embedding(const asink_weights *w, int32_t tok, float *dst) {
     for (int j = 0; j < w->C; j++) dst[j] = asink_bf16_to_f32(src[j]);
   } else {
     memcpy(dst, w->wte + (size_t)tok * w->C, sizeof(float) * (size_t)w->C);
+  }
+}
+
+void asink_weights_refresh_copies(asink_weights *w, int nt) {
+  for (int i = 0; i < w->n_params; i++) {
+    const asink_param *p = &w->params[i];
+    if (!p->copy16) continue;
+    const float *src = p->data;
+    uint16_t *dst = p->copy16;
+    long n = (long)p->numel;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 65536)
+    for (long j = 0; j < n; j++) dst[j] = asink_f32_to_bf16(src[j]);
   }
 }
 
@@ -465,7 +491,8 @@ static asink_status check_count(asink_weights *w) {
   return st;
 }
 
-asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, bool bf16) {
+asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, bool bf16,
+                                  bool mixed) {
   *out = NULL;
   asink_status st = asink_runtime_ready();
   if (st || (st = asink_config_validate(cfg, "config"))) return st;
@@ -475,6 +502,7 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, 
   if (!w) return asink_fail(ASINK_ERR_NOMEM, "cannot allocate a model");
   w->cfg = *cfg;
   w->bf16 = bf16;
+  w->mixed = mixed;
   w->C = cfg->hidden, w->F = cfg->intermediate, w->L = cfg->n_layer, w->H = cfg->n_head;
   w->Hkv = cfg->n_kv_head, w->D = cfg->head_dim, w->V = cfg->vocab_size;
   w->gated = gated;
@@ -508,8 +536,9 @@ asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, 
   w->block = asink_calloc(w->n_block + 1, sizeof(float));
   /* asink_zeroed, not asink_calloc (which writes its zeros): a loader overwrites every page */
   if (bf16) w->block16 = asink_zeroed(w->n_block16 + 1, sizeof(uint16_t));
-  if (!w->params || !w->block || (bf16 && !w->block16)) {
-    size_t total = w->n_block + w->n_block16;
+  if (w->n_copy16) w->copy16 = asink_zeroed(w->n_copy16, sizeof(uint16_t));
+  if (!w->params || !w->block || (bf16 && !w->block16) || (w->n_copy16 && !w->copy16)) {
+    size_t total = w->n_block + w->n_block16 + w->n_copy16;
     asink_weights_free(w);
     return asink_fail(ASINK_ERR_NOMEM, "cannot allocate %zu parameters", total);
   }
@@ -526,6 +555,7 @@ void asink_weights_free(asink_weights *w) {
   asink_free(w->params);
   asink_free(w->block);
   asink_free(w->block16);
+  asink_free(w->copy16);
   asink_ws_release(&w->rope_ws);
   asink_ws_release(&w->sinus_ws);
   asink_free(w);

@@ -22,6 +22,8 @@ typedef struct {
   size_t numel, offset; /* offset: in the block of its type (float, or bf16 with data16) */
   float *data;          /* NULL when the model keeps this parameter in bf16 */
   uint16_t *data16;     /* its bf16 values then (weights=bf16: the matrices) */
+  uint16_t *copy16;     /* precision=bf16 with float data: data rounded to bf16, what the
+                           GEMMs read (asink_weights_refresh_copies) */
   bool decay;     /* AdamW weight decay applies (2-D weight matrices, embeddings) */
   float init_std; /* < 0: ones (norm weights); 0: zeros */
 } asink_param;
@@ -54,7 +56,13 @@ typedef struct asink_weights {
   uint16_t *block16;  /* those, registry order */
   size_t n_block16;
 
-  const uint16_t *wte16, *head16; /* with bf16: the embedding and head (wte, head NULL) */
+  const uint16_t *wte16, *head16; /* with bf16: the embedding and head (wte, head NULL);
+                                     precision=bf16: head16 the head's bf16 copy */
+  bool mixed;          /* precision=bf16: the linear layers' and the head's GEMMs round both
+                          operands to bf16 (asink_sgemm_bf16ops) */
+  uint16_t *copy16;    /* mixed with float matrices: their bf16 copies, registry order */
+  size_t n_copy16;
+  const uint16_t *wte_copy16; /* the embedding's copy (kept only when the head is tied to it) */
 
   float *wte, *wpe, *sink_tok, *lnf_w, *lnf_b;
   float *head; /* = wte when tied */
@@ -67,11 +75,15 @@ typedef struct asink_weights {
 
 /* Weights for a checked config, parameters zero (asink_weights_init fills them); bf16: the
  * matrices kept in bf16 (inference only: nothing computes their gradients). */
-asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, bool bf16);
+asink_status asink_weights_create(asink_weights **out, const asink_config *cfg, bool bf16,
+                                  bool mixed);
 void asink_weights_free(asink_weights *w);
 
 /* Seeded initialisation of every parameter (std per parameter, include/attnsink.h). */
 void asink_weights_init(asink_weights *w, uint64_t seed);
+
+/* precision=bf16: every copy16 made again from its float parameter (nearest even). */
+void asink_weights_refresh_copies(asink_weights *w, int nt);
 
 /* Token tok's embedding row into dst (C floats), from float or bf16 storage. */
 void asink_weights_embedding(const asink_weights *w, int32_t tok, float *dst);

@@ -206,6 +206,7 @@ def _declare(lib):
     proto("asink_model_create_opts", status, ctypes.POINTER(model_p), c_char_p, ctypes.c_uint64,
           c_char_p)
     proto("asink_model_weights", c_char_p, model_p)
+    proto("asink_model_precision", c_char_p, model_p)
     proto("asink_model_save", status, model_p, c_char_p)
     proto("asink_model_free", None, model_p)
     proto("asink_model_config", c_char_p, model_p)

@@ -3,6 +3,7 @@ asink_adamw_*.
 
     m = attnsink.Model.load(path)                  # HF-style directory: config.json + model.safetensors
     m = attnsink.Model.create(config_dict, seed=0) # a new model, initialised from seed
+    m = attnsink.Model.load(path, precision="bf16")  # bf16 mixed precision; m.precision
     m.config                                       # dict, the model's config.json
     m.parameters()                                 # dict HF name -> float32 ndarray (copies)
     m.set_parameter(name, array)                   # copies array into the model
@@ -152,13 +153,17 @@ def _block_functions():
     return fns
 
 
-def _weights_option(weights):
-    """The options string of asink_model_load_opts / create_opts for weights=fp32|bf16."""
-    if not isinstance(weights, str):
-        raise TypeError("weights must be a str ('fp32' or 'bf16'), not %s" % type(weights).__name__)
-    if "," in weights or "\0" in weights:
-        raise ArgumentError("weights=%r is not 'fp32' or 'bf16'" % (weights,))
-    return ("weights=" + weights).encode("utf-8")
+def _model_options(weights, precision):
+    """The options string of asink_model_load_opts / create_opts: weights=fp32|bf16 and
+    precision=fp32|bf16 (the library checks the values and names a bad one)."""
+    parts = []
+    for key, value in (("weights", weights), ("precision", precision)):
+        if not isinstance(value, str):
+            raise TypeError("%s must be a str ('fp32' or 'bf16'), not %s" % (key, type(value).__name__))
+        if "," in value or "\0" in value:
+            raise ArgumentError("%s=%r is not 'fp32' or 'bf16'" % (key, value))
+        parts.append("%s=%s" % (key, value))
+    return ",".join(parts).encode("utf-8")
 
 
 class Model(_Closable):
@@ -197,26 +202,30 @@ class Model(_Closable):
     # -- construction
 
     @classmethod
-    def load(cls, path, weights="fp32"):
+    def load(cls, path, weights="fp32", precision="fp32"):
         """Load an HF-style directory (config.json + model.safetensors, or the shards listed by
         model.safetensors.index.json; F32/F16/BF16; families in docs/models.md).
         weights="bf16" keeps the weight matrices in bf16 (half the memory; inference only:
         forward, logits, metrics and decoding; training raises).
+        precision="bf16" runs the linear layers' and the head's GEMMs, forward and backward, on
+        operands rounded to bf16 with float32 sums, the master weights staying float32 (bf16
+        mixed precision, docs/precision.md); saved checkpoints stay float32.
         A bad config, or a missing, extra or misshaped tensor: ValueError naming it;
         a directory or file that cannot be read: OSError."""
         p = _path(path, "model directory")
         h = _ModelHandle()
-        _check(lib.asink_model_load_opts(ctypes.byref(h.ptr), p, _weights_option(weights)),
+        _check(lib.asink_model_load_opts(ctypes.byref(h.ptr), p, _model_options(weights, precision)),
                "asink_model_load(%r)" % (path,))
         return cls(h)
 
     @classmethod
-    def create(cls, config, seed=0, weights="fp32"):
+    def create(cls, config, seed=0, weights="fp32", precision="fp32"):
         """A new model from a config dict (the keys of config.json, with an optional
         "attnsink" object) or config.json text, initialised from seed (0 <= seed < 2**64).
-        weights="bf16": the weight matrices kept in bf16, as in load().
+        weights="bf16": the weight matrices kept in bf16, as in load(); precision="bf16": bf16
+        mixed precision, as in load().
         A missing or bad key: ValueError naming the key."""
-        option = _weights_option(weights)
+        option = _model_options(weights, precision)
         if isinstance(config, Mapping):
             text = json.dumps(dict(config))
         elif isinstance(config, (str, bytes)):
@@ -265,6 +274,12 @@ class Model(_Closable):
     def weights(self):
         """How the model keeps its weight matrices: "fp32" or "bf16"."""
         return _decode(lib.asink_model_weights(self._h.ptr))
+
+    @property
+    def precision(self):
+        """The precision of the model's GEMMs: "fp32", or "bf16" (mixed precision, chosen at
+        load() or create())."""
+        return _decode(lib.asink_model_precision(self._h.ptr))
 
     @property
     @_locked
