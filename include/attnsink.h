@@ -63,7 +63,7 @@ extern "C" {
 /* The one place the version is written: meson.build reads these three lines, so the
  * project, the soname (libattnsink.so.MAJOR) and pkg-config follow them. */
 #define ASINK_VERSION_MAJOR 1
-#define ASINK_VERSION_MINOR 1
+#define ASINK_VERSION_MINOR 2
 #define ASINK_VERSION_PATCH 0
 #define ASINK_VERSION_NUMBER \
   (ASINK_VERSION_MAJOR * 10000 + ASINK_VERSION_MINOR * 100 + ASINK_VERSION_PATCH)
