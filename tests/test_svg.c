@@ -114,6 +114,20 @@ START_TEST(a_line_on_another_is_dashed_and_named) {
 }
 END_TEST
 
+/* the note names the other run, not the other run's own note */
+START_TEST(a_note_names_the_other_line_alone) {
+  /* elu lies in part on sigmoid only, and sigmoid in part on softmax */
+  double a[5] = {0, 0, 9, 9, 9}, zero[5] = {0, 0, 0, 0, 0}, c[5] = {5, 5, 0, 0, 0};
+  svg_series ss[] = {{"softmax", X, a, 5, NULL, false},
+                     {"sigmoid", X, zero, 5, NULL, false},
+                     {"elu", X, c, 5, NULL, false}};
+  char *t = chart(ss, 3, NULL);
+  ck_assert(!isnan(text_y(t, "sigmoid (in part on softmax's line)")));
+  ck_assert(!isnan(text_y(t, "elu (in part on sigmoid's line)")));
+  free(t);
+}
+END_TEST
+
 START_TEST(a_line_partly_on_another_is_noted) {
   double a[5] = {0, 0, 0, 5, 9}, b[5] = {0, 0, 0, 0.5, 1};
   svg_series ss[] = {{"softmax", X, a, 5, NULL, false}, {"sigmoid", X, b, 5, NULL, false}};
@@ -191,6 +205,7 @@ static Suite *svg_suite(void) {
   tcase_add_test(tc, caller_colours_are_kept);
   tcase_add_test(tc, a_line_on_another_is_dashed_and_named);
   tcase_add_test(tc, a_line_partly_on_another_is_noted);
+  tcase_add_test(tc, a_note_names_the_other_line_alone);
   tcase_add_test(tc, flat_zero_percent_gets_its_scale);
   tcase_add_test(tc, axis_from_zero_and_marker);
   tcase_add_test(tc, heatmap_names_its_axes_once);

@@ -180,7 +180,7 @@ void svg_line_chart_opts(svg *s, svg_box b, const char *title, const char *xlabe
       bool partly = false;
       under[i] = covers(ss, i, x0, x1, y0, y1, pw, ph, &partly);
       if (under[i] >= 0) {
-        char *n = xasprintf("%s (%s %s's line)", names[i], partly ? "in part on" : "on", names[under[i]]);
+        char *n = xasprintf("%s (%s %s's line)", names[i], partly ? "in part on" : "on", ss[under[i]].name ? ss[under[i]].name : "");
         free(names[i]);
         names[i] = n;
       }
