@@ -107,13 +107,15 @@ ASINK_API const char *asink_last_error(void);
 
 /* Initialises the runtime explicitly: picks the SIMD kernels, GEMM micro-kernel
  * included, from CPUID (or ASINK_SIMD=scalar|avx2|avx512) and the GEMM driver
- * (ASINK_GEMM=auto|packed|blis). Every other entry point does this lazily.
+ * (ASINK_GEMM=auto|packed|blis), and whether bf16 mixed precision uses the CPU's AVX-512
+ * BF16 kernel (ASINK_BF16_KERNEL=0|1|auto). Every other entry point does this lazily.
  * Environment variables are read once, here, and never written: the library does not
  * set BLIS_ARCH_TYPE, so a host's own BLIS keeps its settings. A BLIS_ARCH_TYPE the
  * user set is checked, because BLIS aborts on one it cannot run.
  * Returns ASINK_ERR_UNSUPPORTED if ASINK_SIMD names a level this CPU lacks, or
  * BLIS_ARCH_TYPE a kernel set this BLIS or CPU cannot run; ASINK_ERR_ARG if ASINK_SIMD
- * names no level, ASINK_GEMM no driver or BLIS_ARCH_TYPE no index (the message names
+ * names no level, ASINK_GEMM no driver, ASINK_BF16_KERNEL none of its values or
+ * BLIS_ARCH_TYPE no index (the message names
  * the value). Idempotent and thread-safe. */
 ASINK_API asink_status asink_init(void);
 

@@ -329,37 +329,8 @@ END_TEST
  * here from pairs of AVX2 vectors, the same source runs its 32-wide tile, edges included, on
  * CPUs without AVX-512, which cannot run that table itself. */
 #if defined(__x86_64__) && defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#include <immintrin.h>
-typedef struct {
-  __m256 lo, hi;
-} pair256;
-static inline pair256 pair_load(const float *p) {
-  return (pair256){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
-}
-static inline void pair_store(float *p, pair256 x) {
-  _mm256_storeu_ps(p, x.lo);
-  _mm256_storeu_ps(p + 8, x.hi);
-}
-static inline pair256 pair_set1(float x) { return (pair256){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
-static inline pair256 pair_fma(pair256 a, pair256 b, pair256 c) {
-  return (pair256){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
-}
-static inline pair256 pair_mul(pair256 a, pair256 b) {
-  return (pair256){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)};
-}
-#define GEMM_V pair256
-#define GEMM_VL 16
-#define GEMM_LOAD(p) pair_load(p)
-#define GEMM_STORE(p, x) pair_store(p, x)
-#define GEMM_BCAST(p) pair_set1(*(p))
-#define GEMM_SET1(x) pair_set1(x)
-#define GEMM_FMA(a, b, c) pair_fma(a, b, c)
-#define GEMM_MUL(a, b) pair_mul(a, b)
-#define GEMM_ZERO() pair_set1(0.f)
-#include "kernels/gemm_ukr.h"
-#pragma GCC pop_options
+#include "gemm_pair256.h"
+GEMM_PAIR256_END
 
 START_TEST(wide_micro_kernel_source_matches_reference) {
   if (asink_cpu_best_isa() < ASINK_ISA_AVX2) return;

@@ -87,6 +87,17 @@ START_TEST(gemm_setting_is_validated_and_reported) {
 }
 END_TEST
 
+/* ASINK_BF16_KERNEL turns the bf16 pair kernel off (0) or leaves it to the CPU (1, auto);
+ * anything else is refused naming the value. */
+START_TEST(bf16_kernel_setting_is_validated) {
+  ck_assert_int_eq(init_with_env("ASINK_BF16_KERNEL", "yes", "ASINK_BF16_KERNEL=yes", NULL),
+                   10 - ASINK_ERR_ARG);
+  ck_assert_int_eq(init_with_env("ASINK_BF16_KERNEL", "1", NULL, "gemm="), 0);
+  ck_assert_int_eq(init_with_env("ASINK_BF16_KERNEL", "auto", NULL, "gemm="), 0);
+  ck_assert_int_eq(init_with_env("ASINK_BF16_KERNEL", "0", NULL, "gemm="), 0);
+}
+END_TEST
+
 START_TEST(version_matches_macros) {
   ck_assert_int_eq(asink_version_number(), ASINK_VERSION_NUMBER);
   char buf[32];
@@ -138,6 +149,7 @@ Suite *runtime_suite(void) {
   tcase_add_test(tc, bad_blis_arch_type_is_refused_not_aborted);
   tcase_add_test(tc, environment_is_left_alone);
   tcase_add_test(tc, gemm_setting_is_validated_and_reported);
+  tcase_add_test(tc, bf16_kernel_setting_is_validated);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -37,9 +37,18 @@ static struct {
                      size_t s_p);
   size_t mr, nr, mc, kc, nc;
   bool packed; /* the default: our driver, not bli_sgemm_ex */
+  const asink_gemm_bf16 *pairs; /* the table's bf16 pair kernel (AVX-512 BF16), or NULL */
 } G;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static _Atomic int forced_driver = -1; /* asink_sgemm_force_driver: -1 none, 0 BLIS, 1 packed */
+static _Atomic int forced_pairs_use = -1; /* asink_sgemm_force_bf16_kernel */
+static const asink_gemm_bf16 *_Atomic forced_pairs;
+
+/* A pair kernel the driver can run: its blocks whole tiles, kc even (no block splits a pair). */
+static bool pairs_usable(const asink_gemm_bf16 *k) {
+  return k && k->ukr && k->pack_round && k->pack16 && k->mr >= 1 && k->nr >= 1 && k->kc >= 2 &&
+         k->kc % 2 == 0 && k->mc % k->mr == 0 && k->nc % k->nr == 0;
+}
 
 static void gemm_init(void) {
   const asink_kernels *kn = asink_kern();
@@ -47,9 +56,23 @@ static void gemm_init(void) {
   G.pack_round = kn->pack_panel_round;
   G.mr = kn->gemm.mr, G.nr = kn->gemm.nr, G.mc = kn->gemm.mc, G.kc = kn->gemm.kc, G.nc = kn->gemm.nc;
   G.packed = asink_get_settings()->gemm == ASINK_GEMM_PACKED;
+  G.pairs = pairs_usable(kn->gemm_bf16) ? kn->gemm_bf16 : NULL;
 }
 
 void asink_sgemm_force_driver(int driver) { forced_driver = driver; }
+
+void asink_sgemm_force_bf16_kernel(int use, const asink_gemm_bf16 *k) {
+  forced_pairs = k;
+  forced_pairs_use = use;
+}
+
+/* The pair kernel asink_sgemm_bf16ops runs, NULL: the float one on rounded panels. */
+static const asink_gemm_bf16 *pairs_kernel(void) {
+  int use = forced_pairs_use;
+  if (use < 0) return G.pairs;
+  const asink_gemm_bf16 *k = forced_pairs;
+  return use == 1 && pairs_usable(k) ? k : NULL;
+}
 
 /* Pack buffers live per thread for the thread's life: a fresh page costs ~12 us to
  * fault in on these machines, more than packing a whole small panel. */
@@ -106,8 +129,12 @@ typedef struct {
   bool round; /* src's values rounded to bf16 while packed (asink_sgemm_bf16ops) */
 } operand;
 
-/* The problem in micro-kernel terms: C(i, j) at c[i*ldc + j] += A(i, :) . B(j, :). */
+/* The problem in micro-kernel terms: C(i, j) at c[i*ldc + j] += A(i, :) . B(j, :). Panels
+ * are arrays of 4-byte slots: floats for the float kernel, bf16 pairs (one slot per two k
+ * steps) for the pair kernel. */
 typedef struct {
+  const asink_gemm_bf16 *pairs; /* NULL: the table's float kernel */
+  size_t mr, nr, mc, kc, nc;    /* the blocks of the kernel that runs */
   size_t M, N, K;
   operand A, B;
   float *c;
@@ -126,8 +153,17 @@ static void scale_tile(float *c, size_t ldc, size_t mr, size_t nr, float beta) {
     for (size_t j = 0; j < nr; j++) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
 }
 
+/* Slots a panel row of k steps takes. */
+static inline size_t slots(const gemm_job *J, size_t k) { return J->pairs ? (k + 1) / 2 : k; }
+
 /* One micro-panel of o from its element at offset at. */
-static inline void pack_one(float *dst, const operand *o, size_t at, size_t W, size_t w, size_t k) {
+static inline void pack_one(const gemm_job *J, float *dst, const operand *o, size_t at, size_t W,
+                            size_t w, size_t k) {
+  if (J->pairs) { /* the buffer's slots hold pairs: written and read as uint32_t only */
+    if (o->src16) J->pairs->pack16((uint32_t *)dst, o->src16 + at, W, w, k, o->s_r, o->s_p);
+    else J->pairs->pack_round((uint32_t *)dst, o->src + at, W, w, k, o->s_r, o->s_p);
+    return;
+  }
   if (o->src16) G.pack16(dst, o->src16 + at, W, w, k, o->s_r, o->s_p);
   else if (o->round) G.pack_round(dst, o->src + at, W, w, k, o->s_r, o->s_p);
   else G.pack(dst, o->src + at, W, w, k, o->s_r, o->s_p);
@@ -138,8 +174,9 @@ static inline void pack_one(float *dst, const operand *o, size_t at, size_t W, s
  * time across every panel, so each source line is fetched once and in order. With
  * a band (whose k ranges follow C's rows: the rows of the kernel's A operand), each
  * panel is packed only over its k range: the micro-kernel never reads the rest. */
-static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size_t p0, size_t kc,
-                      size_t W, size_t panel, size_t q0, size_t q1, const asink_gemm_band *band) {
+static void pack_rows(const gemm_job *J, float *dst, const operand *o, size_t r0, size_t rows,
+                      size_t p0, size_t kc, size_t W, size_t panel, size_t q0, size_t q1,
+                      const asink_gemm_band *band) {
   size_t pstep = o->s_r == 1 ? 16 : kc;
   for (size_t q = q0; band && q < q1; q++) {
     size_t r = q * W, w = min_sz(W, rows - r);
@@ -148,21 +185,22 @@ static void pack_rows(float *dst, const operand *o, size_t r0, size_t rows, size
     size_t a = (size_t)k0 > p0 ? (size_t)k0 - p0 : 0;
     size_t b = (size_t)k1 < p0 + kc ? ((size_t)k1 > p0 ? (size_t)k1 - p0 : 0) : kc;
     for (size_t p = a; p < b; p += pstep)
-      pack_one(dst + q * panel + p * W, o, (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
+      pack_one(J, dst + q * panel + p * W, o, (r0 + r) * o->s_r + (p0 + p) * o->s_p, W, w,
                min_sz(pstep, b - p));
   }
   for (size_t p = 0; !band && p < kc; p += pstep) {
     size_t kp = min_sz(pstep, kc - p);
     for (size_t q = q0; q < q1; q++) {
       size_t r = q * W;
-      pack_one(dst + q * panel + p * W, o, (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
+      /* p is even (pstep is 16 or the whole block): a pair panel's slot p / 2 */
+      pack_one(J, dst + q * panel + slots(J, p) * W, o, (r0 + r) * o->s_r + (p0 + p) * o->s_p, W,
                min_sz(W, rows - r), kp);
     }
   }
 }
 
 static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
-  const size_t MR = G.mr, NR = G.nr;
+  const size_t MR = J->mr, NR = J->nr;
   int ti = tid / J->tn, tj = tid % J->tn;
   size_t mpanels = (J->M + MR - 1) / MR;
   size_t m0 = mpanels * ti / J->tm * MR, m1 = min_sz(J->M, mpanels * (ti + 1) / J->tm * MR);
@@ -170,25 +208,25 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
    * no thread waits for another: on a loaded machine every barrier can wait out a time
    * slice of a descheduled thread (bench_gemm's tiny shapes at 2 threads lost 2-3x). */
   const bool shared_b = nt > 1 && J->tm > 1;
-  for (size_t jc = 0; jc < J->N; jc += G.nc) {
-    size_t nc = min_sz(G.nc, J->N - jc), npanels = (nc + NR - 1) / NR;
+  for (size_t jc = 0; jc < J->N; jc += J->nc) {
+    size_t nc = min_sz(J->nc, J->N - jc), npanels = (nc + NR - 1) / NR;
     size_t jp0 = npanels * tj / J->tn, jp1 = npanels * (tj + 1) / J->tn;
-    for (size_t pc = 0; pc < J->K; pc += G.kc) {
-      size_t kc = min_sz(G.kc, J->K - pc);
+    for (size_t pc = 0; pc < J->K; pc += J->kc) {
+      size_t kc = min_sz(J->kc, J->K - pc);
       /* B's panel stride is that of the longest k block, so each thread's panels stay
        * where they were when a shorter last block comes (without barriers, the other
        * thread may still be reading its own panels of the block before) */
-      size_t psa = round16(MR * kc), psb = round16(NR * min_sz(G.kc, J->K));
-      pack_rows(J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
+      size_t psa = round16(MR * slots(J, kc)), psb = round16(NR * slots(J, min_sz(J->kc, J->K)));
+      pack_rows(J, J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
                 npanels * (tid + 1) / nt, NULL);
       if (shared_b) {
 #pragma omp barrier
       }
       const asink_gemm_band *band = J->band;
       const asink_gemm_band *aband = band && band->krange ? band : NULL;
-      for (size_t ic = m0; ic < m1; ic += G.mc) {
-        size_t mc = min_sz(G.mc, m1 - ic);
-        pack_rows(apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, aband);
+      for (size_t ic = m0; ic < m1; ic += J->mc) {
+        size_t mc = min_sz(J->mc, m1 - ic);
+        pack_rows(J, apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, aband);
         for (size_t jp = jp0; jp < jp1; jp++) {
           float *b = J->bpack + jp * psb;
           size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
@@ -206,12 +244,16 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
                 continue;
               }
               /* beta belongs to the first k block holding part of the range */
-              beta = pc == (size_t)k0 / G.kc * G.kc ? J->beta : 1.f;
+              beta = pc == (size_t)k0 / J->kc * J->kc ? J->beta : 1.f;
               if ((size_t)k1 <= pc || (size_t)k0 >= pc + kc) continue; /* not in this k block */
               ka = (size_t)k0 > pc ? (size_t)k0 - pc : 0;
               kb = (size_t)k1 < pc + kc ? (size_t)k1 - pc : kc;
             }
-            G.ukr(kb - ka, a + ka * MR, b + ka * NR, c, J->ldc, mr, nr, J->alpha, beta);
+            if (J->pairs) /* no band here: the whole block, its pairs */
+              J->pairs->ukr(slots(J, kc), (const uint32_t *)a, (const uint32_t *)b, c, J->ldc, mr,
+                            nr, J->alpha, beta);
+            else
+              G.ukr(kb - ka, a + ka * MR, b + ka * NR, c, J->ldc, mr, nr, J->alpha, beta);
           }
         }
       }
@@ -228,11 +270,11 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
  * measured 3-12% of the roof better than splitting rows) and only the small A
  * block is packed twice. */
 static void choose_grid(gemm_job *J, int threads) {
-  size_t mp = (J->M + G.mr - 1) / G.mr, np = (J->N + G.nr - 1) / G.nr, best = SIZE_MAX;
+  size_t mp = (J->M + J->mr - 1) / J->mr, np = (J->N + J->nr - 1) / J->nr, best = SIZE_MAX;
   for (int tm = 1; tm <= threads; tm++) {
     if (threads % tm) continue;
     int tn = threads / tm;
-    size_t share = (mp + tm - 1) / tm * G.mr * ((np + tn - 1) / tn) * G.nr;
+    size_t share = (mp + tm - 1) / tm * J->mr * ((np + tn - 1) / tn) * J->nr;
     if (share < best) {
       best = share;
       J->tm = tm;
@@ -242,19 +284,25 @@ static void choose_grid(gemm_job *J, int threads) {
 }
 
 /* false when no pack buffer could be had: the caller falls back to BLIS. round: the float
- * operands are rounded to bf16 as they are packed. */
+ * operands are rounded to bf16 as they are packed; pairs (round only, no band): by the bf16
+ * pair kernel's packing, for that kernel. */
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
                          float beta, float *C, int ldc, int threads, const asink_gemm_band *band,
-                         bool round) {
+                         bool round, const asink_gemm_bf16 *pairs) {
   operand opA = {A, NULL, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u, round};
   operand opB = {B, B16, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb, round};
-  gemm_job J = {.M = (size_t)m, .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C,
-                .ldc = (size_t)ldc, .alpha = alpha, .beta = beta, .band = band};
+  gemm_job J = {.mr = G.mr, .nr = G.nr, .mc = G.mc, .kc = G.kc, .nc = G.nc, .M = (size_t)m,
+                .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C, .ldc = (size_t)ldc,
+                .alpha = alpha, .beta = beta, .band = band};
+  if (pairs && round && !band) {
+    J.pairs = pairs;
+    J.mr = pairs->mr, J.nr = pairs->nr, J.mc = pairs->mc, J.kc = pairs->kc, J.nc = pairs->nc;
+  }
   choose_grid(&J, threads);
-  size_t kc = min_sz(G.kc, J.K);
-  size_t bfloats = (min_sz(G.nc, J.N) + G.nr - 1) / G.nr * round16(G.nr * kc);
-  size_t afloats = (min_sz(G.mc, J.M) + G.mr - 1) / G.mr * round16(G.mr * kc);
+  size_t kc = slots(&J, min_sz(J.kc, J.K));
+  size_t bfloats = (min_sz(J.nc, J.N) + J.nr - 1) / J.nr * round16(J.nr * kc);
+  size_t afloats = (min_sz(J.mc, J.M) + J.mr - 1) / J.mr * round16(J.mr * kc);
   thread_bufs *tb = my_bufs();
   if (!tb || !(J.bpack = reserve(&tb->b, bfloats))) return false;
   if (threads == 1) {
@@ -379,7 +427,7 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
     return;
   }
   if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, NULL, ldb, beta, C, ldc,
-                             threads, band, false))
+                             threads, band, false, NULL))
     return;
   blis_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
@@ -406,15 +454,18 @@ void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float
   int limit = skinny ? ((size_t)n * k < 65536 ? 1 : threads) : ((double)m * n * k < 4e6 ? 1 : threads);
   if (threads > 1 && (limit == 1 || omp_in_parallel())) threads = 1;
   if (!skinny && packed_sgemm(false, transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc,
-                              threads, NULL, false))
+                              threads, NULL, false, NULL))
     return;
   skinny_sgemm(transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc, threads);
 }
 
 /* bf16 mixed precision: operands rounded to bf16 while packed (the table's pack_panel_round;
  * B16 is bf16 already and only widened), products of bf16 values exact in float, sums in
- * the float micro-kernel. Like asink_sgemm_bf16 it runs the library's driver at every SIMD
- * level: BLIS cannot round while it packs. A decoding step's few rows of A (skinny, with B in
+ * the float micro-kernel. Where the table has the bf16 pair kernel (a CPU with AVX-512 BF16,
+ * unless ASINK_BF16_KERNEL=0) the packed products run it instead: operands packed into bf16
+ * pairs, two products per lane and instruction, the same products summed in another order.
+ * Like asink_sgemm_bf16 it runs the library's driver at every SIMD level: BLIS cannot round
+ * while it packs. A decoding step's few rows of A (skinny, with B in
  * bf16) are rounded into the thread's A pack buffer first and multiplied by the row products. */
 static float rounded(float x) { return asink_bf16_to_f32(asink_f32_to_bf16(x)); }
 
@@ -457,7 +508,7 @@ void asink_sgemm_bf16ops(bool transa, bool transb, int m, int n, int k, float al
   } else {
     if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
     if (packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, B16, ldb, beta, C, ldc, threads,
-                     NULL, true))
+                     NULL, true, pairs_kernel()))
       return;
   }
   bf16ops_unpacked(transa, transb, m, n, k, alpha, A, lda, B, B16, ldb, beta, C, ldc);

@@ -22,7 +22,8 @@ void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float
  * to bf16 (nearest even) before it is multiplied, products and sums in float. B16 non-NULL
  * gives B in bf16 instead of B (then only widened). The result is asink_sgemm's on the
  * rounded operands computed by the same kernels (bit for bit with the packed driver), at
- * every SIMD level. */
+ * every SIMD level; with the bf16 pair kernel (AVX-512 BF16) the same exact products summed
+ * two at a time, bf16 denormals read as zero. */
 void asink_sgemm_bf16ops(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
                          float beta, float *C, int ldc, int threads);
@@ -52,5 +53,11 @@ bool asink_sgemm_band_skips(void);
  * scalar included), 0 = BLIS's bli_sgemm_ex, -1 = the default (ASINK_GEMM; auto:
  * packed unless the SIMD level is scalar). */
 void asink_sgemm_force_driver(int driver);
+
+/* Tests: the bf16 pair kernel the packed products of asink_sgemm_bf16ops run. use -1: the
+ * SIMD table's (kernels.h gemm_bf16; NULL on CPUs without AVX-512 BF16), 0: none (the float
+ * kernel on rounded panels), 1: k (an unusable k, e.g. an odd kc, counts as none). */
+struct asink_gemm_bf16;
+void asink_sgemm_force_bf16_kernel(int use, const struct asink_gemm_bf16 *k);
 
 #endif

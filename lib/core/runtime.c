@@ -28,7 +28,7 @@ static char init_error[512];
 static const asink_kernels *kern = &asink_kernels_scalar;
 static _Atomic int num_threads = 1;
 static char blis_choice[160];
-static asink_settings settings = {256, true, ASINK_GEMM_AUTO};
+static asink_settings settings = {256, true, ASINK_GEMM_AUTO, true};
 
 asink_isa asink_cpu_best_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,7 +41,20 @@ asink_isa asink_cpu_best_isa(void) {
   return ASINK_ISA_SCALAR;
 }
 
+bool asink_cpu_has_avx512bf16(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return asink_cpu_best_isa() == ASINK_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 static const asink_kernels *table_for(asink_isa isa) {
+  /* the AVX-512 level's table with the bf16 pair kernel only where the CPU can run it */
+  if (isa == ASINK_ISA_AVX512 && asink_kernels_avx512bf16_table && settings.bf16_kernel &&
+      asink_cpu_has_avx512bf16())
+    return asink_kernels_avx512bf16_table;
   if (isa == ASINK_ISA_AVX512 && asink_kernels_avx512_table) return asink_kernels_avx512_table;
   if (isa >= ASINK_ISA_AVX2 && asink_kernels_avx2_table) return asink_kernels_avx2_table;
   return &asink_kernels_scalar;
@@ -154,6 +167,10 @@ static asink_status settings_from_env(void) {
   else if (!strcmp(s, "blis")) settings.gemm = ASINK_GEMM_BLIS;
   else if (!strcmp(s, "packed")) settings.gemm = ASINK_GEMM_PACKED;
   else return asink_fail(ASINK_ERR_ARG, "ASINK_GEMM=%s: expected auto, packed or blis", s);
+  s = getenv("ASINK_BF16_KERNEL");
+  if (!s || !*s || !strcmp(s, "auto") || !strcmp(s, "1")) settings.bf16_kernel = true;
+  else if (!strcmp(s, "0")) settings.bf16_kernel = false;
+  else return asink_fail(ASINK_ERR_ARG, "ASINK_BF16_KERNEL=%s: expected 0, 1 or auto", s);
   return ASINK_OK;
 }
 
@@ -215,9 +232,13 @@ const char *asink_runtime_info(void) {
   char gemm[32] = "blis";
   if (settings.gemm == ASINK_GEMM_PACKED)
     snprintf(gemm, sizeof gemm, "%s-%zux%zu", kern->name, kern->gemm.mr, kern->gemm.nr);
+  char pairs[48] = "";
+  if (kern->gemm_bf16)
+    snprintf(pairs, sizeof pairs, " gemm_bf16=dpbf16-%zux%zu", kern->gemm_bf16->mr,
+             kern->gemm_bf16->nr);
   snprintf(info_line, sizeof info_line,
-           "libattnsink %s simd=%s gemm=%s blis=%s blis_version=%s threads=%d", asink_version(),
-           kern->name, gemm, blis_choice, bli_info_get_version_str(), num_threads);
+           "libattnsink %s simd=%s gemm=%s%s blis=%s blis_version=%s threads=%d", asink_version(),
+           kern->name, gemm, pairs, blis_choice, bli_info_get_version_str(), num_threads);
   return info_line;
 }
 

@@ -16,6 +16,9 @@ typedef enum { ASINK_ISA_SCALAR = 0, ASINK_ISA_AVX2 = 1, ASINK_ISA_AVX512 = 2 } 
 /* Highest level this CPU (and OS) supports. */
 asink_isa asink_cpu_best_isa(void);
 
+/* Whether this CPU (and OS) runs AVX-512 BF16 (vdpbf16ps). */
+bool asink_cpu_has_avx512bf16(void);
+
 /* Threads for a new parallel region: the library's count, 1 inside a parallel region
  * (nested regions run on one thread; a batch slice's passes, for one). */
 int asink_region_threads(void);
@@ -33,6 +36,7 @@ typedef struct {
   int slice_tokens; /* ASINK_SLICE_TOKENS: tokens per batch slice of a small model (256) */
   bool slices;      /* ASINK_REPLICAS=0 turns batch slices off */
   asink_gemm_driver gemm; /* never AUTO once initialised: resolved from the SIMD level */
+  bool bf16_kernel; /* ASINK_BF16_KERNEL=0 turns the bf16 pair kernel (vdpbf16ps) off */
 } asink_settings;
 
 const asink_settings *asink_get_settings(void);

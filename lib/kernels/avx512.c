@@ -417,46 +417,70 @@ static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
 #define GEMM_ZERO() _mm512_setzero_ps()
 #include "kernels/gemm_ukr.h"
 
-static const asink_kernels avx512_table = {
-    .name = "avx512",
-    .max = v_max,
-    .sum = v_sum,
-    .abs_sum = v_abs_sum,
-    .dot = v_dot,
-    .scale = v_scale,
-    .axpy = v_axpy,
-    .add_ramp = v_add_ramp,
-    .add_const = v_add_const,
-    .exp_shift_sum = v_exp_shift_sum,
-    .exp_shift_sum_dot = v_exp_shift_sum_dot,
-    .exp_shift = v_exp_shift,
-    .sigmoid = v_sigmoid,
-    .elu1 = v_elu1,
-    .softmax_bwd = v_softmax_bwd,
-    .sigmoid_bwd = v_sigmoid_bwd,
-    .elu1_bwd = v_elu1_bwd,
-    .shift_scale = v_shift_scale,
-    .pack_panel = v_pack_panel,
-    /* 6 x 32 tiles; kc x nr of b = 24 KiB in L1, mc x kc of a = 288 KiB in L2 */
-    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 384, 192, 3072},
-    .rms_scale = v_rms_scale,
-    .dot_rows = rows256_dot_rows,
-    .axpy_rows = rows256_axpy_rows,
-    .pack_panel_bf16 = rows256_pack_panel_bf16,
-    .dot_rows_bf16 = rows256_dot_rows_bf16,
-    .axpy_rows_bf16 = rows256_axpy_rows_bf16,
-    .pack_panel_round = rows256_pack_panel_round,
-    .rms_bwd_terms = v_rms_bwd_terms,
-    .rms_bwd_dx = v_rms_bwd_dx,
-    .rope_rotate = v_rope_rotate,
-    .silu_gate = v_silu_gate,
-    .silu_bwd = v_silu_bwd,
-};
+/* Both AVX-512 tables: the plain one and the one with the bf16 pair kernel. */
+#define AVX512_ENTRIES \
+    .name = "avx512", \
+    .max = v_max, \
+    .sum = v_sum, \
+    .abs_sum = v_abs_sum, \
+    .dot = v_dot, \
+    .scale = v_scale, \
+    .axpy = v_axpy, \
+    .add_ramp = v_add_ramp, \
+    .add_const = v_add_const, \
+    .exp_shift_sum = v_exp_shift_sum, \
+    .exp_shift_sum_dot = v_exp_shift_sum_dot, \
+    .exp_shift = v_exp_shift, \
+    .sigmoid = v_sigmoid, \
+    .elu1 = v_elu1, \
+    .softmax_bwd = v_softmax_bwd, \
+    .sigmoid_bwd = v_sigmoid_bwd, \
+    .elu1_bwd = v_elu1_bwd, \
+    .shift_scale = v_shift_scale, \
+    .pack_panel = v_pack_panel, \
+    /* 6 x 32 tiles; kc x nr of b = 24 KiB in L1, mc x kc of a = 288 KiB in L2 */ \
+    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 384, 192, 3072}, \
+    .rms_scale = v_rms_scale, \
+    .dot_rows = rows256_dot_rows, \
+    .axpy_rows = rows256_axpy_rows, \
+    .pack_panel_bf16 = rows256_pack_panel_bf16, \
+    .dot_rows_bf16 = rows256_dot_rows_bf16, \
+    .axpy_rows_bf16 = rows256_axpy_rows_bf16, \
+    .pack_panel_round = rows256_pack_panel_round, \
+    .rms_bwd_terms = v_rms_bwd_terms, \
+    .rms_bwd_dx = v_rms_bwd_dx, \
+    .rope_rotate = v_rope_rotate, \
+    .silu_gate = v_silu_gate, \
+    .silu_bwd = v_silu_bwd
+
+static const asink_kernels avx512_table = {AVX512_ENTRIES};
+
+#ifdef ASINK_HAVE_AVX512BF16
+/* vdpbf16ps, under its own target: the rest of the file stays runnable without AVX-512 BF16 */
+#pragma GCC push_options
+#pragma GCC target("avx512bf16")
+#define GEMM_BF16_P __m512bh
+#define GEMM_BF16_LOAD(p) ((__m512bh)_mm512_loadu_si512(p))
+#define GEMM_BF16_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)*(p)))
+#define GEMM_BF16_DP(acc, x, y) _mm512_dpbf16_ps(acc, x, y)
+#define GEMM_BF16_PACK_FLOATS v_pack_panel
+#include "kernels/gemm_ukr_bf16.h"
+#pragma GCC pop_options
+
+static const asink_gemm_bf16 avx512_gemm_bf16 = {gemm_bf16_ukr, gemm_bf16_pack_round,
+                                                 gemm_bf16_pack16, GEMM_MR, GEMM_NR,
+                                                 GEMM_BF16_MC, GEMM_BF16_KC, GEMM_BF16_NC};
+static const asink_kernels avx512bf16_table = {AVX512_ENTRIES, .gemm_bf16 = &avx512_gemm_bf16};
+const asink_kernels *const asink_kernels_avx512bf16_table = &avx512bf16_table;
+#else
+const asink_kernels *const asink_kernels_avx512bf16_table = 0;
+#endif
 
 const asink_kernels *const asink_kernels_avx512_table = &avx512_table;
 
 #else
 
 const asink_kernels *const asink_kernels_avx512_table = 0;
+const asink_kernels *const asink_kernels_avx512bf16_table = 0;
 
 #endif

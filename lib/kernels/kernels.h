@@ -15,6 +15,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The bf16 pair micro-kernel (vdpbf16ps, gemm_ukr_bf16.h) of bf16 mixed precision
+ * (core/blas.c asink_sgemm_bf16ops). Its panels hold pairs of k steps, one 32-bit word
+ * each: the even step's bf16 in the low half, the odd step's in the high half:
+ *   pack_round: dst[q W + r] = bf16(x(r, 2q)) | bf16(x(r, 2q + 1)) << 16,
+ *               x(r, p) = src[r s_r + p s_p] for r < w and p < k, else 0
+ *               (rounded to nearest even, asink_f32_to_bf16), for q < ceil(k/2), r < W;
+ *   pack16:     the same with src in bf16, copied;
+ *   ukr:        C[i ldc + j] = alpha sum_{q<k2} (a.odd b.odd + a.even b.even) + beta C
+ *               over a[q mr + i] and b[q nr + j], i < m <= mr, j < n <= nr; per pair the
+ *               odd product is added first, each sum rounded to float, bf16 denormals
+ *               read as zero and results below FLT_MIN flushed (VDPBF16PS). beta 0
+ *               overwrites C, NaN included; k2 may be 0.
+ * kc (in k steps) is even, so a cache block never splits a pair. Nothing outside dst[0,
+ * W ceil(k/2)) is written. */
+typedef struct asink_gemm_bf16 {
+  void (*ukr)(size_t k2, const uint32_t *a, const uint32_t *b, float *c, size_t ldc, size_t m,
+              size_t n, float alpha, float beta);
+  void (*pack_round)(uint32_t *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
+                     size_t s_p);
+  void (*pack16)(uint32_t *dst, const uint16_t *src, size_t W, size_t w, size_t k, size_t s_r,
+                 size_t s_p);
+  size_t mr, nr, mc, kc, nc;
+} asink_gemm_bf16;
+
 typedef struct asink_kernels {
   const char *name; /* "scalar", "avx2", "avx512" */
 
@@ -124,6 +148,11 @@ typedef struct asink_kernels {
    * the scalar table's bit for bit in every table. */
   void (*pack_panel_round)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
                            size_t s_p);
+
+  /* The bf16 pair kernel, which bf16 mixed precision's GEMMs run in place of pack_panel_round
+   * and the float micro-kernel; NULL in every table but the one the runtime picks on a CPU
+   * with AVX-512 BF16 (asink_kernels_avx512bf16_table). */
+  const asink_gemm_bf16 *gemm_bf16;
 } asink_kernels;
 
 /* bf16 <-> float: widening is exact; narrowing rounds to nearest even, NaN kept a NaN. */
@@ -141,6 +170,9 @@ static inline uint16_t asink_f32_to_bf16(float f) {
 extern const asink_kernels asink_kernels_scalar;
 extern const asink_kernels *const asink_kernels_avx2_table;
 extern const asink_kernels *const asink_kernels_avx512_table;
+/* The AVX-512 table with gemm_bf16 set (name "avx512" too): NULL when the compiler lacks
+ * AVX-512 BF16. It runs only on a CPU with avx512bf16 (core/runtime.c checks). */
+extern const asink_kernels *const asink_kernels_avx512bf16_table;
 
 /* The table chosen at start-up (core/runtime.c fills it via asink_init()). */
 const asink_kernels *asink_kern(void);
