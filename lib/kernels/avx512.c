@@ -457,15 +457,23 @@ static const asink_kernels avx512_table = {AVX512_ENTRIES};
 
 #ifdef ASINK_HAVE_AVX512BF16
 /* vdpbf16ps, under its own target: the rest of the file stays runnable without AVX-512 BF16 */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512bf16"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512bf16")
+#endif
 #define GEMM_BF16_P __m512bh
 #define GEMM_BF16_LOAD(p) ((__m512bh)_mm512_loadu_si512(p))
 #define GEMM_BF16_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)*(p)))
 #define GEMM_BF16_DP(acc, x, y) _mm512_dpbf16_ps(acc, x, y)
 #define GEMM_BF16_PACK_FLOATS v_pack_panel
 #include "kernels/gemm_ukr_bf16.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 static const asink_gemm_bf16 avx512_gemm_bf16 = {gemm_bf16_ukr, gemm_bf16_pack_round,
                                                  gemm_bf16_pack16, GEMM_MR, GEMM_NR,
