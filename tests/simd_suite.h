@@ -10,6 +10,21 @@
 
 #include "attnsink.h"
 
+/* Runs the tests add_tests puts in one case, each within timeout seconds: 0 when all pass,
+ * 1 on a failure. */
+static inline int run_test_case(const char *name, int timeout, void (*add_tests)(TCase *tc)) {
+  Suite *s = suite_create(name);
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, timeout);
+  add_tests(tc);
+  suite_add_tcase(s, tc);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? 1 : 0;
+}
+
 /* Runs the tests add_tests puts in a case: 0 when all pass, 1 on a failure, 77 to skip. */
 static inline int run_simd_suite(const char *name, void (*add_tests)(TCase *tc)) {
   asink_status st = asink_init();
@@ -21,16 +36,7 @@ static inline int run_simd_suite(const char *name, void (*add_tests)(TCase *tc))
     printf("asink_init: %s\n", asink_last_error());
     return 1;
   }
-  Suite *s = suite_create(name);
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 120);
-  add_tests(tc);
-  suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return run_test_case(name, 120, add_tests);
 }
 
 /* dir's config.json and model.safetensors, then dir itself. */

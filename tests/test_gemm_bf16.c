@@ -32,6 +32,7 @@ int main(void) {
 #else
 
 #include "gemm_pair256.h"
+#include "simd_suite.h"
 
 /* VDPBF16PS on 8 lanes: x and y hold 8 pairs each. A value whose exponent field is zero
  * (a denormal or zero) becomes a zero of its sign, on the way in and on the way out. */
@@ -442,6 +443,18 @@ START_TEST(native_kernel_beside_the_emulation) {
 }
 END_TEST
 
+static bool native_run; /* the native kernel is under test: compare it with the emulation too */
+
+static void add_tests(TCase *tc) {
+  tcase_add_test(tc, emulated_dp_is_the_pseudo_code);
+  tcase_add_test(tc, pair_packing_matches_the_contract);
+  tcase_add_test(tc, pair_kernel_matches_reference);
+  tcase_add_test(tc, driver_runs_the_pair_kernel);
+  tcase_add_test(tc, unusable_pair_kernel_falls_back);
+  tcase_add_test(tc, model_with_pair_kernel_agrees_with_fallback);
+  if (native_run) tcase_add_test(tc, native_kernel_beside_the_emulation);
+}
+
 int main(int argc, char **argv) {
   (void)gemm_ukr; /* gemm_pair256.h's fp32 kernel: only its gemm_out is used here */
   mode = argc > 1 ? argv[1] : "emulated";
@@ -474,22 +487,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   printf("%s; %s kernel\n", asink_runtime_info(), mode);
-  Suite *s = suite_create("gemm_bf16");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, emulated_dp_is_the_pseudo_code);
-  tcase_add_test(tc, pair_packing_matches_the_contract);
-  tcase_add_test(tc, pair_kernel_matches_reference);
-  tcase_add_test(tc, driver_runs_the_pair_kernel);
-  tcase_add_test(tc, unusable_pair_kernel_falls_back);
-  tcase_add_test(tc, model_with_pair_kernel_agrees_with_fallback);
-  if (native) tcase_add_test(tc, native_kernel_beside_the_emulation);
-  suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  native_run = native;
+  return run_test_case("gemm_bf16", 300, add_tests);
 }
 
 #endif

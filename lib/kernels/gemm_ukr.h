@@ -42,16 +42,33 @@ static inline void gemm_out(float *c, GEMM_V r0, GEMM_V r1, size_t n, GEMM_V va,
   for (size_t j = 0; j < n; j++) c[j] = beta == 0.f ? t[j] : beta * c[j] + t[j];
 }
 
+/* C's m tile rows, fetched while the products are summed: a tile row can span two lines. */
+static inline void gemm_prefetch_c(float *c, size_t ldc, size_t m) {
+  for (size_t i = 0; i < m; i++) {
+    __builtin_prefetch(c + i * ldc, 1, 3);
+    __builtin_prefetch(c + i * ldc + GEMM_NR - 1, 1, 3);
+  }
+}
+
+/* The tile's accumulators c00 ... c51 (in scope where it is used) into C's first m rows,
+ * row by row from the registers: an array of them would go through the stack. */
+#define GEMM_TILE_OUT(c, ldc, m, n, alpha, beta)                          \
+  do {                                                                    \
+    const GEMM_V va_ = GEMM_SET1(alpha), vb_ = GEMM_SET1(beta);           \
+    if ((m) > 0) gemm_out((c), c00, c01, (n), va_, vb_, (beta));          \
+    if ((m) > 1) gemm_out((c) + (ldc), c10, c11, (n), va_, vb_, (beta));  \
+    if ((m) > 2) gemm_out((c) + 2 * (ldc), c20, c21, (n), va_, vb_, (beta)); \
+    if ((m) > 3) gemm_out((c) + 3 * (ldc), c30, c31, (n), va_, vb_, (beta)); \
+    if ((m) > 4) gemm_out((c) + 4 * (ldc), c40, c41, (n), va_, vb_, (beta)); \
+    if ((m) > 5) gemm_out((c) + 5 * (ldc), c50, c51, (n), va_, vb_, (beta)); \
+  } while (0)
+
 static void gemm_ukr(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
                      size_t n, float alpha, float beta) {
   GEMM_V c00 = GEMM_ZERO(), c01 = GEMM_ZERO(), c10 = GEMM_ZERO(), c11 = GEMM_ZERO();
   GEMM_V c20 = GEMM_ZERO(), c21 = GEMM_ZERO(), c30 = GEMM_ZERO(), c31 = GEMM_ZERO();
   GEMM_V c40 = GEMM_ZERO(), c41 = GEMM_ZERO(), c50 = GEMM_ZERO(), c51 = GEMM_ZERO();
-  /* C's rows are fetched while the products are summed: a tile row can span two lines */
-  for (size_t i = 0; i < m; i++) {
-    __builtin_prefetch(c + i * ldc, 1, 3);
-    __builtin_prefetch(c + i * ldc + GEMM_NR - 1, 1, 3);
-  }
+  gemm_prefetch_c(c, ldc, m);
 #pragma GCC unroll 4
   for (size_t p = 0; p < k; p++, a += GEMM_MR, b += GEMM_NR) {
     GEMM_V b0 = GEMM_LOAD(b), b1 = GEMM_LOAD(b + GEMM_VL), x;
@@ -63,14 +80,7 @@ static void gemm_ukr(size_t k, const float *a, const float *b, float *c, size_t 
     GEMM_ROW(4);
     GEMM_ROW(5);
   }
-  const GEMM_V va = GEMM_SET1(alpha), vb = GEMM_SET1(beta);
-  /* row by row from the registers: an array of them would go through the stack */
-  if (m > 0) gemm_out(c, c00, c01, n, va, vb, beta);
-  if (m > 1) gemm_out(c + ldc, c10, c11, n, va, vb, beta);
-  if (m > 2) gemm_out(c + 2 * ldc, c20, c21, n, va, vb, beta);
-  if (m > 3) gemm_out(c + 3 * ldc, c30, c31, n, va, vb, beta);
-  if (m > 4) gemm_out(c + 4 * ldc, c40, c41, n, va, vb, beta);
-  if (m > 5) gemm_out(c + 5 * ldc, c50, c51, n, va, vb, beta);
+  GEMM_TILE_OUT(c, ldc, m, n, alpha, beta);
 }
 
 #undef GEMM_ROW

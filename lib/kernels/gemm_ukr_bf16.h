@@ -47,10 +47,7 @@ static void gemm_bf16_ukr(size_t k2, const uint32_t *a, const uint32_t *b, float
   GEMM_V c00 = GEMM_ZERO(), c01 = GEMM_ZERO(), c10 = GEMM_ZERO(), c11 = GEMM_ZERO();
   GEMM_V c20 = GEMM_ZERO(), c21 = GEMM_ZERO(), c30 = GEMM_ZERO(), c31 = GEMM_ZERO();
   GEMM_V c40 = GEMM_ZERO(), c41 = GEMM_ZERO(), c50 = GEMM_ZERO(), c51 = GEMM_ZERO();
-  for (size_t i = 0; i < m; i++) {
-    __builtin_prefetch(c + i * ldc, 1, 3);
-    __builtin_prefetch(c + i * ldc + GEMM_NR - 1, 1, 3);
-  }
+  gemm_prefetch_c(c, ldc, m);
 #pragma GCC unroll 4
   for (size_t q = 0; q < k2; q++, a += GEMM_MR, b += GEMM_NR) {
     GEMM_BF16_P b0 = GEMM_BF16_LOAD(b), b1 = GEMM_BF16_LOAD(b + GEMM_VL), x;
@@ -62,13 +59,7 @@ static void gemm_bf16_ukr(size_t k2, const uint32_t *a, const uint32_t *b, float
     GEMM_BF16_ROW(4);
     GEMM_BF16_ROW(5);
   }
-  const GEMM_V va = GEMM_SET1(alpha), vb = GEMM_SET1(beta);
-  if (m > 0) gemm_out(c, c00, c01, n, va, vb, beta);
-  if (m > 1) gemm_out(c + ldc, c10, c11, n, va, vb, beta);
-  if (m > 2) gemm_out(c + 2 * ldc, c20, c21, n, va, vb, beta);
-  if (m > 3) gemm_out(c + 3 * ldc, c30, c31, n, va, vb, beta);
-  if (m > 4) gemm_out(c + 4 * ldc, c40, c41, n, va, vb, beta);
-  if (m > 5) gemm_out(c + 5 * ldc, c50, c51, n, va, vb, beta);
+  GEMM_TILE_OUT(c, ldc, m, n, alpha, beta);
 }
 
 #undef GEMM_BF16_ROW
