@@ -18,6 +18,7 @@
 
 #include "attnsink.h"
 #include "core/alloc.h"
+#include "simd_suite.h"
 
 enum { V = 40, B = 2, T = 8 };
 
@@ -396,19 +397,12 @@ START_TEST(config_sizes_that_overflow_are_refused) {
 }
 END_TEST
 
-int main(void) {
-  Suite *s = suite_create("reliability");
-  TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 600);
+static void add_tests(TCase *tc) {
   tcase_add_loop_test(tc, every_allocation_failure_is_reported_and_recovered, 0,
                       (int)(sizeof stages / sizeof stages[0]));
   tcase_add_test(tc, nonfinite_gradient_skips_the_step);
   tcase_add_test(tc, nonfinite_loss_is_reported);
   tcase_add_test(tc, config_sizes_that_overflow_are_refused);
-  suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+int main(void) { return run_test_case("reliability", 600, add_tests); }
