@@ -63,7 +63,7 @@ extern "C" {
 /* The one place the version is written: meson.build reads these three lines, so the
  * project, the soname (libattnsink.so.MAJOR) and pkg-config follow them. */
 #define ASINK_VERSION_MAJOR 1
-#define ASINK_VERSION_MINOR 2
+#define ASINK_VERSION_MINOR 3
 #define ASINK_VERSION_PATCH 0
 #define ASINK_VERSION_NUMBER \
   (ASINK_VERSION_MAJOR * 10000 + ASINK_VERSION_MINOR * 100 + ASINK_VERSION_PATCH)
@@ -551,15 +551,35 @@ ASINK_API const char *asink_model_weights(const asink_model *m);
  *    feature-map MLP of "kernel": "mlp").
  *  - The GEMMs read bf16 copies of the weight matrices (half the bytes). The copies are made
  *    again inside each asink_adamw_step, and at the start of a pass (forward, loss, eval
- *    loss, decode) after a create or load, and at every pass once a writable pointer to the
- *    float weights has been handed out (asink_model_param, asink_model_param_block): writes
- *    through such a pointer are then always seen.
+ *    loss, decode) after a create or load or asink_model_set_param, and at every pass once a
+ *    writable pointer to the float weights has been handed out (asink_model_param,
+ *    asink_model_param_block): writes through such a pointer are then always seen. Read with
+ *    asink_model_param_read and write with asink_model_set_param (1.3) to avoid that cost.
  * Saved checkpoints are float32 (the master weights): precision is a runtime choice, not a
  * file format. With weights=bf16 as well, the bf16 weights are the GEMMs' operands (inference
  * only, as for weights=bf16).
  */
 /* "bf16" or "fp32": the precision of m's GEMMs (the precision= option). */
 ASINK_API const char *asink_model_precision(const asink_model *m);
+
+/* ======================================== reading and setting parameters (1.3) */
+/*
+ * asink_model_param hands out a writable pointer, so a precision=bf16 model can never trust
+ * its bf16 copies again and remakes them at every pass (a decoding step included). These two
+ * calls read and write parameters without that cost.
+ */
+/* A read-only view of parameter name's float32 values (numel of them, may be NULL) in the
+ * model's storage, valid until the model is freed. Handing it out changes nothing: do not
+ * write through it (asink_model_set_param writes). ASINK_ERR_ARG naming an unknown name;
+ * ASINK_ERR_UNSUPPORTED for a parameter kept in bf16 (weights=bf16). */
+ASINK_API asink_status asink_model_param_read(const asink_model *m, const char *name,
+                                              const float **data, size_t *numel);
+/* Copies numel float32 values into parameter name; numel must be its size (ASINK_ERR_SHAPE
+ * naming both otherwise). A parameter kept in bf16 (weights=bf16) receives each value
+ * rounded to the nearest bf16 (ties to even). With precision=bf16 the bf16 copies are remade
+ * once, at the next pass. ASINK_ERR_ARG naming an unknown name. */
+ASINK_API asink_status asink_model_set_param(asink_model *m, const char *name, const float *values,
+                                             size_t numel);
 
 /* ================================================================ experimental */
 /*

@@ -7,7 +7,8 @@
  *    float GEMM on the unrounded operands;
  *  - a precision=bf16 model: the option is checked, precision=fp32 is the default's bits,
  *    AdamW keeps the bf16 copies equal to the rounded master weights, writes through
- *    asink_model_param reach the next pass, decoding agrees with the forward, and checkpoints
+ *    asink_model_param reach the next pass, asink_model_param_read leaves the copies trusted
+ *    and asink_model_set_param remakes them once, decoding agrees with the forward, and checkpoints
  *    keep the float32 master weights; with weights=bf16 too, the bf16 weights are the
  *    operands.
  * Values and gradients against PyTorch: tests/python/test_mixed_precision.py. */
@@ -280,6 +281,69 @@ START_TEST(writes_through_pointers_are_seen) {
 }
 END_TEST
 
+/* asink_model_param_read hands out no writable pointer, so the copies are not remade at every
+ * pass; asink_model_set_param's values reach the next pass (copies remade once), also into a
+ * parameter kept in bf16 (rounded); bad calls are refused naming what is wrong. */
+START_TEST(read_and_set_leave_the_copies_alone) {
+  const char *up = "model.layers.0.mlp.up_proj.weight";
+  asink_model *m, *ref;
+  ck_assert_int_eq(asink_model_create_opts(&m, config(false), 9, "precision=bf16"), ASINK_OK);
+  ck_assert_int_eq(asink_model_create_opts(&ref, config(false), 9, "precision=bf16"), ASINK_OK);
+  const int V = m->w->V;
+  int32_t tok[B * T], tgt[B * T];
+  batch(tok, tgt, 5u, V);
+  float *l0 = malloc((size_t)B * T * V * 4), *l1 = malloc((size_t)B * T * V * 4);
+  const float *r;
+  size_t n;
+  ck_assert_int_eq(asink_model_param_read(m, up, &r, &n), ASINK_OK);
+  ck_assert_int_eq(n, (size_t)m->w->F * m->w->C);
+  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
+  ck_assert_msg(!m->pointers_out && !m->copies_stale, "reading made the copies untrusted");
+  float *v = malloc(n * sizeof *v), *w;
+  for (size_t j = 0; j < n; j++) v[j] = -2.f * r[j] + 1e-3f;
+  ck_assert_int_eq(asink_model_set_param(m, up, v, n), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
+  ck_assert_msg(!m->pointers_out && !m->copies_stale, "setting made every pass remake the copies");
+  assert_copies_fresh(m, "after asink_model_set_param");
+  ck_assert_int_eq(asink_model_param(ref, up, &w, &n), ASINK_OK);
+  memcpy(w, v, n * sizeof *v);
+  ck_assert_int_eq(asink_model_forward(ref, B, T, tok, l1), ASINK_OK);
+  ck_assert_msg(!memcmp(l0, l1, (size_t)B * T * V * 4), "set values differ from written ones");
+
+  /* refusals */
+  ck_assert_int_eq(asink_model_set_param(m, up, v, n - 1), ASINK_ERR_SHAPE);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), up));
+  char want[64];
+  snprintf(want, sizeof want, "has %zu values; got %zu", n, n - 1);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), want));
+  ck_assert_int_eq(asink_model_set_param(m, "no.such.weight", v, n), ASINK_ERR_ARG);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), "no.such.weight"));
+  ck_assert_int_eq(asink_model_param_read(m, "no.such.weight", &r, &n), ASINK_ERR_ARG);
+  ck_assert_int_eq(asink_model_set_param(m, up, NULL, n), ASINK_ERR_ARG);
+  ck_assert_int_eq(asink_model_param_read(NULL, up, &r, &n), ASINK_ERR_ARG);
+  ck_assert_int_eq(asink_model_param_read(m, up, NULL, &n), ASINK_ERR_ARG);
+  asink_model_free(m), asink_model_free(ref);
+
+  /* weights=bf16: reading as floats is refused, setting rounds (as the bf16 of the values) */
+  asink_model *h, *hr;
+  ck_assert_int_eq(asink_model_create_opts(&h, config(false), 9, "weights=bf16"), ASINK_OK);
+  ck_assert_int_eq(asink_model_create_opts(&hr, config(false), 9, "weights=bf16"), ASINK_OK);
+  ck_assert_int_eq(asink_model_param_read(h, up, &r, &n), ASINK_ERR_UNSUPPORTED);
+  ck_assert_ptr_nonnull(strstr(asink_last_error(), up));
+  float *vr = malloc(n * sizeof *vr);
+  for (size_t j = 0; j < n; j++) vr[j] = asink_bf16_to_f32(asink_f32_to_bf16(v[j]));
+  ck_assert_int_eq(asink_model_set_param(h, up, v, n), ASINK_OK);
+  ck_assert_int_eq(asink_model_set_param(hr, up, vr, n), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(h, B, T, tok, l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(hr, B, T, tok, l1), ASINK_OK);
+  ck_assert(!memcmp(l0, l1, (size_t)B * T * V * 4));
+  const asink_param *p = asink_weights_find(h->w, up);
+  for (size_t j = 0; j < n; j++) ck_assert_uint_eq(p->data16[j], asink_f32_to_bf16(v[j]));
+  asink_model_free(h), asink_model_free(hr);
+  free(l0), free(l1), free(v), free(vr);
+}
+END_TEST
+
 /* Decoding (one row at a time: the skinny products, A rounded first) against the forward. */
 START_TEST(decode_agrees_with_forward) {
   asink_model *m;
@@ -381,6 +445,7 @@ static void add_tests(TCase *tc) {
   tcase_add_test(tc, options_are_checked);
   tcase_add_test(tc, adamw_keeps_copies_in_sync);
   tcase_add_test(tc, writes_through_pointers_are_seen);
+  tcase_add_test(tc, read_and_set_leave_the_copies_alone);
   tcase_add_test(tc, decode_agrees_with_forward);
   tcase_add_test(tc, checkpoints_keep_fp32);
   tcase_add_test(tc, bf16_weights_with_bf16_precision);

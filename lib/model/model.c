@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "kernels/kernels.h"
 #include "model/model_internal.h"
 
 /* ------------------------------------------------------------- lifecycle */
@@ -174,6 +175,47 @@ static asink_status lookup(asink_model *m, const char *name, bool grad, float **
   *data = grad ? asink_model_grad_of(m, p) : p->data;
   if (!grad) m->pointers_out = true;
   if (numel) *numel = p->numel;
+  return ASINK_OK;
+}
+
+/* ------------------------------------ reading and setting parameters (1.3) */
+
+/* *p = name's parameter in m; or the error naming it (fn: the calling function). */
+static asink_status named(const asink_model *m, const char *name, const void *ptr, const char *fn,
+                          asink_param **p) {
+  if (!m || !name || !ptr) return asink_fail(ASINK_ERR_ARG, "%s: NULL argument", fn);
+  *p = asink_weights_find(m->w, name);
+  if (!*p) return asink_fail(ASINK_ERR_ARG, "the model has no parameter '%s'", name);
+  return ASINK_OK;
+}
+
+asink_status asink_model_param_read(const asink_model *m, const char *name, const float **data,
+                                    size_t *numel) {
+  asink_param *p;
+  asink_status st = named(m, name, data, "asink_model_param_read", &p);
+  if (st) return st;
+  if (p->data16)
+    return asink_fail(ASINK_ERR_UNSUPPORTED,
+                      "parameter '%s' is kept in bf16 (the model was loaded with weights=bf16); "
+                      "load fp32 weights to read it as floats", name);
+  *data = p->data;
+  if (numel) *numel = p->numel;
+  return ASINK_OK;
+}
+
+asink_status asink_model_set_param(asink_model *m, const char *name, const float *values,
+                                   size_t numel) {
+  asink_param *p;
+  asink_status st = named(m, name, values, "asink_model_set_param", &p);
+  if (st) return st;
+  if (numel != p->numel)
+    return asink_fail(ASINK_ERR_SHAPE, "parameter '%s' has %zu values; got %zu", name, p->numel,
+                      numel);
+  if (p->data16)
+    for (size_t i = 0; i < numel; i++) p->data16[i] = asink_f32_to_bf16(values[i]);
+  else
+    memcpy(p->data, values, numel * sizeof(float));
+  m->copies_stale = true;
   return ASINK_OK;
 }
 

@@ -219,6 +219,9 @@ def _declare(lib):
           ctypes.POINTER(ctypes.c_size_t))
     proto("asink_model_grad", status, model_p, c_char_p, ctypes.POINTER(c_float_p),
           ctypes.POINTER(ctypes.c_size_t))
+    proto("asink_model_param_read", status, model_p, c_char_p, ctypes.POINTER(c_float_p),
+          ctypes.POINTER(ctypes.c_size_t))
+    proto("asink_model_set_param", status, model_p, c_char_p, c_float_p, ctypes.c_size_t)
     proto("asink_model_zero_grad", None, model_p)
     proto("asink_model_forward", status, model_p, c_int, c_int, c_int32_p, c_float_p)
     proto("asink_model_loss", status, model_p, c_int, c_int, c_int32_p, c_int32_p, c_float_p)

@@ -293,12 +293,16 @@ class Model(_Closable):
 
     @_locked
     def parameters(self):
-        """dict HF name -> float32 ndarray, copies of the parameters, in the library's order."""
-        return {name: self._view(lib.asink_model_param, name).copy() for name in self._shapes}
+        """dict HF name -> float32 ndarray, copies of the parameters, in the library's order.
+        Read through a read-only view (asink_model_param_read): with precision="bf16" the
+        model keeps trusting its bf16 copies."""
+        return {name: self._view(lib.asink_model_param_read, name).copy() for name in self._shapes}
 
     @_locked
     def set_parameter(self, name, array):
-        """Copy array (any float dtype, the parameter's exact shape) into parameter `name`.
+        """Copy array (any float dtype, the parameter's exact shape) into parameter `name`
+        (asink_model_set_param: a parameter kept in bf16, weights="bf16", gets the values
+        rounded to bf16; with precision="bf16" the copies are remade once, at the next pass).
         ValueError for an unknown name or a wrong shape."""
         if not isinstance(name, str):
             raise TypeError("parameter name must be a str, not %s" % type(name).__name__)
@@ -313,7 +317,9 @@ class Model(_Closable):
         if a.shape != want:
             raise ArgumentError("parameter '%s' has shape %s; got an array of shape %s"
                                 % (name, _shape(want), _shape(a.shape)), Status.ERR_SHAPE)
-        self._view(lib.asink_model_param, name)[...] = a
+        a = np.ascontiguousarray(a)
+        _check(lib.asink_model_set_param(self._h.ptr, name.encode(), _ptr(a), a.size),
+               "parameter '%s'" % name)
 
     # -- compute
 

@@ -176,6 +176,35 @@ def test_options_and_property(tmp_path):
         attnsink.Model.load(tmp_path / "ck", precision="half")
 
 
+def test_set_parameter_reaches_the_next_pass(tmp_path):
+    """parameters() reads without a writable pointer and set_parameter remakes the bf16 copies
+    once: the next forward is the one of a model loaded with those values; weights="bf16"
+    takes the values rounded to bf16."""
+    cfg = CASES["llama_gqa"]
+    tokens, _ = batch(np.random.default_rng(4))
+    name = "model.layers.0.mlp.up_proj.weight"
+    m = attnsink.Model.create(cfg, seed=5, precision="bf16")
+    before = m.forward(tokens)
+    w = m.parameters()[name]
+    m.set_parameter(name, -2 * w + 1e-3)
+    after = m.forward(tokens)
+    assert not np.array_equal(after, before)
+    m.save(tmp_path / "ck")
+    np.testing.assert_array_equal(after, attnsink.Model.load(tmp_path / "ck", precision="bf16").forward(tokens))
+    with pytest.raises(ValueError, match="shape"):
+        m.set_parameter(name, w[:-1])
+
+    h = attnsink.Model.load(tmp_path / "ck", weights="bf16")
+    hr = attnsink.Model.load(tmp_path / "ck", weights="bf16")
+    v = (3 * w + 1e-3).astype(np.float32)
+    rounded = (((v.view(np.uint32).astype(np.uint64) + 0x7FFF + ((v.view(np.uint32) >> 16) & 1))
+                >> 16) << 16).astype(np.uint32).view(np.float32)
+    h.set_parameter(name, v)
+    hr.set_parameter(name, rounded)
+    np.testing.assert_array_equal(h.forward(tokens), hr.forward(tokens))
+    assert not np.array_equal(h.forward(tokens), after)
+
+
 def _study_config():
     """The `attnsink train` defaults' model (examples/attnsink/train.c train_defaults):
     byte-level with BOS, 4 layers of width 64, 4 heads, SwiGLU of 128, context 128."""
