@@ -42,12 +42,14 @@ void decode_model_info(const asink_model *m, decode_model *dm) {
 
 void decode_threads(asink_model *m, const cli_opts *o) {
   if (o->threads || getenv("ASINK_NUM_THREADS")) return;
+  /* counted from the shapes: no pointer into the weights (those kept in bf16 have none) */
   size_t n = 0;
   for (int i = 0; i < asink_model_param_count(m); i++) {
-    const char *name;
-    float *data;
-    size_t numel;
-    if (asink_model_param_info(m, i, &name, NULL, NULL) || asink_model_param(m, name, &data, &numel)) return;
+    int ndim;
+    int64_t shape[4];
+    if (asink_model_param_info(m, i, NULL, &ndim, shape)) return;
+    size_t numel = 1;
+    for (int d = 0; d < ndim; d++) numel *= (size_t)shape[d];
     n += numel;
   }
   if (n < DECODE_ONE_THREAD_PARAMS) asink_set_num_threads(1);
