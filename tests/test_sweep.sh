@@ -281,6 +281,55 @@ rc=$?
   ok "sweep continued: every run resumed, the same weights as the sweep that never stopped" ||
   bad "sweep continued" sweep4.out
 
+# stop_parent NAME OUT COMMAND...: runs COMMAND in the background (its output in OUT), waits
+# until each of its two runs has trained past step 1 (NAME_RUNS: their directories), then
+# sends SIGINT to the parent process alone (as `kill -INT PID` does, not a terminal's Ctrl-C)
+# and waits up to 60 s for it to end. Sets rc (124: it did not end).
+stop_parent() {
+  local out=$1 dirs=$2
+  shift 2
+  setsid "$@" >"$out" 2>&1 & # its own process group: the runs can be killed with it
+  local pid=$! t=0 d n
+  while [ $t -lt 600 ]; do
+    n=0
+    for d in $dirs; do grep -q '"step"' "$d/metrics.jsonl" 2>/dev/null && n=$((n + 1)); done
+    [ $n -eq 2 ] && break
+    sleep 0.1
+    t=$((t + 1))
+  done
+  kill -INT $pid
+  t=0
+  while kill -0 $pid 2>/dev/null && [ $t -lt 600 ]; do sleep 0.1; t=$((t + 1)); done
+  if kill -0 $pid 2>/dev/null; then
+    kill -KILL -- -$pid
+    rc=124
+  else
+    wait $pid
+    rc=$?
+  fi
+}
+# each run stopped and saved: a checkpoint before the last step
+stopped_midway() {
+  "$PY" -c '
+import json, sys
+for d in sys.argv[1:]:
+    s = json.load(open(d + "/train_state.json"))
+    assert 0 < s["step"] < 100000, (d, s["step"])
+' "$@"
+}
+printf '{"settings": {"corpus": "corpus.txt", "layers": 1, "dim": 16, "heads": 2, "context": 16, "batch": 4,
+ "steps": 100000, "eval_every": 1},
+ "runs": [{"name": "a"}, {"name": "b", "attn": "sigmoid"}]}' >p_long.json
+stop_parent stop_sweep.out "sw_stop/a sw_stop/b" "$A" sweep p_long.json --out sw_stop --jobs 2
+[ $rc -eq 0 ] && grep -q "sweep interrupted" stop_sweep.out && stopped_midway sw_stop/a sw_stop/b &&
+  ok "sweep: SIGINT to the sweep alone stops its runs, each saved" ||
+  bad "sweep: SIGINT to the sweep alone stops its runs (rc=$rc)" stop_sweep.out
+stop_parent stop_study.out "st_stop/softmax st_stop/sigmoid" "$A" study "${TOY[@]}" --steps 100000 --eval-every 1 \
+  --minutes 30 --out st_stop
+[ $rc -ne 124 ] && stopped_midway st_stop/softmax st_stop/sigmoid &&
+  ok "study: SIGINT to the study alone stops its runs, each saved" ||
+  bad "study: SIGINT to the study alone stops its runs (rc=$rc)" stop_study.out
+
 # a sink token is position 0 of the probe: Sink_* is its Sink, Sink_1 the first text token's
 printf '{"settings": {"corpus": "corpus.txt", "layers": 1, "dim": 16, "heads": 2, "context": 16, "batch": 4, "steps": 2},
  "runs": [{"name": "token", "sink_token": true}]}' >p_tok.json

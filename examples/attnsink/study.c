@@ -391,12 +391,19 @@ static int train_children(const cli_opts *o, study_runs *sr, int64_t target) {
     /* now: a line still buffered at the next fork would be printed again by that child */
     fflush(stdout);
   }
+  /* a stop asked of the study goes on to its runs, which save and report as interrupted */
+  bool forwarded = false;
   for (int i = 0; i < sr->n; i++) {
     if (!pid[i]) continue;
-    ssize_t got = read(fd[i], &sr->r[i].res, sizeof sr->r[i].res);
+    ssize_t got;
+    do {
+      train_forward_stop(pid, sr->n, &forwarded);
+      got = read(fd[i], &sr->r[i].res, sizeof sr->r[i].res);
+    } while (got < 0 && errno == EINTR);
     close(fd[i]);
     int status = 0;
-    waitpid(pid[i], &status, 0);
+    while (waitpid(pid[i], &status, 0) < 0 && errno == EINTR) train_forward_stop(pid, sr->n, &forwarded);
+    pid[i] = 0; /* reaped: its number may be another process's now */
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : CLI_FAIL;
     if (code != CLI_OK || got != (ssize_t)sizeof sr->r[i].res) rc = code != CLI_OK ? code : CLI_FAIL;
   }

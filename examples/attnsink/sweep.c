@@ -320,7 +320,8 @@ static pid_t launch(sweep_run *r) {
 static int train_all(sweep *sw, int jobs) {
   pid_t *pid = xcalloc((size_t)sw->n, sizeof(pid_t));
   int running = 0, next = 0, rc = CLI_OK;
-  bool stop = false; /* no more processes can be made */
+  bool stop = false;      /* no more processes can be made */
+  bool forwarded = false; /* a stop asked of the sweep went on to its runs */
   for (;;) {
     while (running < jobs && next < sw->n && !stop && !train_interrupted()) {
       sweep_run *r = &sw->runs[next++];
@@ -340,10 +341,11 @@ static int train_all(sweep *sw, int jobs) {
       running++;
     }
     if (!running) break;
+    train_forward_stop(pid, sw->n, &forwarded);
     int status;
     pid_t got = waitpid(-1, &status, 0);
     if (got < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) continue; /* a signal: forwarded at the top of the loop */
       break;
     }
     for (int i = 0; i < sw->n; i++)

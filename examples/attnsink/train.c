@@ -77,6 +77,13 @@ void train_install_signals(void) {
 
 bool train_interrupted(void) { return g_stop != 0; }
 
+void train_forward_stop(const pid_t *pid, int n, bool *forwarded) {
+  if (*forwarded || !train_interrupted()) return;
+  *forwarded = true;
+  for (int i = 0; i < n; i++)
+    if (pid[i] > 0) kill(pid[i], SIGTERM);
+}
+
 /* ------------------------------------------------------------------ settings */
 
 int train_ffn_dim(const cli_opts *o) { return o->ffn_dim > 0 ? o->ffn_dim : 2 * o->dim; }

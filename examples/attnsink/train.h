@@ -4,6 +4,7 @@
 #define ATTNSINK_CLI_TRAIN_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -87,6 +88,12 @@ void train_remove_run(const char *dir);
 /* Ctrl-C (SIGINT) and SIGTERM set a flag the loops poll; a second Ctrl-C kills. */
 void train_install_signals(void);
 bool train_interrupted(void);
+/* A parent of runs (sweep, study): once it was asked to stop (train_interrupted), sends SIGTERM
+ * to each of the n children in pid that is still running (pid[i] > 0), the first time only
+ * (*forwarded), so they stop and save as on a terminal's Ctrl-C even when the signal reached
+ * the parent alone (kill PID). SIGTERM, not SIGINT: after a terminal's Ctrl-C, which reached
+ * the children too, their SIGINT is back to its default and would kill them unsaved. */
+void train_forward_stop(const pid_t *pid, int n, bool *forwarded);
 
 /* Wall-clock seconds from a monotonic clock. */
 double now_seconds(void);
