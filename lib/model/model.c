@@ -164,22 +164,6 @@ asink_status asink_model_param_info(const asink_model *m, int i, const char **na
   return ASINK_OK;
 }
 
-static asink_status lookup(asink_model *m, const char *name, bool grad, float **data, size_t *numel) {
-  if (!m || !name || !data) return asink_fail(ASINK_ERR_ARG, "asink_model_param/grad: NULL argument");
-  asink_param *p = asink_weights_find(m->w, name);
-  if (!p) return asink_fail(ASINK_ERR_ARG, "the model has no parameter '%s'", name);
-  if (p->data16)
-    return asink_fail(ASINK_ERR_UNSUPPORTED,
-                      "parameter '%s' is kept in bf16 (the model was loaded with weights=bf16); "
-                      "load fp32 weights to read or change it as floats", name);
-  *data = grad ? asink_model_grad_of(m, p) : p->data;
-  if (!grad) m->pointers_out = true;
-  if (numel) *numel = p->numel;
-  return ASINK_OK;
-}
-
-/* ------------------------------------ reading and setting parameters (1.3) */
-
 /* *p = name's parameter in m; or the error naming it (fn: the calling function). */
 static asink_status named(const asink_model *m, const char *name, const void *ptr, const char *fn,
                           asink_param **p) {
@@ -189,15 +173,34 @@ static asink_status named(const asink_model *m, const char *name, const void *pt
   return ASINK_OK;
 }
 
+/* named, for a parameter held in float: one kept in bf16 (weights=bf16) has no float array. */
+static asink_status named_float(const asink_model *m, const char *name, const void *ptr,
+                                const char *fn, asink_param **p) {
+  asink_status st = named(m, name, ptr, fn, p);
+  if (!st && (*p)->data16)
+    return asink_fail(ASINK_ERR_UNSUPPORTED,
+                      "parameter '%s' is kept in bf16 (the model was loaded with weights=bf16); "
+                      "load fp32 weights to read or change it as floats", name);
+  return st;
+}
+
+static asink_status lookup(asink_model *m, const char *name, bool grad, float **data, size_t *numel) {
+  asink_param *p;
+  asink_status st = named_float(m, name, data, "asink_model_param/grad", &p);
+  if (st) return st;
+  *data = grad ? asink_model_grad_of(m, p) : p->data;
+  if (!grad) m->pointers_out = true;
+  if (numel) *numel = p->numel;
+  return ASINK_OK;
+}
+
+/* ------------------------------------ reading and setting parameters (1.3) */
+
 asink_status asink_model_param_read(const asink_model *m, const char *name, const float **data,
                                     size_t *numel) {
   asink_param *p;
-  asink_status st = named(m, name, data, "asink_model_param_read", &p);
+  asink_status st = named_float(m, name, data, "asink_model_param_read", &p);
   if (st) return st;
-  if (p->data16)
-    return asink_fail(ASINK_ERR_UNSUPPORTED,
-                      "parameter '%s' is kept in bf16 (the model was loaded with weights=bf16); "
-                      "load fp32 weights to read it as floats", name);
   *data = p->data;
   if (numel) *numel = p->numel;
   return ASINK_OK;
