@@ -50,6 +50,13 @@ static inline void gemm_prefetch_c(float *c, size_t ldc, size_t m) {
   }
 }
 
+/* The tile's accumulators c00 ... c51, two vectors per row of 6, declared zero: the names
+ * GEMM_TILE_OUT reads. */
+#define GEMM_TILE_ZERO                                                                   \
+  GEMM_V c00 = GEMM_ZERO(), c01 = GEMM_ZERO(), c10 = GEMM_ZERO(), c11 = GEMM_ZERO(),   \
+         c20 = GEMM_ZERO(), c21 = GEMM_ZERO(), c30 = GEMM_ZERO(), c31 = GEMM_ZERO(),   \
+         c40 = GEMM_ZERO(), c41 = GEMM_ZERO(), c50 = GEMM_ZERO(), c51 = GEMM_ZERO()
+
 /* The tile's accumulators c00 ... c51 (in scope where it is used) into C's first m rows,
  * row by row from the registers: an array of them would go through the stack. */
 #define GEMM_TILE_OUT(c, ldc, m, n, alpha, beta)                          \
@@ -65,9 +72,7 @@ static inline void gemm_prefetch_c(float *c, size_t ldc, size_t m) {
 
 static void gemm_ukr(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
                      size_t n, float alpha, float beta) {
-  GEMM_V c00 = GEMM_ZERO(), c01 = GEMM_ZERO(), c10 = GEMM_ZERO(), c11 = GEMM_ZERO();
-  GEMM_V c20 = GEMM_ZERO(), c21 = GEMM_ZERO(), c30 = GEMM_ZERO(), c31 = GEMM_ZERO();
-  GEMM_V c40 = GEMM_ZERO(), c41 = GEMM_ZERO(), c50 = GEMM_ZERO(), c51 = GEMM_ZERO();
+  GEMM_TILE_ZERO;
   gemm_prefetch_c(c, ldc, m);
 #pragma GCC unroll 4
   for (size_t p = 0; p < k; p++, a += GEMM_MR, b += GEMM_NR) {

@@ -44,9 +44,7 @@ static inline uint32_t gemm_bf16_pair(uint16_t even, uint16_t odd) {
 /* C[i ldc + j] = alpha sum_q (a.b pair products) + beta C, i < m, j < n; k2 pairs. */
 static void gemm_bf16_ukr(size_t k2, const uint32_t *a, const uint32_t *b, float *c, size_t ldc,
                           size_t m, size_t n, float alpha, float beta) {
-  GEMM_V c00 = GEMM_ZERO(), c01 = GEMM_ZERO(), c10 = GEMM_ZERO(), c11 = GEMM_ZERO();
-  GEMM_V c20 = GEMM_ZERO(), c21 = GEMM_ZERO(), c30 = GEMM_ZERO(), c31 = GEMM_ZERO();
-  GEMM_V c40 = GEMM_ZERO(), c41 = GEMM_ZERO(), c50 = GEMM_ZERO(), c51 = GEMM_ZERO();
+  GEMM_TILE_ZERO;
   gemm_prefetch_c(c, ldc, m);
 #pragma GCC unroll 4
   for (size_t q = 0; q < k2; q++, a += GEMM_MR, b += GEMM_NR) {
