@@ -249,35 +249,57 @@ START_TEST(adamw_keeps_copies_in_sync) {
 }
 END_TEST
 
+/* Two models of the same seed and options, one to change and one to compare with, a batch
+ * for them and room for each one's logits. */
+typedef struct {
+  asink_model *m, *ref;
+  int V;
+  int32_t tok[B * T], tgt[B * T];
+  float *l0, *l1;
+} twins;
+
+static void twins_make(twins *t, bool tied, const char *opts, unsigned batch_seed) {
+  ck_assert_int_eq(asink_model_create_opts(&t->m, config(tied), 9, opts), ASINK_OK);
+  ck_assert_int_eq(asink_model_create_opts(&t->ref, config(tied), 9, opts), ASINK_OK);
+  t->V = t->m->w->V;
+  batch(t->tok, t->tgt, batch_seed, t->V);
+  t->l0 = malloc((size_t)B * T * t->V * 4), t->l1 = malloc((size_t)B * T * t->V * 4);
+}
+
+/* Whether the two models' forwards give the same logits, bit for bit. */
+static bool twins_agree(twins *t) {
+  ck_assert_int_eq(asink_model_forward(t->m, B, T, t->tok, t->l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(t->ref, B, T, t->tok, t->l1), ASINK_OK);
+  return !memcmp(t->l0, t->l1, (size_t)B * T * t->V * 4);
+}
+
+static void twins_free(twins *t) {
+  asink_model_free(t->m), asink_model_free(t->ref);
+  free(t->l0), free(t->l1);
+}
+
 /* A write through a pointer from asink_model_param reaches the next pass, even one made
  * after a pass that already refreshed the copies. */
 START_TEST(writes_through_pointers_are_seen) {
-  asink_model *m, *ref;
-  ck_assert_int_eq(asink_model_create_opts(&m, config(true), 9, "precision=bf16"), ASINK_OK);
-  ck_assert_int_eq(asink_model_create_opts(&ref, config(true), 9, "precision=bf16"), ASINK_OK);
-  const int V = m->w->V;
-  int32_t tok[B * T], tgt[B * T];
-  batch(tok, tgt, 7u, V);
-  float *l0 = malloc((size_t)B * T * V * 4), *l1 = malloc((size_t)B * T * V * 4);
+  twins t;
+  twins_make(&t, true, "precision=bf16", 7u);
+  asink_model *m = t.m;
   float *w, *wr;
   size_t n;
   ck_assert_int_eq(asink_model_param(m, "model.layers.0.mlp.up_proj.weight", &w, &n), ASINK_OK);
-  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(m, B, T, t.tok, t.l0), ASINK_OK);
   for (size_t j = 0; j < n; j++) w[j] *= -2.f; /* after the pass: no API call in between */
-  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
-  ck_assert_int_eq(asink_model_param(ref, "model.layers.0.mlp.up_proj.weight", &wr, &n), ASINK_OK);
+  ck_assert_int_eq(asink_model_param(t.ref, "model.layers.0.mlp.up_proj.weight", &wr, &n), ASINK_OK);
   memcpy(wr, w, n * sizeof *w);
-  ck_assert_int_eq(asink_model_forward(ref, B, T, tok, l1), ASINK_OK);
-  ck_assert(!memcmp(l0, l1, (size_t)B * T * V * 4));
+  ck_assert(twins_agree(&t));
   assert_copies_fresh(m, "after a write through a pointer");
   /* the tied embedding: its copy is the head's */
   float *e;
   ck_assert_int_eq(asink_model_param_block(m, &e, &n), ASINK_OK);
   e[0] += 1.f;
-  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(m, B, T, t.tok, t.l0), ASINK_OK);
   assert_copies_fresh(m, "after a write into the block");
-  free(l0), free(l1);
-  asink_model_free(m), asink_model_free(ref);
+  twins_free(&t);
 }
 END_TEST
 
@@ -286,29 +308,24 @@ END_TEST
  * parameter kept in bf16 (rounded); bad calls are refused naming what is wrong. */
 START_TEST(read_and_set_leave_the_copies_alone) {
   const char *up = "model.layers.0.mlp.up_proj.weight";
-  asink_model *m, *ref;
-  ck_assert_int_eq(asink_model_create_opts(&m, config(false), 9, "precision=bf16"), ASINK_OK);
-  ck_assert_int_eq(asink_model_create_opts(&ref, config(false), 9, "precision=bf16"), ASINK_OK);
-  const int V = m->w->V;
-  int32_t tok[B * T], tgt[B * T];
-  batch(tok, tgt, 5u, V);
-  float *l0 = malloc((size_t)B * T * V * 4), *l1 = malloc((size_t)B * T * V * 4);
+  twins t;
+  twins_make(&t, false, "precision=bf16", 5u);
+  asink_model *m = t.m;
   const float *r;
   size_t n;
   ck_assert_int_eq(asink_model_param_read(m, up, &r, &n), ASINK_OK);
   ck_assert_int_eq(n, (size_t)m->w->F * m->w->C);
-  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(m, B, T, t.tok, t.l0), ASINK_OK);
   ck_assert_msg(!m->pointers_out && !m->copies_stale, "reading made the copies untrusted");
   float *v = malloc(n * sizeof *v), *w;
   for (size_t j = 0; j < n; j++) v[j] = -2.f * r[j] + 1e-3f;
   ck_assert_int_eq(asink_model_set_param(m, up, v, n), ASINK_OK);
-  ck_assert_int_eq(asink_model_forward(m, B, T, tok, l0), ASINK_OK);
+  ck_assert_int_eq(asink_model_forward(m, B, T, t.tok, t.l0), ASINK_OK);
   ck_assert_msg(!m->pointers_out && !m->copies_stale, "setting made every pass remake the copies");
   assert_copies_fresh(m, "after asink_model_set_param");
-  ck_assert_int_eq(asink_model_param(ref, up, &w, &n), ASINK_OK);
+  ck_assert_int_eq(asink_model_param(t.ref, up, &w, &n), ASINK_OK);
   memcpy(w, v, n * sizeof *v);
-  ck_assert_int_eq(asink_model_forward(ref, B, T, tok, l1), ASINK_OK);
-  ck_assert_msg(!memcmp(l0, l1, (size_t)B * T * V * 4), "set values differ from written ones");
+  ck_assert_msg(twins_agree(&t), "set values differ from written ones");
 
   /* refusals */
   ck_assert_int_eq(asink_model_set_param(m, up, v, n - 1), ASINK_ERR_SHAPE);
@@ -322,25 +339,22 @@ START_TEST(read_and_set_leave_the_copies_alone) {
   ck_assert_int_eq(asink_model_set_param(m, up, NULL, n), ASINK_ERR_ARG);
   ck_assert_int_eq(asink_model_param_read(NULL, up, &r, &n), ASINK_ERR_ARG);
   ck_assert_int_eq(asink_model_param_read(m, up, NULL, &n), ASINK_ERR_ARG);
-  asink_model_free(m), asink_model_free(ref);
+  twins_free(&t);
 
   /* weights=bf16: reading as floats is refused, setting rounds (as the bf16 of the values) */
-  asink_model *h, *hr;
-  ck_assert_int_eq(asink_model_create_opts(&h, config(false), 9, "weights=bf16"), ASINK_OK);
-  ck_assert_int_eq(asink_model_create_opts(&hr, config(false), 9, "weights=bf16"), ASINK_OK);
-  ck_assert_int_eq(asink_model_param_read(h, up, &r, &n), ASINK_ERR_UNSUPPORTED);
+  twins h;
+  twins_make(&h, false, "weights=bf16", 5u);
+  ck_assert_int_eq(asink_model_param_read(h.m, up, &r, &n), ASINK_ERR_UNSUPPORTED);
   ck_assert_ptr_nonnull(strstr(asink_last_error(), up));
   float *vr = malloc(n * sizeof *vr);
   for (size_t j = 0; j < n; j++) vr[j] = asink_bf16_to_f32(asink_f32_to_bf16(v[j]));
-  ck_assert_int_eq(asink_model_set_param(h, up, v, n), ASINK_OK);
-  ck_assert_int_eq(asink_model_set_param(hr, up, vr, n), ASINK_OK);
-  ck_assert_int_eq(asink_model_forward(h, B, T, tok, l0), ASINK_OK);
-  ck_assert_int_eq(asink_model_forward(hr, B, T, tok, l1), ASINK_OK);
-  ck_assert(!memcmp(l0, l1, (size_t)B * T * V * 4));
-  const asink_param *p = asink_weights_find(h->w, up);
+  ck_assert_int_eq(asink_model_set_param(h.m, up, v, n), ASINK_OK);
+  ck_assert_int_eq(asink_model_set_param(h.ref, up, vr, n), ASINK_OK);
+  ck_assert(twins_agree(&h));
+  const asink_param *p = asink_weights_find(h.m->w, up);
   for (size_t j = 0; j < n; j++) ck_assert_uint_eq(p->data16[j], asink_f32_to_bf16(v[j]));
-  asink_model_free(h), asink_model_free(hr);
-  free(l0), free(l1), free(v), free(vr);
+  twins_free(&h);
+  free(v), free(vr);
 }
 END_TEST
 
