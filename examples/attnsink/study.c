@@ -402,7 +402,8 @@ static int train_children(const cli_opts *o, study_runs *sr, int64_t target) {
     } while (got < 0 && errno == EINTR);
     close(fd[i]);
     int status = 0;
-    while (waitpid(pid[i], &status, 0) < 0 && errno == EINTR) train_forward_stop(pid, sr->n, &forwarded);
+    while (waitpid(pid[i], &status, 0) < 0 && errno == EINTR)
+      train_forward_stop(pid, sr->n, &forwarded);
     pid[i] = 0; /* reaped: its number may be another process's now */
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : CLI_FAIL;
     if (code != CLI_OK || got != (ssize_t)sizeof sr->r[i].res) rc = code != CLI_OK ? code : CLI_FAIL;
