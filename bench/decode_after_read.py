@@ -4,6 +4,9 @@ library that hands out a writable pointer for that read must remake the bf16 wei
 every decoding step afterwards.
 
     PYTHONPATH=python /usr/bin/python3 bench/decode_after_read.py LABEL
+
+To compare builds, run it once per build with that build's binding and library, e.g.
+PYTHONPATH=OLD/python ATTNSINK_LIB=OLD/build/libattnsink.so.1.2.0 ... old.
 """
 import sys, time
 import numpy as np
