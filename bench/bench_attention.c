@@ -1,12 +1,13 @@
 /* Attention benchmark: one JSON line per case.
  *   bench_attention [--threads N] [--reps R] [--T 256,1024,4096] [--ops softmax,sigmoid]
- *                   [--B 1] [--H 8] [--D 64]
+ *                   [--B 1] [--H 8] [--D 64] [--modes fwd,fwdbwd]
  * FLOPs count the visible (causal) part only: forward 4*D per visible (query, key)
  * pair (q.k and A.v), backward 8*D (dP, dS.K, dS^T.Q, A^T.dO; the recomputation of
  * the scores is not counted), so fwdbwd = 12*D per pair. The roof is BLIS sgemm
  * 1024^3 measured in the same run with the same thread count; paired_roof_fraction is
  * the median over the timed runs of (run's GFLOP/s) / (a 1024^3 GEMM's right after it),
  * which this machine's drifting speed disturbs less. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ static void fill(float *x, size_t n, unsigned seed) {
 int main(int argc, char **argv) {
   int threads = 0, reps = 5, B = 1, H = 8, D = 64;
   bench_ints Ts = {3, {256, 1024, 4096}};
-  const char *ops = "softmax,sigmoid";
+  const char *ops = "softmax,sigmoid", *modes = "fwd,fwdbwd";
   const bench_arg args[] = {
       {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
       {"--reps", "R", BENCH_ARG_INT, &reps, 1, 0, "timed runs per case, after one untimed"},
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
       {"--B", "N", BENCH_ARG_INT, &B, 1, 0, "batch"},
       {"--H", "N", BENCH_ARG_INT, &H, 1, 0, "heads"},
       {"--D", "N", BENCH_ARG_INT, &D, 1, 0, "head dimension"},
+      {"--modes", "LIST", BENCH_ARG_STRING, &modes, 0, 0, "fwd, fwdbwd or both, comma-separated"},
   };
   int rc = bench_args_parse(argc, argv,
                             "Causal attention forward and forward+backward, one JSON line per "
@@ -41,6 +43,18 @@ int main(int argc, char **argv) {
                             "(docs/performance.md).",
                             args, BENCH_NARGS(args));
   if (rc != BENCH_ARGS_GO) return rc;
+  bool run_mode[2] = {false, false};
+  for (const char *m = modes;;) {
+    size_t len = strcspn(m, ",");
+    if (len == 3 && !strncmp(m, "fwd", 3)) run_mode[0] = true;
+    else if (len == 6 && !strncmp(m, "fwdbwd", 6)) run_mode[1] = true;
+    else {
+      fprintf(stderr, "bench_attention: --modes: unknown mode '%.*s' (fwd, fwdbwd)\n", (int)len, m);
+      return 2;
+    }
+    if (!m[len]) break;
+    m += len + 1;
+  }
   char oplist[256], check[256];
   if (strlen(ops) >= sizeof oplist) {
     fprintf(stderr, "bench_attention: --ops is longer than %zu characters\n", sizeof oplist - 1);
@@ -88,6 +102,7 @@ int main(int argc, char **argv) {
       double r2 = bench_sgemm_roof(threads);
       if (r2 > roof) roof = r2;
       for (int mode = 0; mode < 2 && nres < MAX_CASES; mode++) {
+        if (!run_mode[mode]) continue;
         double best = 1e30, ratio[64];
         double flops = visible * D * (mode ? 12.0 : 4.0);
         int nr = 0;

@@ -111,6 +111,8 @@ a=$(prog bench_attention)
 if [[ -n "$a" ]]; then
   expect_error "$a" "a malformed list" "^bench_attention: --T takes a comma-separated list of whole numbers, got '' in '256,,1024'" --T 256,,1024
   expect_error "$a" "an unknown attention spec" "^bench_attention: --ops: .*nosuch" --ops softmax,nosuch
+  expect_error "$a" "an unknown mode" "^bench_attention: --modes: unknown mode 'bwd' \\(fwd, fwdbwd\\)" --modes fwd,bwd
+  expect_error "$a" "an empty mode" "^bench_attention: --modes: unknown mode '' \\(fwd, fwdbwd\\)" --modes fwd,
 fi
 for n in bench_train bench_decode; do
   t=$(prog $n)

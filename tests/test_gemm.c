@@ -220,6 +220,68 @@ START_TEST(band_skips_only_zero_or_unwanted_work) {
 }
 END_TEST
 
+/* A B packed once (asink_sgemm_pack_b) and read at a column or k offset gives the bits
+ * of packing it at each product: the attention reads its keys and values so, a block of
+ * queries at a time. Offsets at and off panel boundaries, partial last panels, k across
+ * the kc blocks, with a band and without, 1 and 2 threads. */
+typedef struct {
+  const int *klo, *khi, *clo, *chi; /* per C row: k range [klo, khi), wanted columns */
+} stair;
+
+static void stair_krange(const void *ctx, int r0, int r1, int *k0, int *k1) {
+  const stair *s = ctx;
+  *k0 = s->klo[r0], *k1 = s->khi[r1];
+}
+
+static bool stair_wanted(const void *ctx, int r0, int r1, int c0, int c1) {
+  const stair *s = ctx;
+  return s->clo[r0] <= c1 && s->chi[r1] >= c0;
+}
+
+START_TEST(prepacked_b_gives_the_same_bits) {
+  asink_sgemm_force_driver(1);
+  const int NR = asink_sgemm_panel_width();
+  /* full B: nfull columns x kfull; the product reads n columns from j0, k steps from p0 */
+  const int cases[][6] = {
+      /* m, n, k, j0, p0, transb */
+      {37, 50, 64, 0, 0, 1},    {37, 50, 64, NR, 0, 1},   {6, 3 * NR + 5, 20, 2 * NR, 0, 1},
+      {100, 20, 300, 0, 0, 0},  {100, 20, 300, 0, 77, 0}, {13, 64, 513, 0, 190, 0},
+      {256, 64, 1024, 0, 0, 0}, {200, 33, 9, NR, 3, 1},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+    for (int banded = 0; banded < 2; banded++)
+      for (int threads = 1; threads <= 2; threads++) {
+        int m = cases[c][0], n = cases[c][1], k = cases[c][2], j0 = cases[c][3], p0 = cases[c][4];
+        bool tb = cases[c][5];
+        int nfull = j0 + n + 7, kfull = p0 + k + 5, ldb = tb ? kfull + 3 : nfull + 3;
+        float *A = rand_matrix((size_t)m * k), *B = rand_matrix((size_t)(tb ? nfull : kfull) * ldb);
+        float *C0 = rand_matrix((size_t)m * n), *C1 = malloc((size_t)m * n * sizeof *C1);
+        memcpy(C1, C0, (size_t)m * n * sizeof *C1);
+        float *packed = malloc(asink_sgemm_packed_floats(nfull, kfull) * sizeof *packed);
+        asink_sgemm_pack_b(tb, nfull, kfull, B, ldb, packed);
+        const float *Bsub = tb ? B + (size_t)j0 * ldb + p0 : B + (size_t)p0 * ldb + j0;
+        int *klo = malloc(sizeof(int) * (size_t)m), *khi = malloc(sizeof(int) * (size_t)m);
+        int *clo = malloc(sizeof(int) * (size_t)m), *chi = malloc(sizeof(int) * (size_t)m);
+        for (int i = 0; i < m; i++) { /* a causal-like staircase */
+          klo[i] = i * k / (2 * m), khi[i] = k / 2 + i * k / (2 * m);
+          clo[i] = i * n / (2 * m), chi[i] = n / 2 + i * n / (2 * m);
+        }
+        stair st = {klo, khi, clo, chi};
+        asink_gemm_band band = {stair_krange, stair_wanted, &st};
+        const asink_gemm_band *bp = banded ? &band : NULL;
+        asink_gemm_prepacked pre = {packed, kfull, j0, p0};
+        asink_sgemm_band(false, tb, m, n, k, 0.5f, A, k, Bsub, ldb, 0.25f, C0, n, threads, bp);
+        asink_sgemm_band_pre(false, tb, m, n, k, 0.5f, A, k, Bsub, ldb, 0.25f, C1, n, threads, bp,
+                             &pre);
+        ck_assert_msg(!memcmp(C0, C1, (size_t)m * n * sizeof *C0),
+                      "case %zu banded %d threads %d: prepacked B differs", c, banded, threads);
+        free(A), free(B), free(C0), free(C1), free(packed), free(klo), free(khi), free(clo),
+            free(chi);
+      }
+  asink_sgemm_force_driver(-1);
+}
+END_TEST
+
 /* The tables this build has and this CPU runs (another would stop on SIGILL). */
 static int runnable_tables(const asink_kernels *out[3]) {
   int n = 0;
@@ -369,6 +431,7 @@ static void add_tests(TCase *tc) {
   tcase_add_test(tc, alpha_zero_and_k_zero_scale_c);
   tcase_add_test(tc, few_rows_against_a_large_matrix);
   tcase_add_test(tc, band_skips_only_zero_or_unwanted_work);
+  tcase_add_test(tc, prepacked_b_gives_the_same_bits);
 }
 
 int main(void) { return run_simd_suite("gemm", add_tests); }

@@ -6,6 +6,9 @@
  * are summed from the same rows, and a second GEMM applies the map to the values.
  * Every row sees one contiguous interval of keys, so masking is a matter of where a
  * row starts and ends; whole invisible blocks are never computed.
+ * A head's keys and values are packed for the GEMM once, not once per block: at
+ * T = 4096 a block of 256 queries would otherwise pack on average half the head's keys
+ * and values again, about as much as its map.
  *
  * Backward recomputes the map from the saved row statistics, as FlashAttention does,
  * so no T x T map is ever stored. dk, dv and parameter gradients are accumulated in
@@ -35,17 +38,32 @@ const attn_base *asink_attn_base_of(asink_base b) {
 
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
+  /* the head's keys and values packed once for all its blocks (asink_sgemm_pack_b):
+   * as B with keys for columns (kt: scores; vt: dP) and with keys for k (v: outputs;
+   * k: dQ) */
+  float *kt, *vt, *v, *k;
   float *S, *dP, *dOs, *sv, *pv, *dsv, *mul;
   int *band; /* 2 bq: the visible keys of the block's rows (block_plan) */
 } scratch;
 
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static size_t keys_as_columns(int T, int D) { return round16(asink_sgemm_packed_floats(T, D)); }
+static size_t keys_as_k(int T, int D) { return round16(asink_sgemm_packed_floats(D, T)); }
+
+/* A multiple of 16 floats, so every thread's panels start on a cache line. */
 static size_t scratch_floats(int bq, int T, int D) {
-  return (size_t)2 * bq * (size_t)T + (size_t)bq * D + 6 * (size_t)bq + 64;
+  return round16(2 * keys_as_columns(T, D) + 2 * keys_as_k(T, D) + (size_t)2 * bq * (size_t)T +
+                 (size_t)bq * D + 6 * (size_t)bq + 64);
 }
 
 static scratch carve(float *base, int bq, int T, int D) {
   scratch s;
-  s.S = base;
+  s.kt = base;
+  s.vt = s.kt + keys_as_columns(T, D);
+  s.v = s.vt + keys_as_columns(T, D);
+  s.k = s.v + keys_as_k(T, D);
+  s.S = s.k + keys_as_k(T, D);
   s.dP = s.S + (size_t)bq * T;
   s.dOs = s.dP + (size_t)bq * T;
   s.sv = s.dOs + (size_t)bq * D;
@@ -56,13 +74,49 @@ static scratch carve(float *base, int bq, int T, int D) {
   return s;
 }
 
+/* The head's operands packed once, or NULL where a head is one block (nothing to
+ * share) or BLIS's driver runs (it packs its own). */
+typedef struct {
+  asink_gemm_prepacked kt, vt, v, k;
+  bool on;
+} head_packs;
+
+static head_packs pack_head(const head_ctx *c, bool backward, const scratch *w) {
+  head_packs hp = {.on = asink_sgemm_band_skips() && c->g->Tq > c->bq};
+  if (!hp.on) return hp;
+  const int Tk = c->g->Tk, D = c->op->D;
+  asink_sgemm_pack_b(true, Tk, D, c->k, c->ldk, w->kt);
+  hp.kt = (asink_gemm_prepacked){w->kt, D, 0, 0};
+  if (backward) {
+    asink_sgemm_pack_b(true, Tk, D, c->v, c->ldk, w->vt);
+    asink_sgemm_pack_b(false, D, Tk, c->k, c->ldk, w->k);
+    hp.vt = (asink_gemm_prepacked){w->vt, D, 0, 0};
+    hp.k = (asink_gemm_prepacked){w->k, Tk, 0, 0};
+  } else {
+    asink_sgemm_pack_b(false, D, Tk, c->v, c->ldk, w->v);
+    hp.v = (asink_gemm_prepacked){w->v, Tk, 0, 0};
+  }
+  return hp;
+}
+
+/* p's part of a packed operand for the block whose keys start at lo: keys as columns
+ * (cols) or as k. */
+static const asink_gemm_prepacked *packs_at(const head_packs *hp, asink_gemm_prepacked *p,
+                                            bool cols, int lo) {
+  if (!hp->on) return NULL;
+  if (cols) p->j0 = lo;
+  else p->p0 = lo;
+  return p;
+}
+
 /* Scores of block rows [q0, q0+nq) against their visible keys (columns from lo,
  * row stride nk), plus virtual scores. */
 static void block_scores(const head_ctx *c, const block_plan *p, int q0, int nq, int nk,
-                         int lo, const scratch *w) {
+                         int lo, head_packs *hp, const scratch *w) {
   const asink_attn *op = c->op;
   asink_attn_tiles_abt(p, op->D, op->scale, c->q + (size_t)q0 * c->ldq, c->ldq,
-                       c->k + (size_t)lo * c->ldk, c->ldk, w->S, nk);
+                       c->k + (size_t)lo * c->ldk, c->ldk, packs_at(hp, &hp->kt, true, lo), w->S,
+                       nk);
   if (c->kstar)
     for (int r = 0; r < nq; r++)
       w->sv[r] = op->scale * c->kn->dot(op->D, c->q + (size_t)(q0 + r) * c->ldq, c->kstar) +
@@ -148,11 +202,12 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
   if (imp) memset(imp, 0, sizeof(float) * (size_t)(Tk + voff));
   if (ent) *ent = 0.f;
   if (first) *first = 0.f;
+  head_packs hp = pack_head(c, false, w);
   for (int q0 = 0; q0 < Tq; q0 += c->bq) {
     int nq = Tq - q0 < c->bq ? Tq - q0 : c->bq, lo, nk;
     block_plan pl;
     block_keys(&op->spec, g, q0, nq, w->band, &lo, &nk, &pl);
-    block_scores(c, &pl, q0, nq, nk, lo, w);
+    block_scores(c, &pl, q0, nq, nk, lo, &hp, w);
     for (int r = 0; r < nq; r++) {
       int i = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       int64_t t = asink_qpos(g, i);
@@ -174,7 +229,8 @@ static void forward_head(const head_ctx *c, const attn_base *rm, float *o, float
       }
     }
     float *ob = o + (size_t)q0 * ldq;
-    asink_attn_tiles_ab(&pl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk, ob, ldq);
+    asink_attn_tiles_ab(&pl, D, 1.f, w->S, nk, c->v + (size_t)lo * ldk, ldk,
+                        packs_at(&hp, &hp.v, false, lo), ob, ldq);
     for (int r = 0; r < nq; r++) {
       float *orow = ob + (size_t)r * ldq;
       if (w->mul[r] != 1.f) kn->scale(D, orow, w->mul[r]);
@@ -208,12 +264,13 @@ static void backward_head(const head_ctx *c, const attn_base *rm, const float *o
   float *gv = op->n_vb ? g->gv + (op->n_vb > 1 ? (size_t)c->h * D : 0) : NULL;
   float *gsink = op->p.sinks ? g->gs + c->h : NULL;
   float *grel = op->p.rel ? g->gr + (size_t)c->h * ASINK_REL_BUCKETS : NULL;
+  head_packs hp = pack_head(c, true, w);
   for (int q0 = 0; q0 < Tq; q0 += c->bq) {
     int nq = Tq - q0 < c->bq ? Tq - q0 : c->bq, lo, nk;
     const float *dob = dout + (size_t)q0 * ldq;
     block_plan pl;
     block_keys(sp, g_, q0, nq, w->band, &lo, &nk, &pl);
-    block_scores(c, &pl, q0, nq, nk, lo, w);
+    block_scores(c, &pl, q0, nq, nk, lo, &hp, w);
     for (int r = 0; r < nq; r++) {
       int i = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       float *row = w->S + (size_t)r * nk;
@@ -234,7 +291,8 @@ static void backward_head(const head_ctx *c, const attn_base *rm, const float *o
       asink_attn_tiles_atb(&pl, D, 1.f, w->S, nk, w->dOs, D, g->dv + (size_t)lo * ldk, ldk);
     }
     /* dP = dO V^T, then dS in place. */
-    asink_attn_tiles_abt(&pl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk, w->dP, nk);
+    asink_attn_tiles_abt(&pl, D, 1.f, dob, ldq, c->v + (size_t)lo * ldk, ldk,
+                         packs_at(&hp, &hp.vt, true, lo), w->dP, nk);
     for (int r = 0; r < nq; r++) {
       int i = q0 + r, a = lo + pl.vis.lo[r], e = lo + pl.vis.hi[r];
       int64_t t = asink_qpos(g_, i);
@@ -253,7 +311,8 @@ static void backward_head(const head_ctx *c, const attn_base *rm, const float *o
       if (gv && c->vadd) kn->axpy(D, 1.f, dot_, gv);
     }
     float *dqb = dq + (size_t)q0 * ldq;
-    asink_attn_tiles_ab(&pl, D, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk, dqb, ldq);
+    asink_attn_tiles_ab(&pl, D, op->scale, w->dP, nk, c->k + (size_t)lo * ldk, ldk,
+                        packs_at(&hp, &hp.k, false, lo), dqb, ldq);
     asink_attn_tiles_atb(&pl, D, op->scale, w->dP, nk, c->q + (size_t)q0 * ldq, ldq,
                          g->dk + (size_t)lo * ldk, ldk);
     if (c->kstar)

@@ -85,22 +85,26 @@ void asink_attn_plan_block(const asink_spec *sp, const attn_geom *g, int q0, int
 }
 
 void asink_attn_tiles_abt(const block_plan *p, int D, float alpha, const float *A, int lda,
-                          const float *B, int ldb, float *S, int lds) {
+                          const float *B, int ldb, const asink_gemm_prepacked *pre, float *S,
+                          int lds) {
+  if (pre && !(p->banded && pre->j0 % asink_sgemm_panel_width() == 0)) pre = NULL;
   for (int i = 0; i < p->n; i++) {
     const tile *t = &p->t[i];
-    asink_sgemm_band(false, true, t->nr, t->nc, D, alpha, A + (size_t)t->r0 * lda, lda,
-                     B + (size_t)t->c0 * ldb, ldb, 0.f, S + (size_t)t->r0 * lds + t->c0, lds, 1,
-                     p->banded ? &p->scores : NULL);
+    asink_sgemm_band_pre(false, true, t->nr, t->nc, D, alpha, A + (size_t)t->r0 * lda, lda,
+                         B + (size_t)t->c0 * ldb, ldb, 0.f, S + (size_t)t->r0 * lds + t->c0, lds,
+                         1, p->banded ? &p->scores : NULL, pre); /* banded: one tile, c0 = 0 */
   }
 }
 
 void asink_attn_tiles_ab(const block_plan *p, int D, float alpha, const float *S, int lds,
-                         const float *B, int ldb, float *O, int ldo) {
+                         const float *B, int ldb, const asink_gemm_prepacked *pre, float *O,
+                         int ldo) {
+  if (!p->banded) pre = NULL;
   for (int i = 0; i < p->n; i++) {
     const tile *t = &p->t[i];
-    asink_sgemm_band(false, false, t->nr, D, t->nc, alpha, S + (size_t)t->r0 * lds + t->c0, lds,
-                     B + (size_t)t->c0 * ldb, ldb, t->first ? 0.f : 1.f, O + (size_t)t->r0 * ldo,
-                     ldo, 1, p->banded ? &p->rows_keys : NULL);
+    asink_sgemm_band_pre(false, false, t->nr, D, t->nc, alpha, S + (size_t)t->r0 * lds + t->c0,
+                         lds, B + (size_t)t->c0 * ldb, ldb, t->first ? 0.f : 1.f,
+                         O + (size_t)t->r0 * ldo, ldo, 1, p->banded ? &p->rows_keys : NULL, pre);
   }
 }
 

@@ -49,12 +49,19 @@ int asink_attn_block_rows(int Tq, int Tk);
 void asink_attn_plan_block(const asink_spec *sp, const attn_geom *g, int q0, int nq, int lo, int nk, int *band,
                            block_plan *p);
 
+/* pre: the head's B operand packed once (asink_sgemm_pack_b over all its keys), from
+ * which a banded plan reads the block's part instead of packing it; NULL: none. Keys
+ * are B's columns in tiles_abt (then used only when the block's first key, pre->j0, is
+ * at a panel boundary) and B's k in tiles_ab (from pre->p0). */
+
 /* S[tile] = alpha * A[rows] B[cols]^T: scores (A = q, B = k) or dP (A = dO, B = v). */
 void asink_attn_tiles_abt(const block_plan *p, int D, float alpha, const float *A, int lda,
-                          const float *B, int ldb, float *S, int lds);
+                          const float *B, int ldb, const asink_gemm_prepacked *pre, float *S,
+                          int lds);
 /* O[rows] (+)= alpha * S[tile] B[cols]: outputs (B = v) or dQ (S = dS, B = k). */
 void asink_attn_tiles_ab(const block_plan *p, int D, float alpha, const float *S, int lds,
-                         const float *B, int ldb, float *O, int ldo);
+                         const float *B, int ldb, const asink_gemm_prepacked *pre, float *O,
+                         int ldo);
 /* G[cols] += alpha * S[tile]^T A[rows]: dV (S = A, A = dO) or dK (S = dS, A = q). */
 void asink_attn_tiles_atb(const block_plan *p, int D, float alpha, const float *S, int lds,
                           const float *A, int lda, float *G, int ldg);

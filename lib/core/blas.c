@@ -141,6 +141,7 @@ typedef struct {
   size_t ldc;
   float alpha, beta;
   float *bpack; /* shared packed B panel block, KC x NC */
+  const asink_gemm_prepacked *pre; /* B already packed (no bpack) */
   int tm, tn;   /* thread grid: tm row ranges x tn column-panel ranges */
   const asink_gemm_band *band; /* NULL: every product */
 } gemm_job;
@@ -207,7 +208,7 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
   /* With one row range (tm = 1) each thread packs exactly the B panels it computes on, so
    * no thread waits for another: on a loaded machine every barrier can wait out a time
    * slice of a descheduled thread (bench_gemm's tiny shapes at 2 threads lost 2-3x). */
-  const bool shared_b = nt > 1 && J->tm > 1;
+  const bool shared_b = nt > 1 && J->tm > 1 && !J->pre;
   for (size_t jc = 0; jc < J->N; jc += J->nc) {
     size_t nc = min_sz(J->nc, J->N - jc), npanels = (nc + NR - 1) / NR;
     size_t jp0 = npanels * tj / J->tn, jp1 = npanels * (tj + 1) / J->tn;
@@ -217,8 +218,9 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
        * where they were when a shorter last block comes (without barriers, the other
        * thread may still be reading its own panels of the block before) */
       size_t psa = round16(MR * slots(J, kc)), psb = round16(NR * slots(J, min_sz(J->kc, J->K)));
-      pack_rows(J, J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
-                npanels * (tid + 1) / nt, NULL);
+      if (!J->pre)
+        pack_rows(J, J->bpack, &J->B, jc, nc, pc, kc, NR, psb, npanels * tid / nt,
+                  npanels * (tid + 1) / nt, NULL);
       if (shared_b) {
 #pragma omp barrier
       }
@@ -228,7 +230,10 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
         size_t mc = min_sz(J->mc, m1 - ic);
         pack_rows(J, apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, aband);
         for (size_t jp = jp0; jp < jp1; jp++) {
-          float *b = J->bpack + jp * psb;
+          const float *b = J->bpack + jp * psb;
+          if (J->pre) /* the panel of column jc + jp NR (nc is a multiple of NR), at k step pc */
+            b = J->pre->panels + (((size_t)J->pre->j0 + jc) / NR + jp) * round16(NR * (size_t)J->pre->k) +
+                ((size_t)J->pre->p0 + pc) * NR;
           size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
           for (size_t ir = 0; ir < mc; ir += MR) {
             float *a = apack + ir / MR * psa, *c = J->c + (ic + ir) * J->ldc + j;
@@ -289,12 +294,13 @@ static void choose_grid(gemm_job *J, int threads) {
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
                          float beta, float *C, int ldc, int threads, const asink_gemm_band *band,
-                         bool round, const asink_gemm_bf16 *pairs) {
+                         bool round, const asink_gemm_bf16 *pairs,
+                         const asink_gemm_prepacked *pre) {
   operand opA = {A, NULL, transa ? 1u : (size_t)lda, transa ? (size_t)lda : 1u, round};
   operand opB = {B, B16, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb, round};
   gemm_job J = {.mr = G.mr, .nr = G.nr, .mc = G.mc, .kc = G.kc, .nc = G.nc, .M = (size_t)m,
                 .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C, .ldc = (size_t)ldc,
-                .alpha = alpha, .beta = beta, .band = band};
+                .alpha = alpha, .beta = beta, .band = band, .pre = round ? NULL : pre};
   if (pairs && round && !band) {
     J.pairs = pairs;
     J.mr = pairs->mr, J.nr = pairs->nr, J.mc = pairs->mc, J.kc = pairs->kc, J.nc = pairs->nc;
@@ -304,7 +310,7 @@ static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float al
   size_t bfloats = (min_sz(J.nc, J.N) + J.nr - 1) / J.nr * round16(J.nr * kc);
   size_t afloats = (min_sz(J.mc, J.M) + J.mr - 1) / J.mr * round16(J.mr * kc);
   thread_bufs *tb = my_bufs();
-  if (!tb || !(J.bpack = reserve(&tb->b, bfloats))) return false;
+  if (!tb || (!J.pre && !(J.bpack = reserve(&tb->b, bfloats)))) return false;
   if (threads == 1) {
     if (!reserve(&tb->a, afloats)) return false;
     gemm_thread(&J, tb->a.p, 0, 1);
@@ -408,9 +414,10 @@ static void skinny_sgemm(bool transb, int m, int n, int k, float alpha, const fl
   }
 }
 
-void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
-                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads,
-                      const asink_gemm_band *band) {
+void asink_sgemm_band_pre(bool transa, bool transb, int m, int n, int k, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc, int threads, const asink_gemm_band *band,
+                          const asink_gemm_prepacked *pre) {
   if (m <= 0 || n <= 0) return;
   if (!transa && m <= SKINNY_M && k > 0 && alpha != 0.f) {
     /* memory-bound: a second thread pays once B is larger than about 256 KiB */
@@ -427,9 +434,35 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
     return;
   }
   if (packed && packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, NULL, ldb, beta, C, ldc,
-                             threads, band, false, NULL))
+                             threads, band, false, NULL, pre))
     return;
   blis_sgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+}
+
+void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads,
+                      const asink_gemm_band *band) {
+  asink_sgemm_band_pre(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads, band,
+                       NULL);
+}
+
+int asink_sgemm_panel_width(void) {
+  pthread_once(&g_once, gemm_init);
+  return (int)G.nr;
+}
+
+size_t asink_sgemm_packed_floats(int n, int k) {
+  pthread_once(&g_once, gemm_init);
+  return ((size_t)n + G.nr - 1) / G.nr * round16(G.nr * (size_t)k);
+}
+
+void asink_sgemm_pack_b(bool transb, int n, int k, const float *B, int ldb, float *dst) {
+  pthread_once(&g_once, gemm_init);
+  operand op = {B, NULL, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb, false};
+  gemm_job J = {.mr = G.mr, .nr = G.nr};
+  size_t npanels = ((size_t)n + G.nr - 1) / G.nr;
+  pack_rows(&J, dst, &op, 0, (size_t)n, 0, (size_t)k, G.nr, round16(G.nr * (size_t)k), 0, npanels,
+            NULL);
 }
 
 void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
@@ -454,7 +487,7 @@ void asink_sgemm_bf16(bool transb, int m, int n, int k, float alpha, const float
   int limit = skinny ? ((size_t)n * k < 65536 ? 1 : threads) : ((double)m * n * k < 4e6 ? 1 : threads);
   if (threads > 1 && (limit == 1 || omp_in_parallel())) threads = 1;
   if (!skinny && packed_sgemm(false, transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc,
-                              threads, NULL, false, NULL))
+                              threads, NULL, false, NULL, NULL))
     return;
   skinny_sgemm(transb, m, n, k, alpha, A, lda, NULL, B, ldb, beta, C, ldc, threads);
 }
@@ -508,7 +541,7 @@ void asink_sgemm_bf16ops(bool transa, bool transb, int m, int n, int k, float al
   } else {
     if (threads > 1 && ((double)m * n * k < 4e6 || omp_in_parallel())) threads = 1;
     if (packed_sgemm(transa, transb, m, n, k, alpha, A, lda, B, B16, ldb, beta, C, ldc, threads,
-                     NULL, true, pairs_kernel()))
+                     NULL, true, pairs_kernel(), NULL))
       return;
   }
   bf16ops_unpacked(transa, transb, m, n, k, alpha, A, lda, B, B16, ldb, beta, C, ldc);

@@ -6,6 +6,7 @@
 #define ASINK_CORE_BLAS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C, row-major, lda/ldb/ldc the
@@ -48,6 +49,32 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
                       int lda, const float *B, int ldb, float beta, float *C, int ldc, int threads,
                       const asink_gemm_band *band);
 bool asink_sgemm_band_skips(void);
+
+/* A B operand packed once for several products that read parts of it: the attention's
+ * keys and values, which every block of queries of a head multiplies again. Packing
+ * them once per head instead of once per block removes most of the forward's packing
+ * (docs/performance.md). The packed driver's panels over the whole k; only that
+ * driver reads them. */
+typedef struct {
+  const float *panels; /* asink_sgemm_pack_b's output */
+  int k;               /* the k it was packed over */
+  int j0, p0;          /* this product's B starts at column j0 (a multiple of
+                          asink_sgemm_panel_width()) and k step p0 of it */
+} asink_gemm_prepacked;
+
+/* Columns of B per packed panel (the micro-kernel's nr). */
+int asink_sgemm_panel_width(void);
+/* Floats asink_sgemm_pack_b writes for n columns over k. */
+size_t asink_sgemm_packed_floats(int n, int k);
+/* op(B) (k x n; transb as in asink_sgemm) into dst, asink_sgemm_packed_floats(n, k) floats.
+ * Only for the packed driver (asink_sgemm_band_skips()). */
+void asink_sgemm_pack_b(bool transb, int n, int k, const float *B, int ldb, float *dst);
+/* asink_sgemm_band whose B is also given packed (pre, NULL: none): the packed driver reads
+ * pre's panels instead of packing B; the other paths read B. Results are the same bits. */
+void asink_sgemm_band_pre(bool transa, bool transb, int m, int n, int k, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc, int threads, const asink_gemm_band *band,
+                          const asink_gemm_prepacked *pre);
 
 /* Tests and benchmarks: 1 = the library's packed driver (with the SIMD table in use,
  * scalar included), 0 = BLIS's bli_sgemm_ex, -1 = the default (ASINK_GEMM; auto:

@@ -151,7 +151,7 @@ SMALL = [
     C(" softmax , window=4 , sink=zero "),
 ]
 
-# T >= 257: a few, B=1, H=2, D=16 so the file stays fast.
+# T >= 257: a few, B=1, H=2, D=16 (or about) so the file stays fast.
 BIG = [
     (C("softmax", H=2), 257),
     (C("softmax,window=64,prefix=16", H=2), 300),
@@ -164,6 +164,10 @@ BIG = [
     (C("softmax,causal=0,alibi=1", H=2), 257),
     (C("sigmoid,kbias=shared,vbias=shared,window=100", H=2), 280),
     (C("softmax,sink=zero,prefix=300", H=2), 290),
+    # three blocks of queries and a partial last panel of values: the keys and values
+    # packed once per head and read from each block's first key
+    (C("softmax,kbias=head,vbias=head", H=2, D=20), 600),
+    (C("sigmoid,window=80", H=2, Hkv=1, D=24), 530),
 ]
 
 
