@@ -375,6 +375,28 @@ static void check_micro_kernel(const char *name, ukr_fn ukr, size_t MR, size_t N
   }
 }
 
+/* The in-place kernel (gemm.ukr_rows) through check_micro_kernel: the packed a copied to a
+ * row-major block of exactly m rows (a stride past k), which it must read and no more. */
+typedef void (*ukr_rows_fn)(size_t k, const float *a, size_t lda, const float *b, float *c,
+                            size_t ldc, size_t m, size_t n, float alpha, float beta);
+static ukr_rows_fn rows_under_test;
+static size_t rows_mr;
+
+static void rows_adapter(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
+                         size_t n, float alpha, float beta) {
+  size_t lda = k + 3;
+  float *rows = malloc(sizeof(float) * (m * lda + 1));
+  for (size_t i = 0; i < m; i++)
+    for (size_t p = 0; p < k; p++) rows[i * lda + p] = a[p * rows_mr + i];
+  rows_under_test(k, rows, lda, b, c, ldc, m, n, alpha, beta);
+  free(rows);
+}
+
+static void check_micro_kernel_rows(const char *name, ukr_rows_fn ukr, size_t MR, size_t NR) {
+  rows_under_test = ukr, rows_mr = MR;
+  check_micro_kernel(name, rows_adapter, MR, NR);
+}
+
 START_TEST(micro_kernel_matches_reference) {
   const asink_kernels *tables[3];
   int nt = runnable_tables(tables);
@@ -383,6 +405,7 @@ START_TEST(micro_kernel_matches_reference) {
     ck_assert(K->gemm.ukr && K->gemm.mr >= 1 && K->gemm.nr >= 1 && K->gemm.mc % K->gemm.mr == 0 &&
               K->gemm.nc % K->gemm.nr == 0 && K->gemm.kc >= 1);
     check_micro_kernel(K->name, K->gemm.ukr, K->gemm.mr, K->gemm.nr);
+    if (K->gemm.ukr_rows) check_micro_kernel_rows(K->name, K->gemm.ukr_rows, K->gemm.mr, K->gemm.nr);
   }
 }
 END_TEST
@@ -397,6 +420,7 @@ GEMM_PAIR256_END
 START_TEST(wide_micro_kernel_source_matches_reference) {
   if (asink_cpu_best_isa() < ASINK_ISA_AVX2) return;
   check_micro_kernel("gemm_ukr.h at 16 lanes", gemm_ukr, GEMM_MR, GEMM_NR);
+  check_micro_kernel_rows("gemm_ukr.h at 16 lanes, A in place", gemm_ukr_rows, GEMM_MR, GEMM_NR);
   ck_assert_int_eq(GEMM_NR, 32);
 }
 END_TEST

@@ -29,6 +29,8 @@
 static struct {
   void (*ukr)(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m, size_t n,
               float alpha, float beta);
+  void (*ukr_rows)(size_t k, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                   size_t m, size_t n, float alpha, float beta);
   void (*pack)(float *dst, const float *src, size_t W, size_t w, size_t k, size_t s_r,
                size_t s_p);
   void (*pack16)(float *dst, const uint16_t *src, size_t W, size_t w, size_t k, size_t s_r,
@@ -52,7 +54,8 @@ static bool pairs_usable(const asink_gemm_bf16 *k) {
 
 static void gemm_init(void) {
   const asink_kernels *kn = asink_kern();
-  G.ukr = kn->gemm.ukr, G.pack = kn->pack_panel, G.pack16 = kn->pack_panel_bf16;
+  G.ukr = kn->gemm.ukr, G.ukr_rows = kn->gemm.ukr_rows;
+  G.pack = kn->pack_panel, G.pack16 = kn->pack_panel_bf16;
   G.pack_round = kn->pack_panel_round;
   G.mr = kn->gemm.mr, G.nr = kn->gemm.nr, G.mc = kn->gemm.mc, G.kc = kn->gemm.kc, G.nc = kn->gemm.nc;
   G.packed = asink_get_settings()->gemm == ASINK_GEMM_PACKED;
@@ -142,6 +145,7 @@ typedef struct {
   float alpha, beta;
   float *bpack; /* shared packed B panel block, KC x NC */
   const asink_gemm_prepacked *pre; /* B already packed (no bpack) */
+  bool a_in_place; /* A read where it lies (G.ukr_rows), never packed */
   int tm, tn;   /* thread grid: tm row ranges x tn column-panel ranges */
   const asink_gemm_band *band; /* NULL: every product */
 } gemm_job;
@@ -228,7 +232,8 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
       const asink_gemm_band *aband = band && band->krange ? band : NULL;
       for (size_t ic = m0; ic < m1; ic += J->mc) {
         size_t mc = min_sz(J->mc, m1 - ic);
-        pack_rows(J, apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, aband);
+        if (!J->a_in_place)
+          pack_rows(J, apack, &J->A, ic, mc, pc, kc, MR, psa, 0, (mc + MR - 1) / MR, aband);
         for (size_t jp = jp0; jp < jp1; jp++) {
           const float *b = J->bpack + jp * psb;
           if (J->pre) /* the panel of column jc + jp NR (nc is a multiple of NR), at k step pc */
@@ -257,6 +262,9 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
             if (J->pairs) /* no band here: the whole block, its pairs */
               J->pairs->ukr(slots(J, kc), (const uint32_t *)a, (const uint32_t *)b, c, J->ldc, mr,
                             nr, J->alpha, beta);
+            else if (J->a_in_place)
+              G.ukr_rows(kb - ka, J->A.src + (ic + ir) * J->A.s_r + pc + ka, J->A.s_r, b + ka * NR,
+                         c, J->ldc, mr, nr, J->alpha, beta);
             else
               G.ukr(kb - ka, a + ka * MR, b + ka * NR, c, J->ldc, mr, nr, J->alpha, beta);
           }
@@ -291,6 +299,8 @@ static void choose_grid(gemm_job *J, int threads) {
 /* false when no pack buffer could be had: the caller falls back to BLIS. round: the float
  * operands are rounded to bf16 as they are packed; pairs (round only, no band): by the bf16
  * pair kernel's packing, for that kernel. */
+enum { A_IN_PLACE_PANELS = 4 };
+
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
                          float beta, float *C, int ldc, int threads, const asink_gemm_band *band,
@@ -305,6 +315,10 @@ static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float al
     J.pairs = pairs;
     J.mr = pairs->mr, J.nr = pairs->nr, J.mc = pairs->mc, J.kc = pairs->kc, J.nc = pairs->nc;
   }
+  /* An A panel serves ceil(N / nr) B panels: with a few (the attention's map times its
+   * values, N = D) packing it costs more than reading it in place saves. */
+  J.a_in_place = !transa && !round && !J.pairs && G.ukr_rows &&
+                 (J.N + J.nr - 1) / J.nr <= A_IN_PLACE_PANELS;
   choose_grid(&J, threads);
   size_t kc = slots(&J, min_sz(J.kc, J.K));
   size_t bfloats = (min_sz(J.nc, J.N) + J.nr - 1) / J.nr * round16(J.nr * kc);

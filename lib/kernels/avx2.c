@@ -465,7 +465,7 @@ static const asink_kernels avx2_table = {
     .pack_panel = v_pack_panel,
     /* 6 x 16 tiles; kc x nr of b = 16 KiB in L1, mc x kc of a = 144 KiB in L2 (BLIS's zen3
      * blocking) */
-    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 144, 256, 4080},
+    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 144, 256, 4080, gemm_ukr_rows},
     .rms_scale = v_rms_scale,
     .dot_rows = rows256_dot_rows,
     .axpy_rows = rows256_axpy_rows,

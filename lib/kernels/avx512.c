@@ -439,7 +439,7 @@ static void v_pack_panel(float *dst, const float *src, size_t W, size_t w, size_
     .shift_scale = v_shift_scale, \
     .pack_panel = v_pack_panel, \
     /* 6 x 32 tiles; kc x nr of b = 24 KiB in L1, mc x kc of a = 288 KiB in L2 */ \
-    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 384, 192, 3072}, \
+    .gemm = {gemm_ukr, GEMM_MR, GEMM_NR, 384, 192, 3072, gemm_ukr_rows}, \
     .rms_scale = v_rms_scale, \
     .dot_rows = rows256_dot_rows, \
     .axpy_rows = rows256_axpy_rows, \

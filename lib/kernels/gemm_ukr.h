@@ -88,6 +88,36 @@ static void gemm_ukr(size_t k, const float *a, const float *b, float *c, size_t 
   GEMM_TILE_OUT(c, ldc, m, n, alpha, beta);
 }
 
+/* gemm_ukr with a read where it lies, a row-major block of A: a(i, p) = a[i lda + p]. The
+ * driver runs it where packing A would cost more than it saves (an A panel used with only
+ * a few B panels: the attention's map times its values). Rows past m are not read (row 0
+ * is read in their place; their sums are never written). */
+#define GEMM_ROW_AT(i, ai)                 \
+  x = GEMM_BCAST(ai + p);                  \
+  c##i##0 = GEMM_FMA(x, b0, c##i##0);      \
+  c##i##1 = GEMM_FMA(x, b1, c##i##1)
+
+static void gemm_ukr_rows(size_t k, const float *a, size_t lda, const float *b, float *c,
+                          size_t ldc, size_t m, size_t n, float alpha, float beta) {
+  const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * lda : a,
+              *a3 = m > 3 ? a + 3 * lda : a, *a4 = m > 4 ? a + 4 * lda : a,
+              *a5 = m > 5 ? a + 5 * lda : a;
+  GEMM_TILE_ZERO;
+  gemm_prefetch_c(c, ldc, m);
+#pragma GCC unroll 4
+  for (size_t p = 0; p < k; p++, b += GEMM_NR) {
+    GEMM_V b0 = GEMM_LOAD(b), b1 = GEMM_LOAD(b + GEMM_VL), x;
+    GEMM_ROW_AT(0, a0);
+    GEMM_ROW_AT(1, a1);
+    GEMM_ROW_AT(2, a2);
+    GEMM_ROW_AT(3, a3);
+    GEMM_ROW_AT(4, a4);
+    GEMM_ROW_AT(5, a5);
+  }
+  GEMM_TILE_OUT(c, ldc, m, n, alpha, beta);
+}
+
 #undef GEMM_ROW
+#undef GEMM_ROW_AT
 
 #endif

@@ -101,6 +101,10 @@ typedef struct asink_kernels {
     void (*ukr)(size_t k, const float *a, const float *b, float *c, size_t ldc, size_t m,
                 size_t n, float alpha, float beta);
     size_t mr, nr, mc, kc, nc;
+    /* ukr with a read in place from a row-major A (a(i, p) = a[i lda + p], rows past m
+     * unread); NULL: the driver always packs A */
+    void (*ukr_rows)(size_t k, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                     size_t m, size_t n, float alpha, float beta);
   } gemm;
 
   /* Row loops of the model's layers (model/layers.c). Each is evaluated in the
