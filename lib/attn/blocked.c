@@ -38,32 +38,37 @@ const attn_base *asink_attn_base_of(asink_base b) {
 
 /* Per-thread scratch, carved from one buffer. */
 typedef struct {
-  /* the head's keys and values packed once for all its blocks (asink_sgemm_pack_b):
-   * as B with keys for columns (kt: scores; vt: dP) and with keys for k (v: outputs;
-   * k: dQ) */
-  float *kt, *vt, *v, *k;
+  /* the head's keys and values packed once for all its blocks (asink_sgemm_pack_b), in
+   * three slots of one panel set each (forward: kt, v; backward: kt, vt, k) */
+  float *panels[3];
   float *S, *dP, *dOs, *sv, *pv, *dsv, *mul;
   int *band; /* 2 bq: the visible keys of the block's rows (block_plan) */
 } scratch;
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static size_t keys_as_columns(int T, int D) { return round16(asink_sgemm_packed_floats(T, D)); }
-static size_t keys_as_k(int T, int D) { return round16(asink_sgemm_packed_floats(D, T)); }
+/* Whether a head of Tq queries in blocks of bq packs its keys and values once: only
+ * where a block's GEMMs skip by band (the library's driver, which alone reads such
+ * panels) and there is more than one block to share them (a decoding step is one). */
+static bool packs_once(int Tq, int bq) { return asink_sgemm_band_skips() && Tq > bq; }
 
-/* A multiple of 16 floats, so every thread's panels start on a cache line. */
-static size_t scratch_floats(int bq, int T, int D) {
-  return round16(2 * keys_as_columns(T, D) + 2 * keys_as_k(T, D) + (size_t)2 * bq * (size_t)T +
-                 (size_t)bq * D + 6 * (size_t)bq + 64);
+/* Floats of one slot: T keys of D, packed with keys for columns or for k. */
+static size_t panel_slot(int T, int D) {
+  size_t cols = asink_sgemm_packed_floats(T, D), ks = asink_sgemm_packed_floats(D, T);
+  return round16(cols > ks ? cols : ks);
 }
 
-static scratch carve(float *base, int bq, int T, int D) {
+/* A multiple of 16 floats, so every thread's panels start on a cache line. */
+static size_t scratch_floats(int bq, int Tq, int T, int D) {
+  size_t panels = packs_once(Tq, bq) ? 3 * panel_slot(T, D) : 0;
+  return round16(panels + (size_t)2 * bq * (size_t)T + (size_t)bq * D + 6 * (size_t)bq + 64);
+}
+
+static scratch carve(float *base, int bq, int Tq, int T, int D) {
   scratch s;
-  s.kt = base;
-  s.vt = s.kt + keys_as_columns(T, D);
-  s.v = s.vt + keys_as_columns(T, D);
-  s.k = s.v + keys_as_k(T, D);
-  s.S = s.k + keys_as_k(T, D);
+  size_t slot = packs_once(Tq, bq) ? panel_slot(T, D) : 0;
+  for (int i = 0; i < 3; i++) s.panels[i] = base + i * slot;
+  s.S = base + 3 * slot;
   s.dP = s.S + (size_t)bq * T;
   s.dOs = s.dP + (size_t)bq * T;
   s.sv = s.dOs + (size_t)bq * D;
@@ -81,20 +86,22 @@ typedef struct {
   bool on;
 } head_packs;
 
+/* kt: the keys as the scores' B (keys for columns); v: the values as the outputs' B (keys
+ * for k); backward adds vt (the values as dP's B) and k (the keys as dQ's B). */
 static head_packs pack_head(const head_ctx *c, bool backward, const scratch *w) {
-  head_packs hp = {.on = asink_sgemm_band_skips() && c->g->Tq > c->bq};
+  head_packs hp = {.on = packs_once(c->g->Tq, c->bq)};
   if (!hp.on) return hp;
   const int Tk = c->g->Tk, D = c->op->D;
-  asink_sgemm_pack_b(true, Tk, D, c->k, c->ldk, w->kt);
-  hp.kt = (asink_gemm_prepacked){w->kt, D, 0, 0};
+  asink_sgemm_pack_b(true, Tk, D, c->k, c->ldk, w->panels[0]);
+  hp.kt = (asink_gemm_prepacked){w->panels[0], D, 0, 0};
   if (backward) {
-    asink_sgemm_pack_b(true, Tk, D, c->v, c->ldk, w->vt);
-    asink_sgemm_pack_b(false, D, Tk, c->k, c->ldk, w->k);
-    hp.vt = (asink_gemm_prepacked){w->vt, D, 0, 0};
-    hp.k = (asink_gemm_prepacked){w->k, Tk, 0, 0};
+    asink_sgemm_pack_b(true, Tk, D, c->v, c->ldk, w->panels[1]);
+    asink_sgemm_pack_b(false, D, Tk, c->k, c->ldk, w->panels[2]);
+    hp.vt = (asink_gemm_prepacked){w->panels[1], D, 0, 0};
+    hp.k = (asink_gemm_prepacked){w->panels[2], Tk, 0, 0};
   } else {
-    asink_sgemm_pack_b(false, D, Tk, c->v, c->ldk, w->v);
-    hp.v = (asink_gemm_prepacked){w->v, Tk, 0, 0};
+    asink_sgemm_pack_b(false, D, Tk, c->v, c->ldk, w->panels[1]);
+    hp.v = (asink_gemm_prepacked){w->panels[1], Tk, 0, 0};
   }
   return hp;
 }
@@ -382,7 +389,7 @@ static asink_status reserve_scratch(const asink_attn *op, asink_attn_state *s, i
     for (int n = 0; n < ASINK_REL_TABLE; n++) b[n] = (unsigned char)asink_relative_bucket(n);
   }
   const int Tq = s->g.Tq, Tk = s->g.Tk;
-  size_t per = scratch_floats(asink_attn_block_rows(Tq, Tk), Tk, op->D);
+  size_t per = scratch_floats(asink_attn_block_rows(Tq, Tk), Tq, Tk, op->D);
   return asink_ws_reserve(&s->thread_ws, asink_mul_size(per * sizeof(float), (size_t)nt),
                           "attention scratch");
 }
@@ -399,12 +406,12 @@ asink_status asink_attn_forward_blocked(const asink_attn *op, asink_attn_state *
   int nt = team_size(op, s);
   if ((st = reserve_scratch(op, s, nt))) return st;
   const int bq = asink_attn_block_rows(Tq, Tk);
-  const size_t per = scratch_floats(bq, Tk, op->D);
+  const size_t per = scratch_floats(bq, Tq, Tk, op->D);
   const int cols = Tk + (op->n_kb ? 1 : 0); /* importance columns */
   float *stats = s->row_stats.ptr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    scratch w = carve((float *)s->thread_ws.ptr + per * omp_get_thread_num(), bq, Tk, op->D);
+    scratch w = carve((float *)s->thread_ws.ptr + per * omp_get_thread_num(), bq, Tq, Tk, op->D);
 #pragma omp for schedule(static)
     for (int i = 0; i < B * H; i++) {
       int b = i / H, h = i % H;
@@ -441,13 +448,13 @@ asink_status asink_attn_backward_blocked(const asink_attn *op, asink_attn_state 
                              "attention gradient accumulators")))
     return st;
   const int bq = asink_attn_block_rows(Tq, Tk);
-  const size_t per = scratch_floats(bq, Tk, D);
+  const size_t per = scratch_floats(bq, Tq, Tk, D);
   const float *stats = s->row_stats.ptr;
   float *acc = s->accum.ptr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     int tid = omp_get_thread_num();
-    scratch w = carve((float *)s->thread_ws.ptr + per * tid, bq, Tk, D);
+    scratch w = carve((float *)s->thread_ws.ptr + per * tid, bq, Tq, Tk, D);
     float *mine = acc + per_acc * tid;
     memset(mine, 0, per_acc * sizeof(float));
     float *pg = mine + 2 * nkv_acc;
