@@ -8,7 +8,7 @@
  * row starts and ends; whole invisible blocks are never computed.
  * A head's keys and values are packed for the GEMM once, not once per block: at
  * T = 4096 a block of 256 queries would otherwise pack on average half the head's keys
- * and values again, about as much as its map.
+ * and values again, half as many floats as its map (docs/performance.md).
  *
  * Backward recomputes the map from the saved row statistics, as FlashAttention does,
  * so no T x T map is ever stored. dk, dv and parameter gradients are accumulated in
@@ -79,8 +79,8 @@ static scratch carve(float *base, int bq, int Tq, int T, int D) {
   return s;
 }
 
-/* The head's operands packed once, or NULL where a head is one block (nothing to
- * share) or BLIS's driver runs (it packs its own). */
+/* The head's operands packed once; on is false where a head is one block (nothing to
+ * share) or BLIS's driver runs (it packs its own), and the GEMMs then pack as before. */
 typedef struct {
   asink_gemm_prepacked kt, vt, v, k;
   bool on;

@@ -237,7 +237,8 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
         for (size_t jp = jp0; jp < jp1; jp++) {
           const float *b = J->bpack + jp * psb;
           if (J->pre) /* the panel of column jc + jp NR (nc is a multiple of NR), at k step pc */
-            b = J->pre->panels + (((size_t)J->pre->j0 + jc) / NR + jp) * round16(NR * (size_t)J->pre->k) +
+            b = J->pre->panels +
+                (((size_t)J->pre->j0 + jc) / NR + jp) * round16(NR * (size_t)J->pre->k) +
                 ((size_t)J->pre->p0 + pc) * NR;
           size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
           for (size_t ir = 0; ir < mc; ir += MR) {

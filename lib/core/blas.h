@@ -51,10 +51,10 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
 bool asink_sgemm_band_skips(void);
 
 /* A B operand packed once for several products that read parts of it: the attention's
- * keys and values, which every block of queries of a head multiplies again. Packing
- * them once per head instead of once per block removes most of the forward's packing
- * (docs/performance.md). The packed driver's panels over the whole k; only that
- * driver reads them. */
+ * keys and values, which every block of queries of a head multiplies again (packed once
+ * per head instead of once per block: docs/performance.md). Panels in the packed
+ * driver's layout, each over the whole k; only that driver reads them, and only in float
+ * products (the bf16 ones pack their own). */
 typedef struct {
   const float *panels; /* asink_sgemm_pack_b's output */
   int k;               /* the k it was packed over */

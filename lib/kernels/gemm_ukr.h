@@ -97,8 +97,8 @@ static void gemm_ukr(size_t k, const float *a, const float *b, float *c, size_t 
   c##i##0 = GEMM_FMA(x, b0, c##i##0);      \
   c##i##1 = GEMM_FMA(x, b1, c##i##1)
 
-static void gemm_ukr_rows(size_t k, const float *a, size_t lda, const float *b, float *c,
-                          size_t ldc, size_t m, size_t n, float alpha, float beta) {
+static inline void gemm_ukr_rows(size_t k, const float *a, size_t lda, const float *b, float *c,
+                                 size_t ldc, size_t m, size_t n, float alpha, float beta) {
   const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * lda : a,
               *a3 = m > 3 ? a + 3 * lda : a, *a4 = m > 4 ? a + 4 * lda : a,
               *a5 = m > 5 ? a + 5 * lda : a;
