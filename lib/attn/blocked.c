@@ -6,9 +6,9 @@
  * are summed from the same rows, and a second GEMM applies the map to the values.
  * Every row sees one contiguous interval of keys, so masking is a matter of where a
  * row starts and ends; whole invisible blocks are never computed.
- * A head's keys and values are packed for the GEMM once, not once per block: at
- * T = 4096 a block of 256 queries would otherwise pack on average half the head's keys
- * and values again, half as many floats as its map (docs/performance.md).
+ * A head's keys and values are packed for the GEMM once, not once per block: each block
+ * of a causal head would otherwise pack on average half the head's keys and values again
+ * (docs/performance.md).
  *
  * Backward recomputes the map from the saved row statistics, as FlashAttention does,
  * so no T x T map is ever stored. dk, dv and parameter gradients are accumulated in

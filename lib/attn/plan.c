@@ -5,11 +5,16 @@
 #include "attn/op_internal.h"
 
 /* Query rows per block: up to 256 rows (BLIS runs m >= 256 GEMMs near its peak,
- * m = 64 at about 60%), keeping a block's scores within about 4 MiB. */
+ * m = 64 at about 60%), keeping a block's scores within about 4 MiB. The library's
+ * driver, which packs a head's keys and values once for all its blocks, does better with
+ * blocks of 96 rows from 1024 keys on: their scores stay nearer the core (384 KiB at 1024
+ * keys against 1 MiB); bench_attention at T = 1024 to 4096 ran 1.00-1.07 times as fast as
+ * with 256 rows (docs/performance.md). Shorter sequences keep one block of up to 256. */
 int asink_attn_block_rows(int Tq, int Tk) {
   int bq = (1 << 20) / Tk / 8 * 8;
   if (bq < 32) bq = 32;
   if (bq > 256) bq = 256;
+  if (Tk >= 1024 && bq > 96 && asink_sgemm_band_skips()) bq = 96;
   return bq < Tq ? bq : Tq;
 }
 

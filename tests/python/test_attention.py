@@ -168,6 +168,9 @@ BIG = [
     # packed once per head and read from each block's first key
     (C("softmax,kbias=head,vbias=head", H=2, D=20), 600),
     (C("sigmoid,window=80", H=2, Hkv=1, D=24), 530),
+    # from 1024 keys on the library's driver runs blocks of 96 queries (plan.c)
+    (C("softmax,sink=head,kbias=head,vbias=head", H=2, D=16), 1030),
+    (C("sigmoid,window=200,norm=sum", H=2, Hkv=1, D=24), 1100),
 ]
 
 
