@@ -29,6 +29,7 @@ static void ffn_forward(const asink_weights *w, const asink_layer_weights *y,
     asink_linear_forward(a->fg, F, xf, C, &y->up, N, nt);
     asink_act_forward(a->fh, a->fg, NULL, w->act, (size_t)N * F, nt);
   }
+  if (a->fh16) asink_round_bf16(a->fh16, a->fh, (size_t)N * F, nt);
   asink_linear_forward(out, C, a->fh, F, &y->down, N, nt);
 }
 

@@ -16,6 +16,8 @@ typedef struct {
   float *n2;    /* pre-norm: norm2(x_mid); post-norm: x_mid + ffn (norm2's input) */
   float *mean2, *rstd2;
   float *fg, *fu, *fh; /* FFN gate pre-activation, up, hidden (N x F) */
+  uint16_t *fh16;       /* NULL, or where the hidden is kept for backward, rounded to bf16
+                           (precision=bf16; fh is then scratch the next block reuses) */
   float *x_out;
 } asink_block_acts;
 

@@ -275,6 +275,7 @@ static void layout(const asink_weights *w, const asink_cache *c, int R, int maxT
   a->fg = asink_take(cv, R * F);
   a->fu = asink_take(cv, R * F);
   a->fh = asink_take(cv, R * F);
+  a->fh16 = NULL; /* no backward to keep it for */
   *xf = asink_take(cv, R * C);
   *xmean = asink_take(cv, R);
   *xrstd = asink_take(cv, R);

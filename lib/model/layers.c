@@ -277,8 +277,9 @@ static void gemm(bool bf16ops, bool ta, bool tb, int m, int n, int k, const floa
     asink_sgemm(ta, tb, m, n, k, 1.f, A, lda, B, ldb, beta, C, ldc, nt);
 }
 
-void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
-                           int ldx, const asink_linear *L, int N, int nt) {
+/* x16 (instead of x): only with bf16ops and W stored (out, in), where x is dW's B operand. */
+static void linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
+                            const uint16_t *x16, int ldx, const asink_linear *L, int N, int nt) {
   const bool r = L->bf16ops;
   if (dx)
     gemm(r, false, L->in_out, N, L->in, L->out, dy, ldy, L->w, r ? L->w16 : NULL, L->ldw,
@@ -286,10 +287,26 @@ void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int l
   if (L->in_out)
     gemm(r, true, false, L->in, L->out, N, x, ldx, dy, NULL, ldy, 1.f, L->dw, L->ldw, nt);
   else
-    gemm(r, true, false, L->out, L->in, N, dy, ldy, x, NULL, ldx, 1.f, L->dw, L->ldw, nt);
+    gemm(r, true, false, L->out, L->in, N, dy, ldy, x, x16, ldx, 1.f, L->dw, L->ldw, nt);
   if (L->db)
     for (int n = 0; n < N; n++)
       for (int j = 0; j < L->out; j++) L->db[j] += dy[(size_t)n * ldy + j];
+}
+
+void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
+                           int ldx, const asink_linear *L, int N, int nt) {
+  linear_backward(dx, lddx, acc, dy, ldy, x, NULL, ldx, L, N, nt);
+}
+
+void asink_linear_backward_x16(float *dx, int lddx, bool acc, const float *dy, int ldy,
+                               const uint16_t *x16, int ldx, const asink_linear *L, int N, int nt) {
+  linear_backward(dx, lddx, acc, dy, ldy, NULL, x16, ldx, L, N, nt);
+}
+
+void asink_round_bf16(uint16_t *dst, const float *src, size_t n, int nt) {
+  const long len = (long)n;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && len > 65536)
+  for (long j = 0; j < len; j++) dst[j] = asink_f32_to_bf16(src[j]);
 }
 
 /* ------------------------------------------------------- head + cross-entropy */

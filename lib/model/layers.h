@@ -75,6 +75,14 @@ void asink_linear_forward(float *y, int ldy, const float *x, int ldx, const asin
 /* dx (if not NULL) = dy W, or += with acc;  dW += dy^T x;  db += colsum(dy). */
 void asink_linear_backward(float *dx, int lddx, bool acc, const float *dy, int ldy, const float *x,
                            int ldx, const asink_linear *L, int N, int nt);
+/* The same with the layer's input kept in bf16 (x16, row stride ldx): for L->bf16ops layers
+ * stored (out, in), whose weight gradient rounds x to bf16 anyway, so the result is the
+ * same bits as asink_linear_backward on the float x that x16 was rounded from. */
+void asink_linear_backward_x16(float *dx, int lddx, bool acc, const float *dy, int ldy,
+                               const uint16_t *x16, int ldx, const asink_linear *L, int N, int nt);
+
+/* dst[i] = src[i] rounded to bf16 (nearest even, asink_f32_to_bf16), n values. */
+void asink_round_bf16(uint16_t *dst, const float *src, size_t n, int nt);
 
 /* ---- Fused head + cross-entropy over rows of x (N x C) against W (V x C).
  * targets < 0 are ignored; loss = mean over the others (count = their number).

@@ -27,9 +27,17 @@ static asink_linear with_grad(const asink_weights *w, const asink_pass *p, const
 
 /* ---------------------------------------------------------------- buffers */
 
+/* Whether the FFN hidden is kept in bf16 for backward: precision=bf16 rounds it to bf16
+ * wherever it is read (the down projection's forward and its weight gradient, which reads it
+ * as B: weights stored (out, in)), so keeping it so changes no bit and halves it. */
+static bool hidden_in_bf16(const asink_weights *w) {
+  return w->mixed && w->L > 0 && !w->layers[0].down.in_out;
+}
+
 static void layout_acts(const asink_weights *w, asink_pass *p, asink_carver *c, size_t N, size_t Nr) {
   const size_t C = w->C, HD = (size_t)w->H * w->D, KD = (size_t)w->Hkv * w->D, F = w->F;
-  const bool km = w->cfg.kernel_mlp;
+  const bool km = w->cfg.kernel_mlp, h16 = hidden_in_bf16(w);
+  float *shared_fh = h16 ? asink_take(c, N * F) : NULL;
   for (int l = 0; l < w->L; l++) {
     asink_acts *a = &p->acts[l];
     a->x_in = asink_take(c, N * C);
@@ -46,7 +54,8 @@ static void layout_acts(const asink_weights *w, asink_pass *p, asink_carver *c, 
     a->rstd2 = asink_take(c, N);
     a->fg = asink_take(c, N * F);
     a->fu = asink_take(c, N * F);
-    a->fh = asink_take(c, N * F);
+    a->fh = h16 ? shared_fh : asink_take(c, N * F);
+    a->fh16 = h16 ? (uint16_t *)asink_take(c, (N * F + 1) / 2) : NULL;
     a->qa = km ? asink_take(c, N * HD) : NULL;
     a->qphi = km ? asink_take(c, N * HD) : NULL;
     a->ka = km ? asink_take(c, N * KD) : NULL;
@@ -226,8 +235,8 @@ static asink_status attend(void *ctx, int l, const float *xa, float *out) {
 
 static asink_block_acts block_acts(const asink_pass *p, int l) {
   const asink_acts *a = &p->acts[l];
-  return (asink_block_acts){a->x_in, a->n1, a->mean1, a->rstd1, a->x_mid, a->n2, a->mean2,
-                            a->rstd2, a->fg, a->fu, a->fh, p->acts[l + 1].x_in};
+  return (asink_block_acts){a->x_in, a->n1,  a->mean1, a->rstd1, a->x_mid, a->n2, a->mean2,
+                            a->rstd2, a->fg,  a->fu,    a->fh,    a->fh16, p->acts[l + 1].x_in};
 }
 
 /* --------------------------------------------------------------- forward */
@@ -373,7 +382,10 @@ static void ffn_backward(const asink_weights *w, const asink_pass *p, int l, con
   const asink_acts *a = &p->acts[l];
   const int N = p->N, C = w->C, F = w->F;
   asink_linear down = with_grad(w, p, &y->down), up = with_grad(w, p, &y->up);
-  asink_linear_backward(b->dfh, F, false, dy, C, a->fh, F, &down, N, nt);
+  if (a->fh16)
+    asink_linear_backward_x16(b->dfh, F, false, dy, C, a->fh16, F, &down, N, nt);
+  else
+    asink_linear_backward(b->dfh, F, false, dy, C, a->fh, F, &down, N, nt);
   if (w->gated) {
     asink_linear gate = with_grad(w, p, &y->gate);
     asink_act_backward(b->dfg, b->dfu, b->dfh, a->fg, a->fu, w->act, (size_t)N * F, nt);

@@ -24,6 +24,8 @@ typedef struct {
   float *n2;    /* pre-norm: norm2(x_mid); post-norm: x_mid + ffn (norm2's input) */
   float *mean2, *rstd2;
   float *fg, *fu, *fh; /* FFN gate pre-activation, up, hidden (N x F) */
+  uint16_t *fh16;       /* precision=bf16 (down weights stored (out, in)): the hidden kept
+                           for backward in bf16, fh then one scratch all layers share */
 } asink_acts;
 
 /* Buffers that live within one call (backward buffers, the head's logits block) and

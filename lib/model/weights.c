@@ -393,11 +393,7 @@ void asink_weights_refresh_copies(asink_weights *w, int nt) {
   for (int i = 0; i < w->n_params; i++) {
     const asink_param *p = &w->params[i];
     if (!p->copy16) continue;
-    const float *src = p->data;
-    uint16_t *dst = p->copy16;
-    long n = (long)p->numel;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 65536)
-    for (long j = 0; j < n; j++) dst[j] = asink_f32_to_bf16(src[j]);
+    asink_round_bf16(p->copy16, p->data, p->numel, nt);
   }
 }
 
