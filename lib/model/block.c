@@ -18,6 +18,11 @@ void asink_block_kernel_mlp(const asink_layer_weights *y, const float *x, float 
   asink_linear_forward(phi, D, a, D, &y->kmlp2, (int)rows, nt);
 }
 
+/* An activation the backward reads in bf16 (dst not NULL): src rounded into dst. */
+static void keep16(uint16_t *dst, const float *src, size_t n, int nt) {
+  if (dst) asink_round_bf16(dst, src, n, nt);
+}
+
 static void ffn_forward(const asink_weights *w, const asink_layer_weights *y,
                         const asink_block_acts *a, const float *xf, float *out, int N, int nt) {
   const int C = w->C, F = w->F;
@@ -29,7 +34,7 @@ static void ffn_forward(const asink_weights *w, const asink_layer_weights *y,
     asink_linear_forward(a->fg, F, xf, C, &y->up, N, nt);
     asink_act_forward(a->fh, a->fg, NULL, w->act, (size_t)N * F, nt);
   }
-  if (a->fh16) asink_round_bf16(a->fh16, a->fh, (size_t)N * F, nt);
+  keep16(a->fh16, a->fh, (size_t)N * F, nt);
   asink_linear_forward(out, C, a->fh, F, &y->down, N, nt);
 }
 
@@ -76,15 +81,19 @@ asink_status asink_block_forward(const asink_weights *w, int l, const asink_bloc
     /* both norms read x_in before the FFN's output may overwrite it (decoding's x_out is x_in) */
     asink_block_norm(w, a->n1, a->mean1, a->rstd1, a->x_in, y->ln1_w, y->ln1_b, N, nt);
     asink_block_norm(w, a->n2, a->mean2, a->rstd2, a->x_in, y->ln2_w, y->ln2_b, N, nt);
+    keep16(a->n1_16, a->n1, NC, nt);
+    keep16(a->n2_16, a->n2, NC, nt);
     if ((st = attend(ctx, l, a->n1, a->x_mid))) return st;
     asink_residual_add(a->x_mid, a->x_in, NC, nt);
     ffn_forward(w, y, a, a->n2, a->x_out, N, nt);
     asink_residual_add(a->x_out, a->x_mid, NC, nt);
   } else if (w->cfg.norm == ASINK_NORMPOS_PRE) {
     asink_block_norm(w, a->n1, a->mean1, a->rstd1, a->x_in, y->ln1_w, y->ln1_b, N, nt);
+    keep16(a->n1_16, a->n1, NC, nt);
     if ((st = attend(ctx, l, a->n1, a->x_mid))) return st;
     asink_residual_add(a->x_mid, a->x_in, NC, nt);
     asink_block_norm(w, a->n2, a->mean2, a->rstd2, a->x_mid, y->ln2_w, y->ln2_b, N, nt);
+    keep16(a->n2_16, a->n2, NC, nt);
     ffn_forward(w, y, a, a->n2, a->x_out, N, nt);
     asink_residual_add(a->x_out, a->x_mid, NC, nt);
   } else {

@@ -18,6 +18,7 @@ typedef struct {
   float *fg, *fu, *fh; /* FFN gate pre-activation, up, hidden (N x F) */
   uint16_t *fh16;       /* NULL, or where the hidden is kept for backward, rounded to bf16
                            (precision=bf16; fh is then scratch the next block reuses) */
+  uint16_t *n1_16, *n2_16; /* the same for n1 and n2 (pre-norm, parallel residual) */
   float *x_out;
 } asink_block_acts;
 

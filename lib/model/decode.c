@@ -275,7 +275,7 @@ static void layout(const asink_weights *w, const asink_cache *c, int R, int maxT
   a->fg = asink_take(cv, R * F);
   a->fu = asink_take(cv, R * F);
   a->fh = asink_take(cv, R * F);
-  a->fh16 = NULL; /* no backward to keep it for */
+  a->fh16 = a->n1_16 = a->n2_16 = NULL; /* no backward to keep them for */
   *xf = asink_take(cv, R * C);
   *xmean = asink_take(cv, R);
   *xrstd = asink_take(cv, R);

@@ -34,14 +34,25 @@ static bool hidden_in_bf16(const asink_weights *w) {
   return w->mixed && w->L > 0 && !w->layers[0].down.in_out;
 }
 
+/* The same for the norms' outputs where they are the projections' inputs, which the
+ * backward reads only as the B operand of the q/k/v and FFN weight gradients. */
+static bool norms_in_bf16(const asink_weights *w) {
+  if (!w->mixed || w->L == 0 || !(w->cfg.parallel_residual || w->cfg.norm == ASINK_NORMPOS_PRE))
+    return false;
+  const asink_layer_weights *y = &w->layers[0];
+  return !(w->qkv_per_head ? y->qkv.in_out : y->q.in_out) && !y->up.in_out;
+}
+
 static void layout_acts(const asink_weights *w, asink_pass *p, asink_carver *c, size_t N, size_t Nr) {
   const size_t C = w->C, HD = (size_t)w->H * w->D, KD = (size_t)w->Hkv * w->D, F = w->F;
-  const bool km = w->cfg.kernel_mlp, h16 = hidden_in_bf16(w);
+  const bool km = w->cfg.kernel_mlp, h16 = hidden_in_bf16(w), n16 = norms_in_bf16(w);
   float *shared_fh = h16 ? asink_take(c, N * F) : NULL;
+  float *shared_n1 = n16 ? asink_take(c, N * C) : NULL, *shared_n2 = n16 ? asink_take(c, N * C) : NULL;
   for (int l = 0; l < w->L; l++) {
     asink_acts *a = &p->acts[l];
     a->x_in = asink_take(c, N * C);
-    a->n1 = asink_take(c, N * C);
+    a->n1 = n16 ? shared_n1 : asink_take(c, N * C);
+    a->n1_16 = n16 ? (uint16_t *)asink_take(c, (N * C + 1) / 2) : NULL;
     a->mean1 = asink_take(c, N);
     a->rstd1 = asink_take(c, N);
     a->q = asink_take(c, N * HD);
@@ -49,7 +60,8 @@ static void layout_acts(const asink_weights *w, asink_pass *p, asink_carver *c, 
     a->v = asink_take(c, N * KD);
     a->att = asink_take(c, N * HD);
     a->x_mid = asink_take(c, N * C);
-    a->n2 = asink_take(c, N * C);
+    a->n2 = n16 ? shared_n2 : asink_take(c, N * C);
+    a->n2_16 = n16 ? (uint16_t *)asink_take(c, (N * C + 1) / 2) : NULL;
     a->mean2 = asink_take(c, N);
     a->rstd2 = asink_take(c, N);
     a->fg = asink_take(c, N * F);
@@ -235,8 +247,11 @@ static asink_status attend(void *ctx, int l, const float *xa, float *out) {
 
 static asink_block_acts block_acts(const asink_pass *p, int l) {
   const asink_acts *a = &p->acts[l];
-  return (asink_block_acts){a->x_in, a->n1,  a->mean1, a->rstd1, a->x_mid, a->n2, a->mean2,
-                            a->rstd2, a->fg,  a->fu,    a->fh,    a->fh16, p->acts[l + 1].x_in};
+  return (asink_block_acts){.x_in = a->x_in, .n1 = a->n1, .mean1 = a->mean1, .rstd1 = a->rstd1,
+                            .x_mid = a->x_mid, .n2 = a->n2, .mean2 = a->mean2,
+                            .rstd2 = a->rstd2, .fg = a->fg, .fu = a->fu, .fh = a->fh,
+                            .fh16 = a->fh16, .n1_16 = a->n1_16, .n2_16 = a->n2_16,
+                            .x_out = p->acts[l + 1].x_in};
 }
 
 /* --------------------------------------------------------------- forward */
@@ -343,8 +358,18 @@ static asink_status reserve_work(const asink_weights *w, asink_pass *p, bwd_bufs
 }
 
 /* dx (+)= gradient through the attention sub-block given dy = d(o output). */
+/* The input's gradient into dx of a projection whose input x was kept in float, or in bf16
+ * (x16 not NULL). */
+static void proj_backward(float *dx, bool acc, const float *dy, int ldy, const float *x,
+                          const uint16_t *x16, int C, const asink_linear *L, int N, int nt) {
+  if (x16) asink_linear_backward_x16(dx, C, acc, dy, ldy, x16, C, L, N, nt);
+  else asink_linear_backward(dx, C, acc, dy, ldy, x, C, L, N, nt);
+}
+
+/* xa: the attention sub-block's input (xa16 its bf16 copy, or NULL). */
 static asink_status attn_backward(const asink_weights *w, asink_pass *p, int l, const float *xa,
-                                  const float *dy, float *dx, bool acc, bwd_bufs *b, int nt) {
+                                  const uint16_t *xa16, const float *dy, float *dx, bool acc,
+                                  bwd_bufs *b, int nt) {
   const asink_layer_weights *y = &w->layers[l];
   const asink_acts *a = &p->acts[l];
   const int N = p->N, C = w->C, HD = w->H * w->D, KD = w->Hkv * w->D;
@@ -367,17 +392,18 @@ static asink_status attn_backward(const asink_weights *w, asink_pass *p, int l, 
   if (w->qkv_per_head) { /* the forward's fused rows are free now: their gradient goes there */
     asink_linear qkv = with_grad(w, p, &y->qkv);
     asink_block_qkv_merge(w, b->dq, b->dk, b->dv, p->fused, N);
-    asink_linear_backward(dx, C, acc, p->fused, 3 * HD, xa, C, &qkv, N, nt);
+    proj_backward(dx, acc, p->fused, 3 * HD, xa, xa16, C, &qkv, N, nt);
     return ASINK_OK;
   }
-  asink_linear_backward(dx, C, acc, b->dq, HD, xa, C, &q, N, nt);
-  asink_linear_backward(dx, C, true, b->dk, KD, xa, C, &k, N, nt);
-  asink_linear_backward(dx, C, true, b->dv, KD, xa, C, &v, N, nt);
+  proj_backward(dx, acc, b->dq, HD, xa, xa16, C, &q, N, nt);
+  proj_backward(dx, true, b->dk, KD, xa, xa16, C, &k, N, nt);
+  proj_backward(dx, true, b->dv, KD, xa, xa16, C, &v, N, nt);
   return ASINK_OK;
 }
 
 static void ffn_backward(const asink_weights *w, const asink_pass *p, int l, const float *xf,
-                         const float *dy, float *dx, bool acc, bwd_bufs *b, int nt) {
+                         const uint16_t *xf16, const float *dy, float *dx, bool acc, bwd_bufs *b,
+                         int nt) {
   const asink_layer_weights *y = &w->layers[l];
   const asink_acts *a = &p->acts[l];
   const int N = p->N, C = w->C, F = w->F;
@@ -389,11 +415,11 @@ static void ffn_backward(const asink_weights *w, const asink_pass *p, int l, con
   if (w->gated) {
     asink_linear gate = with_grad(w, p, &y->gate);
     asink_act_backward(b->dfg, b->dfu, b->dfh, a->fg, a->fu, w->act, (size_t)N * F, nt);
-    asink_linear_backward(dx, C, acc, b->dfg, F, xf, C, &gate, N, nt);
-    asink_linear_backward(dx, C, true, b->dfu, F, xf, C, &up, N, nt);
+    proj_backward(dx, acc, b->dfg, F, xf, xf16, C, &gate, N, nt);
+    proj_backward(dx, true, b->dfu, F, xf, xf16, C, &up, N, nt);
   } else {
     asink_act_backward(b->dfg, NULL, b->dfh, a->fg, NULL, w->act, (size_t)N * F, nt);
-    asink_linear_backward(dx, C, acc, b->dfg, F, xf, C, &up, N, nt);
+    proj_backward(dx, acc, b->dfg, F, xf, xf16, C, &up, N, nt);
   }
 }
 
@@ -406,26 +432,26 @@ static asink_status block_backward(const asink_weights *w, asink_pass *p, int l,
   asink_status st;
   if (w->cfg.parallel_residual) {
     /* x_out = x_in + attn(norm1(x_in)) + ffn(norm2(x_in)) */
-    ffn_backward(w, p, l, a->n2, b->dres, b->dtmp, false, b, nt);
-    if ((st = attn_backward(w, p, l, a->n1, b->dres, b->dpar, false, b, nt))) return st;
+    ffn_backward(w, p, l, a->n2, a->n2_16, b->dres, b->dtmp, false, b, nt);
+    if ((st = attn_backward(w, p, l, a->n1, a->n1_16, b->dres, b->dpar, false, b, nt))) return st;
     norm_bwd(w, p, b->dres, b->dtmp, a->x_in, y->ln2_w, y->ln2_b, a->mean2, a->rstd2, b->s);
     norm_bwd(w, p, b->dres, b->dpar, a->x_in, y->ln1_w, y->ln1_b, a->mean1, a->rstd1, b->s);
   } else if (w->cfg.norm == ASINK_NORMPOS_PRE) {
     /* x_out = x_mid + ffn(norm2(x_mid)); x_mid = x_in + attn(norm1(x_in)) */
-    ffn_backward(w, p, l, a->n2, b->dres, b->dtmp, false, b, nt);
+    ffn_backward(w, p, l, a->n2, a->n2_16, b->dres, b->dtmp, false, b, nt);
     norm_bwd(w, p, b->dres, b->dtmp, a->x_mid, y->ln2_w, y->ln2_b, a->mean2, a->rstd2, b->s);
-    if ((st = attn_backward(w, p, l, a->n1, b->dres, b->dtmp, false, b, nt))) return st;
+    if ((st = attn_backward(w, p, l, a->n1, a->n1_16, b->dres, b->dtmp, false, b, nt))) return st;
     norm_bwd(w, p, b->dres, b->dtmp, a->x_in, y->ln1_w, y->ln1_b, a->mean1, a->rstd1, b->s);
   } else {
     /* x_out = norm2(n2), n2 = x_mid + ffn(x_mid); x_mid = norm1(n1), n1 = x_in + attn(x_in) */
     memset(b->dtmp, 0, NC * sizeof(float));
     norm_bwd(w, p, b->dtmp, b->dres, a->n2, y->ln2_w, y->ln2_b, a->mean2, a->rstd2, b->s);
     memcpy(b->dres, b->dtmp, NC * sizeof(float));
-    ffn_backward(w, p, l, a->x_mid, b->dtmp, b->dres, true, b, nt);
+    ffn_backward(w, p, l, a->x_mid, NULL, b->dtmp, b->dres, true, b, nt);
     memset(b->dtmp, 0, NC * sizeof(float));
     norm_bwd(w, p, b->dtmp, b->dres, a->n1, y->ln1_w, y->ln1_b, a->mean1, a->rstd1, b->s);
     memcpy(b->dres, b->dtmp, NC * sizeof(float));
-    if ((st = attn_backward(w, p, l, a->x_in, b->dtmp, b->dres, true, b, nt))) return st;
+    if ((st = attn_backward(w, p, l, a->x_in, NULL, b->dtmp, b->dres, true, b, nt))) return st;
   }
   return ASINK_OK;
 }

@@ -26,6 +26,8 @@ typedef struct {
   float *fg, *fu, *fh; /* FFN gate pre-activation, up, hidden (N x F) */
   uint16_t *fh16;       /* precision=bf16 (down weights stored (out, in)): the hidden kept
                            for backward in bf16, fh then one scratch all layers share */
+  uint16_t *n1_16, *n2_16; /* the same for the norms' outputs where they are the q/k/v and
+                              FFN inputs (pre-norm, parallel residual) */
 } asink_acts;
 
 /* Buffers that live within one call (backward buffers, the head's logits block) and
