@@ -7,7 +7,6 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/kernels.h"
 #include "model/model_internal.h"
 
 /* ------------------------------------------------------------- lifecycle */
@@ -215,7 +214,7 @@ asink_status asink_model_set_param(asink_model *m, const char *name, const float
     return asink_fail(ASINK_ERR_SHAPE, "parameter '%s' has %zu values; got %zu", name, p->numel,
                       numel);
   if (p->data16)
-    for (size_t i = 0; i < numel; i++) p->data16[i] = asink_f32_to_bf16(values[i]);
+    asink_round_bf16(p->data16, values, numel, 1);
   else
     memcpy(p->data, values, numel * sizeof(float));
   m->copies_stale = true;
