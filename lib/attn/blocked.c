@@ -52,10 +52,11 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
  * panels) and there is more than one block to share them (a decoding step is one). */
 static bool packs_once(int Tq, int bq) { return asink_sgemm_band_skips() && Tq > bq; }
 
-/* Floats of one slot: T keys of D, packed with keys for columns or for k. */
+/* Floats of one slot: T keys of D, packed with keys for columns or for k (a multiple of 16
+ * either way: whole panels). */
 static size_t panel_slot(int T, int D) {
   size_t cols = asink_sgemm_packed_floats(T, D), ks = asink_sgemm_packed_floats(D, T);
-  return round16(cols > ks ? cols : ks);
+  return cols > ks ? cols : ks;
 }
 
 /* A multiple of 16 floats, so every thread's panels start on a cache line. */

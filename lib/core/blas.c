@@ -123,6 +123,9 @@ static float *reserve(pack_buf *b, size_t floats) {
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
+/* Floats between the panels of an operand packed over all of its k (asink_sgemm_pack_b). */
+static size_t whole_panel(size_t nr, size_t k) { return round16(nr * k); }
+
 /* A matrix as the micro-kernel sees an operand: element (r, p) at src[r*s_r + p*s_p],
  * r along the panel width (MR or NR), p along k. */
 typedef struct {
@@ -238,7 +241,7 @@ static void gemm_thread(const gemm_job *J, float *apack, int tid, int nt) {
           const float *b = J->bpack + jp * psb;
           if (J->pre) /* the panel of column jc + jp NR (nc is a multiple of NR), at k step pc */
             b = J->pre->panels +
-                (((size_t)J->pre->j0 + jc) / NR + jp) * round16(NR * (size_t)J->pre->k) +
+                (((size_t)J->pre->j0 + jc) / NR + jp) * whole_panel(NR, (size_t)J->pre->k) +
                 ((size_t)J->pre->p0 + pc) * NR;
           size_t nr = min_sz(NR, nc - jp * NR), j = jc + jp * NR;
           for (size_t ir = 0; ir < mc; ir += MR) {
@@ -468,7 +471,7 @@ int asink_sgemm_panel_width(void) {
 
 size_t asink_sgemm_packed_floats(int n, int k) {
   pthread_once(&g_once, gemm_init);
-  return ((size_t)n + G.nr - 1) / G.nr * round16(G.nr * (size_t)k);
+  return ((size_t)n + G.nr - 1) / G.nr * whole_panel(G.nr, (size_t)k);
 }
 
 void asink_sgemm_pack_b(bool transb, int n, int k, const float *B, int ldb, float *dst) {
@@ -476,8 +479,8 @@ void asink_sgemm_pack_b(bool transb, int n, int k, const float *B, int ldb, floa
   operand op = {B, NULL, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb, false};
   gemm_job J = {.mr = G.mr, .nr = G.nr};
   size_t npanels = ((size_t)n + G.nr - 1) / G.nr;
-  pack_rows(&J, dst, &op, 0, (size_t)n, 0, (size_t)k, G.nr, round16(G.nr * (size_t)k), 0, npanels,
-            NULL);
+  pack_rows(&J, dst, &op, 0, (size_t)n, 0, (size_t)k, G.nr, whole_panel(G.nr, (size_t)k), 0,
+            npanels, NULL);
 }
 
 void asink_sgemm(bool transa, bool transb, int m, int n, int k, float alpha, const float *A,
