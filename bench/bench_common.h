@@ -77,12 +77,15 @@ typedef struct {
   int L, H, C, F, V, T, B;
 } bench_shape;
 
-/* The study's 60M LLaMA (bench_train's batch from --batch) and the study program's default
- * tiny shape, by name; NULL for another name. */
+/* By name (NULL for another): the study's 60M LLaMA (bench_train's batch from --batch); tiny,
+ * the width-128 shape of the first small-scale trials (docs/results.md, "How the defaults were
+ * chosen"); study, what `attnsink train` and `make study` train by default (width 64, batch 16,
+ * 256 bytes and BOS). */
 static inline const bench_shape *bench_shape_find(const char *name) {
   static const bench_shape shapes[] = {
       {"study60m", 10, 8, 768, 1536, 50432, 256, 8},
       {"tiny", 4, 4, 128, 256, 256, 128, 32},
+      {"study", 4, 4, 64, 128, 257, 128, 16},
   };
   for (size_t j = 0; j < sizeof shapes / sizeof *shapes; j++)
     if (!strcmp(shapes[j].name, name)) return &shapes[j];
@@ -101,7 +104,7 @@ static inline int bench_models_ok(const char *prog, const char *models) {
   int n = 0;
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save), n++)
     if (!bench_shape_find(name)) {
-      fprintf(stderr, "%s: unknown model '%s' in --models (study60m, tiny)\n", prog, name);
+      fprintf(stderr, "%s: unknown model '%s' in --models (study60m, tiny, study)\n", prog, name);
       return 0;
     }
   if (!n) fprintf(stderr, "%s: --models names no model\n", prog);

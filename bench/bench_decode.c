@@ -1,5 +1,5 @@
 /* Decode-throughput benchmark of the library: one JSON line per (model, batch).
- *   bench_decode [--threads N] [--models study60m,tiny] [--batch 1,8] [--cache 2048]
+ *   bench_decode [--threads N] [--models study60m,tiny,study] [--batch 1,8] [--cache 2048]
  *                [--steps 32]
  * Models: bench_train's shapes (bench_common.h), random weights from seed 0. Per model and
  * batch B: a "full" cache of max_len cache + 2 + steps, prefilled with `cache` tokens per
@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
   const char *models = "study60m,tiny";
   const bench_arg args[] = {
       {"--threads", "N", BENCH_ARG_INT, &threads, 1, 0, "threads"},
-      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny"},
+      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny, study"},
       {"--batch", "LIST", BENCH_ARG_INTS, &batch, 1, 1 << 20, "batch sizes"},
       {"--cache", "N", BENCH_ARG_INT, &cache_len, 1, 0, "cached tokens per sequence before the timed steps"},
       {"--steps", "S", BENCH_ARG_INT, &steps, 1, 0, "timed single-token steps"},
@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
     const bench_shape *s = bench_shape_find(name);
     if (!s) {
-      fprintf(stderr, "unknown model '%s' (study60m, tiny)\n", name);
+      fprintf(stderr, "unknown model '%s' (study60m, tiny, study)\n", name);
       rc = 2;
       break;
     }

@@ -1,5 +1,5 @@
 /* Training-step benchmark of the library's model: one JSON line per model.
- *   bench_train [--threads N] [--models study60m,tiny] [--steps S] [--batch B]
+ *   bench_train [--threads N] [--models study60m,tiny,study] [--steps S] [--batch B]
  *               [--precision fp32|bf16]
  * --precision bf16 trains in bf16 mixed precision (the model option precision=bf16); every
  * JSON line names its "precision".
@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
   const char *models = "study60m,tiny", *precision = "fp32";
   const bench_arg args[] = {
       {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
-      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny"},
+      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny, study"},
       {"--steps", "S", BENCH_ARG_INT, &steps, 1, 0, "timed steps, after two warm-up steps"},
       {"--batch", "B", BENCH_ARG_INT, &batch, 1, 0, "study60m's batch (tiny keeps 32)"},
       {"--precision", "P", BENCH_ARG_STRING, &precision, 0, 0, "fp32, or bf16 (mixed precision: precision=bf16)"},
@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
     const bench_shape *s = bench_shape_find(name);
     if (!s) {
-      fprintf(stderr, "unknown model '%s' (study60m, tiny)\n", name);
+      fprintf(stderr, "unknown model '%s' (study60m, tiny, study)\n", name);
       return 2;
     }
     bench_shape sh = *s;

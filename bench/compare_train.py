@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Library against PyTorch tokens/s, measured in interleaved rounds.
 
-    compare_train.py [--build build] [--models study60m,tiny] [--rounds 3] [--steps 5]
+    compare_train.py [--build build] [--models study60m,tiny,study] [--rounds 3] [--steps 5]
                      [--batch 4] [--threads 2] [--torch-threads best|N] [--blas-dir DIR]
                      [--configs plain,tuned,blis-tuned,openblas-tuned]
 

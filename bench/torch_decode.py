@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch twin of bench_decode: cached single-token decoding, one JSON line per (model, batch).
 
-    torch_decode.py [--threads N|best] [--models study60m,tiny] [--batch 1,8] [--cache 2048]
+    torch_decode.py [--threads N|best] [--models study60m,tiny,study] [--batch 1,8] [--cache 2048]
                     [--steps 32]
 
 The models of torch_train.py (its build_model: same shapes, same initialisation, seed 0),
@@ -181,7 +181,7 @@ def main():
     models = args.models.split(",")
     for name in models:
         if name not in SHAPES:
-            sys.exit(f"unknown model '{name}' (study60m, tiny)")
+            sys.exit(f"unknown model '{name}' (study60m, tiny, study)")
     try:
         batches = [int(b) for b in args.batch.split(",")]
     except ValueError:

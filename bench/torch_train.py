@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch eager twin of bench_train: one training-step JSON line per model.
 
-    torch_train.py [--threads N|best] [--match-blas-threads] [--models study60m,tiny]
+    torch_train.py [--threads N|best] [--match-blas-threads] [--models study60m,tiny,study]
                    [--steps S] [--batch B]
 
 The same models as bench_train.c, written as a compact LLaMA in plain PyTorch (float32):
@@ -32,6 +32,7 @@ import torch_bench_common as tbc  # noqa: E402
 SHAPES = {
     "study60m": (10, 8, 768, 1536, 50432, 256, 8),
     "tiny": (4, 4, 128, 256, 256, 128, 32),
+    "study": (4, 4, 64, 128, 257, 128, 16),
 }
 
 
@@ -184,7 +185,7 @@ def main():
     models = args.models.split(",")
     for name in models:
         if name not in SHAPES:
-            sys.exit(f"unknown model '{name}' (study60m, tiny)")
+            sys.exit(f"unknown model '{name}' (study60m, tiny, study)")
     if args.steps < 1 or args.batch < 1:
         sys.exit("--steps and --batch must be >= 1")
     if args.threads == "best":
