@@ -120,6 +120,17 @@ for n in bench_train bench_decode; do
     expect_error "$t" "an unknown model" "^$n: unknown model 'nope' in --models" --models tiny,nope
   fi
 done
+# The model shapes are one table in two languages: bench_common.h (bench_train, bench_decode)
+# and torch_train.py (the PyTorch side of every comparison).
+c_shapes=$(grep -oE '\{"[a-z0-9]+", *[0-9]+(, *[0-9]+){6}\}' "$src/bench_common.h" | tr -d '{}" ' | sort)
+py_shapes=$(grep -oE '^ *"[a-z0-9]+": *\([0-9]+(, *[0-9]+){6}\)' "$src/torch_train.py" |
+  sed -E 's/^ *"([a-z0-9]+)": *\(/\1,/; s/[ )]//g' | sort)
+if [[ -n "$c_shapes" && "$c_shapes" == "$py_shapes" ]]; then ok
+else
+  printf 'bench_common.h:\n%s\ntorch_train.py:\n%s\n' "$c_shapes" "$py_shapes" > "$tmp/shapes"
+  bad "bench_common.h and torch_train.py list different model shapes" "$tmp/shapes"
+fi
+
 k=$(prog bench_kernels)
 if [[ -n "$k" ]]; then
   expect_error "$k" "a non-number" "^bench_kernels: --ms takes a number, got 'nan'" --ms nan
