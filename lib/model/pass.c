@@ -357,16 +357,16 @@ static asink_status reserve_work(const asink_weights *w, asink_pass *p, bwd_bufs
   return ASINK_OK;
 }
 
-/* dx (+)= gradient through the attention sub-block given dy = d(o output). */
-/* The input's gradient into dx of a projection whose input x was kept in float, or in bf16
- * (x16 not NULL). */
+/* A projection's backward (dx (+)= dy W, dW += dy^T x) whose input x, n wide (dx and x both
+ * of row stride n), was kept in float, or in bf16 (x16 not NULL). */
 static void proj_backward(float *dx, bool acc, const float *dy, int ldy, const float *x,
-                          const uint16_t *x16, int C, const asink_linear *L, int N, int nt) {
-  if (x16) asink_linear_backward_x16(dx, C, acc, dy, ldy, x16, C, L, N, nt);
-  else asink_linear_backward(dx, C, acc, dy, ldy, x, C, L, N, nt);
+                          const uint16_t *x16, int n, const asink_linear *L, int N, int nt) {
+  if (x16) asink_linear_backward_x16(dx, n, acc, dy, ldy, x16, n, L, N, nt);
+  else asink_linear_backward(dx, n, acc, dy, ldy, x, n, L, N, nt);
 }
 
-/* xa: the attention sub-block's input (xa16 its bf16 copy, or NULL). */
+/* dx (+)= gradient through the attention sub-block given dy = d(o output); xa: the
+ * sub-block's input (xa16 its bf16 copy, or NULL). */
 static asink_status attn_backward(const asink_weights *w, asink_pass *p, int l, const float *xa,
                                   const uint16_t *xa16, const float *dy, float *dx, bool acc,
                                   bwd_bufs *b, int nt) {
@@ -408,10 +408,7 @@ static void ffn_backward(const asink_weights *w, const asink_pass *p, int l, con
   const asink_acts *a = &p->acts[l];
   const int N = p->N, C = w->C, F = w->F;
   asink_linear down = with_grad(w, p, &y->down), up = with_grad(w, p, &y->up);
-  if (a->fh16)
-    asink_linear_backward_x16(b->dfh, F, false, dy, C, a->fh16, F, &down, N, nt);
-  else
-    asink_linear_backward(b->dfh, F, false, dy, C, a->fh, F, &down, N, nt);
+  proj_backward(b->dfh, false, dy, C, a->fh, a->fh16, F, &down, N, nt);
   if (w->gated) {
     asink_linear gate = with_grad(w, p, &y->gate);
     asink_act_backward(b->dfg, b->dfu, b->dfh, a->fg, a->fu, w->act, (size_t)N * F, nt);
