@@ -240,13 +240,15 @@ static bool stair_wanted(const void *ctx, int r0, int r1, int c0, int c1) {
 
 START_TEST(prepacked_b_gives_the_same_bits) {
   asink_sgemm_force_driver(1);
-  const int NR = asink_sgemm_panel_width();
+  const int NR = (int)asink_kern()->gemm.nr; /* the driver's panel width */
   /* full B: nfull columns x kfull; the product reads n columns from j0, k steps from p0 */
   const int cases[][6] = {
       /* m, n, k, j0, p0, transb */
       {37, 50, 64, 0, 0, 1},    {37, 50, 64, NR, 0, 1},   {6, 3 * NR + 5, 20, 2 * NR, 0, 1},
       {100, 20, 300, 0, 0, 0},  {100, 20, 300, 0, 77, 0}, {13, 64, 513, 0, 190, 0},
       {256, 64, 1024, 0, 0, 0}, {200, 33, 9, NR, 3, 1},
+      /* columns from off a panel boundary: the driver packs B itself */
+      {37, 50, 64, 5, 0, 1},    {20, NR + 3, 40, NR + 1, 7, 1},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
     for (int banded = 0; banded < 2; banded++)

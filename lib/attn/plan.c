@@ -92,7 +92,7 @@ void asink_attn_plan_block(const asink_spec *sp, const attn_geom *g, int q0, int
 void asink_attn_tiles_abt(const block_plan *p, int D, float alpha, const float *A, int lda,
                           const float *B, int ldb, const asink_gemm_prepacked *pre, float *S,
                           int lds) {
-  if (pre && !(p->banded && pre->j0 % asink_sgemm_panel_width() == 0)) pre = NULL;
+  if (!p->banded) pre = NULL;
   for (int i = 0; i < p->n; i++) {
     const tile *t = &p->t[i];
     asink_sgemm_band_pre(false, true, t->nr, t->nc, D, alpha, A + (size_t)t->r0 * lda, lda,

@@ -51,8 +51,8 @@ void asink_attn_plan_block(const asink_spec *sp, const attn_geom *g, int q0, int
 
 /* pre: the head's B operand packed once (asink_sgemm_pack_b over all its keys), from
  * which a banded plan reads the block's part instead of packing it; NULL: none. Keys
- * are B's columns in tiles_abt (then used only when the block's first key, pre->j0, is
- * at a panel boundary) and B's k in tiles_ab (from pre->p0). */
+ * are B's columns in tiles_abt (from pre->j0; the driver packs a block whose first key is
+ * off a panel boundary itself) and B's k in tiles_ab (from pre->p0). */
 
 /* S[tile] = alpha * A[rows] B[cols]^T: scores (A = q, B = k) or dP (A = dO, B = v). */
 void asink_attn_tiles_abt(const block_plan *p, int D, float alpha, const float *A, int lda,

@@ -300,10 +300,12 @@ static void choose_grid(gemm_job *J, int threads) {
   }
 }
 
+enum { A_IN_PLACE_PANELS = 4 };
+
 /* false when no pack buffer could be had: the caller falls back to BLIS. round: the float
  * operands are rounded to bf16 as they are packed; pairs (round only, no band): by the bf16
- * pair kernel's packing, for that kernel. */
-enum { A_IN_PLACE_PANELS = 4 };
+ * pair kernel's packing, for that kernel. pre: B's panels, read where they fit (a float
+ * product whose first column starts a panel), else B is packed as usual. */
 
 static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, const uint16_t *B16, int ldb,
@@ -314,7 +316,8 @@ static bool packed_sgemm(bool transa, bool transb, int m, int n, int k, float al
   operand opB = {B, B16, transb ? (size_t)ldb : 1u, transb ? 1u : (size_t)ldb, round};
   gemm_job J = {.mr = G.mr, .nr = G.nr, .mc = G.mc, .kc = G.kc, .nc = G.nc, .M = (size_t)m,
                 .N = (size_t)n, .K = (size_t)k, .A = opA, .B = opB, .c = C, .ldc = (size_t)ldc,
-                .alpha = alpha, .beta = beta, .band = band, .pre = round ? NULL : pre};
+                .alpha = alpha, .beta = beta, .band = band,
+                .pre = round || (pre && pre->j0 % G.nr) ? NULL : pre};
   if (pairs && round && !band) {
     J.pairs = pairs;
     J.mr = pairs->mr, J.nr = pairs->nr, J.mc = pairs->mc, J.kc = pairs->kc, J.nc = pairs->nc;
@@ -462,11 +465,6 @@ void asink_sgemm_band(bool transa, bool transb, int m, int n, int k, float alpha
                       const asink_gemm_band *band) {
   asink_sgemm_band_pre(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, threads, band,
                        NULL);
-}
-
-int asink_sgemm_panel_width(void) {
-  pthread_once(&g_once, gemm_init);
-  return (int)G.nr;
 }
 
 size_t asink_sgemm_packed_floats(int n, int k) {

@@ -58,12 +58,11 @@ bool asink_sgemm_band_skips(void);
 typedef struct {
   const float *panels; /* asink_sgemm_pack_b's output */
   int k;               /* the k it was packed over */
-  int j0, p0;          /* this product's B starts at column j0 (a multiple of
-                          asink_sgemm_panel_width()) and k step p0 of it */
+  int j0, p0;          /* this product's B starts at column j0 and k step p0 of it; a j0
+                          off a panel boundary (the micro-kernel's nr) is not read:
+                          the driver packs B as usual */
 } asink_gemm_prepacked;
 
-/* Columns of B per packed panel (the micro-kernel's nr). */
-int asink_sgemm_panel_width(void);
 /* Floats asink_sgemm_pack_b writes for n columns over k. */
 size_t asink_sgemm_packed_floats(int n, int k);
 /* op(B) (k x n; transb as in asink_sgemm) into dst, asink_sgemm_packed_floats(n, k) floats.
