@@ -81,6 +81,7 @@ typedef struct {
  * the width-128 shape of the first small-scale trials (docs/results.md, "How the defaults were
  * chosen"); study, what `attnsink train` and `make study` train by default (width 64, batch 16,
  * 256 bytes and BOS). */
+#define BENCH_SHAPE_NAMES "study60m, tiny, study" /* the names below, for messages */
 static inline const bench_shape *bench_shape_find(const char *name) {
   static const bench_shape shapes[] = {
       {"study60m", 10, 8, 768, 1536, 50432, 256, 8},
@@ -104,7 +105,7 @@ static inline int bench_models_ok(const char *prog, const char *models) {
   int n = 0;
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save), n++)
     if (!bench_shape_find(name)) {
-      fprintf(stderr, "%s: unknown model '%s' in --models (study60m, tiny, study)\n", prog, name);
+      fprintf(stderr, "%s: unknown model '%s' in --models (" BENCH_SHAPE_NAMES ")\n", prog, name);
       return 0;
     }
   if (!n) fprintf(stderr, "%s: --models names no model\n", prog);

@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
   const char *models = "study60m,tiny", *precision = "fp32";
   const bench_arg args[] = {
       {"--threads", "N", BENCH_ARG_INT, &threads, 0, 0, "threads; 0: the library's default"},
-      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: study60m, tiny, study"},
+      {"--models", "LIST", BENCH_ARG_STRING, &models, 0, 0, "shapes, comma-separated: " BENCH_SHAPE_NAMES},
       {"--steps", "S", BENCH_ARG_INT, &steps, 1, 0, "timed steps, after two warm-up steps"},
       {"--batch", "B", BENCH_ARG_INT, &batch, 1, 0, "study60m's batch (tiny keeps 32)"},
       {"--precision", "P", BENCH_ARG_STRING, &precision, 0, 0, "fp32, or bf16 (mixed precision: precision=bf16)"},
@@ -133,12 +133,7 @@ int main(int argc, char **argv) {
   char list[256];
   snprintf(list, sizeof list, "%s", models);
   for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-    const bench_shape *s = bench_shape_find(name);
-    if (!s) {
-      fprintf(stderr, "unknown model '%s' (study60m, tiny, study)\n", name);
-      return 2;
-    }
-    bench_shape sh = *s;
+    bench_shape sh = *bench_shape_find(name); /* bench_models_ok checked the list */
     if (!strcmp(sh.name, "study60m")) sh.B = batch;
     rc |= run_model(&sh, threads, steps, precision, &roof);
   }

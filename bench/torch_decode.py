@@ -181,7 +181,7 @@ def main():
     models = args.models.split(",")
     for name in models:
         if name not in SHAPES:
-            sys.exit(f"unknown model '{name}' (study60m, tiny, study)")
+            sys.exit(f"unknown model '{name}' ({', '.join(SHAPES)})")
     try:
         batches = [int(b) for b in args.batch.split(",")]
     except ValueError:

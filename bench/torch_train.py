@@ -185,7 +185,7 @@ def main():
     models = args.models.split(",")
     for name in models:
         if name not in SHAPES:
-            sys.exit(f"unknown model '{name}' (study60m, tiny, study)")
+            sys.exit(f"unknown model '{name}' ({', '.join(SHAPES)})")
     if args.steps < 1 or args.batch < 1:
         sys.exit("--steps and --batch must be >= 1")
     if args.threads == "best":
